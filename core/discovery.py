@@ -367,6 +367,7 @@ class Discovery:
         self.rejected = 0
         self.rejected_reasons: collections.Counter[str] = collections.Counter()
         self.sent = 0
+        self.heard_self = 0  # our own beacons looped back: proof that the group works on this interface
 
         self._limiter = _RateLimiter(self.interval, max_per_source, max_per_host)
         self._peers: dict[str, Beacon] = {}
@@ -491,7 +492,8 @@ class Discovery:
             self._reject("error", addr, exc)
             return
         if beacon.id == self.identity.id:
-            return  # our own beacon, looped back
+            self.heard_self += 1
+            return
         try:
             self._accept(beacon, nonce)
         except CoveyError as exc:
