@@ -152,7 +152,7 @@ class Verifier:
         self.max_entries = max_entries
         self._seen: dict[tuple[str, bytes], float] = {}
         self._expiry: list[tuple[float, str, bytes]] = []  # heap by timestamp
-        self._floor = -math.inf  # messages at or below this timestamp are refused
+        self._floor = -math.inf  # messages with a timestamp below this are refused
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -175,7 +175,7 @@ class Verifier:
         key = (signer, envelope["nonce"])
         with self._lock:
             self._forget_before(now - self.window)
-            if ts <= self._floor:
+            if ts < self._floor:
                 raise StaleMessage(
                     f"signed {kind} from {signer[:16]} is older than the replay-protection "
                     f"horizon (the clock stepped back or many messages arrived at once); "
@@ -197,6 +197,6 @@ class Verifier:
         while len(self._seen) >= self.max_entries:
             old_ts, signer, nonce = heapq.heappop(self._expiry)
             self._seen.pop((signer, nonce), None)
-            self._floor = max(self._floor, old_ts)
+            self._floor = max(self._floor, math.nextafter(old_ts, math.inf))
         self._seen[key] = ts
         heapq.heappush(self._expiry, (ts, key[0], key[1]))

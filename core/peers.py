@@ -1,0 +1,343 @@
+"""The peer book: who we know, how far we trust them, and what that allows.
+
+The policy table (DESIGN section 2) lives here and only here: every service
+asks :meth:`PeerBook.check` before acting for a peer.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from enum import Enum
+from typing import Callable
+
+from core import events as ev
+from core.errors import (AmbiguousPeer, BadRequest, PeerBanned, RefusedByPolicy, UnknownPeer)
+from core.events import EventBus
+from core.identity import is_peer_id
+from core.store import PeerRecord, Store
+
+log = logging.getLogger("covey.peers")
+
+DEFAULT_BAN_THRESHOLD = 0.2
+START_REPUTATION = 0.5
+REWARD = 0.01
+PENALTY = 0.1
+SEEN_WRITE_INTERVAL = 10.0  # seconds between last_seen writes per peer
+MIN_PREFIX = 4
+MAX_NAME = 64
+MAX_ADDRESS = 512
+MODES = ("asymmetric", "symmetric", "none")
+SOURCES = ("manual", "lan", "bootstrap", "inbound")
+
+
+class Tier(str, Enum):
+    CORE = "core"
+    SANDBOX = "sandbox"
+    EXTERNAL = "external"
+    UNKNOWN = "unknown"
+
+
+class Capability(str, Enum):
+    CONNECT = "connect"
+    CHAT = "chat"
+    CONTACT_REQUEST = "contact_request"
+    KNOWLEDGE_ACCEPT = "knowledge_accept"
+    KNOWLEDGE_PROPAGATE = "knowledge_propagate"
+    QUERY = "query"
+    LEARN_CONTRIBUTE = "learn_contribute"
+    DELEGATE_TASKS = "delegate_tasks"
+    RELAY = "relay"
+
+
+C = Capability
+# DESIGN section 2. UNKNOWN peers may connect (rate-limited by the transport)
+# and send a contact request, nothing else; banned peers may do nothing.
+POLICY: dict[Tier, frozenset[Capability]] = {
+    Tier.CORE: frozenset(Capability),
+    Tier.SANDBOX: frozenset({C.CONNECT, C.CHAT, C.CONTACT_REQUEST, C.KNOWLEDGE_ACCEPT, C.QUERY,
+                             C.LEARN_CONTRIBUTE}),
+    Tier.EXTERNAL: frozenset({C.CONNECT, C.CHAT, C.CONTACT_REQUEST, C.QUERY}),
+    Tier.UNKNOWN: frozenset({C.CONNECT, C.CONTACT_REQUEST}),
+}
+# Least trusted first: used to suggest the tier that would allow a capability.
+TIER_ORDER = (Tier.UNKNOWN, Tier.EXTERNAL, Tier.SANDBOX, Tier.CORE)
+
+_DOING = {
+    C.CONNECT: "connect",
+    C.CHAT: "chat",
+    C.CONTACT_REQUEST: "send a contact request",
+    C.KNOWLEDGE_ACCEPT: "have its knowledge accepted",
+    C.KNOWLEDGE_PROPAGATE: "have its knowledge propagated",
+    C.QUERY: "query our knowledge or models",
+    C.LEARN_CONTRIBUTE: "contribute learning updates",
+    C.DELEGATE_TASKS: "delegate tasks",
+    C.RELAY: "relay or hold our messages",
+}
+
+
+def parse_tier(tier: Tier | str) -> Tier:
+    """A Tier from a Tier or its name (any case); BadRequest listing the valid ones otherwise."""
+    if isinstance(tier, Tier):
+        return tier
+    try:
+        return Tier(str(tier).strip().lower())
+    except ValueError:
+        valid = ", ".join(t.value for t in TIER_ORDER[::-1])
+        raise BadRequest(f"unknown trust tier {tier!r}: choose one of {valid}") from None
+
+
+def allows(tier: Tier, banned: bool, capability: Capability) -> bool:
+    """Whether a peer of ``tier`` (banned or not) may do ``capability``."""
+    if banned:
+        return False
+    return Capability(capability) in POLICY[parse_tier(tier)]
+
+
+def lowest_tier_allowing(capability: Capability) -> Tier:
+    """The least trusted tier that allows ``capability``."""
+    return next(t for t in TIER_ORDER if capability in POLICY[t])
+
+
+def _record_tier(rec: PeerRecord) -> Tier:
+    """The record's tier; a value this version does not know counts as UNKNOWN (least trust)."""
+    try:
+        return Tier(rec.tier)
+    except ValueError:
+        log.warning("peer %s has an unknown tier %r in the database; treating it as unknown",
+                    rec.id[:16], rec.tier)
+        return Tier.UNKNOWN
+
+
+def _short(rec: PeerRecord) -> str:
+    return f"{rec.name} ({rec.id[:12]})" if rec.name else rec.id[:12]
+
+
+def _clean_name(name: str) -> str:
+    """Printable, single-line, bounded: names may come from the network."""
+    if not isinstance(name, str):
+        raise BadRequest("a peer name must be text")
+    cleaned = "".join(ch for ch in name if ch.isprintable()).strip()
+    return cleaned[:MAX_NAME]
+
+
+class PeerBook:
+    """Peers, trust tiers, bans and reputation, persisted in the Store."""
+
+    def __init__(self, store: Store, events: EventBus, ban_threshold: float = DEFAULT_BAN_THRESHOLD,
+                 *, seen_interval: float = SEEN_WRITE_INTERVAL,
+                 clock: Callable[[], float] = time.time):
+        if not 0.0 <= ban_threshold < 1.0:
+            raise ValueError("ban_threshold must be in [0, 1)")
+        self.store = store
+        self.events = events
+        self.ban_threshold = ban_threshold
+        self.seen_interval = seen_interval
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._last_seen_write: dict[str, tuple[float, str | None]] = {}
+
+    # -- reading -------------------------------------------------------------
+    def get(self, peer_id: str) -> PeerRecord | None:
+        return self.store.get_peer(peer_id)
+
+    def list(self) -> list[PeerRecord]:
+        return self.store.list_peers()
+
+    def _require(self, peer_id: str) -> PeerRecord:
+        rec = self.store.get_peer(peer_id)
+        if rec is None:
+            raise UnknownPeer(f"no peer {peer_id[:16]!r} in the peer book; see `covey peers list`",
+                              peer=peer_id)
+        return rec
+
+    def resolve(self, ref: str) -> PeerRecord:
+        """The peer named by a full id, a unique id prefix (>= 4 hex digits) or an exact name."""
+        text = (ref or "").strip()
+        if not text:
+            raise UnknownPeer("no peer given: use an id, an id prefix or a name")
+        lowered = text.lower()
+        if is_peer_id(lowered):
+            return self._require(lowered)
+        peers = self.list()
+        matches = {p.id: p for p in peers if p.name == text}
+        is_hex = all(ch in "0123456789abcdef" for ch in lowered)
+        if is_hex and len(lowered) >= MIN_PREFIX:
+            matches.update({p.id: p for p in peers if p.id.startswith(lowered)})
+        if len(matches) == 1:
+            return next(iter(matches.values()))
+        if matches:
+            listed = ", ".join(_short(p) for p in matches.values())
+            raise AmbiguousPeer(f"{text!r} matches {len(matches)} peers: {listed}; give more of the id",
+                                candidates=sorted(matches))
+        hint = (f" (an id prefix needs at least {MIN_PREFIX} hex digits)"
+                if is_hex and len(lowered) < MIN_PREFIX else "")
+        raise UnknownPeer(f"no peer matches {text!r}{hint}; see `covey peers list`")
+
+    def tier_of(self, peer_id: str) -> Tier:
+        """The peer's tier; UNKNOWN for peers not in the book."""
+        rec = self.get(peer_id)
+        return _record_tier(rec) if rec else Tier.UNKNOWN
+
+    # -- policy --------------------------------------------------------------
+    def check(self, peer_id: str, capability: Capability) -> None:
+        """Raise unless the peer may do ``capability``.
+
+        PeerBanned for banned peers, RefusedByPolicy when the tier does not
+        allow it. A peer absent from the book counts as UNKNOWN for what
+        UNKNOWN may do (connect, contact request) and raises UnknownPeer otherwise.
+        """
+        capability = Capability(capability)
+        rec = self.get(peer_id)
+        if rec is None:
+            if allows(Tier.UNKNOWN, False, capability):
+                return
+            raise UnknownPeer(f"peer {peer_id[:16]} is not in the peer book and may not "
+                              f"{_DOING[capability]}; add it with `covey peers add`", peer=peer_id)
+        if rec.banned:
+            raise PeerBanned(f"peer {_short(rec)} is banned; lift it with "
+                             f"`covey peers unban {rec.id[:16]}`", peer=rec.id)
+        tier = _record_tier(rec)
+        if not allows(tier, False, capability):
+            needed = lowest_tier_allowing(capability)
+            raise RefusedByPolicy(
+                f"peer {_short(rec)} (tier {tier.value}) may not {_DOING[capability]}; raise its "
+                f"tier with `covey peers trust {rec.id[:16]} {needed.value}`",
+                peer=rec.id, tier=tier.value, capability=capability.value)
+
+    # -- writing -------------------------------------------------------------
+    def add_or_update(self, peer_id: str, *, name: str | None = None, address: str | None = None,
+                      source: str | None = None, pinned: bool | None = None,
+                      mode: str | None = None) -> PeerRecord:
+        """Add a peer (as UNKNOWN) or update the given fields of a known one; never changes the tier.
+
+        ``source`` records how we first learned of the peer and is kept on updates.
+        """
+        if not is_peer_id(peer_id):
+            raise BadRequest(f"not a peer id (64 lowercase hex digits): {peer_id!r:.80}")
+        if address is not None and (not isinstance(address, str) or len(address) > MAX_ADDRESS):
+            raise BadRequest(f"a peer address must be text of at most {MAX_ADDRESS} characters")
+        if mode is not None and mode not in MODES:
+            raise BadRequest(f"unknown encryption mode {mode!r}: choose one of {', '.join(MODES)}")
+        if source is not None and source not in SOURCES:
+            raise BadRequest(f"unknown peer source {source!r}: choose one of {', '.join(SOURCES)}")
+        clean_name = _clean_name(name) if name is not None else None
+        with self._lock:
+            rec = self.get(peer_id)
+            created = rec is None
+            if created:
+                rec = PeerRecord(id=peer_id, tier=Tier.UNKNOWN.value, reputation=START_REPUTATION,
+                                 source=source or "manual", added_at=self._clock())
+            if clean_name:
+                rec.name = clean_name
+            if address is not None:
+                rec.address = address
+            if pinned is not None:
+                rec.pinned = bool(pinned)
+            if mode is not None:
+                rec.mode = mode
+            self.store.upsert_peer(rec)
+        if created:
+            # ``peer_name``: ``name`` is EventBus.emit's own first parameter.
+            self.events.emit(ev.PEER_ADDED, peer=peer_id, peer_name=rec.name,
+                             address=rec.address, source=rec.source, tier=rec.tier)
+        return dataclasses.replace(rec)
+
+    def set_tier(self, peer_id: str, tier: Tier | str) -> PeerRecord:
+        """Set the peer's trust tier (the user's decision); emits TIER_CHANGED when it changes."""
+        new = parse_tier(tier)
+        with self._lock:
+            rec = self._require(peer_id)
+            previous = rec.tier
+            rec.tier = new.value
+            if previous != new.value:
+                self.store.upsert_peer(rec)
+        if previous != new.value:
+            log.info("peer %s: tier %s -> %s", peer_id[:16], previous, new.value)
+            self.events.emit(ev.TIER_CHANGED, peer=peer_id, tier=new.value, previous=previous)
+        return rec
+
+    def ban(self, peer_id: str, reason: str = "banned by the user") -> PeerRecord:
+        """Ban the peer until the user lifts it; emits PEER_BANNED."""
+        with self._lock:
+            rec = self._require(peer_id)
+            if rec.banned:
+                return rec
+            rec.banned = True
+            self.store.upsert_peer(rec)
+        log.warning("peer %s banned: %s", peer_id[:16], reason)
+        self.events.emit(ev.PEER_BANNED, peer=peer_id, reason=reason, reputation=rec.reputation)
+        return rec
+
+    def unban(self, peer_id: str) -> PeerRecord:
+        """Lift a ban; the reputation is raised above the threshold so it is not re-banned at once."""
+        with self._lock:
+            rec = self._require(peer_id)
+            previous_rep = rec.reputation
+            was_banned = rec.banned
+            rec.banned = False
+            rec.reputation = round(max(rec.reputation, self.ban_threshold + 0.1), 6)
+            self.store.upsert_peer(rec)
+        if was_banned:
+            self.events.emit(ev.PEER_UNBANNED, peer=peer_id, reputation=rec.reputation)
+        if rec.reputation != previous_rep:
+            self.events.emit(ev.REPUTATION_CHANGED, peer=peer_id, reputation=rec.reputation,
+                             previous=previous_rep, reason="ban lifted")
+        return rec
+
+    def remove(self, peer_id: str) -> None:
+        """Forget the peer entirely (including a ban); emits PEER_REMOVED."""
+        with self._lock:
+            if not self.store.delete_peer(peer_id):
+                raise UnknownPeer(f"no peer {peer_id[:16]!r} in the peer book", peer=peer_id)
+            self._last_seen_write.pop(peer_id, None)
+        self.events.emit(ev.PEER_REMOVED, peer=peer_id)
+
+    def seen(self, peer_id: str, *, mode: str | None = None) -> None:
+        """Note that the peer was just active (and its negotiated mode).
+
+        Written at most once per ``seen_interval`` seconds per peer, unless the mode changes.
+        """
+        now = self._clock()
+        with self._lock:
+            last = self._last_seen_write.get(peer_id)
+            mode_changed = mode is not None and (last is None or last[1] != mode)
+            if last is not None and not mode_changed and now - last[0] < self.seen_interval:
+                return
+            rec = self.get(peer_id)
+            if rec is None:
+                log.debug("seen() for a peer not in the book: %s", peer_id[:16])
+                return
+            rec.last_seen = now
+            if mode is not None:
+                if mode not in MODES:
+                    raise BadRequest(f"unknown encryption mode {mode!r}")
+                rec.mode = mode
+            self.store.upsert_peer(rec)
+            self._last_seen_write[peer_id] = (now, rec.mode)
+
+    def record_outcome(self, peer_id: str, accepted: bool, reason: str = "") -> float:
+        """Adjust reputation (+0.01 accepted, -0.1 rejected, within [0, 1]); returns the new value.
+
+        At or below the ban threshold the peer is banned (PEER_BANNED with the reason).
+        """
+        with self._lock:
+            rec = self._require(peer_id)
+            previous = rec.reputation
+            delta = REWARD if accepted else -PENALTY
+            # Rounded so that 0.5 - 3 * 0.1 lands exactly on 0.2 and bans as it should.
+            rec.reputation = round(min(1.0, max(0.0, previous + delta)), 6)
+            newly_banned = not rec.banned and rec.reputation <= self.ban_threshold
+            if newly_banned:
+                rec.banned = True
+            self.store.upsert_peer(rec)
+        self.events.emit(ev.REPUTATION_CHANGED, peer=peer_id, reputation=rec.reputation,
+                         previous=previous, accepted=accepted, reason=reason)
+        if newly_banned:
+            why = (f"reputation {rec.reputation:.2f} reached the ban threshold "
+                   f"{self.ban_threshold:.2f}" + (f" after: {reason}" if reason else ""))
+            log.warning("peer %s banned: %s", peer_id[:16], why)
+            self.events.emit(ev.PEER_BANNED, peer=peer_id, reason=why, reputation=rec.reputation,
+                             automatic=True)
+        return rec.reputation
