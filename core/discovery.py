@@ -25,6 +25,12 @@ of the protocol. At most ``max_per_source`` datagrams per source address and
 ``max_per_host`` per source IP are processed per interval; the rest are
 dropped (reason ``rate_limited``) before any decoding or signature check.
 
+What a beacon does not protect against: anyone on the LAN can re-send a
+fresh beacon they captured, from their own address, before the original's
+next one; we then record that node at the wrong address until its next
+beacon. Dialling it there fails the handshake (the key is checked), so the
+cost is a failed connection, never a wrong identity.
+
 Sockets: the listening socket sets SO_REUSEADDR and SO_REUSEPORT so several
 nodes on one host share the port, binds to the group address where the OS
 allows it (Linux: only datagrams for that group arrive, no unicast), and
@@ -395,8 +401,7 @@ class Discovery:
         loop = asyncio.get_running_loop()
         rx_sock, iface = _open_listen_socket(self.group, self.port, self.interface)
         try:
-            source = self.advertise_host or (iface if iface != "0.0.0.0" else "0.0.0.0")
-            tx_sock = _open_send_socket(iface, source)
+            tx_sock = _open_send_socket(iface, self.advertise_host or iface)
         except BaseException:
             rx_sock.close()
             raise
@@ -465,6 +470,8 @@ class Discovery:
             self.sent += 1
         except OSError as exc:
             log.warning("could not send discovery beacon: %s", exc)
+        except Exception:  # keep beaconing: one bad send must not end discovery
+            log.exception("could not build the discovery beacon")
 
     def _expire(self, now: float) -> None:
         cutoff = now - self.expire_after

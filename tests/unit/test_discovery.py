@@ -10,6 +10,7 @@ import asyncio
 import math
 import os
 import socket
+import sys
 import time
 
 import msgpack
@@ -362,3 +363,14 @@ def test_a_node_must_announce_a_real_listen_port():
 
 def test_expiry_defaults_to_three_intervals():
     assert Discovery(TRUSTED, 8102, interval=2.0).expire_after == 6.0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs 127.0.0.2 on lo (Linux routes all of 127/8 there)")
+async def test_advertise_host_is_the_source_address_peers_record(group_port):
+    found: list[Beacon] = []
+    watcher = node(Identity.generate("watcher"), group_port, on_found=found.append)
+    # 127.0.0.2 is a loopback address too (all of 127/8 is on lo), so this stays local.
+    advertiser = node(Identity.generate("adv"), group_port, 9400, advertise_host="127.0.0.2")
+    async with watcher, advertiser:
+        await wait_until(lambda: found)
+        assert [(b.name, b.host, b.port) for b in found] == [("adv", "127.0.0.2", 9400)]
