@@ -166,7 +166,10 @@ class Identity:
             if mode & 0o077:
                 log.warning("identity key %s had mode %o (readable by others); setting it to 0600",
                             path, mode)
-                os.chmod(path, 0o600)
+                try:
+                    os.chmod(path, 0o600)
+                except PermissionError as exc:
+                    log.warning("could not restrict %s to 0600: %s", path, exc)
             with open(path, "rb") as f:
                 raw = f.read(_MAX_KEY_FILE + 1)
         except FileNotFoundError:
