@@ -1,0 +1,224 @@
+"""The `covey` command.
+
+`covey` opens the desktop app (headless when there is no display),
+`covey --headless` runs a node, `covey init` creates an identity, and every
+other subcommand talks to the running node of its home through the control
+API; their arguments come from the declarations in :mod:`core.commands`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .errors import CoveyError, NotRunning, from_code, human
+
+VERSION = "0.1.0"
+LOCAL = {"init", "crypto.self-test"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .commands import COMMANDS
+    parser = argparse.ArgumentParser(prog="covey", description="A node of a small private federation.")
+    parser.add_argument("--home", help="the node's data directory (default: $COVEY_HOME or the user data dir)")
+    parser.add_argument("--headless", action="store_true", help="run the node without a GUI")
+    parser.add_argument("--listen", help="HOST:PORT to listen on (default 0.0.0.0:8102; port 0 picks one)")
+    parser.add_argument("--name", dest="node_name", help="this node's display name")
+    parser.add_argument("--passphrase-file", help="file holding the identity passphrase")
+    parser.add_argument("--log-level", default=os.environ.get("COVEY_LOG_LEVEL", "info"))
+    parser.add_argument("--version", action="version", version=f"covey {VERSION}")
+    groups: dict[tuple[str, ...], argparse._SubParsersAction] = {}
+    top = parser.add_subparsers(dest="cmd0", metavar="COMMAND")
+    groups[()] = top
+
+    def subparser(path: tuple[str, ...], help: str) -> argparse.ArgumentParser:
+        for depth in range(1, len(path)):
+            prefix = path[:depth]
+            if prefix not in groups:
+                holder = groups[prefix[:-1]].add_parser(prefix[-1], help=f"{' '.join(prefix)} commands")
+                groups[prefix] = holder.add_subparsers(dest=f"cmd{depth}", metavar="COMMAND", required=True)
+        sub = groups[path[:-1]].add_parser(path[-1], help=help)
+        sub.add_argument("--json", action="store_true", help="print one JSON document")
+        sub.set_defaults(command=".".join(path))
+        return sub
+
+    init = subparser(("init",), "create this home's identity if missing; print id and fingerprint")
+    init.add_argument("--name", help="display name")
+    subparser(("crypto", "self-test"), "sign and verify; show tampering and wrong keys are rejected")
+    for cmd in COMMANDS.values():
+        sub = subparser(tuple(cmd.name.split(".")), cmd.help)
+        for p in cmd.params:
+            if p.name == "password":
+                sub.add_argument("--password-file", help="file holding the proxy password")
+            elif p.flag and p.kind is bool:
+                sub.add_argument(p.flag, dest=p.name, action="store_true", help=p.help)
+            elif p.flag:
+                sub.add_argument(p.flag, dest=p.name, help=p.help, choices=p.choices)
+            elif p.name == "key" and cmd.name == "crypto.psk.import":
+                sub.add_argument("file", help="file holding the network key")
+            else:
+                sub.add_argument(p.name, help=p.help, choices=p.choices,
+                                 nargs=None if p.required else "?")
+        if cmd.name == "crypto.psk.export":
+            sub.add_argument("file", help="file to write the network key to (mode 0600)")
+    return parser
+
+
+def home_of(args) -> Path:
+    from .config import default_home
+    return Path(args.home).expanduser() if args.home else default_home()
+
+
+def read_passphrase(args, required: bool = False) -> bytes | None:
+    path = args.passphrase_file or os.environ.get("COVEY_PASSPHRASE_FILE")
+    if path:
+        return Path(path).read_bytes().rstrip(b"\r\n")
+    if os.environ.get("COVEY_PASSPHRASE"):
+        return os.environ["COVEY_PASSPHRASE"].encode()
+    if required and sys.stdin.isatty():
+        import getpass
+        return getpass.getpass("identity passphrase: ").encode()
+    return None
+
+
+def call(home: Path, name: str, args: dict, timeout: float = 60.0):
+    """Run one command on the node of ``home`` through its control API."""
+    import urllib.error
+    import urllib.request
+    path = home / "control.json"
+    try:
+        control = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise NotRunning(f"no node is running with home {home}: start one with "
+                         f"`covey --home {home} --headless`") from None
+    except (OSError, ValueError):
+        raise NotRunning(f"{path} is unreadable; restart the node") from None
+    request = urllib.request.Request(
+        f"{control['url']}/v1/{name}", data=json.dumps(args).encode(), method="POST",
+        headers={"Authorization": f"Bearer {control['token']}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())["result"]
+    except urllib.error.HTTPError as exc:
+        try:
+            err = json.loads(exc.read())["error"]
+        except (ValueError, KeyError, TypeError):
+            raise CoveyError(f"the node answered HTTP {exc.code}") from None
+        raise from_code(err.get("code", "error"), err.get("message", "error")) from None
+    except urllib.error.URLError:
+        raise NotRunning(f"the node of {home} is not running (stale {path}); start it again") from None
+
+
+# -- human output ---------------------------------------------------------------
+def show(name: str, result) -> str:
+    if name == "peers.list":
+        if not result:
+            return "no peers yet: `covey peers add HOST:PORT`, or wait for LAN discovery"
+        rows = [("NAME", "ID", "TIER", "CONNECTED", "MODE", "REP", "ADDRESS")]
+        for p in result:
+            rows.append((p["name"] or "-", p["id"][:12], p["tier"] + (" (banned)" if p["banned"] else ""),
+                         "yes" if p["connected"] else "no", p["mode"] or "-", f"{p['reputation']:.2f}",
+                         p["address"] or "-"))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+    if isinstance(result, dict):
+        return "\n".join(f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}"
+                         for k, v in result.items())
+    return json.dumps(result, indent=2)
+
+
+def self_test(home: Path, passphrase: bytes | None) -> dict:
+    """Sign and verify with this home's identity (or a throwaway one)."""
+    from .identity import Identity, verify
+    from .errors import InvalidSignature
+    identity = Identity.load(home, passphrase) if Identity.exists(home) else Identity.generate("self-test")
+    message = b"covey self-test message"
+    signature = identity.sign(message)
+    checks = {}
+    verify(identity.id, message, signature)
+    checks["valid signature verifies"] = True
+    for label, pid, msg in (("tampered message rejected", identity.id, message + b"!"),
+                            ("wrong key rejected", Identity.generate("other").id, message)):
+        try:
+            verify(pid, msg, signature)
+            checks[label] = False
+        except InvalidSignature:
+            checks[label] = True
+    return {"ok": all(checks.values()), "id": identity.id, "checks": checks}
+
+
+def init(home: Path, name: str | None, passphrase: bytes | None) -> dict:
+    from .identity import Identity
+    home.mkdir(parents=True, exist_ok=True)
+    created = not Identity.exists(home)
+    if created:
+        Identity.generate(name or "").save(home, passphrase)
+    identity = Identity.load(home, passphrase)
+    return {"id": identity.id, "name": identity.name, "fingerprint": identity.fingerprint,
+            "created": created, "home": str(home)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    home = home_of(args)
+    overrides = {"listen": args.listen, "name": args.node_name}
+    try:
+        if args.cmd0 is None:
+            if args.headless or not _has_display():
+                if not args.headless:
+                    print("covey: no display found; running the node headless (Ctrl-C stops it)",
+                          file=sys.stderr)
+                from .headless import run
+                return run(home, overrides, read_passphrase(args, True), args.log_level)
+            from desktop.app import main as desktop_main
+            return desktop_main(home, overrides, read_passphrase(args, True))
+        name = args.command
+        if name == "init":
+            result = init(home, args.name, read_passphrase(args))
+        elif name == "crypto.self-test":
+            result = self_test(home, read_passphrase(args, True))
+        else:
+            result = call(home, name, _command_args(name, args))
+            if name == "crypto.psk.export":
+                from .config import write_secret
+                write_secret(Path(args.file), result["key"].encode() + b"\n")
+                result = {"exported": args.file}
+    except CoveyError as exc:
+        print(f"covey: {human(exc)}", file=sys.stderr)
+        return 1
+    except (OSError, KeyboardInterrupt) as exc:
+        print(f"covey: {human(exc)}", file=sys.stderr)
+        return 1
+    print(json.dumps(result) if args.json else show(name, result))
+    if name == "crypto.self-test" and not result["ok"]:
+        return 1
+    return 0
+
+
+def _command_args(name: str, args) -> dict:
+    from .commands import COMMANDS
+    values = {}
+    for p in COMMANDS[name].params:
+        if p.name == "password":
+            if getattr(args, "password_file", None):
+                values["password"] = Path(args.password_file).read_text().rstrip("\r\n")
+        elif p.name == "key" and name == "crypto.psk.import":
+            values["key"] = Path(args.file).read_text().strip()
+        else:
+            value = getattr(args, p.name, None)
+            if value not in (None, False):
+                values[p.name] = value
+    return values
+
+
+def _has_display() -> bool:
+    if sys.platform in ("win32", "darwin"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Every node command, declared once: served by the control API, parsed by the CLI.
+
+A command is an async function ``(node, **params) -> JSON-able`` plus the
+parameters it takes. ``core.cli`` builds its argument parser from these
+declarations and ``core.control`` validates requests against them, so the
+two surfaces cannot drift apart.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from .config import MODES
+from .errors import BadRequest
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter: positional unless ``flag`` is given."""
+    name: str
+    help: str = ""
+    kind: type = str
+    required: bool = True
+    flag: str | None = None
+    choices: tuple[str, ...] | None = None
+    max_len: int = 4096
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str                     # "peers.add" -> `covey peers add`
+    help: str
+    run: Callable[..., Awaitable[Any]]
+    params: tuple[Param, ...] = field(default_factory=tuple)
+
+    def validate(self, args: dict) -> dict:
+        """Check a request's arguments against the declaration (BadRequest on mismatch)."""
+        if not isinstance(args, dict):
+            raise BadRequest("arguments must be a JSON object")
+        known = {p.name for p in self.params}
+        extra = set(args) - known
+        if extra:
+            raise BadRequest(f"{self.name}: unknown argument(s) {', '.join(sorted(extra))}")
+        clean: dict[str, Any] = {}
+        for p in self.params:
+            value = args.get(p.name)
+            if value is None:
+                if p.required:
+                    raise BadRequest(f"{self.name}: missing argument {p.name!r}")
+                continue
+            if p.kind is int and isinstance(value, str) and value.isdigit():
+                value = int(value)
+            if not isinstance(value, p.kind) or isinstance(value, bool) and p.kind is not bool:
+                raise BadRequest(f"{self.name}: argument {p.name!r} must be {p.kind.__name__}")
+            if isinstance(value, str) and len(value) > p.max_len:
+                raise BadRequest(f"{self.name}: argument {p.name!r} is too long")
+            if p.choices and value not in p.choices:
+                raise BadRequest(f"{self.name}: {p.name} must be one of {', '.join(p.choices)}")
+            clean[p.name] = value
+        return clean
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, help: str, *params: Param):
+    def register(fn):
+        COMMANDS[name] = Command(name, help, fn, tuple(params))
+        return fn
+    return register
+
+
+PEER = Param("peer", "peer id, unique id prefix, or name", max_len=128)
+TIERS = ("core", "sandbox", "external", "unknown")
+
+
+@command("id", "show id, fingerprint, listen and onion addresses")
+async def _id(node):
+    return node.info()
+
+
+@command("peers.list", "list the peer book")
+async def _peers_list(node):
+    return node.list_peers()
+
+
+@command("peers.add", "add a peer by address (pin its key with --key)",
+         Param("address", "HOST:PORT of the peer", max_len=300),
+         Param("key", "the peer's id (64 hex) to pin", flag="--key", required=False),
+         Param("name", "a name for the peer", flag="--name", required=False, max_len=64))
+async def _peers_add(node, address, key=None, name=None):
+    return await node.add_peer(address, key=key, name=name)
+
+
+@command("peers.trust", "set a peer's trust tier", PEER, Param("tier", "trust tier", choices=TIERS))
+async def _peers_trust(node, peer, tier):
+    return node.trust(peer, tier)
+
+
+@command("peers.ban", "ban a peer (disconnects it)", PEER)
+async def _peers_ban(node, peer):
+    return await node.ban(peer)
+
+
+@command("peers.unban", "lift a ban", PEER)
+async def _peers_unban(node, peer):
+    return node.unban(peer)
+
+
+@command("peers.remove", "forget a peer", PEER)
+async def _peers_remove(node, peer):
+    return await node.remove_peer(peer)
+
+
+@command("crypto.mode", "show or set the encryption mode (and the minimum accepted)",
+         Param("mode", "asymmetric|symmetric|none", required=False, choices=MODES),
+         Param("min", "weakest mode accepted (defaults to MODE)", flag="--min", required=False,
+               choices=MODES))
+async def _crypto_mode(node, mode=None, min=None):
+    if mode is None:
+        if min is not None:
+            raise BadRequest("give MODE together with --min")
+        return node.crypto_view()
+    return await node.set_mode(mode, min)
+
+
+@command("crypto.psk.generate", "generate a new network key for symmetric mode")
+async def _psk_generate(node):
+    return await node.psk_set()
+
+
+@command("crypto.psk.import", "import a network key (64 hex digits)",
+         Param("key", "the key as hex", max_len=200))
+async def _psk_import(node, key):
+    try:
+        raw = bytes.fromhex(key.strip())
+    except ValueError:
+        raise BadRequest("the network key file must hold 64 hex digits") from None
+    return await node.psk_set(raw)
+
+
+@command("crypto.psk.export", "export the network key")
+async def _psk_export(node):
+    key = node.psk()
+    if key is None:
+        raise BadRequest("no network key: `covey crypto psk generate` or `covey crypto psk import FILE`")
+    return {"key": key.hex()}
+
+
+@command("proxy.show", "show proxy settings (the password is never shown)")
+async def _proxy_show(node):
+    return node.proxy_view()
+
+
+@command("proxy.set", "route outbound connections through SOCKS5 or Tor",
+         Param("socks5", "HOST:PORT of a SOCKS5 proxy", flag="--socks5", required=False, max_len=300),
+         Param("tor", "use Tor's SOCKS port", flag="--tor", kind=bool, required=False),
+         Param("user", "SOCKS5 user", flag="--user", required=False, max_len=255),
+         Param("password", "SOCKS5 password (read from --password-file by the CLI)",
+               required=False, max_len=255))
+async def _proxy_set(node, socks5=None, tor=None, user=None, password=None):
+    from .config import parse_hostport
+    if bool(socks5) == bool(tor):
+        raise BadRequest("give exactly one of --socks5 HOST:PORT or --tor")
+    if tor:
+        return await node.set_proxy("tor", "127.0.0.1", 9050)
+    host, port = parse_hostport(socks5)
+    return await node.set_proxy("socks5", host, port, user or "", password)
+
+
+@command("proxy.off", "connect directly again")
+async def _proxy_off(node):
+    return await node.set_proxy("off", password="")

@@ -1,0 +1,186 @@
+"""One typed settings object: flags > environment > file > defaults.
+
+The same ``Settings`` flows from the CLI (or GUI) into every service.
+``config.json`` in the node's home holds what the user changed; secrets
+(the network key, a proxy password) live in their own 0600 files and are
+never part of the settings that are shown or returned.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import BadRequest
+
+log = logging.getLogger("covey.config")
+
+MODES = ("none", "asymmetric", "symmetric")  # ordered: weakest first
+MODE_RANK = {mode: rank for rank, mode in enumerate(MODES)}
+DEFAULT_LISTEN = "0.0.0.0:8102"
+
+
+def default_home() -> Path:
+    """The platform's user data dir (platformdirs), unless COVEY_HOME says otherwise."""
+    env = os.environ.get("COVEY_HOME")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_data_dir
+    return Path(user_data_dir("covey", appauthor=False))
+
+
+def parse_hostport(text: str, *, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """'host:port', '[v6]:port' or ':port' -> (host, port); BadRequest on anything else."""
+    text = (text or "").strip()
+    if text.startswith("ws://") or text.startswith("http://"):
+        text = text.split("://", 1)[1].split("/", 1)[0]
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest.lstrip(":")
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            raise BadRequest(f"address {text!r} must be HOST:PORT (for example 192.168.1.20:8102)")
+    host = host or default_host
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise BadRequest(f"address {text!r}: port {port_text!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise BadRequest(f"address {text!r}: port must be 0-65535")
+    return host, port
+
+
+def check_mode(mode: str, what: str = "mode") -> str:
+    if mode not in MODE_RANK:
+        raise BadRequest(f"unknown {what} {mode!r}: choose one of {', '.join(MODES)}")
+    return mode
+
+
+@dataclass
+class Settings:
+    """Everything a node can be told; defaults work out of the box."""
+    name: str = ""
+    listen: str = DEFAULT_LISTEN
+    mode: str = "asymmetric"        # preferred encryption mode
+    min_mode: str = "asymmetric"    # weakest mode we accept
+    discovery: bool = True
+    discovery_group: str = "239.255.0.1"
+    discovery_port: int = 8103
+    discovery_interval: float = 5.0
+    bootstrap: list[str] = field(default_factory=list)
+    proxy_mode: str = "off"         # off | socks5 | tor
+    proxy_host: str = ""
+    proxy_port: int = 0
+    proxy_user: str = ""
+    max_frame: int = 1 << 20        # bytes per WebSocket frame (after chunking)
+    max_message: int = 64 << 20     # bytes per reassembled message
+    clock_skew: float = 120.0
+    ban_threshold: float = 0.2
+    max_handshakes: int = 64        # concurrent inbound handshakes
+    unknown_per_minute: int = 30    # new connections per minute from one address
+    connect_timeout: float = 10.0
+    heartbeat: float = 20.0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        check_mode(self.mode)
+        check_mode(self.min_mode, "minimum mode")
+        if MODE_RANK[self.mode] < MODE_RANK[self.min_mode]:
+            raise BadRequest(f"preferred mode {self.mode} is weaker than the minimum {self.min_mode}")
+        parse_hostport(self.listen, default_host="0.0.0.0")
+        if self.proxy_mode not in ("off", "socks5", "tor"):
+            raise BadRequest(f"proxy mode {self.proxy_mode!r}: choose off, socks5 or tor")
+        if not 0 < self.ban_threshold < 1:
+            raise BadRequest("ban threshold must be between 0 and 1")
+        if self.max_frame < 4096 or self.max_message < self.max_frame:
+            raise BadRequest("max_frame must be >= 4096 and max_message >= max_frame")
+
+    @property
+    def listen_hostport(self) -> tuple[str, int]:
+        return parse_hostport(self.listen, default_host="0.0.0.0")
+
+    def offered_modes(self, have_network_key: bool) -> list[str]:
+        """Modes this node accepts, weakest first (symmetric needs the network key)."""
+        low = MODE_RANK[self.min_mode]
+        return [m for m in MODES if MODE_RANK[m] >= low and (m != "symmetric" or have_network_key)]
+
+    def public(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_ENV_PREFIX = "COVEY_"
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    kind = {f.name: f.type for f in fields(Settings)}[name]
+    try:
+        if kind in ("int", int):
+            return int(raw)
+        if kind in ("float", float):
+            return float(raw)
+        if kind in ("bool", bool):
+            return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes", "on")
+        if kind.startswith("list"):
+            return raw if isinstance(raw, list) else [s for s in str(raw).split(",") if s]
+    except (TypeError, ValueError):
+        raise BadRequest(f"setting {name}: {raw!r} is not a valid {kind}") from None
+    return str(raw)
+
+
+def load_settings(home: Path, overrides: dict[str, Any] | None = None) -> Settings:
+    """Defaults < home/config.json < COVEY_* environment < explicit overrides (flags)."""
+    names = {f.name for f in fields(Settings)}
+    merged: dict[str, Any] = {}
+    path = home / "config.json"
+    if path.exists():
+        try:
+            data = json.loads(path.read_text())
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+        except (ValueError, OSError) as exc:
+            raise BadRequest(f"{path} is not valid JSON ({exc}); fix or move it aside") from None
+        merged.update({k: _coerce(k, v) for k, v in data.items() if k in names})
+    for name in names:
+        raw = os.environ.get(_ENV_PREFIX + name.upper())
+        if raw is not None:
+            merged[name] = _coerce(name, raw)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            merged[key] = _coerce(key, value)
+    return Settings(**merged)
+
+
+def save_settings(home: Path, changes: dict[str, Any]) -> None:
+    """Persist user changes to home/config.json (merged with what is there)."""
+    path = home / "config.json"
+    current = json.loads(path.read_text()) if path.exists() else {}
+    current.update(changes)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(current, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def with_changes(settings: Settings, **changes: Any) -> Settings:
+    """A validated copy of ``settings`` with ``changes`` applied."""
+    unknown = set(changes) - {f.name for f in fields(Settings)}
+    if unknown:
+        raise BadRequest(f"unknown settings: {', '.join(sorted(unknown))}")
+    return replace(settings, **{k: _coerce(k, v) for k, v in changes.items()})
+
+
+def write_secret(path: Path, data: bytes) -> None:
+    """Write a secret file atomically with mode 0600 from the first byte."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)

@@ -1,0 +1,117 @@
+"""Local control API: HTTP on 127.0.0.1 with a bearer token.
+
+``POST /v1/<command>`` with a JSON object of arguments runs one command of
+:mod:`core.commands`; the answer is ``{"result": ...}`` or
+``{"error": {"code", "message"}}``. The address and the token are written to
+``control.json`` (mode 0600) in the node's home, and removed on shutdown.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from aiohttp import web
+
+from .commands import COMMANDS
+from .config import write_secret
+from .errors import BadRequest, CoveyError, Unauthorized, human
+
+log = logging.getLogger("covey.control")
+
+CONTROL_FILE = "control.json"
+MAX_BODY = 64 * 1024
+STATUS = {"bad_request": 400, "malformed": 400, "unauthorized": 401, "unknown_peer": 404,
+          "refused_by_policy": 403, "banned": 403, "ambiguous_peer": 409, "timeout": 504,
+          "unreachable": 502, "proxy_unreachable": 502, "key_mismatch": 502,
+          "mode_mismatch": 502, "network_key_mismatch": 502, "handshake_failed": 502}
+
+
+class ControlServer:
+    """Serves the node's commands to local clients holding the token."""
+
+    def __init__(self, node, host: str = "127.0.0.1", port: int = 0):
+        self.node = node
+        self.host, self.port = host, port
+        self.token = secrets.token_hex(32)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.node.home / CONTROL_FILE
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=MAX_BODY)
+        app.router.add_post("/v1/{name}", self._handle)
+        app.router.add_get("/v1/events", self._events)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.2)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+        write_secret(self.path, json.dumps({"url": f"http://{self.host}:{self.port}",
+                                            "token": self.token, "pid": os.getpid()}).encode())
+
+    async def stop(self) -> None:
+        try:
+            current = json.loads(self.path.read_text())
+            if current.get("token") == self.token:
+                self.path.unlink()
+        except (OSError, ValueError) as exc:
+            log.debug("control file not removed: %s", exc)
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def _authorize(self, request: web.Request) -> None:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized(f"missing control token: read it from {self.path}")
+        if not hmac.compare_digest(token.encode(), self.token.encode()):
+            raise Unauthorized("wrong control token (is it from another node's home?)")
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        try:
+            self._authorize(request)
+            command = COMMANDS.get(request.match_info["name"])
+            if command is None:
+                raise BadRequest(f"unknown command {request.match_info['name']!r}")
+            try:
+                args = await request.json() if request.can_read_body else {}
+            except (ValueError, UnicodeDecodeError):
+                raise BadRequest("request body is not valid JSON") from None
+            result = await command.run(self.node, **command.validate(args))
+            return web.json_response({"result": result})
+        except CoveyError as exc:
+            return _error(STATUS.get(exc.code, 400), exc.code, str(exc))
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, "too_large", "request body too large")
+        except Exception as exc:  # a bug must answer, not hang the CLI
+            log.exception("control command failed")
+            return _error(500, "internal", human(exc))
+
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent stream of core events as JSON lines (for tools and tests)."""
+        try:
+            self._authorize(request)
+        except CoveyError as exc:
+            return _error(401, exc.code, str(exc))
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        queue = self.node.events.subscribe()
+        try:
+            while True:
+                event = await queue.get()
+                line = json.dumps({"event": event.name, "at": event.at, **event.data}, default=str)
+                await response.write(line.encode() + b"\n")
+        except (ConnectionError, RuntimeError):
+            return response
+        finally:
+            self.node.events.unsubscribe(queue)
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)

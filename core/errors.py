@@ -1,0 +1,183 @@
+"""Typed errors of the core and the one place that turns them into sentences.
+
+The core raises specific exception types; the CLI, the control API and the
+GUI all call :func:`human` so every surface says the same thing.
+"""
+from __future__ import annotations
+
+
+class CoveyError(Exception):
+    """Base of every error the core raises on purpose.
+
+    ``code`` is a stable machine-readable name (used by the control API);
+    the message is what a person reads.
+    """
+
+    code = "error"
+
+    def __init__(self, message: str = "", **details):
+        super().__init__(message or self.__doc__.strip().splitlines()[0])
+        self.details = details
+
+
+# -- identity and files -------------------------------------------------------
+class NoIdentity(CoveyError):
+    """No identity in this home yet: run `covey init` first."""
+    code = "no_identity"
+
+
+class CorruptKeyFile(CoveyError):
+    """The identity key file is damaged or not a Covey key file."""
+    code = "corrupt_key_file"
+
+
+class PassphraseRequired(CoveyError):
+    """The identity key is protected by a passphrase: give it with --passphrase-file or COVEY_PASSPHRASE."""
+    code = "passphrase_required"
+
+
+class WrongPassphrase(CoveyError):
+    """The passphrase does not unlock the identity key."""
+    code = "wrong_passphrase"
+
+
+class StoreCorrupt(CoveyError):
+    """The database file is damaged."""
+    code = "store_corrupt"
+
+
+class StoreLocked(CoveyError):
+    """The database is locked by another process (is another node running with this home?)."""
+    code = "store_locked"
+
+
+# -- signatures and objects ---------------------------------------------------
+class InvalidSignature(CoveyError):
+    """The signature does not verify."""
+    code = "invalid_signature"
+
+
+class ReplayDetected(CoveyError):
+    """This message was seen before (replay)."""
+    code = "replay"
+
+
+class StaleMessage(CoveyError):
+    """The message timestamp is outside the allowed clock skew."""
+    code = "stale"
+
+
+class MalformedMessage(CoveyError):
+    """The message is malformed."""
+    code = "malformed"
+
+
+class MessageTooLarge(CoveyError):
+    """The message is larger than the allowed size."""
+    code = "too_large"
+
+
+class UnsupportedVersion(CoveyError):
+    """The peer speaks a protocol version this node does not."""
+    code = "unsupported_version"
+
+
+# -- peers and policy ---------------------------------------------------------
+class UnknownPeer(CoveyError):
+    """No such peer in the peer book."""
+    code = "unknown_peer"
+
+
+class AmbiguousPeer(CoveyError):
+    """The peer reference matches more than one peer: give more of the id."""
+    code = "ambiguous_peer"
+
+
+class RefusedByPolicy(CoveyError):
+    """The peer's trust tier does not allow this."""
+    code = "refused_by_policy"
+
+
+class PeerBanned(CoveyError):
+    """The peer is banned."""
+    code = "banned"
+
+
+# -- transport ----------------------------------------------------------------
+class HandshakeFailed(CoveyError):
+    """The authenticated handshake failed."""
+    code = "handshake_failed"
+
+
+class KeyMismatch(HandshakeFailed):
+    """The peer at this address presented a different key than the one pinned (possible man in the middle)."""
+    code = "key_mismatch"
+
+
+class PeerRequiresMode(HandshakeFailed):
+    """The peer requires an encryption mode this node does not offer."""
+    code = "mode_mismatch"
+
+
+class NetworkKeyMismatch(HandshakeFailed):
+    """The peer does not hold the same network key (symmetric mode)."""
+    code = "network_key_mismatch"
+
+
+class PeerUnreachable(CoveyError):
+    """The peer could not be reached."""
+    code = "unreachable"
+
+
+class ProxyUnreachable(CoveyError):
+    """The configured proxy is not reachable; connections fail closed and never go direct."""
+    code = "proxy_unreachable"
+
+
+class TimedOut(CoveyError):
+    """The operation timed out."""
+    code = "timeout"
+
+
+class RateLimited(CoveyError):
+    """Too many requests or connections: slow down."""
+    code = "rate_limited"
+
+
+class BadRequest(CoveyError):
+    """The request is invalid."""
+    code = "bad_request"
+
+
+class NotRunning(CoveyError):
+    """No node is running with this home: start one with `covey --headless` (or `covey`)."""
+    code = "not_running"
+
+
+class Unauthorized(CoveyError):
+    """Missing or wrong control token."""
+    code = "unauthorized"
+
+
+ERRORS_BY_CODE = {cls.code: cls for cls in list(globals().values())
+                  if isinstance(cls, type) and issubclass(cls, CoveyError)}
+
+
+def human(exc: BaseException) -> str:
+    """One sentence a person can act on, for any exception."""
+    if isinstance(exc, CoveyError):
+        return str(exc)
+    if isinstance(exc, (ConnectionRefusedError, ConnectionResetError)):
+        return f"connection failed: {exc.strerror or exc}"
+    if isinstance(exc, TimeoutError):
+        return "the operation timed out"
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {exc.filename or exc}"
+    if isinstance(exc, FileNotFoundError):
+        return f"file not found: {exc.filename or exc}"
+    return f"unexpected error: {type(exc).__name__}: {exc}"
+
+
+def from_code(code: str, message: str) -> CoveyError:
+    """Rebuild a typed error from the control API's (code, message) pair."""
+    return ERRORS_BY_CODE.get(code, CoveyError)(message)

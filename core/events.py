@@ -1,0 +1,97 @@
+"""A typed, in-process event stream.
+
+Services ``emit`` events; the GUI, the control API and tests ``subscribe``
+(a queue) or ``on`` (a callback). Emitting never blocks: a slow queue
+subscriber drops its oldest events rather than stall the node.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+log = logging.getLogger("covey.events")
+
+# Event names used across the core (keep this list the one place to look).
+PEER_CONNECTED = "peer_connected"
+PEER_DISCONNECTED = "peer_disconnected"
+PEER_DISCOVERED = "peer_discovered"
+PEER_ADDED = "peer_added"
+PEER_REMOVED = "peer_removed"
+TIER_CHANGED = "tier_changed"
+PEER_BANNED = "peer_banned"
+PEER_UNBANNED = "peer_unbanned"
+REPUTATION_CHANGED = "reputation_changed"
+MESSAGE_REJECTED = "message_rejected"
+ERROR = "error"
+NODE_STARTED = "node_started"
+NODE_STOPPING = "node_stopping"
+SETTINGS_CHANGED = "settings_changed"
+ML_ROUND = "ml_round"
+ML_STATE = "ml_state"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened: a name, a data map and when."""
+    name: str
+    data: dict[str, Any] = field(default_factory=dict)
+    at: float = field(default_factory=time.time)
+
+
+class EventBus:
+    """Fan-out of events to queues and callbacks."""
+
+    def __init__(self, queue_size: int = 1000):
+        self._queues: list[asyncio.Queue] = []
+        self._callbacks: list[tuple[str | None, Callable[[Event], Any]]] = []
+        self._queue_size = queue_size
+
+    def emit(self, name: str, **data: Any) -> Event:
+        """Deliver an event to every subscriber; never blocks, never raises."""
+        event = Event(name, data)
+        for queue in list(self._queues):
+            if queue.full():
+                queue.get_nowait()  # drop the oldest: a slow reader must not stall the node
+            queue.put_nowait(event)
+        for wanted, callback in list(self._callbacks):
+            if wanted is None or wanted == event.name:
+                try:
+                    callback(event)
+                except Exception:  # a broken listener must not break the emitter
+                    log.exception("event listener failed for %s", event.name)
+        return event
+
+    def subscribe(self) -> asyncio.Queue:
+        """A queue that receives every event from now on; call ``unsubscribe`` when done."""
+        queue: asyncio.Queue = asyncio.Queue(self._queue_size)
+        self._queues.append(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue) -> None:
+        if queue in self._queues:
+            self._queues.remove(queue)
+
+    def on(self, name: str | None, callback: Callable[[Event], Any]) -> Callable[[], None]:
+        """Call ``callback(event)`` for events named ``name`` (None: all). Returns an unsubscribe function."""
+        entry = (name, callback)
+        self._callbacks.append(entry)
+        return lambda: self._callbacks.remove(entry) if entry in self._callbacks else None
+
+    async def wait_for(self, name: str, predicate: Callable[[Event], bool] = lambda e: True,
+                       timeout: float = 10.0) -> Event:
+        """Wait for the next event named ``name`` that satisfies ``predicate``."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+
+        def listener(event: Event) -> None:
+            if not future.done() and predicate(event):
+                future.set_result(event)
+
+        remove = self.on(name, listener)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            remove()

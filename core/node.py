@@ -1,0 +1,497 @@
+"""``Node``: composes the services; the one async API the GUI and CLI use.
+
+Services register message handlers with :meth:`Node.on_message` and talk to
+peers with :meth:`Node.send` / :meth:`Node.request`; trust decisions go
+through ``node.peers.check`` (the policy table lives in ``core.peers``).
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from . import events as ev
+from . import wire
+from .config import MODE_RANK, Settings, load_settings, save_settings, with_changes, write_secret
+from .connection import CLOSE_POLICY, CLOSE_REPLACED, CLOSE_SHUTDOWN, PeerConnection
+from .errors import (BadRequest, CoveyError, PeerBanned, PeerUnreachable, RateLimited,
+                     RefusedByPolicy, TimedOut, UnknownPeer, from_code)
+from .events import EventBus
+from .handshake import LocalEndpoint, random_psk
+from .identity import Identity, is_peer_id
+from .peers import Capability, PeerBook, Tier
+from .proxy import public_proxy, read_password, save_password
+from .store import PeerRecord, Store
+from .transport import Transport
+
+log = logging.getLogger("covey.node")
+
+PSK_FILE = "network.key"
+DB_FILE = "covey.db"
+Handler = Callable[[str, dict], Any]   # (peer_id, body) -> reply body | None (sync or async)
+BACKOFF_MIN, BACKOFF_MAX = 0.5, 60.0
+
+
+class Node:
+    """A Covey node: identity, peer book, transport, discovery and services."""
+
+    def __init__(self, home: Path, identity: Identity, settings: Settings):
+        self.home = Path(home)
+        self.identity = identity
+        self.settings = settings
+        self.events = EventBus()
+        self.store: Store | None = None
+        self.peers: PeerBook | None = None
+        self.transport: Transport | None = None
+        self.discovery = None
+        self.started_at = 0.0
+        self.connections: dict[str, PeerConnection] = {}
+        self._handlers: dict[str, Handler] = {}
+        self._pending: dict[int, asyncio.Future] = {}
+        self._keepers: dict[str, asyncio.Task] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._unknown_budget: dict[str, list[float]] = {}
+        self._stopping = False
+        self.on_message("ping", lambda peer, body: {"pong": True})
+        self.on_message("error", self._on_error_message)
+
+    # -- lifecycle ---------------------------------------------------------------
+    @classmethod
+    def open(cls, home: Path, overrides: dict | None = None, passphrase: bytes | None = None) -> "Node":
+        """Load identity and settings from ``home`` (NoIdentity if `covey init` was never run)."""
+        home = Path(home)
+        identity = Identity.load(home, passphrase)
+        settings = load_settings(home, overrides)
+        if settings.name and settings.name != identity.name:
+            identity.name = settings.name
+        return cls(home, identity, settings)
+
+    def psk(self) -> bytes | None:
+        path = self.home / PSK_FILE
+        if not path.exists():
+            return None
+        data = path.read_bytes().strip()
+        try:
+            key = bytes.fromhex(data.decode())
+        except ValueError:
+            raise BadRequest(f"{path} is not a valid network key; re-import it") from None
+        if len(key) != 32:
+            raise BadRequest(f"{path} must hold 32 bytes (64 hex digits)")
+        return key
+
+    def _endpoint(self) -> LocalEndpoint:
+        return LocalEndpoint.create(self.identity, self.settings.mode, self.settings.min_mode, self.psk())
+
+    async def start(self) -> None:
+        """Open the database, listen, start discovery and reconnect to known peers."""
+        self.started_at = time.time()
+        self.store = Store(self.home / DB_FILE)
+        self.peers = PeerBook(self.store, self.events, ban_threshold=self.settings.ban_threshold)
+        self.transport = Transport(self._endpoint(), self.settings, admit=self._admit,
+                                   on_connection=self._run_connection, health=self._health,
+                                   proxy_password=read_password(self.home))
+        try:
+            await self.transport.start()
+            if self.settings.discovery:
+                await self._start_discovery()
+        except BaseException:
+            await self.transport.stop()
+            self.store.close()
+            raise
+        for rec in self.peers.list():
+            if rec.address and not rec.banned:
+                self._keep(rec.id)
+        for address in self.settings.bootstrap:
+            self._spawn(self._bootstrap(address))
+        self.events.emit(ev.NODE_STARTED, id=self.identity.id, listen=self.listen_addresses())
+
+    async def _start_discovery(self) -> None:
+        from .discovery import Discovery
+        self.discovery = Discovery(
+            self.identity, self.transport.port, group=self.settings.discovery_group,
+            port=self.settings.discovery_port, interval=self.settings.discovery_interval,
+            on_found=self._on_discovered)
+        try:
+            await self.discovery.start()
+        except (OSError, CoveyError) as exc:
+            log.warning("LAN discovery unavailable: %s", exc)
+            self.discovery = None
+
+    async def stop(self) -> None:
+        """Close connections, stop services and flush the database (idempotent)."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self.events.emit(ev.NODE_STOPPING)
+        for task in list(self._keepers.values()) + list(self._tasks):
+            task.cancel()
+        if self.discovery is not None:
+            await self.discovery.stop()
+        await asyncio.gather(*(c.close(CLOSE_SHUTDOWN, "node shutting down")
+                               for c in list(self.connections.values())), return_exceptions=True)
+        if self.transport is not None:
+            await self.transport.stop()
+        await asyncio.gather(*self._keepers.values(), *self._tasks, return_exceptions=True)
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(PeerUnreachable("node shutting down"))
+        if self.store is not None:
+            self.store.close()
+
+    def _spawn(self, coro: Awaitable) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.warning("background task failed: %s", exc)
+            self.events.emit(ev.ERROR, message=str(exc))
+
+    # -- info --------------------------------------------------------------------
+    def listen_addresses(self) -> list[str]:
+        host, _ = self.settings.listen_hostport
+        port = self.transport.port if self.transport else 0
+        if host not in ("0.0.0.0", "::", ""):
+            return [f"{host}:{port}"]
+        import psutil
+        hosts = ["127.0.0.1"]
+        for addrs in psutil.net_if_addrs().values():
+            hosts += [a.address for a in addrs if a.family.name == "AF_INET" and a.address not in hosts]
+        return [f"{h}:{port}" for h in hosts]
+
+    def info(self) -> dict:
+        return {"id": self.identity.id, "name": self.identity.name,
+                "fingerprint": self.identity.fingerprint, "listen": self.listen_addresses(),
+                "onion": None, "mode": self.settings.mode, "min_mode": self.settings.min_mode,
+                "network_key": (self.home / PSK_FILE).exists(), "pid": os.getpid(),
+                "uptime": round(time.time() - self.started_at, 3)}
+
+    def _health(self) -> dict:
+        return {"id": self.identity.id, "peers": len(self.connections)}
+
+    def peer_view(self, rec: PeerRecord) -> dict:
+        conn = self.connections.get(rec.id)
+        seen = rec.last_seen
+        return {"id": rec.id, "name": rec.name, "address": rec.address, "tier": rec.tier,
+                "connected": conn is not None and not conn.closed,
+                "mode": conn.mode if conn is not None else rec.mode,
+                "reputation": round(rec.reputation, 4), "banned": rec.banned,
+                "last_seen": _iso(seen), "pinned": rec.pinned, "source": rec.source,
+                "fingerprint": _fingerprint(rec.id)}
+
+    def list_peers(self) -> list[dict]:
+        return [self.peer_view(r) for r in self.peers.list()]
+
+    # -- messaging API for services ---------------------------------------------
+    def on_message(self, msg_type: str, handler: Handler) -> None:
+        """Register the handler of one message type (sync handlers run inline)."""
+        self._handlers[msg_type] = handler
+
+    async def send(self, peer_id: str, msg_type: str, body: dict) -> None:
+        """Send one message to a connected peer."""
+        await self._connection(peer_id).send(wire.Message(msg_type, body))
+
+    async def request(self, peer_id: str, msg_type: str, body: dict, timeout: float = 30.0) -> dict:
+        """Send a message and wait for the peer's reply body (its errors are raised typed)."""
+        conn = self._connection(peer_id)
+        msg_id = wire.next_id()
+        future = asyncio.get_running_loop().create_future()
+        self._pending[msg_id] = future
+        try:
+            await conn.send(wire.Message(msg_type, body, id=msg_id))
+            reply = await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            raise TimedOut(f"{msg_type} to {peer_id[:12]} got no answer within {timeout:g} s") from None
+        finally:
+            self._pending.pop(msg_id, None)
+        if reply.type == "error":
+            raise from_code(str(reply.body.get("code")), str(reply.body.get("message", "error")))
+        return reply.body
+
+    def connected_peers(self) -> list[str]:
+        return [pid for pid, c in self.connections.items() if not c.closed]
+
+    def _connection(self, peer_id: str) -> PeerConnection:
+        conn = self.connections.get(peer_id)
+        if conn is None or conn.closed:
+            raise PeerUnreachable(f"peer {peer_id[:12]} is not connected")
+        return conn
+
+    def _dispatch(self, conn: PeerConnection, msg: wire.Message):
+        if msg.reply_to is not None:
+            future = self._pending.pop(msg.reply_to, None)
+            if future is not None and not future.done():
+                future.set_result(msg)
+            return None
+        handler = self._handlers.get(msg.type)
+        if handler is None:
+            return conn.send(wire.Message("error", {"code": "unknown_type", "message":
+                                                    f"unknown message type {msg.type!r}"},
+                                          reply_to=msg.id))
+        if inspect.iscoroutinefunction(handler):
+            self._spawn(self._run_handler(conn, msg, handler))
+            return None
+        try:
+            result = handler(conn.peer_id, msg.body)
+        except CoveyError as exc:
+            return self._reply_error(conn, msg, exc)
+        if result is not None:
+            return conn.send(wire.Message(msg.type + ".reply", result, reply_to=msg.id))
+        return None
+
+    async def _run_handler(self, conn: PeerConnection, msg: wire.Message, handler) -> None:
+        try:
+            result = await handler(conn.peer_id, msg.body)
+        except CoveyError as exc:
+            await self._reply_error(conn, msg, exc)
+            return
+        if result is not None and not conn.closed:
+            await conn.send(wire.Message(msg.type + ".reply", result, reply_to=msg.id))
+
+    async def _reply_error(self, conn: PeerConnection, msg: wire.Message, exc: CoveyError) -> None:
+        self.events.emit(ev.MESSAGE_REJECTED, peer=conn.peer_id, type=msg.type, code=exc.code,
+                         reason=str(exc))
+        if not conn.closed:
+            await conn.send(wire.Message("error", {"code": exc.code, "message": str(exc)}, reply_to=msg.id))
+
+    def _on_error_message(self, peer_id: str, body: dict) -> None:
+        log.info("peer %s reported an error: %s", peer_id[:12], str(body.get("message"))[:200])
+        self.events.emit(ev.MESSAGE_REJECTED, peer=peer_id, code=str(body.get("code"))[:40],
+                         reason=str(body.get("message"))[:200], direction="outbound")
+
+    # -- connections ---------------------------------------------------------------
+    def _admit(self, peer_id: str, host: str) -> None:
+        """Policy at the door: banned peers never, unknown ones rate-limited per address."""
+        if peer_id == self.identity.id:
+            raise RefusedByPolicy("that is this node's own identity")
+        rec = self.peers.get(peer_id)
+        if rec is not None and rec.banned:
+            raise PeerBanned("this node has banned your identity")
+        if rec is None or rec.tier == Tier.UNKNOWN.value:
+            now = time.monotonic()
+            recent = [t for t in self._unknown_budget.get(host, []) if now - t < 60.0]
+            if len(recent) >= self.settings.unknown_per_minute:
+                raise RateLimited("too many connections from unknown peers at this address; retry in a minute")
+            recent.append(now)
+            self._unknown_budget[host] = recent
+
+    async def _run_connection(self, conn: PeerConnection, address: str | None = None) -> None:
+        """Register an authenticated connection and read from it until it closes."""
+        peer_id = conn.peer_id
+        existing = self.connections.get(peer_id)
+        if existing is not None and not existing.closed:
+            # Both sides dialled at once: keep the one the smaller id initiated.
+            keep_new = conn.initiator == (self.identity.id < peer_id)
+            loser = existing if keep_new else conn
+            await loser.close(CLOSE_REPLACED, "duplicate connection")
+            if not keep_new:
+                return
+        if not address and conn.listen_port:
+            address = _join(conn.remote, conn.listen_port)
+        rec = self.peers.add_or_update(peer_id, name=conn.peer_name or None, address=address,
+                                       source=None if self.peers.get(peer_id) else
+                                       ("manual" if conn.initiator else "inbound"),
+                                       mode=conn.mode)
+        self.peers.seen(peer_id, mode=conn.mode)
+        self.connections[peer_id] = conn
+        conn.on_message = self._dispatch
+        self.events.emit(ev.PEER_CONNECTED, peer=peer_id, name=rec.name, mode=conn.mode,
+                         address=rec.address, initiator=conn.initiator)
+        log.info("connected to %s (%s) in %s mode", rec.name or peer_id[:12], rec.address, conn.mode)
+        if rec.address and peer_id not in self._keepers and not self._stopping:
+            self._keep(peer_id)
+        try:
+            await conn.run()
+        finally:
+            if self.connections.get(peer_id) is conn:
+                del self.connections[peer_id]
+                if self.peers.get(peer_id) is not None and self.store is not None and not self._stopping:
+                    self.peers.seen(peer_id)
+                self.events.emit(ev.PEER_DISCONNECTED, peer=peer_id, reason=conn.close_reason)
+                log.info("disconnected from %s: %s", peer_id[:12], conn.close_reason)
+
+    async def dial(self, address: str, expected_id: str | None = None) -> PeerConnection:
+        """Connect to ``address``, authenticate, and register the connection."""
+        conn = await self.transport.dial(address, expected_id)
+        task = self._spawn(self._run_connection(conn, address))
+        for _ in range(50):  # registration happens on the first loop turn of the task
+            if self.connections.get(conn.peer_id) is conn or task.done() or conn.closed:
+                break
+            await asyncio.sleep(0)
+        return conn
+
+    def _keep(self, peer_id: str) -> None:
+        """Keep a connection to this peer: reconnect with exponential backoff."""
+        if peer_id not in self._keepers and not self._stopping:
+            self._keepers[peer_id] = asyncio.ensure_future(self._keeper(peer_id))
+
+    async def _keeper(self, peer_id: str) -> None:
+        delay = BACKOFF_MIN
+        try:
+            while not self._stopping:
+                rec = self.peers.get(peer_id)
+                if rec is None or rec.banned or not rec.address:
+                    return
+                conn = self.connections.get(peer_id)
+                if conn is not None and not conn.closed:
+                    await conn.wait_closed()
+                    delay = BACKOFF_MIN
+                    await asyncio.sleep(random.uniform(0.05, 0.3))
+                    continue
+                try:
+                    conn = await self.dial(rec.address, peer_id)
+                    delay = BACKOFF_MIN
+                    continue
+                except CoveyError as exc:
+                    level = logging.WARNING if delay >= 8 else logging.DEBUG
+                    log.log(level, "reconnect to %s failed: %s", rec.name or peer_id[:12], exc)
+                    if getattr(exc, "code", "") in ("key_mismatch", "mode_mismatch", "network_key_mismatch"):
+                        self.events.emit(ev.ERROR, peer=peer_id, code=exc.code, message=str(exc))
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, BACKOFF_MAX)
+        finally:
+            self._keepers.pop(peer_id, None)
+
+    async def _bootstrap(self, address: str) -> None:
+        try:
+            await self.add_peer(address)
+        except CoveyError as exc:
+            log.warning("bootstrap peer %s: %s", address, exc)
+
+    def _on_discovered(self, beacon) -> None:
+        if beacon.id == self.identity.id or self._stopping:
+            return
+        address = _join(beacon.host, beacon.port)
+        known = self.peers.get(beacon.id)
+        rec = self.peers.add_or_update(beacon.id, name=None if known else beacon.name, address=address,
+                                       source=None if known else "lan")
+        self.events.emit(ev.PEER_DISCOVERED, peer=beacon.id, name=beacon.name, address=address)
+        if not rec.banned:
+            self._keep(beacon.id)
+
+    # -- user commands -------------------------------------------------------------
+    async def add_peer(self, address: str, key: str | None = None, name: str | None = None) -> dict:
+        """Add a peer by address. With ``key`` the identity is pinned before connecting;
+        without it, the first key seen is pinned (the peer stays UNKNOWN)."""
+        if key is not None:
+            key = key.strip().lower()
+            if not is_peer_id(key):
+                raise BadRequest("--key must be the peer's id: 64 hex digits (see `covey id` on that node)")
+            if key == self.identity.id:
+                raise BadRequest("that is this node's own key")
+            self.peers.add_or_update(key, name=name, address=address, source="manual", pinned=True)
+            self._keep(key)
+            try:
+                await asyncio.wait_for(self._await_connected(key), self.settings.connect_timeout)
+            except asyncio.TimeoutError:
+                log.info("peer %s added; not reachable yet, retrying in the background", address)
+            return self.peer_view(self.peers.get(key))
+        conn = await self.dial(address)
+        rec = self.peers.add_or_update(conn.peer_id, name=name, address=address, pinned=True)
+        return self.peer_view(rec)
+
+    async def _await_connected(self, peer_id: str) -> None:
+        while peer_id not in self.connections:
+            await self.events.wait_for(ev.PEER_CONNECTED, lambda e: e.data.get("peer") == peer_id, 30)
+
+    def resolve(self, ref: str) -> PeerRecord:
+        return self.peers.resolve(ref)
+
+    def trust(self, ref: str, tier: str) -> dict:
+        return self.peer_view(self.peers.set_tier(self.resolve(ref).id, tier))
+
+    async def ban(self, ref: str) -> dict:
+        rec = self.peers.ban(self.resolve(ref).id)
+        await self._drop(rec.id, "banned")
+        return self.peer_view(rec)
+
+    def unban(self, ref: str) -> dict:
+        rec = self.peers.unban(self.resolve(ref).id)
+        if rec.address:
+            self._keep(rec.id)
+        return self.peer_view(rec)
+
+    async def remove_peer(self, ref: str) -> dict:
+        rec = self.resolve(ref)
+        self.peers.remove(rec.id)
+        await self._drop(rec.id, "removed from the peer book")
+        return {"removed": rec.id}
+
+    async def _drop(self, peer_id: str, reason: str) -> None:
+        keeper = self._keepers.pop(peer_id, None)
+        if keeper is not None:
+            keeper.cancel()
+        conn = self.connections.get(peer_id)
+        if conn is not None:
+            await conn.close(CLOSE_POLICY, reason)
+
+    # -- settings ---------------------------------------------------------------------
+    async def update_settings(self, **changes: Any) -> Settings:
+        """Apply a change, persist it, and reconnect what depends on it."""
+        new = with_changes(self.settings, **changes)
+        save_settings(self.home, changes)
+        self.settings = new
+        self.transport.reconfigure(new, self._endpoint(), read_password(self.home))
+        self.events.emit(ev.SETTINGS_CHANGED, changes=sorted(changes))
+        # Connections negotiated under the old policy must renegotiate.
+        weaker = [c for c in self.connections.values()
+                  if MODE_RANK[c.mode] < MODE_RANK[new.min_mode]]
+        for conn in weaker:
+            await conn.close(CLOSE_POLICY, f"this node now requires at least {new.min_mode}")
+        return new
+
+    async def set_mode(self, mode: str, min_mode: str | None = None) -> dict:
+        changes = {"mode": mode, "min_mode": min_mode or mode}
+        if "symmetric" in changes.values() and self.psk() is None:
+            raise BadRequest("symmetric mode needs a network key: `covey crypto psk generate` "
+                             "or `covey crypto psk import FILE` first")
+        await self.update_settings(**changes)
+        return self.crypto_view()
+
+    def crypto_view(self) -> dict:
+        return {"mode": self.settings.mode, "min": self.settings.min_mode,
+                "network_key": (self.home / PSK_FILE).exists(),
+                "offered": self.settings.offered_modes(self.psk() is not None)}
+
+    async def psk_set(self, key: bytes | None = None) -> dict:
+        key = key if key is not None else random_psk()
+        if len(key) != 32:
+            raise BadRequest("a network key is 32 bytes (64 hex digits)")
+        write_secret(self.home / PSK_FILE, key.hex().encode() + b"\n")
+        self.transport.reconfigure(self.settings, self._endpoint(), read_password(self.home))
+        return self.crypto_view()
+
+    async def set_proxy(self, mode: str, host: str = "", port: int = 0, user: str = "",
+                        password: str | None = None) -> dict:
+        if password is not None:
+            save_password(self.home, password)
+        await self.update_settings(proxy_mode=mode, proxy_host=host, proxy_port=port, proxy_user=user)
+        return self.proxy_view()
+
+    def proxy_view(self) -> dict:
+        return public_proxy(self.home, self.settings)
+
+
+def _join(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    from datetime import datetime, timezone
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
+
+
+def _fingerprint(peer_id: str) -> str:
+    from .identity import fingerprint_of
+    return fingerprint_of(peer_id)

@@ -1,0 +1,256 @@
+"""The aiohttp server (``/covey/v1`` WebSocket + ``GET /health``) and the dialer.
+
+Both run the handshake of :mod:`core.handshake` and hand an authenticated
+:class:`~core.connection.PeerConnection` to the node. Floods are bounded
+before any expensive work: a cap on handshakes in flight overall and per
+source address, and a deadline on every handshake step.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from typing import Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+
+from . import wire
+from .config import Settings, parse_hostport
+from .connection import CLOSE_POLICY, CLOSE_PROTOCOL, PeerConnection
+from .errors import (CoveyError, HandshakeFailed, KeyMismatch, MalformedMessage, PeerUnreachable,
+                     ProxyUnreachable, RateLimited, TimedOut, from_code)
+from .handshake import LocalEndpoint, NoiseHandshake, choose, make_hello, parse_choice, parse_hello
+
+log = logging.getLogger("covey.transport")
+
+HANDSHAKE_FRAME_MAX = 4096
+PER_ADDRESS_HANDSHAKES = 16
+CLOSE_HANDSHAKE = 4001
+
+Admit = Callable[[str, str], None]                       # (peer_id, remote host) -> raises to refuse
+OnConnection = Callable[[PeerConnection], Awaitable[None]]
+
+
+class Transport:
+    """Serves inbound peers and dials outbound ones."""
+
+    def __init__(self, local: LocalEndpoint, settings: Settings, *, admit: Admit,
+                 on_connection: OnConnection, health: Callable[[], dict], proxy_password: str = ""):
+        self.local = local
+        self.proxy_password = proxy_password
+        self.settings = settings
+        self.admit = admit
+        self.on_connection = on_connection
+        self.health = health
+        self.port = 0
+        self.rejected_handshakes = 0
+        self._in_flight = 0
+        self._in_flight_by_host: dict[str, int] = defaultdict(int)
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._server_tasks: set[asyncio.Task] = set()
+
+    # -- lifecycle ---------------------------------------------------------------
+    async def start(self) -> int:
+        """Listen on the configured address; returns the bound port."""
+        app = web.Application(client_max_size=1024)
+        app.router.add_get("/health", self._health)
+        app.router.add_get(wire.WS_PATH, self._accept)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                     shutdown_timeout=0.5)
+        await self._runner.setup()
+        host, port = self.settings.listen_hostport
+        site = web.TCPSite(self._runner, host, port, backlog=512, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise PeerUnreachable(f"cannot listen on {host}:{port}: {exc.strerror}; "
+                                  "choose another with --listen HOST:PORT") from None
+        self.port = site._server.sockets[0].getsockname()[1]
+        self.local.listen_port = self.port
+        return self.port
+
+    async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def reconfigure(self, settings: Settings, local: LocalEndpoint, proxy_password: str = "") -> None:
+        """Apply new settings (mode, key, proxy) to future connections."""
+        local.listen_port = self.port
+        self.settings, self.local, self.proxy_password = settings, local, proxy_password
+        if self._session is not None:
+            old, self._session = self._session, None
+            asyncio.get_running_loop().create_task(old.close())
+
+    # -- inbound -----------------------------------------------------------------
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, **self.health()})
+
+    async def _accept(self, request: web.Request) -> web.StreamResponse:
+        host = request.remote or "?"
+        if (self._in_flight >= self.settings.max_handshakes
+                or self._in_flight_by_host[host] >= PER_ADDRESS_HANDSHAKES):
+            self.rejected_handshakes += 1
+            return web.Response(status=503, text="busy: too many handshakes in progress; retry later")
+        self._in_flight += 1
+        self._in_flight_by_host[host] += 1
+        ws = web.WebSocketResponse(max_msg_size=self.settings.max_frame + 64, compress=False,
+                                   heartbeat=self.settings.heartbeat, autoping=True)
+        conn = None
+        try:
+            await ws.prepare(request)
+            conn = await asyncio.wait_for(self._respond(ws, host), self.settings.connect_timeout)
+        except (CoveyError, asyncio.TimeoutError) as exc:
+            self.rejected_handshakes += 1
+            reason = str(exc) if isinstance(exc, CoveyError) else "handshake timed out"
+            log.info("inbound handshake from %s refused: %s", host, reason)
+            if not ws.closed:
+                await ws.close(code=CLOSE_HANDSHAKE, message=reason.encode()[:120])
+            return ws
+        except (ConnectionError, RuntimeError) as exc:
+            log.debug("inbound handshake from %s lost: %s", host, exc)
+            return ws
+        finally:
+            self._in_flight -= 1
+            self._in_flight_by_host[host] -= 1
+            if not self._in_flight_by_host[host]:
+                del self._in_flight_by_host[host]
+        await self.on_connection(conn)
+        return ws
+
+    async def _respond(self, ws: web.WebSocketResponse, host: str) -> PeerConnection:
+        hello_bytes = await _receive(ws)
+        try:
+            hello = parse_hello(hello_bytes)
+        except CoveyError as exc:
+            await ws.send_bytes(wire.pack_plain({"error": exc.code, "message": str(exc)}))
+            raise
+        mode, choice = choose(self.local, hello)
+        await ws.send_bytes(choice)
+        if mode is None:
+            raise HandshakeFailed(f"peer offers only {', '.join(hello['modes'])}; "
+                                  f"this node requires at least {self.local.min}")
+        hs = NoiseHandshake(self.local, mode, False, hello_bytes, choice)
+        await ws.send_bytes(hs.responder_step1(await _receive(ws)))
+        try:
+            hs.responder_step2(await _receive(ws))
+        except CoveyError as exc:
+            await ws.send_bytes(wire.pack_plain({"error": exc.code, "message": str(exc)}))
+            raise
+        conn = self._connection(ws, hs, initiator=False, remote=host, listen_port=hello["port"])
+        try:
+            self.admit(hs.peer_id, host)
+        except CoveyError as exc:
+            await conn.send(wire.Message("error", {"code": exc.code, "message": str(exc)}))
+            await conn.close(CLOSE_POLICY, str(exc))
+            raise
+        await conn.send(wire.Message("ready", {}))
+        return conn
+
+    # -- outbound ----------------------------------------------------------------
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            s = self.settings
+            if s.proxy_mode == "off":
+                connector = aiohttp.TCPConnector(limit=0, force_close=True)
+            else:
+                from aiohttp_socks import ProxyConnector
+                from .proxy import proxy_url
+                connector = ProxyConnector.from_url(proxy_url(s, self.proxy_password), rdns=True, limit=0, force_close=True)
+            self._session = aiohttp.ClientSession(connector=connector)
+        return self._session
+
+    async def dial(self, address: str, expected_id: str | None = None) -> PeerConnection:
+        """Connect and authenticate; KeyMismatch when the peer is not who we pinned."""
+        host, port = parse_hostport(address)
+        url = f"http://{host}:{port}{wire.WS_PATH}"
+        try:
+            ws = await asyncio.wait_for(self._client().ws_connect(
+                url, max_msg_size=self.settings.max_frame + 64, compress=0,
+                heartbeat=self.settings.heartbeat, autoping=True), self.settings.connect_timeout)
+        except asyncio.TimeoutError:
+            raise TimedOut(f"connecting to {address} timed out") from None
+        except aiohttp.WSServerHandshakeError as exc:
+            if exc.status == 503:
+                raise RateLimited(f"{address} is busy (too many handshakes); retrying later") from None
+            raise PeerUnreachable(f"{address} is not a Covey node (HTTP {exc.status})") from None
+        except Exception as exc:  # connector and proxy errors come in many types
+            raise _dial_error(self.settings, address, exc) from None
+        try:
+            return await asyncio.wait_for(self._initiate(ws, address, expected_id),
+                                          self.settings.connect_timeout)
+        except asyncio.TimeoutError:
+            await ws.close()
+            raise TimedOut(f"handshake with {address} timed out") from None
+        except BaseException:
+            await ws.close()
+            raise
+
+    async def _initiate(self, ws, address: str, expected_id: str | None) -> PeerConnection:
+        peer = f"the peer at {address}"
+        hello = make_hello(self.local)
+        await ws.send_bytes(hello)
+        choice = await _receive(ws, peer)
+        mode = parse_choice(choice, self.local, peer)
+        hs = NoiseHandshake(self.local, mode, True, hello, choice)
+        await ws.send_bytes(hs.initiator_step1())
+        msg3 = hs.initiator_step2(await _receive(ws, peer))
+        if expected_id and hs.peer_id != expected_id:
+            raise KeyMismatch(
+                f"{peer} presented key {hs.peer_id[:16]}… but {expected_id[:16]}… is pinned for it: "
+                "possible man in the middle; connection refused")
+        await ws.send_bytes(msg3)
+        conn = self._connection(ws, hs, initiator=True, remote=address, listen_port=0)
+        first = await _receive(ws, peer)
+        try:
+            plain = conn.channel.open(first)
+            if plain[:1] != bytes([wire.FRAME_WHOLE]):
+                raise HandshakeFailed(f"{peer} sent a chunk instead of completing the handshake")
+            reply = wire.decode(plain[1:], self.settings.max_frame)
+        except MalformedMessage:
+            err = wire.unpack_plain(first)  # the responder could not complete the handshake
+            raise from_code(str(err.get("error")), str(err.get("message", "handshake refused"))) from None
+        if reply.type == "error":
+            raise from_code(str(reply.body.get("code")), f"{peer} refused: {reply.body.get('message')}")
+        if reply.type != "ready":
+            raise HandshakeFailed(f"{peer} sent {reply.type!r} instead of completing the handshake")
+        return conn
+
+    def _connection(self, ws, hs: NoiseHandshake, *, initiator: bool, remote: str,
+                    listen_port: int) -> PeerConnection:
+        return PeerConnection(ws, hs.channel(), hs.peer_id, hs.peer_name, initiator=initiator,
+                              remote=remote, listen_port=listen_port,
+                              max_frame=self.settings.max_frame, max_message=self.settings.max_message)
+
+
+async def _receive(ws, peer: str = "the peer") -> bytes:
+    """One binary handshake frame; a close or anything else ends the handshake with its reason."""
+    msg = await ws.receive()
+    if msg.type == aiohttp.WSMsgType.BINARY:
+        if len(msg.data) > HANDSHAKE_FRAME_MAX:
+            raise MalformedMessage("handshake frame too large")
+        return msg.data
+    if msg.type == aiohttp.WSMsgType.CLOSE:
+        raise HandshakeFailed(f"{peer} closed the connection: {msg.extra or 'no reason given'}")
+    raise HandshakeFailed(f"{peer} closed the connection during the handshake")
+
+
+def _dial_error(settings: Settings, address: str, exc: Exception) -> CoveyError:
+    name = type(exc).__name__
+    if settings.proxy_mode != "off" and ("Proxy" in name or isinstance(exc, ConnectionRefusedError)):
+        where = f"{settings.proxy_host}:{settings.proxy_port}"
+        if "ProxyError" == name or "rejected" in str(exc).lower():
+            return PeerUnreachable(f"the {settings.proxy_mode} proxy could not reach {address}: {exc}")
+        return ProxyUnreachable(f"the {settings.proxy_mode} proxy at {where} is unreachable ({exc}); "
+                                "not connecting directly (fail closed)")
+    reason = getattr(exc, "os_error", None) or exc
+    return PeerUnreachable(f"could not reach {address}: {getattr(reason, 'strerror', None) or reason}")
+
+
+__all__ = ["Transport", "CLOSE_PROTOCOL", "CLOSE_HANDSHAKE"]

@@ -1,0 +1,121 @@
+"""Message schema, encoding and limits of the wire protocol (version 1).
+
+A message is a msgpack map ``{"t": type, "i": id, "ts": unix time, "b": body}``
+with an optional ``"r"`` (the id of the request this answers). Bodies are
+maps of plain types. Nothing here ever unpickles.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from .errors import MalformedMessage, MessageTooLarge, UnsupportedVersion
+
+PROTOCOL = "covey"
+VERSION = 1
+WS_PATH = "/covey/v1"
+
+# Frame kinds inside an (encrypted) WebSocket frame: first byte of the plaintext.
+FRAME_WHOLE = 0   # a complete message
+FRAME_PART = 1    # a chunk of a message; more follow
+FRAME_END = 2     # the last chunk of a message
+
+_TYPE_RE = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
+_ids = itertools.count(int.from_bytes(os.urandom(3), "big") << 20)
+
+
+@dataclass(slots=True)
+class Message:
+    """One typed message."""
+    type: str
+    body: dict
+    id: int = 0
+    ts: float = 0.0
+    reply_to: int | None = None
+
+
+def next_id() -> int:
+    return next(_ids)
+
+
+def encode(msg: Message) -> bytes:
+    """Pack a message (fills id and timestamp when unset)."""
+    data = {"t": msg.type, "i": msg.id or next_id(), "ts": msg.ts or time.time(), "b": msg.body}
+    if msg.reply_to is not None:
+        data["r"] = msg.reply_to
+    return msgpack.packb(data, use_bin_type=True)
+
+
+def decode(data: bytes, max_size: int) -> Message:
+    """Unpack and validate a message; MalformedMessage / MessageTooLarge on bad input."""
+    if len(data) > max_size:
+        raise MessageTooLarge(f"message of {len(data)} bytes exceeds the limit of {max_size}")
+    try:
+        raw = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise MalformedMessage(f"undecodable message: {type(exc).__name__}") from None
+    if not isinstance(raw, dict):
+        raise MalformedMessage("message is not a map")
+    mtype, mid, ts, body = raw.get("t"), raw.get("i"), raw.get("ts"), raw.get("b")
+    if not isinstance(mtype, str) or not _TYPE_RE.match(mtype):
+        raise MalformedMessage("message type missing or invalid")
+    if not isinstance(mid, int) or isinstance(mid, bool) or mid < 0:
+        raise MalformedMessage("message id missing or invalid")
+    if not isinstance(ts, (int, float)) or isinstance(ts, bool):
+        raise MalformedMessage("message timestamp missing or invalid")
+    if not isinstance(body, dict):
+        raise MalformedMessage("message body must be a map")
+    reply_to = raw.get("r")
+    if reply_to is not None and (not isinstance(reply_to, int) or isinstance(reply_to, bool)):
+        raise MalformedMessage("reply id invalid")
+    return Message(mtype, body, mid, float(ts), reply_to)
+
+
+def pack_plain(obj: dict) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def unpack_plain(data: bytes, max_size: int = 4096) -> dict:
+    """Decode a small pre-handshake map (hello, choice, error)."""
+    if not isinstance(data, (bytes, bytearray)) or len(data) > max_size:
+        raise MalformedMessage("handshake message missing or too large")
+    try:
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception:
+        raise MalformedMessage("undecodable handshake message") from None
+    if not isinstance(obj, dict):
+        raise MalformedMessage("handshake message is not a map")
+    return obj
+
+
+def check_version(hello: dict) -> None:
+    if hello.get("proto") != PROTOCOL:
+        raise MalformedMessage("not a Covey peer (protocol name missing)")
+    version = hello.get("v")
+    if version != VERSION:
+        raise UnsupportedVersion(
+            f"the peer speaks Covey protocol version {version!r}; this node speaks {VERSION}: "
+            "update the older node")
+
+
+def field(body: dict, name: str, kind: type | tuple, *, max_len: int | None = None,
+          optional: bool = False, default: Any = None) -> Any:
+    """Typed access to a body field with a clear error (the one validator bodies use)."""
+    if name not in body or body[name] is None:
+        if optional:
+            return default
+        raise MalformedMessage(f"field {name!r} is missing")
+    value = body[name]
+    if isinstance(value, bool) and kind in (int, float, (int, float)):
+        raise MalformedMessage(f"field {name!r} must be a number")
+    if not isinstance(value, kind):
+        raise MalformedMessage(f"field {name!r} has the wrong type")
+    if max_len is not None and hasattr(value, "__len__") and len(value) > max_len:
+        raise MessageTooLarge(f"field {name!r} is longer than {max_len}")
+    return value
