@@ -49,7 +49,7 @@ class EventBus:
         self._callbacks: list[tuple[str | None, Callable[[Event], Any]]] = []
         self._queue_size = queue_size
 
-    def emit(self, name: str, **data: Any) -> Event:
+    def emit(self, name: str, /, **data: Any) -> Event:
         """Deliver an event to every subscriber; never blocks, never raises."""
         event = Event(name, data)
         for queue in list(self._queues):
