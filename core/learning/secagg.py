@@ -486,9 +486,10 @@ def quantize(vec: np.ndarray, weight: float, params: SecAggParams) -> np.ndarray
         raise BadRequest(f"weight must be in [0, 1], got {weight} (pass e.g. examples / cap)")
     values = np.empty(params.dim + 1, dtype=np.float64)
     np.clip(vec, -params.clip, params.clip, out=values[:-1])
-    values[:-1] *= weight
-    values[-1] = weight
-    return np.rint(values * params.scale).astype(np.int32).view(np.uint32)
+    values[-1] = 1.0
+    values *= weight * params.scale
+    np.rint(values, out=values)
+    return values.astype(np.int32).view(np.uint32)
 
 
 def dequantize(total: np.ndarray, params: SecAggParams) -> np.ndarray:
@@ -497,10 +498,14 @@ def dequantize(total: np.ndarray, params: SecAggParams) -> np.ndarray:
 
 
 def expand_mask(key: bytes, words: int) -> np.ndarray:
-    """``words`` uint32 values of AES-256-CTR keystream under ``key`` (a PRG; each key is used once)."""
+    """``words`` uint32 values of AES-256-CTR keystream under ``key`` (a PRG; each key is used once).
+
+    The array is read-only (a view of the keystream bytes); add it, don't modify it.
+    """
     encryptor = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor()
-    stream = encryptor.update(bytes(4 * words)) + encryptor.finalize()
-    return np.frombuffer(stream, dtype="<u4").astype(np.uint32)
+    stream = encryptor.update(bytes(4 * words))
+    encryptor.finalize()
+    return np.frombuffer(stream, dtype="<u4")
 
 
 def pairwise_mask_key(own: X25519PrivateKey, peer_pk: bytes, me: str, peer: str,
