@@ -1,5 +1,4 @@
 """Checkpoints: atomic saves, survival of kill -9, fallback past corrupted files."""
-import json
 import logging
 import os
 import signal
