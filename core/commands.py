@@ -171,3 +171,15 @@ async def _proxy_set(node, socks5=None, tor=None, user=None, password=None):
 @command("proxy.off", "connect directly again")
 async def _proxy_off(node):
     return await node.set_proxy("off", password="")
+
+
+def _register_service_commands() -> None:
+    """Commands that services declare in their own modules (imported here, light only)."""
+    from .learning import commands as _learning  # noqa: F401  (registers ml.*)
+
+
+try:
+    _register_service_commands()
+except ModuleNotFoundError as exc:  # the learning commands module is optional until it lands
+    if exc.name != "core.learning.commands":
+        raise

@@ -57,6 +57,7 @@ class Node:
         self._tasks: set[asyncio.Task] = set()
         self._unknown_budget: dict[str, list[float]] = {}
         self._stopping = False
+        self.services: list = []
         self.on_message("ping", lambda peer, body: {"pong": True})
         self.on_message("error", self._on_error_message)
 
@@ -103,6 +104,10 @@ class Node:
             await self.transport.stop()
             self.store.close()
             raise
+        from .services import build_services
+        self.services = build_services(self)
+        for service in self.services:
+            await service.start()
         for rec in self.peers.list():
             if rec.address and not rec.banned:
                 self._keep(rec.id)
@@ -132,6 +137,11 @@ class Node:
             task.cancel()
         if self.discovery is not None:
             await self.discovery.stop()
+        for service in reversed(self.services):
+            try:
+                await service.stop()
+            except Exception:  # one failing service must not keep the others (or the db) open
+                log.exception("service %s failed to stop", type(service).__name__)
         await asyncio.gather(*(c.close(CLOSE_SHUTDOWN, "node shutting down")
                                for c in list(self.connections.values())), return_exceptions=True)
         if self.transport is not None:
