@@ -160,21 +160,22 @@ def init(home: Path, name: str | None, passphrase: bytes | None) -> dict:
             "created": created, "home": str(home)}
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, open_desktop=None) -> int:
+    """Run `covey`; ``open_desktop(home, overrides, passphrase)`` opens the GUI (given by the
+    launcher in ``desktop/``, since the core never imports the desktop)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     home = home_of(args)
     overrides = {"listen": args.listen, "name": args.node_name}
     try:
         if args.cmd0 is None:
-            if args.headless or not _has_display():
+            if args.headless or not _has_display() or open_desktop is None:
                 if not args.headless:
                     print("covey: no display found; running the node headless (Ctrl-C stops it)",
                           file=sys.stderr)
                 from .headless import run
                 return run(home, overrides, read_passphrase(args, True), args.log_level)
-            from desktop.app import main as desktop_main
-            return desktop_main(home, overrides, read_passphrase(args, True))
+            return open_desktop(home, overrides, read_passphrase(args, True))
         name = args.command
         if name == "init":
             result = init(home, args.name, read_passphrase(args))

@@ -159,8 +159,12 @@ class Unauthorized(CoveyError):
     code = "unauthorized"
 
 
-ERRORS_BY_CODE = {cls.code: cls for cls in list(globals().values())
-                  if isinstance(cls, type) and issubclass(cls, CoveyError)}
+def _all_errors(cls: type = CoveyError) -> dict[str, type]:
+    found = {cls.code: cls}
+    for sub in cls.__subclasses__():
+        for code, klass in _all_errors(sub).items():
+            found.setdefault(code, klass)
+    return found
 
 
 def human(exc: BaseException) -> str:
@@ -180,4 +184,4 @@ def human(exc: BaseException) -> str:
 
 def from_code(code: str, message: str) -> CoveyError:
     """Rebuild a typed error from the control API's (code, message) pair."""
-    return ERRORS_BY_CODE.get(code, CoveyError)(message)
+    return _all_errors().get(code, CoveyError)(message)
