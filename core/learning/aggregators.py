@@ -172,11 +172,12 @@ def stack(updates: Sequence[np.ndarray], reference: np.ndarray | None = None) ->
 
 
 def aggregate(name: str, updates: Sequence[np.ndarray], counts: Sequence[int] | None = None,
-              f: int = 0, *, beta: float = 0.1, m: int | None = None,
+              f: int = 0, *, beta: float | None = None, m: int | None = None,
               reference: np.ndarray | None = None) -> AggregateResult:
     """Aggregate flat float32 updates with rule ``name``.
 
-    ``f`` is the number of Byzantine updates to tolerate (Krum family). If
+    ``f`` is the number of Byzantine updates to tolerate. For the trimmed
+    mean, ``beta`` defaults to ``f/N`` (trim f from each end; 0.1 when f=0). If
     too few updates arrived for that ``f``, the largest tolerable ``f`` is used
     and logged (``f_used``), so a round with dropouts still closes.
     ``reference`` (e.g. the global weights) is subtracted before and added
@@ -205,6 +206,8 @@ def aggregate(name: str, updates: Sequence[np.ndarray], counts: Sequence[int] | 
     elif name == "median":
         vec, kept = median(x), everyone
     else:
+        if beta is None:
+            beta = min(f / n, (n - 1) / (2 * n)) if f > 0 else 0.1
         vec, kept = trimmed_mean(x, beta), everyone
     out = vec.numpy().astype(np.float32, copy=False)
     if reference is not None:

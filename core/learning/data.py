@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import warnings
 import zipfile
 from dataclasses import dataclass
 
@@ -88,8 +89,10 @@ def _load_csv(path: str, label_column: str):
     if len(header) < 2:
         raise BadRequest(f"dataset file {path!r} has a label column but no feature columns")
     try:
-        table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2,
-                           encoding="utf-8-sig")
+        with warnings.catch_warnings():  # "no data" is reported below as a BadRequest
+            warnings.simplefilter("ignore", UserWarning)
+            table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2,
+                               encoding="utf-8-sig")
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"dataset file {path!r} has a non-numeric or missing value: {exc}") from exc
     if table.size == 0:
