@@ -175,7 +175,8 @@ async def _proxy_off(node):
 
 def _register_service_commands() -> None:
     """Commands that services declare in their own modules (imported here, light only)."""
-    from .learning import commands as _learning  # noqa: F401  (registers ml.*)
+    import importlib
+    importlib.import_module("core.learning.commands")  # registers ml.*
 
 
 try:
