@@ -71,6 +71,7 @@ class Settings:
     discovery_group: str = "239.255.0.1"
     discovery_port: int = 8103
     discovery_interval: float = 5.0
+    discovery_interface: str = "0.0.0.0"   # IPv4 address of the LAN interface; 0.0.0.0: the default route's
     bootstrap: list[str] = field(default_factory=list)
     proxy_mode: str = "off"         # off | socks5 | tor
     proxy_host: str = ""

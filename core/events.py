@@ -18,6 +18,7 @@ log = logging.getLogger("covey.events")
 PEER_CONNECTED = "peer_connected"
 PEER_DISCONNECTED = "peer_disconnected"
 PEER_DISCOVERED = "peer_discovered"
+PEER_LOST = "peer_lost"            # its LAN beacons stopped
 PEER_ADDED = "peer_added"
 PEER_REMOVED = "peer_removed"
 TIER_CHANGED = "tier_changed"

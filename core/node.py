@@ -120,7 +120,8 @@ class Node:
         self.discovery = Discovery(
             self.identity, self.transport.port, group=self.settings.discovery_group,
             port=self.settings.discovery_port, interval=self.settings.discovery_interval,
-            on_found=self._on_discovered)
+            interface=self.settings.discovery_interface, on_found=self._on_discovered,
+            on_lost=self._on_lost)
         try:
             await self.discovery.start()
         except (OSError, CoveyError) as exc:
@@ -387,6 +388,9 @@ class Node:
         self.events.emit(ev.PEER_DISCOVERED, peer=beacon.id, name=beacon.name, address=address)
         if not rec.banned:
             self._keep(beacon.id)
+
+    def _on_lost(self, peer_id: str) -> None:
+        self.events.emit(ev.PEER_LOST, peer=peer_id)
 
     # -- user commands -------------------------------------------------------------
     async def add_peer(self, address: str, key: str | None = None, name: str | None = None) -> dict:

@@ -156,3 +156,27 @@ def test_corrupt_database_is_refused_and_left_untouched(tmp_path):
     out = covey(home, "--headless", "--listen", "127.0.0.1:0", check=False)
     assert out.returncode == 1 and "covey.db" in out.stderr and "Nothing was changed" in out.stderr
     assert (home / "covey.db").read_bytes() == garbage
+
+
+def test_nodes_find_each_other_on_the_lan_without_configuration(tmp_path, monkeypatch):
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # Discovery on loopback only (tests never multicast on a real LAN), on a port of this test's own.
+    monkeypatch.setenv("COVEY_DISCOVERY", "1")
+    monkeypatch.setenv("COVEY_DISCOVERY_PORT", str(port))
+    monkeypatch.setenv("COVEY_DISCOVERY_INTERFACE", "127.0.0.1")
+    monkeypatch.setenv("COVEY_DISCOVERY_INTERVAL", "0.5")
+    import tests.e2e.conftest as harness
+    monkeypatch.setattr(harness, "env", lambda: {k: v for k, v in os.environ.items() if k != "DISPLAY"})
+    nodes = [Headless(tmp_path / n, n).start() for n in ("a", "b", "c")]
+    try:
+        for node in nodes:
+            others = {n.id for n in nodes} - {node.id}
+            rows = wait_for(lambda: (lambda r: r if {p["id"] for p in r if p["connected"]} >= others else None)(
+                node.json("peers", "list")), timeout=20)
+            assert all(p["tier"] == "unknown" and p["source"] in ("lan", "inbound") for p in rows)
+    finally:
+        for node in nodes:
+            node.stop()
