@@ -1,0 +1,125 @@
+"""`covey` with a display: the desktop app around an embedded node."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import qasync
+from PySide6.QtCore import QSocketNotifier, QTimer
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from core import logs
+from core.control import ControlServer
+from core.errors import human
+
+from .startup import ask_name_dialog, ask_passphrase_dialog, open_node
+from .style import app_icon, style_sheet
+from .window import MainWindow
+
+log = logging.getLogger("covey.desktop")
+STOP_DEADLINE = 3.0
+
+
+class Session:
+    """One running node with its control API and its window."""
+
+    def __init__(self, node):
+        self.node = node
+        self.control: ControlServer | None = None
+        self.window: MainWindow | None = None
+        self.closed = asyncio.Event()
+
+    async def open(self) -> None:
+        """Start the node and the control API, then show the window."""
+        await self.node.start()
+        self.control = ControlServer(self.node)
+        try:
+            await self.control.start()
+        except BaseException:
+            await self.node.stop()
+            raise
+        self.window = MainWindow(self.node)
+        self.window.closed.connect(self.closed.set)
+        self.window.show()
+
+    async def close(self) -> None:
+        """Stop the control API and the node (bounded: closing must not hang)."""
+        try:
+            await asyncio.wait_for(self._stop(), STOP_DEADLINE)
+        except asyncio.TimeoutError:
+            log.warning("shutdown took longer than %.0f s; exiting anyway", STOP_DEADLINE)
+
+    async def _stop(self) -> None:
+        if self.control is not None:
+            await self.control.stop()
+        await self.node.stop()
+
+    async def run(self) -> str | None:
+        """Open, wait for the window to close, close. Returns an error for the user, or None."""
+        try:
+            await self.open()
+        except Exception as exc:  # shown in a dialog once the loop has ended
+            log.warning("could not start: %s", exc)
+            return human(exc)
+        await self.closed.wait()
+        await self.close()
+        return None
+
+
+def _quit_on_signals(app: QApplication, session: Session) -> QSocketNotifier:
+    """Ctrl-C / SIGTERM close the window (Qt would otherwise swallow them)."""
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    signal.set_wakeup_fd(writer.fileno())
+
+    def close(*_):
+        if session.window is not None:
+            QTimer.singleShot(0, session.window.close)
+        else:
+            session.closed.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, close)
+    notifier = QSocketNotifier(reader.fileno(), QSocketNotifier.Read, app)
+    notifier.activated.connect(lambda *_: reader.recv(64))
+    notifier._sockets = (reader, writer)  # keep them open as long as the notifier lives
+    return notifier
+
+
+def make_app() -> QApplication:
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Covey")
+    app.setDesktopFileName("covey")
+    app.setWindowIcon(app_icon())
+    app.setStyleSheet(style_sheet())
+    app.setQuitOnLastWindowClosed(False)   # the session decides when to stop
+    return app
+
+
+def main(home: Path, overrides: dict, passphrase: bytes | None) -> int:
+    """Run the desktop app until its window closes; returns the exit code."""
+    logs.setup("info")
+    app = make_app()
+    try:
+        node = open_node(home, overrides, passphrase, ask_name_dialog, ask_passphrase_dialog(home))
+    except Exception as exc:
+        QMessageBox.critical(None, "Covey", f"Covey cannot open {home}:\n\n{human(exc)}")
+        return 1
+    if node is None:
+        return 1
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    with loop:
+        session = Session(node)
+        notifier = _quit_on_signals(app, session)
+        error = loop.run_until_complete(session.run())
+        notifier.setEnabled(False)
+    if error:
+        QMessageBox.critical(None, "Covey", f"Covey could not start:\n\n{error}")
+        return 1
+    return 0

@@ -1,0 +1,79 @@
+"""Dialogs of the peers panel: add a peer."""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit,
+                               QVBoxLayout)
+
+
+class AddPeerDialog(QDialog):
+    """Asks for an address, an optional key to pin and an optional name.
+
+    It does not connect by itself: ``submitted`` carries the user's intent and
+    the caller reports back with :meth:`set_busy`, :meth:`show_error` or ``accept()``.
+    """
+
+    submitted = Signal(str, object, object)   # address, key | None, name | None
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Add peer")
+        self.setMinimumWidth(520)
+        self.address = QLineEdit(placeholderText="host:port, e.g. 192.168.1.20:8102")
+        self.key = QLineEdit(placeholderText="optional: the peer's id (64 hex digits) to pin")
+        self.name = QLineEdit(placeholderText="optional: a name you will recognise")
+        self.key.setFont(_mono())
+        form = QFormLayout()
+        form.addRow("&Address", self.address)
+        form.addRow("&Key", self.key)
+        form.addRow("&Name", self.name)
+        hint = QLabel("With a key, the connection is refused unless the peer proves it holds that "
+                      "identity. Without one, the first key seen is pinned; compare fingerprints "
+                      "out of band before raising its tier.")
+        hint.setWordWrap(True)
+        hint.setObjectName("hint")
+        self.error = QLabel()
+        self.error.setObjectName("error")
+        self.error.setWordWrap(True)
+        self.error.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.error.hide()
+        self.buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        self.add_button = self.buttons.button(QDialogButtonBox.Ok)
+        self.add_button.setText("Add and connect")
+        self.add_button.setEnabled(False)
+        self.buttons.accepted.connect(self._submit)
+        self.buttons.rejected.connect(self.reject)
+        self.address.textChanged.connect(self._changed)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(hint)
+        layout.addWidget(self.error)
+        layout.addWidget(self.buttons)
+
+    def _changed(self) -> None:
+        self.add_button.setEnabled(bool(self.address.text().strip()))
+        self.error.hide()
+
+    def _submit(self) -> None:
+        address = self.address.text().strip()
+        if not address:
+            return
+        self.error.hide()
+        self.submitted.emit(address, self.key.text().strip() or None, self.name.text().strip() or None)
+
+    def set_busy(self, busy: bool) -> None:
+        """Disable input while the node connects."""
+        for widget in (self.address, self.key, self.name, self.add_button):
+            widget.setEnabled(not busy)
+        self.add_button.setText("Connecting…" if busy else "Add and connect")
+
+    def show_error(self, text: str) -> None:
+        self.error.setText(text)
+        self.error.show()
+
+
+def _mono():
+    from PySide6.QtGui import QFont
+    font = QFont("DejaVu Sans Mono")
+    font.setStyleHint(QFont.Monospace)
+    return font

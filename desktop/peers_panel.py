@@ -1,0 +1,238 @@
+"""The peers table and its actions: add, set tier, ban / unban, remove."""
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QMenu,
+                               QMessageBox, QPushButton, QTableView, QToolButton, QVBoxLayout,
+                               QWidget)
+from qasync import asyncSlot
+
+from core.errors import human
+
+from .peer_dialogs import AddPeerDialog
+from .peers_model import COLUMNS, NAME, PeersModel
+
+log = logging.getLogger("covey.desktop.peers")
+TIERS = ("core", "sandbox", "external", "unknown")
+TIER_HELP = {
+    "core": "full trust: knowledge propagation, tasks, relay",
+    "sandbox": "may share knowledge and train, with stricter checks",
+    "external": "may chat and query, nothing more",
+    "unknown": "contact requests only (the default for new peers)",
+}
+
+
+class PeersPanel(QWidget):
+    """Renders ``node.list_peers()`` and turns clicks into node calls."""
+
+    status = Signal(str)          # something worth telling the user
+    failed = Signal(str)          # an action failed; the text is for a person
+    count_changed = Signal(int)   # connected peers
+
+    def __init__(self, node, parent=None):
+        super().__init__(parent)
+        self.node = node
+        self.add_dialog: AddPeerDialog | None = None
+        self.confirm_box: QMessageBox | None = None
+
+        self.model = PeersModel(self)
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.setAlternatingRowColors(True)
+        self.table.setShowGrid(False)
+        self.table.verticalHeader().hide()
+        self.table.setContextMenuPolicy(Qt.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._context_menu)
+        header = self.table.horizontalHeader()
+        header.setHighlightSections(False)
+        for col in range(len(COLUMNS)):
+            header.setSectionResizeMode(col, QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(NAME, QHeaderView.Stretch)
+        self.table.selectionModel().selectionChanged.connect(self._update_actions)
+
+        self.add_button = QPushButton("Add peer…")
+        self.add_button.setObjectName("primary")
+        self.add_button.clicked.connect(self.open_add_dialog)
+        self.tier_menu = QMenu(self)
+        self.tier_actions = {}
+        for tier in TIERS:
+            action = self.tier_menu.addAction(f"{tier}  —  {TIER_HELP[tier]}")
+            action.triggered.connect(lambda _=False, t=tier: self.set_tier(t))
+            self.tier_actions[tier] = action
+        self.tier_button = QToolButton()
+        self.tier_button.setText("Set tier")
+        self.tier_button.setMenu(self.tier_menu)
+        self.tier_button.setPopupMode(QToolButton.InstantPopup)
+        self.ban_button = QPushButton("Ban")
+        self.ban_button.setObjectName("danger")
+        self.ban_button.clicked.connect(self.ban_selected)
+        self.unban_button = QPushButton("Unban")
+        self.unban_button.clicked.connect(self.unban_selected)
+        self.remove_button = QPushButton("Remove…")
+        self.remove_button.clicked.connect(self.confirm_remove)
+
+        bar = QHBoxLayout()
+        bar.addWidget(self.add_button)
+        bar.addStretch(1)
+        for widget in (self.tier_button, self.ban_button, self.unban_button, self.remove_button):
+            bar.addWidget(widget)
+        self.empty = QLabel("No peers yet. Add one by address, or wait for nodes on the LAN to appear.")
+        self.empty.setObjectName("hint")
+        self.empty.setAlignment(Qt.AlignCenter)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(bar)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.empty)
+        self.refresh()
+
+    # -- state --------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Re-read the peer book, keeping the selection."""
+        selected = self.selected_peer()
+        self.model.set_peers(self.node.list_peers())
+        if selected is not None:
+            self.select_peer(selected["id"])
+        self.empty.setVisible(self.model.rowCount() == 0)
+        self._update_actions()
+        self.count_changed.emit(self.model.connected_count())
+
+    def selected_peer(self) -> dict | None:
+        rows = self.table.selectionModel().selectedRows()
+        return self.model.peer(rows[0].row()) if rows else None
+
+    def select_peer(self, peer_id: str) -> bool:
+        row = self.model.row_of(peer_id)
+        if row < 0:
+            return False
+        self.table.selectRow(row)
+        return True
+
+    def _update_actions(self, *_) -> None:
+        peer = self.selected_peer()
+        for widget in (self.tier_button, self.remove_button):
+            widget.setEnabled(peer is not None)
+        self.ban_button.setEnabled(peer is not None and not peer["banned"])
+        self.unban_button.setEnabled(peer is not None and peer["banned"])
+        for tier, action in self.tier_actions.items():
+            action.setCheckable(True)
+            action.setChecked(peer is not None and peer["tier"] == tier)
+
+    def _context_menu(self, pos) -> None:
+        if self.table.indexAt(pos).isValid():
+            self.table.selectRow(self.table.indexAt(pos).row())
+            menu = QMenu(self)
+            menu.addMenu(self.tier_menu).setText("Set tier")
+            for button in (self.ban_button, self.unban_button, self.remove_button):
+                action = menu.addAction(button.text(), button.click)
+                action.setEnabled(button.isEnabled())
+            menu.exec(self.table.viewport().mapToGlobal(pos))
+
+    # -- events from the node --------------------------------------------------------
+    def on_event_peer_connected(self, event) -> None:
+        self.refresh()
+
+    on_event_peer_disconnected = on_event_peer_added = on_event_peer_removed = on_event_peer_connected
+    on_event_tier_changed = on_event_peer_banned = on_event_peer_unbanned = on_event_peer_connected
+    on_event_reputation_changed = on_event_peer_discovered = on_event_peer_connected
+
+    # -- add -------------------------------------------------------------------------
+    def open_add_dialog(self) -> AddPeerDialog:
+        self.add_dialog = AddPeerDialog(self)
+        self.add_dialog.submitted.connect(self.add_peer)
+        self.add_dialog.open()
+        return self.add_dialog
+
+    @asyncSlot(str, object, object)
+    async def add_peer(self, address: str, key: str | None, name: str | None) -> None:
+        dialog = self.add_dialog
+        if dialog is not None:
+            dialog.set_busy(True)
+        try:
+            peer = await self.node.add_peer(address, key=key, name=name)
+        except Exception as exc:  # every failure is shown, none crashes the window
+            log.info("add peer %s failed: %s", address, exc)
+            self.failed.emit(f"Could not add {address}: {human(exc)}")
+            if dialog is not None:
+                dialog.set_busy(False)
+                dialog.show_error(human(exc))
+            return
+        if dialog is not None:
+            dialog.accept()
+        self.refresh()
+        self.select_peer(peer["id"])
+        state = "connected" if peer["connected"] else "added; not reachable yet, retrying in the background"
+        self.status.emit(f"Peer {peer['name'] or peer['id'][:12]} {state}")
+
+    # -- tier, ban, remove ----------------------------------------------------------------
+    def set_tier(self, tier: str) -> None:
+        peer = self.selected_peer()
+        if peer is None:
+            return
+        try:
+            self.node.trust(peer["id"], tier)
+        except Exception as exc:
+            self.failed.emit(f"Could not set the tier: {human(exc)}")
+            return
+        self.status.emit(f"{_label(peer)} is now {tier}")
+
+    @asyncSlot()
+    async def ban_selected(self) -> None:
+        peer = self.selected_peer()
+        if peer is None:
+            return
+        try:
+            await self.node.ban(peer["id"])
+        except Exception as exc:
+            self.failed.emit(f"Could not ban {_label(peer)}: {human(exc)}")
+            return
+        self.status.emit(f"{_label(peer)} is banned and disconnected")
+
+    def unban_selected(self) -> None:
+        peer = self.selected_peer()
+        if peer is None:
+            return
+        try:
+            self.node.unban(peer["id"])
+        except Exception as exc:
+            self.failed.emit(f"Could not unban {_label(peer)}: {human(exc)}")
+            return
+        self.status.emit(f"{_label(peer)} is no longer banned")
+
+    def confirm_remove(self) -> QMessageBox | None:
+        peer = self.selected_peer()
+        if peer is None:
+            return None
+        box = QMessageBox(QMessageBox.Warning, "Remove peer",
+                          f"Remove {_label(peer)} from the peer book?",
+                          QMessageBox.Yes | QMessageBox.Cancel, self)
+        box.setInformativeText("Its pinned key, tier and reputation are forgotten and the "
+                               "connection is closed. If it connects again it is a new, unknown peer.")
+        box.setDefaultButton(QMessageBox.Cancel)
+        box.button(QMessageBox.Yes).setText("Remove")
+        box.buttonClicked.connect(lambda button: self._removal_answered(peer, box, button))
+        self.confirm_box = box
+        box.open()
+        return box
+
+    def _removal_answered(self, peer: dict, box: QMessageBox, button) -> None:
+        if button is box.button(QMessageBox.Yes):
+            self.remove_peer(peer["id"], _label(peer))
+
+    @asyncSlot(str, str)
+    async def remove_peer(self, peer_id: str, label: str) -> None:
+        try:
+            await self.node.remove_peer(peer_id)
+        except Exception as exc:
+            self.failed.emit(f"Could not remove {label}: {human(exc)}")
+            return
+        self.status.emit(f"{label} removed")
+
+
+def _label(peer: dict) -> str:
+    return peer["name"] or peer["id"][:12]
