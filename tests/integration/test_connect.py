@@ -136,3 +136,27 @@ async def test_trust_ban_unban_remove(make_node):
     assert not bob.unban("alice")["banned"]
     await bob.remove_peer("alice")
     assert bob.list_peers() == []
+
+
+async def test_bootstrap_list_connects_on_start(make_node):
+    alice = await make_node("alice")
+    bob = await make_node("bob", bootstrap=[address(alice)])
+    await wait_until(lambda: alice.identity.id in bob.connections, 10)
+    assert bob.peers.get(alice.identity.id).tier == "unknown"
+
+
+async def test_event_stream_reports_connect_tier_and_disconnect(make_node):
+    alice, bob = await make_node("alice"), await make_node("bob")
+    queue = bob.events.subscribe()
+    await bob.add_peer(address(alice))
+    bob.trust("alice", "sandbox")
+    await bob.ban("alice")
+    await wait_until(lambda: alice.identity.id not in bob.connections, 5)
+    names = []
+    while not queue.empty():
+        event = queue.get_nowait()
+        names.append(event.name)
+        assert event.data.get("peer") in (None, alice.identity.id)
+    for expected in (ev.PEER_CONNECTED, ev.PEER_ADDED, ev.TIER_CHANGED, ev.PEER_BANNED, ev.PEER_DISCONNECTED):
+        assert expected in names
+    assert names.index(ev.TIER_CHANGED) < names.index(ev.PEER_BANNED)
