@@ -153,85 +153,108 @@ def percentiles(samples: list[float]) -> dict:
             "n": len(s)}
 
 
-async def timed_rtts(call, n: int) -> list[float]:
-    for _ in range(WARMUP):
-        await call()
-    clock = time.perf_counter
-    out = []
-    for _ in range(n):
-        t0 = clock()
-        await call()
-        out.append(clock() - t0)
-    return out
+class Ends:
+    """One side of the comparison: ``echo()`` is one round trip, ``send(big)`` one
+    message one way, ``flush()`` the count of one-way messages received so far."""
+
+    async def echo(self) -> None: ...
+    async def send(self, big: bool) -> None: ...
+    async def flush(self) -> int: ...
+
+    async def rtts(self, n: int) -> list[float]:
+        clock, echo, out = time.perf_counter, self.echo, []
+        for _ in range(n):
+            t0 = clock()
+            await echo()
+            out.append(clock() - t0)
+        return out
+
+    async def one_way(self, big: bool, n: int) -> float:
+        """Seconds from the first send until the server has received all ``n``."""
+        before = await self.flush()
+        send = self.send
+        t0 = time.perf_counter()
+        for _ in range(n):
+            await send(big)
+        got = await self.flush() - before
+        assert got == n, (got, n)
+        return time.perf_counter() - t0
 
 
-# -- floor -----------------------------------------------------------------------------
-async def floor_figures(port: int, rtts: int, small: int, large: int) -> dict:
-    payload, big = os.urandom(SMALL), os.urandom(LARGE)
-    async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(f"http://127.0.0.1:{port}/echo", compress=0,
-                                      max_msg_size=FLOOR_MAX_MSG) as ws:
-            async def echo():
-                await ws.send_bytes(payload)
-                await ws.receive()
-            lat = percentiles(await timed_rtts(echo, rtts))
+class FloorEnds(Ends):
+    """Bare aiohttp client against the bare aiohttp server."""
 
-        async with session.ws_connect(f"http://127.0.0.1:{port}/sink", compress=0,
-                                      max_msg_size=FLOOR_MAX_MSG) as ws:
-            async def one_way(data: bytes, n: int) -> float:
-                before = int.from_bytes((await _flush_floor(ws)), "big")
-                t0 = time.perf_counter()
-                for _ in range(n):
-                    await ws.send_bytes(data)
-                got = int.from_bytes(await _flush_floor(ws), "big") - before
-                assert got == n, (got, n)
-                return time.perf_counter() - t0
+    async def open(self, port: int) -> "FloorEnds":
+        self.payload, self.big = os.urandom(SMALL), os.urandom(LARGE)
+        self.session = aiohttp.ClientSession()
+        kw = {"compress": 0, "max_msg_size": FLOOR_MAX_MSG}
+        self.echo_ws = await self.session.ws_connect(f"http://127.0.0.1:{port}/echo", **kw)
+        self.sink_ws = await self.session.ws_connect(f"http://127.0.0.1:{port}/sink", **kw)
+        return self
 
-            await one_way(payload, min(small, 5000))
-            t_small = await one_way(payload, small)
-            await one_way(big, 2)
-            t_large = await one_way(big, large)
-    return {"latency": lat, "msgs_per_s": round(small / t_small),
-            "mb_per_s": round(large * LARGE / t_large / 1e6, 1)}
+    async def echo(self) -> None:
+        await self.echo_ws.send_bytes(self.payload)
+        await self.echo_ws.receive()
+
+    async def send(self, big: bool) -> None:
+        await self.sink_ws.send_bytes(self.big if big else self.payload)
+
+    async def flush(self) -> int:
+        await self.sink_ws.send_bytes(b"F")
+        return int.from_bytes((await self.sink_ws.receive()).data, "big")
+
+    async def close(self) -> None:
+        await self.session.close()
 
 
-async def _flush_floor(ws) -> bytes:
-    await ws.send_bytes(b"F")
-    return (await ws.receive()).data
+class NodeEnds(Ends):
+    """A started Node in this process connected to the node server process."""
 
-
-# -- node ------------------------------------------------------------------------------
-async def node_figures(home: Path, server_id: str, port: int, rtts: int, small: int, large: int) -> dict:
-    from core.node import Node
-    node = Node.open(home, {"listen": "127.0.0.1:0", "discovery": False})
-    await node.start()
-    try:
-        conn = await node.dial(f"127.0.0.1:{port}", server_id)
+    async def open(self, home: Path, server_id: str, port: int) -> "NodeEnds":
+        from core.node import Node
+        self.node = Node.open(home, {"listen": "127.0.0.1:0", "discovery": False})
+        await self.node.start()
+        conn = await self.node.dial(f"127.0.0.1:{port}", server_id)
         assert conn.mode == "asymmetric", conn.mode
-        body = {"d": os.urandom(SMALL)}
-        big = {"d": os.urandom(LARGE)}
+        self.peer = server_id
+        self.body, self.big = {"d": os.urandom(SMALL)}, {"d": os.urandom(LARGE)}
+        return self
 
-        async def echo():
-            await node.request(server_id, "echo", body)
-        lat = percentiles(await timed_rtts(echo, rtts))
+    async def echo(self) -> None:
+        await self.node.request(self.peer, "echo", self.body)
 
-        async def one_way(b: dict, n: int) -> float:
-            before = (await node.request(server_id, "flush", {}))["n"]
-            t0 = time.perf_counter()
-            for _ in range(n):
-                await node.send(server_id, "sink", b)
-            got = (await node.request(server_id, "flush", {}, timeout=120))["n"] - before
-            assert got == n, (got, n)
-            return time.perf_counter() - t0
+    async def send(self, big: bool) -> None:
+        await self.node.send(self.peer, "sink", self.big if big else self.body)
 
-        await one_way(body, min(small, 5000))
-        t_small = await one_way(body, small)
-        await one_way(big, 2)
-        t_large = await one_way(big, large)
-    finally:
-        await node.stop()
-    return {"latency": lat, "msgs_per_s": round(small / t_small),
-            "mb_per_s": round(large * LARGE / t_large / 1e6, 1)}
+    async def flush(self) -> int:
+        return (await self.node.request(self.peer, "flush", {}, timeout=120))["n"]
+
+    async def close(self) -> None:
+        await self.node.stop()
+
+
+async def compare(ends: dict[str, Ends], rtts: int, small: int, large: int, rounds: int) -> dict:
+    """Alternate floor and node in ``rounds`` blocks so load drift on a shared
+    machine hits both alike; latency samples are pooled, rates are medians."""
+    lat = {k: [] for k in ends}
+    small_t = {k: [] for k in ends}
+    large_t = {k: [] for k in ends}
+    for e in ends.values():  # warm-up
+        await e.rtts(WARMUP)
+        await e.one_way(False, min(small, 5000))
+        await e.one_way(True, 2)
+    for _ in range(rounds):
+        for k, e in ends.items():
+            lat[k] += await e.rtts(max(1, rtts // rounds))
+            small_t[k].append(await e.one_way(False, max(1, small // rounds)))
+            large_t[k].append(await e.one_way(True, max(1, large // rounds)))
+    out = {}
+    for k in ends:
+        n_small, n_large = max(1, small // rounds), max(1, large // rounds)
+        out[k] = {"latency": percentiles(lat[k]),
+                  "msgs_per_s": round(n_small / statistics.median(small_t[k])),
+                  "mb_per_s": round(n_large * LARGE / statistics.median(large_t[k]) / 1e6, 1)}
+    return out
 
 
 async def connection_rate(dialer_home: Path, server_id: str, port: int, n: int) -> dict:
@@ -357,18 +380,21 @@ async def run(opts) -> dict:
             identity.save(home)
             ids[name] = identity.id
         floor_proc, floor_info = start_server(["floor"], opts.uvloop)
-        try:
-            floor = await floor_figures(floor_info["port"], opts.rtts, opts.small, opts.large)
-        finally:
-            stop_server(floor_proc)
         node_proc, node_info = start_server(["node", str(homes["server"]), ids["client"], ids["dialer"]],
                                             opts.uvloop)
         try:
-            node = await node_figures(homes["client"], node_info["id"], node_info["port"],
-                                      opts.rtts, opts.small, opts.large)
+            ends = {"floor": await FloorEnds().open(floor_info["port"]),
+                    "node": await NodeEnds().open(homes["client"], node_info["id"], node_info["port"])}
+            try:
+                figures = await compare(ends, opts.rtts, opts.small, opts.large, opts.rounds)
+            finally:
+                for e in ends.values():
+                    await e.close()
             conns = await connection_rate(homes["dialer"], node_info["id"], node_info["port"], opts.conns)
         finally:
+            stop_server(floor_proc)
             stop_server(node_proc)
+        floor, node = figures["floor"], figures["node"]
         idle = await idle_figures(base) if not opts.skip_idle else None
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -396,7 +422,8 @@ def report(floor: dict, node: dict, conns: dict, idle: dict | None, opts) -> dic
     return {"bench": "transport", "python": sys.version.split()[0],
             "loop": "uvloop" if opts.uvloop else "asyncio",
             "params": {"rtts": opts.rtts, "small_msgs": opts.small, "large_msgs": opts.large,
-                       "small_bytes": SMALL, "large_bytes": LARGE, "conns": opts.conns, "mode": "asymmetric"},
+                       "small_bytes": SMALL, "large_bytes": LARGE, "conns": opts.conns, "rounds": opts.rounds,
+                       "mode": "asymmetric"},
             "floor": floor, "node": node, "connections": conns, "idle": idle,
             "ratios": ratios, "targets": TARGETS, "holds": holds, "all_hold": all(holds.values())}
 
@@ -412,6 +439,7 @@ def main() -> None:
     p.add_argument("--small", type=int, default=50000, help="100-byte messages one way")
     p.add_argument("--large", type=int, default=40, help="4 MiB messages one way")
     p.add_argument("--conns", type=int, default=300, help="sequential new connections")
+    p.add_argument("--rounds", type=int, default=5, help="floor/node alternations")
     p.add_argument("--skip-idle", action="store_true", help="skip the covey --headless RSS/start part")
     p.add_argument("--uvloop", action="store_true", help="run both ends on uvloop")
     p.add_argument("--serve", nargs="+", help=argparse.SUPPRESS)
