@@ -47,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     init = subparser(("init",), "create this home's identity if missing; print id and fingerprint")
     init.add_argument("--name", help="display name")
     subparser(("crypto", "self-test"), "sign and verify; show tampering and wrong keys are rejected")
+    up = subparser(("cluster", "up"), "start a local multi-process federation")
+    up.add_argument("--nodes", type=int, required=True)
+    up.add_argument("--topology", default="seed", choices=("seed", "mesh"))
+    for action in ("up", "status", "down", "kill", "start"):
+        sub = up if action == "up" else subparser(("cluster", action), f"cluster {action}")
+        sub.add_argument("--dir", default="covey-cluster", help="cluster directory (default ./covey-cluster)")
+        if action in ("kill", "start"):
+            sub.add_argument("node", help="node name, e.g. node-3")
     for cmd in COMMANDS.values():
         sub = subparser(tuple(cmd.name.split(".")), cmd.help)
         for p in cmd.params:
@@ -113,6 +121,9 @@ def call(home: Path, name: str, args: dict, timeout: float = 60.0):
 
 # -- human output ---------------------------------------------------------------
 def show(name: str, result) -> str:
+    if name == "cluster.status" or name == "cluster.up":
+        return "\n".join(f"{n['name']:<8} {n['role']:<5} {n['state']:<8} pid {n['pid']:<7} peers {n['peers']:<3} "
+                         f"{n['rss_mb']:>6.1f} MB  {n['address']}  {n['id'][:12]}" for n in result["nodes"])
     if name == "peers.list":
         if not result:
             return "no peers yet: `covey peers add HOST:PORT`, or wait for LAN discovery"
@@ -181,6 +192,8 @@ def main(argv: list[str] | None = None, open_desktop=None) -> int:
             result = init(home, args.name, read_passphrase(args))
         elif name == "crypto.self-test":
             result = self_test(home, read_passphrase(args, True))
+        elif name.startswith("cluster."):
+            result = _cluster(name.split(".", 1)[1], args)
         else:
             result = call(home, name, _command_args(name, args))
             if name == "crypto.psk.export":
@@ -197,6 +210,16 @@ def main(argv: list[str] | None = None, open_desktop=None) -> int:
     if name == "crypto.self-test" and not result["ok"]:
         return 1
     return 0
+
+
+def _cluster(action: str, args):
+    from . import cluster
+    directory = Path(args.dir).resolve()
+    if action == "up":
+        return cluster.up(directory, args.nodes, args.topology)
+    if action in ("kill", "start"):
+        return getattr(cluster, action)(directory, args.node)
+    return getattr(cluster, action)(directory)
 
 
 def _command_args(name: str, args) -> dict:
