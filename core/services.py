@@ -10,4 +10,5 @@ from __future__ import annotations
 
 def build_services(node) -> list:
     """The services of ``node``, in start order."""
-    return []
+    from .learning.service import LearningService
+    return [LearningService(node)]

@@ -1,0 +1,544 @@
+"""The coordinator side of one training task: rounds, verification, validation, aggregation, checkpoints.
+
+A round: pick the joined workers that are connected and still allowed,
+send each a sealed ``ml.round`` with the global weights, collect sealed
+``ml.update`` replies until all are in or the deadline passes, and close the
+round if at least ``min_clients`` updates were accepted (otherwise retry the
+same round number with a fresh round id). Every rejected update is answered
+with its reason, counted, and lowers the sender's reputation; accepted ones
+raise it. Heavy steps (decoding, validation, aggregation, evaluation,
+checkpointing) run in threads so the node stays responsive.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core import events as ev
+from core.errors import (BadRequest, CoveyError, InvalidSignature, MalformedMessage, PeerBanned,
+                         RefusedByPolicy, ReplayDetected, StaleMessage, UnknownPeer)
+from core.peers import Capability
+from core.signed import Verifier, seal
+
+from . import protocol as proto
+
+log = logging.getLogger("covey.learning.coordinator")
+
+ACK_TIMEOUT = 10.0
+# Pre-merge validation: an update may raise the held-out loss of the global
+# model by at most (factor, margin); SANDBOX peers get the stricter pair.
+TOLERANCE = {"core": (1.5, 0.5), "sandbox": (1.1, 0.1)}
+OUTLIER_FACTOR = 3.0   # robust rules: farther than this times the median distance is an outlier
+
+
+@dataclass
+class _Round:
+    number: int
+    attempt: int
+    round_id: bytes
+    participants: set[str]
+    deadline_at: float
+    started: float
+    ref_loss: float = math.inf
+    slots: dict[str, int] = field(default_factory=dict)
+    accepted: dict[str, tuple[np.ndarray, int, float, float]] = field(default_factory=dict)
+    rejected: dict[str, str] = field(default_factory=dict)
+    dropped: set[str] = field(default_factory=set)
+    reasons: Counter = field(default_factory=Counter)
+    closed: bool = False
+    sa: object | None = None
+    all_in: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def check_all_in(self) -> None:
+        waiting = self.participants - self.dropped - set(self.accepted) - set(self.rejected)
+        if not waiting:
+            self.all_in.set()
+
+
+class CoordinatorTask:
+    """One task this node coordinates."""
+
+    def __init__(self, service, task: str, spec: proto.TaskSpec, state: str = "running",
+                 created: float | None = None):
+        from core.learning.checkpoint import CheckpointStore
+        self.service = service
+        self.node = service.node
+        self.task = task
+        self.spec = spec
+        self.state = state
+        self.created = created or time.time()
+        self.error: str | None = None
+        self.ckpt = CheckpointStore(self.node.home / "ml" / task)
+        self.verifier = Verifier(self.node.settings.clock_skew)
+        self.participants: dict[str, int] = {}      # peer -> slot (join order; partition index)
+        self.invited: set[str] = set()
+        self.history: list[dict] = []
+        self.rejections: Counter = Counter()
+        self.round = 0
+        self.weights: dict[str, np.ndarray] | None = None
+        self.current: _Round | None = None
+        self.accountant = None
+        self.data = None
+        self.wspec = None
+        self._runner: asyncio.Task | None = None
+
+    # -- persistence ---------------------------------------------------------
+    def save(self) -> None:
+        import json
+        self.node.store.execute(
+            "INSERT INTO ml_tasks(id, spec, state, error, created, updated) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET spec=excluded.spec, state=excluded.state, "
+            "error=excluded.error, updated=excluded.updated",
+            (self.task, json.dumps(self.spec.to_dict()), self.state, self.error, self.created, time.time()))
+
+    def load_participants(self) -> None:
+        for row in self.node.store.query("SELECT peer, slot FROM ml_participants WHERE task = ?", (self.task,)):
+            self.participants[row["peer"]] = row["slot"]
+
+    def _set_state(self, state: str, error: str | None = None) -> None:
+        self.state, self.error = state, error
+        self.save()
+        self.node.events.emit(ev.ML_STATE, task=self.task, role="coordinator", state=state,
+                              round=self.round, rounds=self.spec.rounds, error=error)
+
+    # -- lifecycle -------------------------------------------------------------
+    def launch(self) -> None:
+        self._runner = self.service.spawn(self._run())
+
+    async def halt(self, state: str | None = None) -> None:
+        """Stop the round loop; with ``state`` record it (``stopped``), else leave it to resume."""
+        if self._runner is not None and not self._runner.done():
+            self._runner.cancel()
+            try:
+                await self._runner
+            except asyncio.CancelledError:
+                log.debug("task %s loop cancelled", self.task)
+        if state is not None and self.state == "running":
+            self._set_state(state)
+
+    async def _run(self) -> None:
+        try:
+            await asyncio.to_thread(self._prepare)
+            await self.invite_all()
+            attempt = 0
+            while self.round < self.spec.rounds:
+                record = await self._one_round(self.round + 1, attempt)
+                if record is None:
+                    attempt += 1
+                    await asyncio.sleep(min(1.0, self.spec.deadline / 4))
+                    continue
+                attempt = 0
+            self._set_state("done")
+        except asyncio.CancelledError:
+            raise
+        except CoveyError as exc:
+            log.error("task %s failed: %s", self.task, exc)
+            self._set_state("failed", str(exc))
+        except Exception as exc:  # a bug must not leave the task "running" forever
+            log.exception("task %s failed", self.task)
+            self._set_state("failed", f"internal error: {exc}")
+
+    def _prepare(self) -> None:
+        """Blocking: load the held-out data, and the newest checkpoint (or the initial model)."""
+        from core.learning.models import build_model, get_weights, weight_spec
+        from .worker import _dataset
+        spec = self.spec
+        self.data = _dataset(spec.dataset, spec.seed)
+        image = tuple(spec.image_shape) if spec.image_shape else None
+        self.wspec = weight_spec(spec.model, spec.n_features, spec.n_classes, image, spec.hidden)
+        latest = self.ckpt.latest()
+        if latest is None:
+            model = build_model(spec.model, spec.n_features, spec.n_classes, image, seed=spec.seed,
+                                hidden=spec.hidden)
+            self.weights = get_weights(model)
+            self.ckpt.save(0, self.weights, {"round": 0})
+        else:
+            self.round, self.weights, _ = latest
+            self.history = [h["meta"] for h in self.ckpt.history() if 0 < h["round"] <= self.round]
+            for h in self.history:
+                self.rejections.update(h.get("reasons", {}))
+        if spec.dp:
+            from core.learning.privacy import PrivacyAccountant
+            self.accountant = PrivacyAccountant(spec.dp_noise, 1.0, spec.dp_delta)
+            self.accountant.step(self.round)
+
+    # -- participants ----------------------------------------------------------
+    def _allowed(self, peer: str) -> bool:
+        try:
+            self.node.peers.check(peer, Capability.LEARN_CONTRIBUTE)
+        except CoveyError:
+            return False
+        return self.node.peers.tier_of(peer).value in self.spec.tiers
+
+    async def invite_all(self) -> None:
+        peers = [p for p in self.node.connected_peers()
+                 if p not in self.participants and p not in self.invited and self._allowed(p)]
+        await asyncio.gather(*(self.invite(p) for p in peers))
+
+    async def invite(self, peer: str) -> None:
+        self.invited.add(peer)
+        try:
+            await self.node.request(peer, "ml.invite", {"task": self.task, "spec": self.spec.to_dict()},
+                                    timeout=ACK_TIMEOUT)
+        except CoveyError as exc:
+            log.info("task %s: invitation to %s failed: %s", self.task, peer[:12], exc)
+
+    def on_join(self, peer_id: str, body: dict) -> dict:
+        self.node.peers.check(peer_id, Capability.LEARN_CONTRIBUTE)
+        if self.node.peers.tier_of(peer_id).value not in self.spec.tiers:
+            raise RefusedByPolicy(f"task {self.task} takes updates only from tiers {', '.join(self.spec.tiers)}")
+        if self.state != "running":
+            raise RefusedByPolicy(f"task {self.task} is {self.state}")
+        own = bool(body.get("own_data")) or self.spec.partition == "own"
+        if peer_id not in self.participants:
+            slot = len(self.participants)
+            if not own and slot >= max(self.spec.clients, 1):
+                raise RefusedByPolicy(f"task {self.task} already has its {self.spec.clients} simulated clients")
+            self.participants[peer_id] = slot
+            self.node.store.execute("INSERT OR REPLACE INTO ml_participants(task, peer, slot, joined) "
+                                    "VALUES (?, ?, ?, ?)", (self.task, peer_id, slot, time.time()))
+            self.node.events.emit(ev.ML_STATE, task=self.task, role="coordinator", state=self.state,
+                                  joined=peer_id, participants=len(self.participants))
+        slot = self.participants[peer_id]
+        return {"partition": None if own else slot, "spec": self.spec.to_dict()}
+
+    def _eligible(self) -> list[str]:
+        connected = set(self.node.connected_peers())
+        return sorted(p for p in self.participants if p in connected and self._allowed(p))
+
+    # -- one round -------------------------------------------------------------
+    async def _one_round(self, number: int, attempt: int) -> dict | None:
+        spec = self.spec
+        wait_until = time.monotonic() + spec.deadline
+        while len(self._eligible()) < spec.min_clients and time.monotonic() < wait_until:
+            await asyncio.sleep(0.1)
+        eligible = self._eligible()
+        if len(eligible) < spec.min_clients:
+            self._retry(number, attempt, f"only {len(eligible)} eligible workers connected, "
+                                         f"{spec.min_clients} needed")
+            return None
+        from core.learning.tensors import encode, flatten
+        now = time.monotonic()
+        rs = _Round(number, attempt, os.urandom(proto.ROUND_ID_BYTES), set(eligible),
+                    now + spec.deadline, now, slots={p: self.participants[p] for p in eligible})
+        blob = await asyncio.to_thread(encode, self.weights)
+        global_flat = flatten(self.weights)
+        if spec.validate:
+            rs.ref_loss = (await asyncio.to_thread(self._evaluate, self.weights, True))[0]
+        self.current = rs
+        secagg = None
+        if spec.secure_agg:
+            from core.learning.secagg import SecAggParams, default_threshold
+            secagg = SecAggParams(round_id=rs.round_id, threshold=default_threshold(len(eligible)),
+                                  dim=len(global_flat))
+        acks = await asyncio.gather(*(self._announce(p, rs, blob, secagg) for p in eligible))
+        keys = {p: a.get("keys") for p, a in zip(eligible, acks) if a is not None}
+        rs.dropped |= {p for p, a in zip(eligible, acks) if a is None}
+        if spec.secure_agg:
+            rs.sa = await self._secagg_setup(rs, secagg, keys)
+            if rs.sa is None:
+                return self._fail(rs, "too few workers for secure aggregation")
+        rs.check_all_in()
+        try:
+            await asyncio.wait_for(rs.all_in.wait(), max(0.0, rs.deadline_at - time.monotonic()))
+        except asyncio.TimeoutError:
+            late = rs.participants - rs.dropped - set(rs.accepted) - set(rs.rejected)
+            log.info("task %s round %d: deadline passed; %d worker(s) missing", self.task, number, len(late))
+        rs.closed = True
+        if spec.secure_agg:
+            vector, kept = await self._secagg_finish(rs, global_flat)
+        else:
+            if len(rs.accepted) < spec.min_clients:
+                return self._fail(rs, f"{len(rs.accepted)} updates accepted, {spec.min_clients} needed")
+            vector, kept = await asyncio.to_thread(self._aggregate, rs, global_flat)
+        if vector is None:
+            return self._fail(rs, "secure aggregation could not unmask the sum")
+        return await self._commit(rs, vector, kept, global_flat)
+
+    def _retry(self, number: int, attempt: int, why: str) -> None:
+        log.warning("task %s round %d (attempt %d) will be retried: %s", self.task, number, attempt + 1, why)
+        self.node.events.emit(ev.ML_STATE, task=self.task, role="coordinator", state="running",
+                              round=self.round, retry=number, attempt=attempt, reason=why)
+
+    def _fail(self, rs: _Round, why: str) -> None:
+        rs.closed = True
+        self.current = None
+        self._retry(rs.number, rs.attempt, why)
+        return None
+
+    async def _announce(self, peer: str, rs: _Round, blob: bytes, secagg) -> dict | None:
+        spec = self.spec
+        slot = rs.slots[peer]
+        attack = spec.attack if spec.attack and slot < spec.attackers else None
+        cap = max(1, math.ceil(len(self.data.y_train) / max(spec.clients, 1)) * 2)
+        body = {"task": self.task, "round": rs.number, "attempt": rs.attempt, "round_id": rs.round_id,
+                "weights": blob, "deadline": spec.deadline, "n_partitions": max(spec.clients, 1),
+                "partition": slot if slot < max(spec.clients, 1) and spec.partition != "own" else None,
+                "attack": attack, "weight_cap": cap, "spec": spec.to_dict(),
+                "secagg": secagg.to_dict() if secagg is not None else None}
+        try:
+            return await self.node.request(peer, "ml.round", seal(self.node.identity, "ml.round", body),
+                                           timeout=min(ACK_TIMEOUT, spec.deadline))
+        except CoveyError as exc:
+            log.info("task %s round %d: worker %s did not take the round: %s", self.task, rs.number,
+                     peer[:12], exc)
+            return None
+
+    # -- updates ------------------------------------------------------------------
+    async def on_update(self, peer_id: str, envelope) -> dict:
+        """Verify, validate and keep (or reject with a reason) one worker's update."""
+        rs = self.current
+        try:
+            signer, body = self.verifier.open(envelope, "ml.update")
+            upd = proto.parse_update(body)
+            if upd.task != self.task:
+                raise MalformedMessage("update for another task")
+            in_round = rs is not None and signer in rs.participants
+            if signer not in self.participants and not in_round:
+                return self._reject(rs, peer_id, "not_participant", f"{signer[:12]} is not a participant")
+            if signer != peer_id:
+                return self._reject(rs, peer_id, "not_participant",
+                                    "the update is signed by another identity than its sender")
+            self.node.peers.check(signer, Capability.LEARN_CONTRIBUTE)
+            if rs is None or upd.round_id != rs.round_id or upd.round != rs.number:
+                return self._reject(rs, peer_id, "late" if upd.round <= self.round else "wrong_round",
+                                    f"update for round {upd.round}, which is not open")
+            if rs.closed:
+                return self._reject(rs, peer_id, "late", f"round {rs.number} closed at its deadline")
+            if signer in rs.accepted or signer in rs.rejected:
+                return self._reject(rs, peer_id, "duplicate", "a second update for the same round")
+            if rs.sa is not None:
+                if upd.masked is None:
+                    raise MalformedMessage("this round uses secure aggregation: send a masked vector")
+                try:
+                    rs.sa.add_masked_input(signer, upd.masked)
+                except BadRequest as exc:
+                    return self._reject(rs, peer_id, "malformed", str(exc))
+                rs.accepted[signer] = (None, upd.n_examples, upd.loss, float("nan"))
+                rs.check_all_in()
+                return {"accepted": True, "reason": None}
+            if upd.weights is None:
+                raise MalformedMessage("this round does not use secure aggregation: send weights")
+            strict = self.node.peers.tier_of(signer).value
+            flat, norm, vloss = await asyncio.to_thread(self._check_update, upd.weights, rs.ref_loss, strict)
+            if rs.closed:
+                return self._reject(rs, peer_id, "late", f"round {rs.number} closed at its deadline")
+            rs.accepted[signer] = (flat, upd.n_examples, upd.loss, norm)
+            rs.check_all_in()
+            return {"accepted": True, "reason": None}
+        except _Invalid as exc:
+            return self._reject(rs, peer_id, exc.reason, str(exc))
+        except InvalidSignature as exc:
+            return self._reject(rs, peer_id, "bad_signature", str(exc))
+        except ReplayDetected as exc:
+            return self._reject(rs, peer_id, "replay", str(exc))
+        except StaleMessage as exc:
+            return self._reject(rs, peer_id, "stale", str(exc))
+        except MalformedMessage as exc:
+            return self._reject(rs, peer_id, "malformed", str(exc))
+        except (RefusedByPolicy, PeerBanned, UnknownPeer) as exc:
+            return self._reject(rs, peer_id, "not_allowed", str(exc))
+
+    def _check_update(self, data: bytes, ref_loss: float, tier: str):
+        """Blocking: decode with shape/dtype/finiteness checks, then validate on the held-out set."""
+        from core.learning.tensors import UpdateRejected, decode, flatten
+        expected = 4 * sum(int(np.prod(s)) for s, _ in self.wspec.values())
+        try:
+            weights = decode(data, self.wspec, expected + 64 * 1024)
+        except UpdateRejected as exc:
+            raise _Invalid(exc.reason, str(exc)) from None
+        flat = flatten(weights)
+        norm = float(np.linalg.norm((flat - flatten(self.weights)).astype(np.float64)))
+        vloss = math.nan
+        if self.spec.validate:
+            vloss, _ = self._evaluate(weights, True)
+            factor, margin = TOLERANCE.get(tier, TOLERANCE["sandbox"])
+            if not math.isfinite(vloss) or vloss > ref_loss * factor + margin:
+                raise _Invalid("validation", f"held-out loss {vloss:.3f} exceeds what this {tier} peer "
+                                             f"may reach ({ref_loss:.3f} x {factor} + {margin})")
+        return flat, norm, vloss
+
+    def _reject(self, rs: _Round | None, peer_id: str, reason: str, message: str) -> dict:
+        log.info("task %s: rejected an update from %s (%s): %s", self.task, peer_id[:12], reason, message)
+        self.rejections[reason] += 1
+        if rs is not None and not rs.closed and peer_id in rs.participants and peer_id not in rs.accepted:
+            rs.rejected.setdefault(peer_id, reason)
+            rs.reasons[reason] += 1
+            rs.check_all_in()
+        try:
+            self.node.peers.record_outcome(peer_id, False, f"ml update: {reason}")
+        except CoveyError as exc:
+            log.debug("no reputation change for %s: %s", peer_id[:12], exc)
+        self.node.events.emit(ev.MESSAGE_REJECTED, peer=peer_id, type="ml.update", code=reason,
+                              reason=message[:200], task=self.task)
+        return {"accepted": False, "reason": reason, "message": message[:300]}
+
+    # -- aggregation -----------------------------------------------------------------
+    def _aggregate(self, rs: _Round, global_flat: np.ndarray):
+        """Blocking: run the aggregator; mark far-off updates of robust rules as outliers."""
+        from core.learning.aggregators import ROBUST, aggregate
+        peers = sorted(rs.accepted)
+        flats = [rs.accepted[p][0] for p in peers]
+        counts = [1 if self.spec.dp else rs.accepted[p][1] for p in peers]
+        result = aggregate(self.spec.aggregator, flats, counts, self.spec.f(len(peers)),
+                           reference=global_flat)
+        outliers: dict[str, str] = {}
+        if self.spec.aggregator in ROBUST and len(peers) >= 3:
+            dist = np.array([float(np.linalg.norm(f - result.vector)) for f in flats])
+            cut = OUTLIER_FACTOR * float(np.median(dist))
+            outliers = {peers[i]: "outlier" for i in range(len(peers)) if dist[i] > cut > 0}
+        kept = {peers[i] for i in result.kept}
+        return result.vector, (kept, outliers)
+
+    async def _commit(self, rs: _Round, vector: np.ndarray, kept, global_flat) -> dict:
+        from core.learning.tensors import unflatten
+        kept_set, outliers = kept
+        self.weights = unflatten(np.asarray(vector, dtype=np.float32), self.wspec)
+        loss, acc = await asyncio.to_thread(self._evaluate, self.weights, False)
+        for peer, reason in outliers.items():
+            self._reject(rs, peer, reason, "update far from the robust aggregate")
+        for peer in rs.accepted:
+            if peer not in outliers:
+                try:
+                    self.node.peers.record_outcome(peer, True, "ml update accepted")
+                except CoveyError as exc:
+                    log.debug("no reputation change for %s: %s", peer[:12], exc)
+        epsilon = None
+        if self.accountant is not None:
+            self.accountant.step()
+            epsilon = round(self.accountant.epsilon(), 6)
+        workers = {}
+        for peer in sorted(rs.participants):
+            entry = {"slot": rs.slots.get(peer)}
+            if peer in rs.accepted:
+                _, n, wloss, norm = rs.accepted[peer]
+                entry.update(n_examples=n, train_loss=_num(wloss), norm=_num(norm),
+                             used=peer in kept_set, status=outliers.get(peer, "accepted"))
+            elif peer in rs.rejected:
+                entry.update(status="rejected", reason=rs.rejected[peer])
+            else:
+                entry.update(status="missing")
+            workers[peer] = entry
+        n_out = len(outliers)
+        if n_out:
+            rs.reasons["outlier"] += n_out
+        record = {"round": rs.number, "accuracy": round(acc, 6), "loss": round(loss, 6),
+                  "accepted": len(rs.accepted) - n_out, "rejected": len(rs.rejected) + n_out,
+                  "missing": sum(1 for w in workers.values() if w["status"] == "missing"),
+                  "reasons": dict(rs.reasons), "seconds": round(time.monotonic() - rs.started, 4),
+                  "epsilon": epsilon, "attempt": rs.attempt, "workers": workers,
+                  "secure_agg": self.spec.secure_agg, "at": time.time()}
+        await asyncio.to_thread(self.ckpt.save, rs.number, self.weights, record)
+        self.round = rs.number
+        self.history.append(record)
+        self.current = None
+        self.node.events.emit(ev.ML_ROUND, task=self.task, rounds=self.spec.rounds, **record)
+        return record
+
+    def _evaluate(self, weights, validation: bool) -> tuple[float, float]:
+        from core.learning.train import evaluate
+        d, spec = self.data, self.spec
+        X, y = (d.X_test[::2], d.y_test[::2]) if validation else (d.X_test, d.y_test)
+        image = tuple(spec.image_shape) if spec.image_shape else None
+        return evaluate(weights, X, y, spec.model, spec.n_features, spec.n_classes, image, spec.hidden)
+
+    # -- secure aggregation ------------------------------------------------------------
+    async def _secagg_setup(self, rs: _Round, params, keys: dict):
+        from core.learning.secagg import SecAggCoordinator
+        ready = sorted(p for p, k in keys.items() if isinstance(k, dict))
+        if len(ready) < max(params.threshold, self.spec.min_clients):
+            return None
+        if params.threshold > len(ready) or params.threshold <= len(ready) / 2:
+            from core.learning.secagg import SecAggParams, default_threshold
+            params = SecAggParams(round_id=params.round_id, threshold=default_threshold(len(ready)),
+                                  dim=params.dim)
+        sa = SecAggCoordinator(params, ready)
+        for p in ready:
+            try:
+                sa.add_advertisement(p, keys[p])
+            except BadRequest as exc:
+                log.warning("secure aggregation: bad keys from %s: %s", p[:12], exc)
+        try:
+            roster = sa.roster()
+            timeout = max(1.0, rs.deadline_at - time.monotonic())
+            replies = await asyncio.gather(*(self._sa_call(p, "ml.sa.roster", rs, {"roster": roster}, timeout)
+                                             for p in roster))
+            for p, reply in zip(roster, replies):
+                if reply is not None:
+                    try:
+                        sa.add_shares(p, reply.get("blobs"))
+                    except BadRequest as exc:
+                        log.warning("secure aggregation: bad shares from %s: %s", p[:12], exc)
+            relay = sa.relay()
+            await asyncio.gather(*(self._sa_call(p, "ml.sa.relay", rs, {"blobs": relay[p]}, timeout)
+                                   for p in relay))
+        except CoveyError as exc:
+            log.warning("task %s round %d: secure aggregation setup failed: %s", self.task, rs.number, exc)
+            return None
+        rs.dropped |= rs.participants - set(relay)
+        return sa
+
+    async def _sa_call(self, peer: str, msg_type: str, rs: _Round, extra: dict, timeout: float):
+        try:
+            return await self.node.request(peer, msg_type, {"task": self.task, "round_id": rs.round_id,
+                                                            **extra}, timeout=timeout)
+        except CoveyError as exc:
+            log.info("secure aggregation: %s to %s failed: %s", msg_type, peer[:12], exc)
+            return None
+
+    async def _secagg_finish(self, rs: _Round, global_flat: np.ndarray):
+        sa = rs.sa
+        try:
+            request = sa.unmask_request()
+            survivors = request["survivors"]
+            replies = await asyncio.gather(*(self._sa_call(p, "ml.sa.unmask", rs, request, ACK_TIMEOUT)
+                                             for p in survivors))
+            for p, reply in zip(survivors, replies):
+                if reply is not None:
+                    try:
+                        sa.add_unmask_response(p, reply)
+                    except BadRequest as exc:
+                        log.warning("secure aggregation: bad unmask reply from %s: %s", p[:12], exc)
+            total = await asyncio.to_thread(sa.result)
+        except CoveyError as exc:
+            log.warning("task %s round %d: %s", self.task, rs.number, exc)
+            return None, None
+        if not sa.total_weight or sa.total_weight <= 0:
+            return None, None
+        vector = global_flat + total / np.float32(sa.total_weight)
+        return vector, (set(survivors), {})
+
+    # -- view --------------------------------------------------------------------------
+    def status(self) -> dict:
+        last = self.history[-1] if self.history else {}
+        recent = [h["seconds"] for h in self.history[-5:]]
+        eta = (sum(recent) / len(recent)) * (self.spec.rounds - self.round) if recent else None
+        return {"task": self.task, "role": "coordinator", "state": self.state, "round": self.round,
+                "rounds": self.spec.rounds, "accuracy": last.get("accuracy"), "loss": last.get("loss"),
+                "epsilon": last.get("epsilon") if self.spec.dp else None,
+                "history": [{k: h.get(k) for k in ("round", "accuracy", "loss", "accepted", "rejected",
+                                                   "seconds", "epsilon", "reasons", "workers")}
+                            for h in self.history],
+                "participants": len(self.participants), "rejections": dict(self.rejections),
+                "eta_seconds": None if eta is None or self.state != "running" else round(eta, 1),
+                "error": self.error, "spec": self.spec.to_dict(), "created": self.created}
+
+
+class _Invalid(CoveyError):
+    """The model update failed validation."""
+    code = "update_rejected"
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def _num(x: float):
+    return None if x is None or not math.isfinite(x) else round(float(x), 6)

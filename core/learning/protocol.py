@@ -1,0 +1,275 @@
+"""The ml.* messages: task specs and the validation of every body that arrives.
+
+Message types (all bodies are msgpack maps of plain types)::
+
+    ml.invite      C -> W  {"task", "spec"}                      reply {"joined": bool}
+    ml.join        W -> C  {"task"}                              reply {"partition": int|None, "spec"}
+    ml.round       C -> W  sealed "ml.round" {task, round, attempt, round_id, weights, deadline,
+                           partition, attack, weight_cap, secagg}  reply {"ok", "keys"?}
+    ml.update      W -> C  sealed "ml.update" {task, round, round_id, weights|masked, n_examples,
+                           loss}                                 reply {"accepted", "reason"}
+    ml.sa.roster   C -> W  {task, round_id, roster}              reply {"blobs"}
+    ml.sa.relay    C -> W  {task, round_id, blobs}               reply {"ok"}
+    ml.sa.unmask   C -> W  {task, round_id, survivors, dropped}  reply {"b_shares", "s_shares"}
+    ml.info        W -> C  {"task"}                              reply: the task's status
+
+Everything here is pure (no torch, no I/O) so it is cheap to import and test.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field, fields
+
+from core.errors import BadRequest, CoveyError, MalformedMessage
+
+TASK_ID = re.compile(r"^[0-9a-f]{16}$")
+ROUND_ID_BYTES = 16
+MAX_ROUNDS = 10_000
+TIERS = ("core", "sandbox")
+AGGREGATORS = ("fedavg", "fedprox", "krum", "multikrum", "median", "trimmed-mean")
+SUM_BASED = ("fedavg", "fedprox")
+ATTACKS = ("sign_flip", "noise", "label_flip")
+MODELS = ("mlp", "cnn")
+
+
+
+class UnknownTask(CoveyError):
+    """No such training task on this node."""
+    code = "unknown_task"
+
+
+# Why the refused combinations are refused (shown by the CLI and GUI).
+SECAGG_AGGREGATOR = ("secure aggregation hides every single update from the coordinator, so it cannot "
+                     "run {agg}, which must look at each update; use --aggregator fedavg or fedprox "
+                     "with --secure-agg, or drop --secure-agg")
+SECAGG_VALIDATION = ("secure aggregation hides every single update from the coordinator, so it cannot "
+                     "validate each update on its held-out set; use --validate off with --secure-agg")
+
+
+@dataclass
+class TaskSpec:
+    """Everything that defines a training task; the coordinator fills the data shape fields."""
+    model: str = "mlp"
+    dataset: str = "digits"
+    partition: str = "iid"
+    rounds: int = 20
+    epochs: int = 2
+    lr: float = 0.05
+    batch: int = 16
+    aggregator: str = "fedavg"
+    prox_mu: float = 0.0
+    byzantine: int | None = None      # f for Krum / trimmed mean (default: attackers or N//5)
+    min_clients: int = 2
+    deadline: float = 60.0            # seconds a round may take
+    seed: int = 0
+    dp_noise: float | None = None
+    dp_clip: float | None = None
+    dp_delta: float = 1e-5
+    secure_agg: bool = False
+    validate: bool = True             # per-update validation on the coordinator's held-out set
+    attack: str | None = None
+    attackers: int = 0
+    tiers: list[str] = field(default_factory=lambda: list(TIERS))
+    clients: int = 0                  # partitions of the simulation (0: the workers invited at start)
+    hidden: int = 32
+    n_features: int = 0
+    n_classes: int = 0
+    image_shape: list[int] | None = None
+
+    @classmethod
+    def from_dict(cls, data) -> "TaskSpec":
+        """Build and validate a spec from a plain map (unknown keys are refused)."""
+        if not isinstance(data, dict):
+            raise MalformedMessage("a task spec must be a map")
+        names = {f.name for f in fields(cls)}
+        extra = sorted(str(k) for k in data if k not in names)
+        if extra:
+            raise MalformedMessage(f"task spec has unknown field(s) {', '.join(extra)}")
+        spec = cls(**data)
+        spec.check()
+        return spec
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def dp(self) -> bool:
+        return self.dp_noise is not None
+
+    def check(self) -> None:
+        """Raise BadRequest on a value or a combination that cannot run, saying why."""
+        _typed(self, "model", str, choices=MODELS)
+        _typed(self, "dataset", str)
+        if not self.dataset or len(self.dataset) > 1024:
+            raise BadRequest("dataset must be digits, synthetic or a path to a .csv/.npz file")
+        _typed(self, "partition", str)
+        from core.learning.data import parse_partition
+        if self.partition != "own":
+            parse_partition(self.partition)
+        _int_in(self, "rounds", 1, MAX_ROUNDS)
+        _int_in(self, "epochs", 1, 1000)
+        _float_in(self, "lr", 0.0, 10.0, low_open=True)
+        _int_in(self, "batch", 1, 65536)
+        _typed(self, "aggregator", str, choices=AGGREGATORS)
+        _float_in(self, "prox_mu", 0.0, 1e6)
+        if self.aggregator == "fedprox" and self.prox_mu == 0.0:
+            self.prox_mu = 0.01
+        if self.byzantine is not None:
+            _int_in(self, "byzantine", 0, 1000)
+        _int_in(self, "min_clients", 1, 10_000)
+        _float_in(self, "deadline", 0.0, 86400.0, low_open=True)
+        _int_in(self, "seed", 0, 2**31 - 1)
+        if (self.dp_noise is None) != (self.dp_clip is None):
+            raise BadRequest("differential privacy needs both --dp-noise X and --dp-clip C")
+        if self.dp_noise is not None:
+            _float_in(self, "dp_noise", 0.0, 1e3, low_open=True)
+            _float_in(self, "dp_clip", 0.0, 1e6, low_open=True)
+        _float_in(self, "dp_delta", 0.0, 1.0, low_open=True)
+        _typed(self, "secure_agg", bool)
+        _typed(self, "validate", bool)
+        if self.secure_agg and self.aggregator not in SUM_BASED:
+            raise BadRequest(SECAGG_AGGREGATOR.format(agg=self.aggregator))
+        if self.secure_agg and self.validate:
+            raise BadRequest(SECAGG_VALIDATION)
+        if self.attack is not None:
+            _typed(self, "attack", str, choices=ATTACKS)
+        _int_in(self, "attackers", 0, 10_000)
+        if self.attackers and self.attack is None:
+            raise BadRequest("--attackers K needs --attack KIND (sign_flip, noise or label_flip)")
+        if not isinstance(self.tiers, list) or not self.tiers or any(t not in TIERS for t in self.tiers):
+            raise BadRequest(f"participant tiers must be a non-empty subset of {', '.join(TIERS)} "
+                             "(only CORE and SANDBOX peers may contribute updates)")
+        _int_in(self, "clients", 0, 10_000)
+        _int_in(self, "hidden", 1, 4096)
+        _int_in(self, "n_features", 0, 10**7)
+        _int_in(self, "n_classes", 0, 1000)
+        if self.image_shape is not None and not (
+                isinstance(self.image_shape, list) and len(self.image_shape) == 2
+                and all(isinstance(v, int) and 0 < v <= 4096 for v in self.image_shape)):
+            raise BadRequest("image_shape must be [height, width]")
+
+    def f(self, n_updates: int) -> int:
+        """How many Byzantine updates the robust rules tolerate this round."""
+        if self.byzantine is not None:
+            return self.byzantine
+        if self.attackers:
+            return self.attackers
+        return max(1, n_updates // 5) if self.aggregator in ("krum", "multikrum", "trimmed-mean") else 0
+
+
+def _typed(spec, name, kind, choices=None):
+    value = getattr(spec, name)
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise BadRequest(f"task field {name} must be {kind.__name__}")
+    if choices and value not in choices:
+        raise BadRequest(f"{name} {value!r} is not one of {', '.join(choices)}")
+
+
+def _int_in(spec, name, low, high):
+    value = getattr(spec, name)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise BadRequest(f"{name} must be a whole number between {low} and {high} (got {value!r})")
+
+
+def _float_in(spec, name, low, high, low_open=False):
+    value = getattr(spec, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadRequest(f"{name} must be a number (got {value!r})")
+    value = float(value)
+    if not math.isfinite(value) or value > high or value < low or (low_open and value == low):
+        raise BadRequest(f"{name} must be in {'(' if low_open else '['}{low:g}, {high:g}] (got {value!r})")
+    setattr(spec, name, value)
+
+
+# -- message bodies ------------------------------------------------------------
+def need(body, key: str, kind, *, optional: bool = False, max_len: int | None = None):
+    """``body[key]`` if it has type ``kind`` (MalformedMessage otherwise)."""
+    if not isinstance(body, dict):
+        raise MalformedMessage("message body must be a map")
+    value = body.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise MalformedMessage(f"field {key!r} must be {names}")
+    if max_len is not None and hasattr(value, "__len__") and len(value) > max_len:
+        raise MalformedMessage(f"field {key!r} is too long ({len(value)} > {max_len})")
+    return value
+
+
+def task_id(body) -> str:
+    """The ``task`` field, checked to be a task id."""
+    value = need(body, "task", str, max_len=64)
+    if not TASK_ID.match(value):
+        raise MalformedMessage("task id must be 16 hex digits")
+    return value
+
+
+@dataclass(frozen=True)
+class RoundAnnouncement:
+    """What a worker needs to train one round (from a sealed ml.round)."""
+    task: str
+    round: int
+    attempt: int
+    round_id: bytes
+    weights: bytes
+    deadline: float
+    partition: int | None
+    n_partitions: int
+    attack: str | None
+    weight_cap: int
+    secagg: dict | None
+    spec: dict
+
+
+def parse_round(body: dict, max_bytes: int) -> RoundAnnouncement:
+    """Validate the body of a sealed ml.round."""
+    rnd = need(body, "round", int)
+    attempt = need(body, "attempt", int)
+    round_id = need(body, "round_id", bytes)
+    if len(round_id) != ROUND_ID_BYTES:
+        raise MalformedMessage(f"round_id must be {ROUND_ID_BYTES} bytes")
+    weights = need(body, "weights", bytes, max_len=max_bytes)
+    deadline = need(body, "deadline", (int, float))
+    partition = need(body, "partition", int, optional=True)
+    n_parts = need(body, "n_partitions", int)
+    attack = need(body, "attack", str, optional=True)
+    if attack is not None and attack not in ATTACKS:
+        raise MalformedMessage(f"unknown attack {attack!r}")
+    cap = need(body, "weight_cap", int)
+    secagg = need(body, "secagg", dict, optional=True)
+    spec = need(body, "spec", dict)
+    if not (1 <= rnd <= MAX_ROUNDS and 0 <= attempt < 10_000 and 0 < deadline <= 86400
+            and n_parts >= 0 and cap >= 1 and (partition is None or 0 <= partition < max(n_parts, 1))):
+        raise MalformedMessage("round, attempt, deadline, partition or weight cap out of range")
+    return RoundAnnouncement(task_id(body), rnd, attempt, round_id, weights, float(deadline),
+                             partition, n_parts, attack, cap, secagg, spec)
+
+
+@dataclass(frozen=True)
+class UpdateBody:
+    """A worker's update (from a sealed ml.update)."""
+    task: str
+    round: int
+    round_id: bytes
+    weights: bytes | None
+    masked: bytes | None
+    n_examples: int
+    loss: float
+
+
+def parse_update(body: dict) -> UpdateBody:
+    """Validate the body of a sealed ml.update (payload sizes are checked by the decoder)."""
+    rnd = need(body, "round", int)
+    round_id = need(body, "round_id", bytes)
+    weights = need(body, "weights", bytes, optional=True)
+    masked = need(body, "masked", bytes, optional=True)
+    if (weights is None) == (masked is None):
+        raise MalformedMessage("an update carries either weights or a masked vector")
+    n = need(body, "n_examples", int)
+    loss = need(body, "loss", (int, float))
+    if not (0 <= rnd <= MAX_ROUNDS and 1 <= n <= 10**9):
+        raise MalformedMessage("round or example count out of range")
+    return UpdateBody(task_id(body), rnd, round_id, weights, masked, n,
+                      float(loss) if math.isfinite(loss) else float("nan"))
