@@ -134,8 +134,8 @@ class CryptoPanel(QGroupBox):
         try:
             view = await self.node.set_mode(mode, low)
         except Exception as exc:
+            self.refresh()   # back to what is in force, then say why
             self._fail(f"Could not change the encryption mode: {human(exc)}")
-            self.refresh()
             return
         self.refresh(view)
         self.status.emit(f"Encryption: {mode}, minimum {low}")

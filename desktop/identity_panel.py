@@ -24,6 +24,7 @@ class IdentityPanel(QGroupBox):
         self.node = node
         self.name = QLabel()
         self.name.setObjectName("nodeName")
+        self.name.setIndent(0)
         self.fingerprint = QLabel()
         self.fingerprint.setObjectName("fingerprint")
         self.fingerprint.setFont(mono_font(13))
@@ -34,6 +35,7 @@ class IdentityPanel(QGroupBox):
         self.copy_button.setToolTip("Copy the full id (64 hex digits) for `covey peers add --key`")
         self.copy_button.clicked.connect(self.copy_id)
         self.listen = QLabel()
+        self.listen.setObjectName("listen")
         self.listen.setFont(mono_font(9))
         for label in (self.name, self.fingerprint, self.id_label, self.listen):
             label.setTextInteractionFlags(Qt.TextSelectableByMouse)

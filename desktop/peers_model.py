@@ -86,8 +86,6 @@ class PeersModel(QAbstractTableModel):
             return self._color(peer, col)
         if role == Qt.FontRole and col == ID:
             return self._mono
-        if role == Qt.TextAlignmentRole and col in (CONNECTED, REPUTATION):
-            return int(Qt.AlignCenter)
         return None
 
     @staticmethod

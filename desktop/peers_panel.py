@@ -11,6 +11,7 @@ from qasync import asyncSlot
 
 from core.errors import human
 
+from .peer_details import PeerDetails
 from .peer_dialogs import AddPeerDialog
 from .peers_model import COLUMNS, NAME, PeersModel
 
@@ -50,6 +51,7 @@ class PeersPanel(QWidget):
         self.table.customContextMenuRequested.connect(self._context_menu)
         header = self.table.horizontalHeader()
         header.setHighlightSections(False)
+        header.setDefaultAlignment(Qt.AlignLeft | Qt.AlignVCenter)
         for col in range(len(COLUMNS)):
             header.setSectionResizeMode(col, QHeaderView.ResizeToContents)
         header.setSectionResizeMode(NAME, QHeaderView.Stretch)
@@ -89,6 +91,8 @@ class PeersPanel(QWidget):
         layout.addLayout(bar)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.empty)
+        # shown by the window next to the identity panel, so the table keeps its height
+        self.details = PeerDetails(TIER_HELP)
         self.refresh()
 
     # -- state --------------------------------------------------------------------
@@ -115,6 +119,7 @@ class PeersPanel(QWidget):
 
     def _update_actions(self, *_) -> None:
         peer = self.selected_peer()
+        self.details.show_peer(peer)
         for widget in (self.tier_button, self.remove_button):
             widget.setEnabled(peer is not None)
         self.ban_button.setEnabled(peer is not None and not peer["banned"])

@@ -20,7 +20,7 @@ def style_sheet() -> str:
     """The application style sheet, or '' (Qt's default look) if it is not installed."""
     path = RESOURCES / "covey.qss"
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8").replace("@RESOURCES@", RESOURCES.as_posix())
     except OSError as exc:
         log.warning("style sheet not loaded (%s); using the default look", exc)
         return ""

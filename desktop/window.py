@@ -44,6 +44,7 @@ class MainWindow(QMainWindow):
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.addWidget(self.identity_panel)
         left_layout.addWidget(self.crypto_panel)
+        left_layout.addWidget(self.peers_panel.details)
         left_layout.addStretch(1)
         left.setMinimumWidth(400)
         split = QSplitter(Qt.Horizontal)

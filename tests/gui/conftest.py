@@ -15,7 +15,6 @@ from core.config import Settings  # noqa: E402
 from core.identity import Identity  # noqa: E402
 from core.node import Node  # noqa: E402
 
-ARTIFACTS = Path(os.environ.get("COVEY_GUI_ARTIFACTS", "/tmp/covey-gui-artifacts"))
 
 
 @pytest.fixture
@@ -24,8 +23,11 @@ def qloop(qapp):
     from desktop.style import style_sheet
     qapp.setStyleSheet(style_sheet())
     loop = qasync.QEventLoop(qapp, already_running=True)
+    executor = qasync.QThreadExecutor(2)   # owned here so its threads end with the test
+    loop.set_default_executor(executor)
     asyncio.set_event_loop(loop)
     yield loop
+    executor.shutdown(wait=True)
     asyncio.events._set_running_loop(None)
     asyncio.set_event_loop(None)
 
@@ -75,3 +77,11 @@ def window(make_node, qtbot):
 def address_of():
     """The loopback address a node listens on."""
     return lambda node: f"127.0.0.1:{node.transport.port}"
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    """Where screenshots go for a human to look at ($COVEY_GUI_ARTIFACTS or /tmp/covey-gui-artifacts)."""
+    path = Path(os.environ.get("COVEY_GUI_ARTIFACTS", "/tmp/covey-gui-artifacts"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -139,3 +139,17 @@ def test_a_peer_that_connects_to_us_appears_without_any_click(window, make_node,
     run(carol.stop())
     qtbot.waitUntil(lambda: cell(window, carol.identity.id, CONNECTED) == "no")
     assert window.peer_count.text() == "0 peers connected"
+
+
+def test_selecting_a_peer_shows_its_full_fingerprint_and_id(window, make_node, qtbot, address_of):
+    bob = connected_peer(window, make_node, qtbot, address_of)
+    panel = window.peers_panel
+    panel.select_peer(bob.identity.id)
+    details = panel.details
+    assert details.isVisibleTo(window) and details.title() == "Selected peer: bob"
+    assert details.fingerprint.text().split() == bob.identity.fingerprint.split()
+    assert "".join(details.peer_id.text().split()) == bob.identity.id
+    assert details.address.text() == address_of(bob)
+    assert details.tier.text().startswith("unknown:")
+    panel.table.clearSelection()
+    assert not details.isVisibleTo(window)

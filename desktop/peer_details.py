@@ -1,0 +1,70 @@
+"""Details of the selected peer: what to compare out of band before trusting it."""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFormLayout, QGroupBox, QLabel
+
+from .identity_panel import grouped
+
+SOURCES = {"manual": "added by hand", "inbound": "connected to us", "lan": "found on the LAN",
+           "bootstrap": "bootstrap list"}
+
+
+class PeerDetails(QGroupBox):
+    """Full id, fingerprint, address and how the peer's key was pinned."""
+
+    def __init__(self, tier_help: dict[str, str], parent=None):
+        super().__init__("Selected peer", parent)
+        self.setMinimumWidth(380)
+        self.tier_help = tier_help
+        self.fingerprint = _value("peerFingerprint")
+        self.peer_id = _value("mono")
+        self.address = _value()
+        self.key = _value()
+        self.tier = _value()
+        for label in (self.key, self.tier, self.address):
+            label.setWordWrap(True)
+        form = QFormLayout(self)
+        form.setLabelAlignment(Qt.AlignLeft)
+        form.addRow(_caption("Fingerprint"), self.fingerprint)
+        form.addRow(_caption("ID"), self.peer_id)
+        form.addRow(_caption("Address"), self.address)
+        form.addRow(_caption("Key"), self.key)
+        form.addRow(_caption("Tier"), self.tier)
+        hint = QLabel("Compare the fingerprint with the peer's owner (in person or by phone) "
+                      "before raising its tier.")
+        hint.setObjectName("hint")
+        hint.setWordWrap(True)
+        form.addRow(hint)
+        self.show_peer(None)
+
+    def show_peer(self, peer: dict | None) -> None:
+        self.setVisible(peer is not None)
+        if peer is None:
+            return
+        self.setTitle(f"Selected peer: {peer['name'] or '(unnamed)'}")
+        self.fingerprint.setText(grouped((peer.get("fingerprint") or "").replace(" ", ""), 4, 4))
+        self.peer_id.setText(grouped(peer["id"], 8, 4))
+        self.address.setText(peer["address"] or "unknown (it connected to us)")
+        source = SOURCES.get(peer.get("source") or "", peer.get("source") or "unknown origin")
+        pinned = ("pinned: another key at this address is refused" if peer.get("pinned")
+                  else "learned from its first connection")
+        self.key.setText(f"{pinned}; {source}")
+        if peer["banned"]:
+            self.tier.setText(f"banned (tier {peer['tier']} applies again when the ban is lifted)")
+        else:
+            self.tier.setText(f"{peer['tier']}: {self.tier_help.get(peer['tier'], '')}")
+
+
+def _value(name: str = "") -> QLabel:
+    label = QLabel()
+    if name:
+        label.setObjectName(name)
+    label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+    return label
+
+
+def _caption(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setObjectName("caption")
+    return label

@@ -1,0 +1,54 @@
+"""Render the main window offscreen to PNGs (kept in the artifact dir for a human to look at)."""
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QApplication
+
+from desktop.peers_model import CONNECTED
+
+
+def populate(window, make_node, run, address_of, qtbot):
+    """A realistic peer book: trusted, sandboxed, unknown, banned and offline peers."""
+    node = window.node
+    peers = {}
+    for name, tier in (("bob-laptop", "core"), ("carol-lab", "sandbox"), ("dave", "external"),
+                       ("mallory", "unknown"), ("erin-nas", "core")):
+        other = make_node(name)
+        run(node.add_peer(address_of(other), name=name))
+        node.trust(other.identity.id, tier)
+        peers[name] = other
+    run(node.ban(peers["mallory"].identity.id))
+    run(peers["erin-nas"].stop())
+    model = window.peers_panel.model
+    qtbot.waitUntil(lambda: sum(model.data(model.index(r, CONNECTED)) == "yes"
+                                for r in range(model.rowCount())) == 3)
+    window.peers_panel.select_peer(peers["carol-lab"].identity.id)
+    return peers
+
+
+def grab(window, path) -> bool:
+    QApplication.processEvents()   # let pending layout requests settle, as a shown window does
+    return window.grab().save(str(path))
+
+
+def is_a_real_picture(path) -> bool:
+    image = QImage(str(path))
+    colors = {image.pixel(x, y) for x in range(0, image.width(), 7) for y in range(0, image.height(), 7)}
+    return image.width() >= 1000 and image.height() >= 600 and len(colors) > 20
+
+
+def test_main_window_renders_to_png(window, make_node, run, address_of, qtbot, artifacts):
+    populate(window, make_node, run, address_of, qtbot)
+    window.show_status("3 of 5 peers online")
+    path = artifacts / "main-window.png"
+    assert grab(window, path)
+    assert is_a_real_picture(path)
+    assert window.peer_count.text() == "3 peers connected"
+
+
+def test_main_window_with_encryption_off_renders_the_banner(window, make_node, run, address_of, qtbot,
+                                                            artifacts):
+    populate(window, make_node, run, address_of, qtbot)
+    run(window.node.set_mode("none", "none"))
+    qtbot.waitUntil(lambda: window.banner.isVisibleTo(window))
+    path = artifacts / "main-window-encryption-off.png"
+    assert grab(window, path)
+    assert is_a_real_picture(path)
