@@ -194,6 +194,9 @@ def main(argv: list[str] | None = None, open_desktop=None) -> int:
             result = self_test(home, read_passphrase(args, True))
         elif name.startswith("cluster."):
             result = _cluster(name.split(".", 1)[1], args)
+        elif name.startswith("ml."):  # typed numeric flags; `ml status --follow` (core.learning.follow)
+            from .learning.follow import run_ml
+            result = run_ml(call, home, name, _command_args(name, args))
         else:
             result = call(home, name, _command_args(name, args))
             if name == "crypto.psk.export":
