@@ -429,7 +429,10 @@ def report(floor: dict, node: dict, conns: dict, idle: dict | None, opts) -> dic
 
 
 def _install_uvloop() -> None:
-    import uvloop
+    try:
+        import uvloop
+    except ImportError:
+        raise SystemExit("--uvloop needs uvloop: .venv/bin/pip install uvloop") from None
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
