@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import (QLabel, QMainWindow, QSplitter, QStatusBar, QTabWidget, QVBoxLayout,
+from PySide6.QtWidgets import (QFrame, QLabel, QMainWindow, QScrollArea, QSplitter, QStatusBar, QTabWidget, QVBoxLayout,
                                QWidget)
 
 from .bridge import EventBridge
@@ -28,7 +28,7 @@ class MainWindow(QMainWindow):
         self.node = node
         self.setWindowTitle(f"Covey — {node.identity.name or node.identity.id[:12]}")
         self.setWindowIcon(app_icon())
-        self.resize(1180, 720)
+        self.resize(1200, 800)
         self.bridge = EventBridge(node.events, self)
 
         self.banner = SecurityBanner(node)
@@ -47,8 +47,14 @@ class MainWindow(QMainWindow):
         left_layout.addWidget(self.peers_panel.details)
         left_layout.addStretch(1)
         left.setMinimumWidth(400)
+        scroll = QScrollArea()   # small screens: the left column scrolls rather than squeezes
+        scroll.setWidget(left)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(420)
         split = QSplitter(Qt.Horizontal)
-        split.addWidget(left)
+        split.addWidget(scroll)
         split.addWidget(self.tabs)
         split.setStretchFactor(1, 1)
         split.setChildrenCollapsible(False)

@@ -52,3 +52,17 @@ def test_main_window_with_encryption_off_renders_the_banner(window, make_node, r
     path = artifacts / "main-window-encryption-off.png"
     assert grab(window, path)
     assert is_a_real_picture(path)
+
+
+def test_add_peer_dialog_with_an_error_renders(window, qtbot, artifacts):
+    from PySide6.QtCore import Qt
+    qtbot.mouseClick(window.peers_panel.add_button, Qt.LeftButton)
+    dialog = window.peers_panel.add_dialog
+    dialog.address.setText("127.0.0.1:1")
+    qtbot.mouseClick(dialog.add_button, Qt.LeftButton)
+    qtbot.waitUntil(dialog.error.isVisible)
+    QApplication.processEvents()
+    path = artifacts / "add-peer-error.png"
+    assert dialog.grab().save(str(path))
+    assert QImage(str(path)).width() >= 500
+    dialog.reject()
