@@ -52,6 +52,7 @@ class Node:
         self.started_at = 0.0
         self.connections: dict[str, PeerConnection] = {}
         self._handlers: dict[str, Handler] = {}
+        self._async_handlers: set[str] = set()
         self._pending: dict[int, asyncio.Future] = {}
         self._keepers: dict[str, asyncio.Task] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -206,6 +207,10 @@ class Node:
     def on_message(self, msg_type: str, handler: Handler) -> None:
         """Register the handler of one message type (sync handlers run inline)."""
         self._handlers[msg_type] = handler
+        if inspect.iscoroutinefunction(handler):
+            self._async_handlers.add(msg_type)
+        else:
+            self._async_handlers.discard(msg_type)
 
     async def send(self, peer_id: str, msg_type: str, body: dict) -> None:
         """Send one message to a connected peer."""
@@ -215,14 +220,17 @@ class Node:
         """Send a message and wait for the peer's reply body (its errors are raised typed)."""
         conn = self._connection(peer_id)
         msg_id = wire.next_id()
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         self._pending[msg_id] = future
+        timer = loop.call_later(timeout, _expire, future)  # cheaper than wait_for on this hot path
         try:
             await conn.send(wire.Message(msg_type, body, id=msg_id))
-            reply = await asyncio.wait_for(future, timeout)
+            reply = await future
         except asyncio.TimeoutError:
             raise TimedOut(f"{msg_type} to {peer_id[:12]} got no answer within {timeout:g} s") from None
         finally:
+            timer.cancel()
             self._pending.pop(msg_id, None)
         if reply.type == "error":
             raise from_code(str(reply.body.get("code")), str(reply.body.get("message", "error")))
@@ -248,7 +256,7 @@ class Node:
             return conn.send(wire.Message("error", {"code": "unknown_type", "message":
                                                     f"unknown message type {msg.type!r}"},
                                           reply_to=msg.id))
-        if inspect.iscoroutinefunction(handler):
+        if msg.type in self._async_handlers:
             self._spawn(self._run_handler(conn, msg, handler))
             return None
         try:
@@ -493,6 +501,11 @@ class Node:
 
     def proxy_view(self) -> dict:
         return public_proxy(self.home, self.settings)
+
+
+def _expire(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_exception(asyncio.TimeoutError())
 
 
 def _join(host: str, port: int) -> str:
