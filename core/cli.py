@@ -244,7 +244,8 @@ def _command_args(name: str, args) -> dict:
 def _has_display() -> bool:
     if sys.platform in ("win32", "darwin"):
         return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+                or os.environ.get("QT_QPA_PLATFORM") in ("offscreen", "vnc", "eglfs", "linuxfb"))
 
 
 if __name__ == "__main__":

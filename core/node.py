@@ -490,6 +490,7 @@ class Node:
             raise BadRequest("a network key is 32 bytes (64 hex digits)")
         write_secret(self.home / PSK_FILE, key.hex().encode() + b"\n")
         self.transport.reconfigure(self.settings, self._endpoint(), read_password(self.home))
+        self.events.emit(ev.SETTINGS_CHANGED, changes=["network_key"])
         return self.crypto_view()
 
     async def set_proxy(self, mode: str, host: str = "", port: int = 0, user: str = "",

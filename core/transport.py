@@ -250,6 +250,9 @@ def _dial_error(settings: Settings, address: str, exc: Exception) -> CoveyError:
         return ProxyUnreachable(f"the {settings.proxy_mode} proxy at {where} is unreachable ({exc}); "
                                 "not connecting directly (fail closed)")
     reason = getattr(exc, "os_error", None) or exc
+    if isinstance(reason, ConnectionRefusedError):
+        return PeerUnreachable(f"could not reach {address}: connection refused (nothing is listening "
+                               "there: is the node running, and is the port right?)")
     return PeerUnreachable(f"could not reach {address}: {getattr(reason, 'strerror', None) or reason}")
 
 
