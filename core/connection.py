@@ -1,10 +1,15 @@
 """One authenticated, protected connection to a peer over a WebSocket.
 
-Sending: messages are encoded, split into frames of at most ``max_frame``
-bytes, sealed by the channel and written in order under one lock. The lock
-is also the per-peer send queue: callers wait their turn, and a caller finds
-the queue full (``RateLimited``) when more than ``max_queued`` bytes wait,
-which is the backpressure a slow peer puts on its senders.
+Sending keeps messages in order and costs little per message:
+- A message sent while nothing else is in flight is sealed and written at
+  once (the WebSocket write itself is synchronous, so order is kept).
+- Small messages sent right after it, in the same event-loop turn, or while
+  a large message is being written, are *batched*: one sealed frame carries
+  many of them, written by a flush task on the next turn. A sender that finds
+  the batch full waits for it to be written: that wait is the backpressure a
+  slow peer puts on its senders (the batch is the per-peer send queue).
+- A large message takes the write lock, writes what is batched before it,
+  then its own frames (chunked above ``max_frame``) without interleaving.
 
 Receiving: ``run()`` reads frames, opens them, reassembles messages up to
 ``max_message`` bytes and hands each decoded message to ``on_message``.
@@ -16,13 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import time
 from typing import Awaitable, Callable
 
 import aiohttp
 
 from . import wire
-from .errors import CoveyError, MalformedMessage, MessageTooLarge, PeerUnreachable, RateLimited
+from .errors import CoveyError, MalformedMessage, MessageTooLarge, PeerUnreachable
 from .handshake import Channel
 
 log = logging.getLogger("covey.connection")
@@ -33,14 +39,16 @@ CLOSE_POLICY = 4003     # refused by policy (banned, rate limited)
 CLOSE_REPLACED = 4010   # a newer connection to the same peer replaced this one
 CLOSE_SHUTDOWN = 4011   # node shutting down
 MAX_BAD_MESSAGES = 20   # malformed messages tolerated before closing
+BATCH_MAX = 64 << 10    # bytes of small messages carried by one batch frame
+SMALL = 16 << 10        # messages up to this size may be batched
+_LEN = struct.Struct(">I")
 
 
 class PeerConnection:
     """An authenticated channel to one peer (either direction)."""
 
     def __init__(self, ws, channel: Channel, peer_id: str, peer_name: str, *, initiator: bool,
-                 remote: str, listen_port: int, max_frame: int, max_message: int,
-                 max_queued: int = 256 << 20):
+                 remote: str, listen_port: int, max_frame: int, max_message: int):
         self.ws = ws
         self.channel = channel
         self.peer_id = peer_id
@@ -51,13 +59,17 @@ class PeerConnection:
         self.mode = channel.mode
         self.max_frame = max_frame
         self.max_message = max_message
-        self.max_queued = max_queued
         self.opened_at = time.time()
         self.on_message: Callable[["PeerConnection", wire.Message], Awaitable[None] | None] | None = None
         self.close_reason = ""
         self.bad_messages = 0
-        self._lock = asyncio.Lock()
-        self._queued = 0
+        self._lock = asyncio.Lock()          # held while a large message or a batch is written
+        self._batch: list[bytes] = []
+        self._batch_size = 0
+        self._batch_written: asyncio.Future | None = None  # resolves when the open batch is on the wire
+        self._flusher: asyncio.Task | None = None
+        self._turn_open = False              # a message went out directly in this loop turn
+        self._batch_limit = min(BATCH_MAX, max_frame - 64)
         self._closed = asyncio.Event()
         self._parts: list[bytes] = []
         self._parts_size = 0
@@ -68,38 +80,85 @@ class PeerConnection:
 
     # -- sending ---------------------------------------------------------------
     def send(self, msg: wire.Message) -> Awaitable[None]:
-        """Encode, chunk, seal and write one message (in order with other sends); await it.
+        """Encode and send one message, in order with every other send; await it.
 
         A plain function returning the send coroutine: one coroutine less per message."""
         return self.send_raw(wire.encode(msg))
 
     async def send_raw(self, data: bytes) -> None:
-        # Hot path: kept flat (no nested coroutines, the lock taken without
-        # ``async with``) because every message pays for each layer.
-        ws = self.ws
-        if self._closed.is_set() or ws.closed:
+        if self._closed.is_set() or self.ws.closed:
             raise PeerUnreachable(f"connection to {self.peer_id[:12]} is closed")
+        size = len(data)
+        if size > SMALL:
+            await self._send_large(data)
+            return
+        # Hot path, kept flat: every message pays for each layer.
+        if not self._turn_open and not self._batch and not self._lock.locked():
+            self._turn_open = True
+            asyncio.get_running_loop().call_soon(self._end_turn)
+            try:
+                await self.ws.send_bytes(self.channel.seal(b"\x00" + data))
+            except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
+                await self._lost(exc)
+            return
+        while self._batch_size + size + 4 > self._batch_limit:
+            await self._wait_batch_written()
+        self._batch.append(data)
+        self._batch_size += size + 4
+        if self._flusher is None:
+            self._flusher = asyncio.ensure_future(self._flush_batches())
+
+    def _end_turn(self) -> None:
+        self._turn_open = False
+
+    async def _wait_batch_written(self) -> None:
+        if self._batch_written is None:
+            self._batch_written = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._batch_written)
+
+    def _take_batch(self) -> bytes | None:
+        """The open batch as one frame plaintext (and wake senders waiting for room)."""
+        if not self._batch:
+            return None
+        batch, self._batch, self._batch_size = self._batch, [], 0
+        waiting, self._batch_written = self._batch_written, None
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)
+        if len(batch) == 1:
+            return b"\x00" + batch[0]
+        return bytes([wire.FRAME_BATCH]) + b"".join(_LEN.pack(len(m)) + m for m in batch)
+
+    async def _flush_batches(self) -> None:
+        try:
+            while self._batch and not self.closed:
+                async with self._lock:
+                    frame = self._take_batch()
+                    if frame is not None:
+                        await self.ws.send_bytes(self.channel.seal(frame))
+        except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
+            log.info("lost the connection to %s while sending: %s", self.peer_id[:12], exc)
+            await self.close(reason=f"send failed: {exc}")
+        finally:
+            self._flusher = None
+            if self._batch_written is not None and not self._batch_written.done():
+                self._batch_written.set_exception(PeerUnreachable(f"connection to {self.peer_id[:12]} is closed"))
+                self._batch_written.exception()  # retrieved: waiters get it through their shield
+
+    async def _send_large(self, data: bytes) -> None:
         size = len(data)
         if size > self.max_message:
             raise MessageTooLarge(f"message of {size} bytes exceeds the limit of {self.max_message}")
-        if self._queued + size > self.max_queued and self._queued:
-            raise RateLimited(f"send queue to {self.peer_id[:12]} is full ({self._queued} bytes waiting)")
-        self._queued += size
-        lock = self._lock
         try:
-            await lock.acquire()
-            try:
-                if size < self.max_frame:
-                    await ws.send_bytes(self.channel.seal(b"\x00" + data))
+            async with self._lock:
+                earlier = self._take_batch()
+                if earlier is not None:
+                    await self.ws.send_bytes(self.channel.seal(earlier))
+                if size < self.max_frame - 1:
+                    await self.ws.send_bytes(self.channel.seal(b"\x00" + data))
                 else:
                     await self._write_chunks(data)
-            finally:
-                lock.release()
         except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
-            await self.close(reason=f"send failed: {exc}")
-            raise PeerUnreachable(f"lost the connection to {self.peer_id[:12]}: {exc}") from None
-        finally:
-            self._queued -= size
+            await self._lost(exc)
 
     async def _write_chunks(self, data: bytes) -> None:
         seal, ws = self.channel.seal, self.ws
@@ -109,6 +168,10 @@ class PeerConnection:
         for offset in range(0, len(data), step):
             kind = b"\x02" if offset >= last else b"\x01"
             await ws.send_bytes(seal(kind + view[offset:offset + step]))
+
+    async def _lost(self, exc: BaseException) -> None:
+        await self.close(reason=f"send failed: {exc}")
+        raise PeerUnreachable(f"lost the connection to {self.peer_id[:12]}: {exc}") from None
 
     # -- receiving -------------------------------------------------------------
     async def run(self) -> None:
@@ -120,6 +183,12 @@ class PeerConnection:
                 if frame.type == aiohttp.WSMsgType.BINARY:
                     data = self._open(frame.data)
                     if data is None:
+                        continue
+                    if type(data) is list:
+                        for one in data:
+                            pending = self._deliver(one)
+                            if pending is not None:
+                                await pending
                         continue
                     pending = self._deliver(data)
                     if pending is not None:
@@ -149,7 +218,7 @@ class PeerConnection:
             if not ws.closed:
                 await ws.close()
 
-    def _open(self, frame: bytes) -> bytes | None:
+    def _open(self, frame: bytes) -> bytes | list[bytes] | None:
         try:
             plain = self.channel.open(frame)
         except MalformedMessage as exc:
@@ -159,6 +228,8 @@ class PeerConnection:
         kind = plain[0]
         if kind == wire.FRAME_WHOLE and not self._parts:
             return plain[1:]
+        if kind == wire.FRAME_BATCH and not self._parts:
+            return _split_batch(plain)
         if kind not in (wire.FRAME_PART, wire.FRAME_END) and not (kind == wire.FRAME_WHOLE and self._parts):
             raise _ProtocolViolation(CLOSE_PROTOCOL, f"unknown frame kind {kind}")
         if kind == wire.FRAME_WHOLE:
@@ -201,6 +272,23 @@ class PeerConnection:
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
+
+
+def _split_batch(plain: bytes) -> list[bytes]:
+    """The messages of a batch frame: [4-byte length][message], repeated, nothing left over."""
+    messages, offset, end = [], 1, len(plain)
+    while offset < end:
+        if offset + 4 > end:
+            raise _ProtocolViolation(CLOSE_PROTOCOL, "truncated batch frame")
+        (length,) = _LEN.unpack_from(plain, offset)
+        offset += 4
+        if length == 0 or offset + length > end:
+            raise _ProtocolViolation(CLOSE_PROTOCOL, "batch frame lengths do not add up")
+        messages.append(plain[offset:offset + length])
+        offset += length
+    if not messages:
+        raise _ProtocolViolation(CLOSE_PROTOCOL, "empty batch frame")
+    return messages
 
 
 class _ProtocolViolation(Exception):

@@ -25,6 +25,7 @@ WS_PATH = "/covey/v1"
 FRAME_WHOLE = 0   # a complete message
 FRAME_PART = 1    # a chunk of a message; more follow
 FRAME_END = 2     # the last chunk of a message
+FRAME_BATCH = 3   # several small messages, each prefixed by its 4-byte length
 
 _TYPE_RE = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
 _ids = itertools.count(int.from_bytes(os.urandom(3), "big") << 20)
