@@ -38,7 +38,7 @@ TASK = Param("task", "task id (or a unique prefix)", max_len=64)
          _opt("dp_noise", "DP noise multiplier (with --dp-clip)", float),
          _opt("dp_clip", "DP clipping norm of each update", float),
          _opt("secure_agg", "secure aggregation (the coordinator sees only the sum)", bool),
-         _opt("validate", "validate each update on the held-out set (default: on, off with --secure-agg)",
+         _opt("validate", "validate each update on the held-out set (default: on; off with --secure-agg or DP)",
               choices=("on", "off")),
          _opt("attack", "simulate attackers", choices=ATTACKS),
          _opt("attackers", "how many workers attack", int),
@@ -46,7 +46,7 @@ TASK = Param("task", "task id (or a unique prefix)", max_len=64)
          _opt("clients", "simulated clients (default: the eligible peers connected now)", int))
 async def _ml_start(node, validate=None, tiers=None, secure_agg=None, **options):
     if validate is None:
-        options["validate"] = not secure_agg
+        options["validate"] = not (secure_agg or options.get("dp_noise") is not None)
     else:
         options["validate"] = validate == "on"
     options["secure_agg"] = bool(secure_agg)

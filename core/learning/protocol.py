@@ -45,6 +45,9 @@ SECAGG_AGGREGATOR = ("secure aggregation hides every single update from the coor
                      "with --secure-agg, or drop --secure-agg")
 SECAGG_VALIDATION = ("secure aggregation hides every single update from the coordinator, so it cannot "
                      "validate each update on its held-out set; use --validate off with --secure-agg")
+DP_VALIDATION = ("with differential privacy every single update carries noise far larger than its "
+                 "signal (only the average is useful), so validating each update would reject honest "
+                 "workers; use --validate off with --dp-noise")
 
 
 @dataclass
@@ -132,6 +135,8 @@ class TaskSpec:
             raise BadRequest(SECAGG_AGGREGATOR.format(agg=self.aggregator))
         if self.secure_agg and self.validate:
             raise BadRequest(SECAGG_VALIDATION)
+        if self.dp and self.validate:
+            raise BadRequest(DP_VALIDATION)
         if self.attack is not None:
             _typed(self, "attack", str, choices=ATTACKS)
         _int_in(self, "attackers", 0, 10_000)
