@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadRequest
+from .files import write_atomic
 
 log = logging.getLogger("covey.config")
 
@@ -177,11 +178,4 @@ def with_changes(settings: Settings, **changes: Any) -> Settings:
 
 def write_secret(path: Path, data: bytes) -> None:
     """Write a secret file atomically with mode 0600 from the first byte."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomic(path, data, 0o600)

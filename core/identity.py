@@ -20,6 +20,7 @@ import nacl.secret
 import nacl.signing
 import nacl.utils
 
+from core.files import write_atomic
 from core.errors import (CorruptKeyFile, InvalidSignature, MalformedMessage, NoIdentity,
                          PassphraseRequired, WrongPassphrase)
 
@@ -153,8 +154,8 @@ class Identity:
             doc.update(encrypted=True,
                        kdf={"alg": "argon2id", "salt": salt.hex(), "opslimit": ops, "memlimit": mem},
                        box=bytes(box).hex())
-        _write_atomic(home / KEY_FILE, (json.dumps(doc, indent=1) + "\n").encode(), 0o600)
-        _write_atomic(home / PUB_FILE, (self.id + "\n").encode(), 0o644)
+        write_atomic(home / KEY_FILE, (json.dumps(doc, indent=1) + "\n").encode(), 0o600)
+        write_atomic(home / PUB_FILE, (self.id + "\n").encode(), 0o644)
 
     @classmethod
     def load(cls, home: Path, passphrase: bytes | None = None) -> "Identity":
@@ -266,7 +267,7 @@ def _check_pub(pub_path: Path, identity: Identity) -> None:
     except FileNotFoundError:
         log.info("%s is missing; writing it again from the key", pub_path)
         try:
-            _write_atomic(pub_path, (identity.id + "\n").encode(), 0o644)
+            write_atomic(pub_path, (identity.id + "\n").encode(), 0o644)
         except OSError as exc:
             log.warning("could not write %s: %s", pub_path, exc)
         return
@@ -275,27 +276,3 @@ def _check_pub(pub_path: Path, identity: Identity) -> None:
             f"{pub_path} names a different key than {pub_path.with_name(KEY_FILE)} "
             f"({text[:16]}... vs {identity.id[:16]}...); the files were mixed up: restore the "
             f"pair from a backup, or run `covey init` with a new home", path=str(pub_path))
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Replace ``path`` with ``data``: temp file created with ``mode``, fsync, rename, fsync dir."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{nacl.utils.random(4).hex()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        try:
-            os.fchmod(fd, mode)  # the umask may have removed bits we want (0644 for .pub)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import re
-import secrets
 import time
 from pathlib import Path
 
@@ -36,12 +35,13 @@ from safetensors.numpy import load as load_safetensors
 from safetensors.numpy import save as save_safetensors
 
 from core.errors import BadRequest
+from core.files import write_atomic
 
 log = logging.getLogger(__name__)
 
 _RECORD = re.compile(r"^round-(\d{8})\.json$")
 _WEIGHTS = re.compile(r"^round-(\d{8})-[0-9a-f]{16}\.safetensors$")
-_TEMP = re.compile(r"^\.tmp-(\d+)-[0-9a-f]{8}-round-")
+_TEMP = re.compile(r"^\.round-[^/]*\.(\d+)\.[0-9a-f]{8}\.tmp$")  # core.files.write_atomic temp names
 _MAX_ROUND = 10**8 - 1
 
 
@@ -145,21 +145,7 @@ class CheckpointStore:
 
     # -- writing
     def _write_atomic(self, name: str, data: bytes) -> None:
-        temp = self.directory / f".tmp-{os.getpid()}-{secrets.token_hex(4)}-{name}"
-        try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(temp, self.directory / name)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        _fsync_directory(self.directory)
+        write_atomic(self.directory / name, data, 0o600)
 
     def _prune(self) -> None:
         """Remove weights files beyond the newest ``keep`` rounds (records stay)."""
@@ -202,14 +188,6 @@ def _serialize(weights: dict[str, np.ndarray]) -> bytes:
             raise BadRequest(f"weight {name!r} must be a numpy array under a string name")
         tensors[name] = np.ascontiguousarray(array)
     return save_safetensors(tensors)
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _process_alive(pid: int) -> bool:
