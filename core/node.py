@@ -316,9 +316,11 @@ class Node:
                 return
         if not address and conn.listen_port:
             address = _join(conn.remote, conn.listen_port)
-        rec = self.peers.add_or_update(peer_id, name=conn.peer_name or None, address=address,
-                                       source=None if self.peers.get(peer_id) else
-                                       ("manual" if conn.initiator else "inbound"),
+        known = self.peers.get(peer_id)
+        # The name a peer announces fills an empty one; it never overrides the user's choice.
+        rec = self.peers.add_or_update(peer_id, name=None if known and known.name else conn.peer_name or None,
+                                       address=address,
+                                       source=None if known else ("manual" if conn.initiator else "inbound"),
                                        mode=conn.mode)
         self.peers.seen(peer_id, mode=conn.mode)
         self.connections[peer_id] = conn

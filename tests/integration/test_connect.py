@@ -160,3 +160,11 @@ async def test_event_stream_reports_connect_tier_and_disconnect(make_node):
     for expected in (ev.PEER_CONNECTED, ev.PEER_ADDED, ev.TIER_CHANGED, ev.PEER_BANNED, ev.PEER_DISCONNECTED):
         assert expected in names
     assert names.index(ev.TIER_CHANGED) < names.index(ev.PEER_BANNED)
+
+
+async def test_the_users_name_for_a_peer_survives_reconnects(make_node):
+    alice, bob = await make_node("alice"), await make_node("bob")
+    await bob.add_peer(address(alice), key=alice.identity.id, name="my-laptop")
+    await bob.connections[alice.identity.id].close()
+    await wait_until(lambda: alice.identity.id in bob.connections and not bob.connections[alice.identity.id].closed, 10)
+    assert bob.peers.get(alice.identity.id).name == "my-laptop"
