@@ -160,7 +160,11 @@ class CoordinatorTask:
             self.weights = get_weights(model)
             self.ckpt.save(0, self.weights, {"round": 0})
         else:
-            self.round, self.weights, _ = latest
+            self.round, stored, _ = latest
+            missing = [k for k in self.wspec if k not in stored]
+            if missing:
+                raise BadRequest(f"checkpoint of round {self.round} does not fit the model (missing {missing})")
+            self.weights = {k: stored[k] for k in self.wspec}  # safetensors sorts names; keep model order
             self.history = [h["meta"] for h in self.ckpt.history() if 0 < h["round"] <= self.round]
             for h in self.history:
                 self.rejections.update(h.get("reasons", {}))
@@ -177,10 +181,12 @@ class CoordinatorTask:
             return False
         return self.node.peers.tier_of(peer).value in self.spec.tiers
 
+    def _uninvited(self) -> list[str]:
+        return [p for p in self.node.connected_peers()
+                if p not in self.participants and p not in self.invited and self._allowed(p)]
+
     async def invite_all(self) -> None:
-        peers = [p for p in self.node.connected_peers()
-                 if p not in self.participants and p not in self.invited and self._allowed(p)]
-        await asyncio.gather(*(self.invite(p) for p in peers))
+        await asyncio.gather(*(self.invite(p) for p in self._uninvited()))
 
     async def invite(self, peer: str) -> None:
         self.invited.add(peer)
@@ -218,6 +224,9 @@ class CoordinatorTask:
         spec = self.spec
         wait_until = time.monotonic() + spec.deadline
         while len(self._eligible()) < spec.min_clients and time.monotonic() < wait_until:
+            for peer in self._uninvited():  # e.g. a peer whose tier was raised after it connected
+                self.invited.add(peer)
+                self.service.spawn(self.invite(peer))
             await asyncio.sleep(0.1)
         eligible = self._eligible()
         if len(eligible) < spec.min_clients:
@@ -308,7 +317,7 @@ class CoordinatorTask:
                                     "the update is signed by another identity than its sender")
             self.node.peers.check(signer, Capability.LEARN_CONTRIBUTE)
             if rs is None or upd.round_id != rs.round_id or upd.round != rs.number:
-                return self._reject(rs, peer_id, "late" if upd.round <= self.round else "wrong_round",
+                return self._reject(rs, peer_id, "late" if upd.round <= self.round + 1 else "wrong_round",
                                     f"update for round {upd.round}, which is not open")
             if rs.closed:
                 return self._reject(rs, peer_id, "late", f"round {rs.number} closed at its deadline")
@@ -477,6 +486,7 @@ class CoordinatorTask:
                     except BadRequest as exc:
                         log.warning("secure aggregation: bad shares from %s: %s", p[:12], exc)
             relay = sa.relay()
+            rs.sa = sa  # masked inputs may arrive as soon as the first worker has its shares
             await asyncio.gather(*(self._sa_call(p, "ml.sa.relay", rs, {"blobs": relay[p]}, timeout)
                                    for p in relay))
         except CoveyError as exc:
