@@ -1,0 +1,151 @@
+"""Round time of federated learning over loopback vs the floor, printed as JSON.
+
+Setup: digits, MLP, FedAvg, no privacy options. One headless coordinator
+process and N worker processes (``covey --headless``, real sockets), the
+task started with ``covey ml start``; the round time is the coordinator's
+``seconds`` per round (rounds 2.. so process warm-up is excluded), median.
+
+Floor: the same training in one process with no network: a plain loop that
+trains the N local models (one after another, torch on one thread) and
+averages them, timed per round.
+
+Also reported: the same networked run with ``--secure-agg`` (its overhead
+per round against the plain one).
+
+Usage: python bench/fl_round.py [--workers 10] [--rounds 8]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def covey(home: Path, *args: str, timeout: float = 60.0):
+    out = subprocess.run([sys.executable, "-m", "core.cli", "--home", str(home), *args, "--json"],
+                         cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"covey {' '.join(args)}: {out.stderr.strip()}")
+    return json.loads(out.stdout)
+
+
+def start_node(home: Path, env: dict) -> subprocess.Popen:
+    home.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "--home", str(home), "--headless",
+                             "--listen", "127.0.0.1:0", "--log-level", "warning"],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not (home / "control.json").exists():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"node in {home} did not start")
+        time.sleep(0.1)
+    return proc
+
+
+def networked(workers: int, rounds: int, secure: bool, validate: bool = True):
+    env = {**os.environ, "COVEY_DISCOVERY": "0", "COVEY_ML_AUTO_JOIN": "1", "PYTHONPATH": str(REPO)}
+    procs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            coord_home = Path(tmp) / "coord"
+            procs.append(start_node(coord_home, env))
+            coord = covey(coord_home, "id")
+            port = coord["listen"][0].rsplit(":", 1)[1]
+            for i in range(workers):
+                home = Path(tmp) / f"w{i}"
+                procs.append(start_node(home, env))
+                covey(home, "peers", "add", f"127.0.0.1:{port}")
+                covey(home, "peers", "trust", coord["id"], "core")
+            deadline = time.monotonic() + 30
+            while sum(p["connected"] for p in covey(coord_home, "peers", "list")) < workers:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("workers did not connect")
+                time.sleep(0.2)
+            for p in covey(coord_home, "peers", "list"):
+                covey(coord_home, "peers", "trust", p["id"], "core")
+            args = ["ml", "start", "--rounds", str(rounds), "--min-clients", str(workers), "--seed", "0"]
+            if secure:
+                args += ["--secure-agg"]
+            elif not validate:
+                args += ["--validate", "off"]
+            task = covey(coord_home, *args)["task"]
+            deadline = time.monotonic() + 600
+            while (status := covey(coord_home, "ml", "status", task))["state"] == "running":
+                if time.monotonic() > deadline:
+                    raise RuntimeError("task did not finish")
+                time.sleep(0.5)
+            if status["state"] != "done":
+                raise RuntimeError(f"task ended {status['state']}: {status.get('error')}")
+            return [h["seconds"] for h in status["history"]], status["accuracy"]
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+
+
+def floor(workers: int, rounds: int) -> tuple[list[float], float]:
+    """Same training (same data split and config), one process, no network."""
+    import numpy as np
+    from core.learning.aggregators import aggregate
+    from core.learning.data import load_dataset, partition
+    from core.learning.models import build_model, get_weights
+    from core.learning.protocol import TaskSpec
+    from core.learning.tensors import flatten, unflatten
+    from core.learning.train import TrainConfig, evaluate, train_local
+    spec = TaskSpec(seed=0)
+    ds = load_dataset(spec.dataset, seed=spec.seed)
+    parts = partition(ds.y_train, workers, spec.partition, seed=spec.seed)
+    w = get_weights(build_model("mlp", ds.n_features, ds.n_classes, ds.image_shape, seed=0))
+    wspec = {k: (v.shape, "float32") for k, v in w.items()}
+    times = []
+    for r in range(1, rounds + 1):
+        t0 = time.perf_counter()
+        ups, counts = [], []
+        for i, idx in enumerate(parts):
+            cfg = TrainConfig("mlp", epochs=spec.epochs, lr=spec.lr, batch=spec.batch, seed=r * 1009 + i)
+            res = train_local(w, ds.X_train[idx], ds.y_train[idx], cfg, ds.n_features, ds.n_classes,
+                              ds.image_shape)
+            ups.append(flatten(res.weights))
+            counts.append(res.n_examples)
+        w = unflatten(aggregate("fedavg", ups, counts).vector, wspec)
+        times.append(time.perf_counter() - t0)
+    _, acc = evaluate(w, ds.X_test, ds.y_test, "mlp", ds.n_features, ds.n_classes, ds.image_shape)
+    return times, float(np.round(acc, 4))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workers", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--no-secagg", action="store_true")
+    ap.add_argument("--validate", choices=("on", "off"), default="on",
+                    help="per-update validation on the coordinator (the floor has none)")
+    a = ap.parse_args()
+    floor_times, floor_acc = floor(a.workers, a.rounds)
+    net_times, net_acc = networked(a.workers, a.rounds, secure=False, validate=a.validate == "on")
+    out = {"workers": a.workers, "rounds": a.rounds, "validate": a.validate,
+           "floor_round_s": round(statistics.median(floor_times[1:]), 4), "floor_accuracy": floor_acc,
+           "network_round_s": round(statistics.median(net_times[1:]), 4), "network_accuracy": net_acc}
+    out["ratio"] = round(out["network_round_s"] / out["floor_round_s"], 3)
+    if not a.no_secagg:
+        sa_times, sa_acc = networked(a.workers, a.rounds, secure=True)
+        out["secagg_round_s"] = round(statistics.median(sa_times[1:]), 4)
+        out["secagg_accuracy"] = sa_acc
+        out["secagg_overhead_ratio"] = round(out["secagg_round_s"] / out["network_round_s"], 3)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
