@@ -166,6 +166,7 @@ class CoordinatorTask:
                 raise BadRequest(f"checkpoint of round {self.round} does not fit the model (missing {missing})")
             self.weights = {k: stored[k] for k in self.wspec}  # safetensors sorts names; keep model order
             self.history = [h["meta"] for h in self.ckpt.history() if 0 < h["round"] <= self.round]
+            self.rejections = Counter()
             for h in self.history:
                 self.rejections.update(h.get("reasons", {}))
         if spec.dp:

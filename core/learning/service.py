@@ -68,11 +68,10 @@ class LearningService:
             task.error = row["error"]
             task.load_participants()
             self.tasks[task.task] = task
+            await asyncio.to_thread(self._load_history, task)  # status is right before the loop resumes
             if task.state == "running":
-                log.info("resuming training task %s", task.task)
+                log.info("resuming training task %s from round %d", task.task, task.round)
                 task.launch()
-            else:
-                await asyncio.to_thread(self._load_history, task)
         self._unsubscribe = self.node.events.on(ev.PEER_CONNECTED, self._on_peer_connected)
 
     @staticmethod
