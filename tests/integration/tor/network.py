@@ -75,6 +75,7 @@ class TorNode:
     fingerprint: str = ""
     v3ident: str = ""
     proc: subprocess.Popen | None = None
+    owner: object = None  # a control connection that took ownership: tor exits when it closes
 
     @property
     def torrc(self) -> Path:
@@ -182,13 +183,26 @@ class PrivateTorNetwork:
                             f"Log notice file {node.log}", "RunAsDaemon 0"])
         self.clients.append(node)
         self._wait_for_port(node, node.control_port)
+        node.owner = self._take_ownership(node)
         return node
+
+    @staticmethod
+    def _take_ownership(node: TorNode):
+        """Hold a control connection that owns this tor, so it exits with this process."""
+        from stem.control import Controller
+        controller = Controller.from_port("127.0.0.1", node.control_port)
+        controller.authenticate()
+        controller.msg("TAKEOWNERSHIP")
+        return controller
 
     def processes(self) -> list[subprocess.Popen]:
         return [n.proc for n in self.authorities + self.relays + self.clients if n.proc is not None]
 
     def stop(self) -> None:
         """SIGTERM every tor; SIGKILL those still alive after 15 s."""
+        for node in self.clients:
+            if node.owner is not None:
+                node.owner.close()
         procs = [p for p in self.processes() if p.poll() is None]
         for p in procs:
             p.send_signal(signal.SIGTERM)

@@ -16,7 +16,8 @@ from core.tor import TorController, TorError
 
 from ..conftest import address
 
-pytestmark = [pytest.mark.tor, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.tor, pytest.mark.timeout(120),
+              pytest.mark.filterwarnings("ignore:setDaemon:DeprecationWarning")]  # inside stem 1.8
 
 BOOTSTRAP_TIMEOUT = 60.0
 ONION_REACH_TIMEOUT = 90.0
