@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
             elif p.flag and p.kind is bool:
                 sub.add_argument(p.flag, dest=p.name, action="store_true", help=p.help)
             elif p.flag:
-                sub.add_argument(p.flag, dest=p.name, help=p.help, choices=p.choices)
+                sub.add_argument(p.flag, dest=p.name, help=p.help, choices=p.choices,
+                                 type=p.kind if p.kind in (int, float) else None)
             elif p.name == "key" and cmd.name == "crypto.psk.import":
                 sub.add_argument("file", help="file holding the network key")
             else:
@@ -194,9 +195,9 @@ def main(argv: list[str] | None = None, open_desktop=None) -> int:
             result = self_test(home, read_passphrase(args, True))
         elif name.startswith("cluster."):
             result = _cluster(name.split(".", 1)[1], args)
-        elif name.startswith("ml."):  # typed numeric flags; `ml status --follow` (core.learning.follow)
-            from .learning.follow import run_ml
-            result = run_ml(call, home, name, _command_args(name, args))
+        elif name == "ml.status" and args.follow:  # a live progress bar until the task ends
+            from .learning.follow import follow_task
+            result = follow_task(call, home, _command_args(name, args))
         else:
             result = call(home, name, _command_args(name, args))
             if name == "crypto.psk.export":

@@ -59,6 +59,7 @@ class Node:
         self._unknown_budget: dict[str, list[float]] = {}
         self._stopping = False
         self.services: list = []
+        self.events.on(ev.PEER_BANNED, self._on_banned)
         self.on_message("ping", lambda peer, body: {"pong": True})
         self.on_message("error", self._on_error_message)
 
@@ -449,6 +450,12 @@ class Node:
         self.peers.remove(rec.id)
         await self._drop(rec.id, "removed from the peer book")
         return {"removed": rec.id}
+
+    def _on_banned(self, event) -> None:
+        """Any ban (the user's, or automatic at the reputation threshold) ends the connection."""
+        peer_id = event.data.get("peer")
+        if peer_id and not self._stopping:
+            self._spawn(self._drop(peer_id, "banned"))
 
     async def _drop(self, peer_id: str, reason: str) -> None:
         keeper = self._keepers.pop(peer_id, None)

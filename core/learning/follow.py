@@ -1,4 +1,4 @@
-"""CLI side of ``covey ml ...``: numeric flags typed, and ``ml status --follow``'s live progress.
+"""CLI side of ``covey ml status --follow``: a live progress line until the task ends.
 
 ``--follow`` polls ``ml.status`` through the control API and redraws one
 progress line (round, accuracy, loss, time remaining) while stdout is a
@@ -10,34 +10,15 @@ from __future__ import annotations
 import sys
 import time
 
-from core.errors import BadRequest
 
 POLL_SECONDS = 0.5
 BAR_WIDTH = 24
 
 
-def typed_args(name: str, values: dict) -> dict:
-    """Convert the CLI's string values to the int/float kinds the command declares."""
-    from core.commands import COMMANDS
-    out = dict(values)
-    for p in COMMANDS[name].params:
-        value = out.get(p.name)
-        if isinstance(value, str) and p.kind in (int, float):
-            try:
-                out[p.name] = p.kind(value)
-            except ValueError:
-                raise BadRequest(f"{p.flag or p.name} must be a {'whole ' if p.kind is int else ''}number, "
-                                 f"not {value!r}") from None
-    return out
-
-
-def run_ml(call, home, name: str, values: dict, out=sys.stdout):
-    """Run an ``ml.*`` command for the CLI; ``ml status --follow`` follows the task until it ends."""
-    values = typed_args(name, values)
-    follow = values.pop("follow", False) if name == "ml.status" else False
-    status = call(home, name, values)
-    if not follow:
-        return status
+def follow_task(call, home, values: dict, out=sys.stdout):
+    """`covey ml status [TASK] --follow`: follow the task until it ends."""
+    values = {k: v for k, v in values.items() if k != "follow"}
+    status = call(home, "ml.status", values)
     return follow_status(lambda: call(home, "ml.status", {"task": status["task"]}), status, out)
 
 

@@ -168,3 +168,12 @@ async def test_the_users_name_for_a_peer_survives_reconnects(make_node):
     await bob.connections[alice.identity.id].close()
     await wait_until(lambda: alice.identity.id in bob.connections and not bob.connections[alice.identity.id].closed, 10)
     assert bob.peers.get(alice.identity.id).name == "my-laptop"
+
+
+async def test_an_automatic_ban_at_the_reputation_threshold_disconnects(make_node):
+    alice, bob = await make_node("alice"), await make_node("bob")
+    await bob.add_peer(address(alice))
+    for _ in range(3):  # 0.5 -> 0.2: banned
+        bob.peers.record_outcome(alice.identity.id, accepted=False, reason="bad update")
+    assert bob.peers.get(alice.identity.id).banned
+    await wait_until(lambda: alice.identity.id not in bob.connections, 5)

@@ -104,10 +104,11 @@ def test_round_announcements_out_of_range_are_refused(over):
 
 
 def test_cli_numeric_flags_are_typed_from_their_declaration():
-    assert follow.typed_args("ml.start", {"lr": "0.1", "rounds": "5", "model": "mlp"}) == \
-        {"lr": 0.1, "rounds": 5, "model": "mlp"}
-    with pytest.raises(BadRequest, match="--rounds must be a whole number"):
-        follow.typed_args("ml.start", {"rounds": "many"})
+    from core.cli import _command_args, build_parser
+    args = build_parser().parse_args(["ml", "start", "--lr", "0.1", "--rounds", "5", "--model", "mlp"])
+    assert _command_args("ml.start", args) == {"lr": 0.1, "rounds": 5, "model": "mlp"}
+    with pytest.raises(SystemExit):  # argparse: "argument --rounds: invalid int value: 'many'"
+        build_parser().parse_args(["ml", "start", "--rounds", "many"])
 
 
 def test_follow_prints_one_plain_line_per_round_when_not_a_terminal():
