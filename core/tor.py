@@ -151,13 +151,14 @@ class TorController:
 
     # -- onion service -------------------------------------------------------------------
     async def publish(self, local_port: int, virtual_port: int = DEFAULT_VIRTUAL_PORT,
-                      timeout: float = 60.0) -> str:
-        """Publish ``127.0.0.1:local_port`` as ``<onion>:virtual_port``; returns ``xxx.onion``.
+                      timeout: float = 60.0, target_host: str = "127.0.0.1") -> str:
+        """Publish ``target_host:local_port`` as ``<onion>:virtual_port``; returns ``xxx.onion``.
 
         The service key lives in ``HOME/tor/onion.key`` (0600) so the address
         survives restarts. Returns once a directory accepted the descriptor.
         """
         import stem
+        from stem.control import EventType
         controller = self._require_controller()
         if not (0 < local_port < 65536 and 0 < virtual_port < 65536):
             raise BadRequest("onion service ports must be 1-65535")
@@ -165,23 +166,66 @@ class TorController:
             await self.unpublish()
         key_path = self.dir / ONION_KEY_FILE
         key_type, key_content = self._read_onion_key(key_path)
+        # Publication is awaited here, not in a stem thread: a cancelled publish leaves no
+        # thread blocked for `timeout` seconds (it would hold up the loop's shutdown).
+        events: asyncio.Queue = asyncio.Queue()
+
+        def on_descriptor(event) -> None:  # stem's event thread
+            self._call_soon(events.put_nowait, event)
+
+        await asyncio.to_thread(controller.add_event_listener, on_descriptor, EventType.HS_DESC)
         try:
-            response = await asyncio.to_thread(
-                controller.create_ephemeral_hidden_service, {virtual_port: f"127.0.0.1:{local_port}"},
-                key_type=key_type, key_content=key_content, await_publication=True, timeout=timeout)
-        except stem.Timeout:
-            raise TimedOut(f"tor did not publish the onion service within {timeout:g} s "
-                           f"(bootstrap {self.bootstrap}%: {self.summary})") from None
-        except stem.ControllerError as exc:
-            raise TorError(f"tor refused to publish the onion service: {exc}") from None
-        if key_type == "NEW":
-            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            write_atomic(key_path, f"{response.private_key_type}:{response.private_key}\n".encode(), 0o600)
-        self._service_id = response.service_id
-        self._virtual_port = virtual_port
+            try:
+                response = await asyncio.to_thread(
+                    controller.create_ephemeral_hidden_service,
+                    {virtual_port: _target(target_host, local_port)},
+                    key_type=key_type, key_content=key_content)
+            except stem.ControllerError as exc:
+                raise TorError(f"tor refused to publish the onion service: {exc}") from None
+            if key_type == "NEW":
+                self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+                write_atomic(key_path, f"{response.private_key_type}:{response.private_key}\n".encode(), 0o600)
+            self._service_id, self._virtual_port = response.service_id, virtual_port
+            try:
+                await self._await_upload(events, response.service_id, timeout)
+            except CoveyError:
+                await self.unpublish()
+                raise
+        finally:
+            try:
+                await asyncio.to_thread(controller.remove_event_listener, on_descriptor)
+            except stem.ControllerError as exc:  # the control connection closed meanwhile
+                log.debug("could not unsubscribe from HS_DESC: %s", exc)
         self.onion = f"{response.service_id}.onion"
-        log.info("published onion service %s:%d -> 127.0.0.1:%d", self.onion, virtual_port, local_port)
+        log.info("published onion service %s -> %s", self.address, _target(target_host, local_port))
         return self.onion
+
+    async def _await_upload(self, events: asyncio.Queue, service_id: str, timeout: float) -> None:
+        """Wait until one directory accepted the descriptor (as stem's await_publication does)."""
+        from stem import HSDescAction
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        uploading: set[str] = set()
+        failures: list[str] = []
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimedOut(f"tor did not publish the onion service within {timeout:g} s "
+                               f"(bootstrap {self.bootstrap}%: {self.summary})")
+            try:
+                event = await asyncio.wait_for(events.get(), left)
+            except asyncio.TimeoutError:
+                continue
+            # tor names the service in UPLOAD events only; UPLOADED/FAILED name the directory.
+            if event.action == HSDescAction.UPLOAD and event.address == service_id:
+                uploading.add(event.directory_fingerprint)
+            elif event.action == HSDescAction.UPLOADED and event.directory_fingerprint in uploading:
+                return
+            elif event.action == HSDescAction.FAILED and event.directory_fingerprint in uploading:
+                failures.append(f"{event.directory_fingerprint} ({event.reason})")
+                if len(failures) == len(uploading):
+                    raise TorError("no onion service directory accepted the descriptor: "
+                                   + ", ".join(failures))
 
     async def unpublish(self) -> None:
         """Withdraw the onion service (the key file stays, so the address comes back)."""
@@ -229,6 +273,11 @@ class TorController:
                 for c in found]
 
     @property
+    def address(self) -> str | None:
+        """``xxx.onion:PORT`` as peers give it to `covey peers add` (None until published)."""
+        return f"{self.onion}:{self._virtual_port}" if self.onion else None
+
+    @property
     def pid(self) -> int | None:
         """The owned tor's process id (None when attached or stopped)."""
         return self._proc.pid if self._proc is not None else None
@@ -236,7 +285,7 @@ class TorController:
     def status(self) -> dict:
         """What `covey proxy show` reports under ``"tor"``."""
         return {"running": self.running, "bootstrap": self.bootstrap, "summary": self.summary,
-                "onion": self.onion,
+                "onion": self.onion, "address": self.address,
                 "socks": f"{self.socks[0]}:{self.socks[1]}" if self.socks else None,
                 "control": f"{self.control[0]}:{self.control[1]}" if self.control else None,
                 "owned": self.owned, "pid": self.pid, "circuits": len(self._built)}
@@ -425,6 +474,10 @@ class TorController:
                             "running": self.running})
         except Exception:  # a broken listener must not break tor control
             log.exception("tor status listener failed")
+
+
+def _target(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _split_quoted(text: str) -> list[str]:
