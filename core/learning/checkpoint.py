@@ -149,9 +149,12 @@ class CheckpointStore:
 
     def _prune(self) -> None:
         """Remove weights files beyond the newest ``keep`` rounds (records stay)."""
+        # Only rounds that still have a weights file matter: reading every record
+        # on every save would grow with the length of the run.
+        with_weights = sorted({int(m.group(1)) for m in map(_WEIGHTS.match, os.listdir(self.directory)) if m})
         referenced = {}
-        for round_no in self._rounds():
-            record = self._read_record(round_no)
+        for round_no in with_weights:
+            record = self._read_record(round_no) if self._record_path(round_no).exists() else None
             if record is not None:
                 referenced[round_no] = record["weights"]
         for round_no in sorted(referenced)[:-self.keep]:

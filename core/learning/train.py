@@ -7,6 +7,7 @@ torch to one thread: on two cores a second thread made small steps up to
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,6 +128,21 @@ def train_local(global_weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndar
                        dp_steps=dp_steps, sample_rate=1.0)
 
 
+_models = threading.local()
+
+
+def _evaluation_model(model_name: str, n_features: int, n_classes: int, image_shape, hidden: int):
+    """A model of this shape for evaluation, built once per thread (building costs more than
+    evaluating a small model; its weights are always overwritten before use)."""
+    key = (model_name, n_features, n_classes, image_shape, hidden)
+    cache = getattr(_models, "cache", None)
+    if cache is None:
+        cache = _models.cache = {}
+    if key not in cache:
+        cache[key] = build_model(model_name, n_features, n_classes, image_shape, hidden=hidden)
+    return cache[key]
+
+
 def evaluate(weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, model_name: str,
              n_features: int, n_classes: int, image_shape: tuple[int, int] | None = None,
              hidden: int = DEFAULT_HIDDEN, num_threads: int | None = 1) -> tuple[float, float]:
@@ -137,7 +153,8 @@ def evaluate(weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, model
     if len(X) == 0:
         raise BadRequest("cannot evaluate on an empty set")
     _pin_threads(num_threads)
-    model = build_model(model_name, n_features, n_classes, image_shape, hidden=hidden)
+    model = _evaluation_model(model_name, n_features, n_classes,
+                              tuple(image_shape) if image_shape else None, hidden)
     set_weights(model, weights)
     model.eval()
     with torch.no_grad():
