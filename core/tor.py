@@ -297,9 +297,10 @@ class TorController:
         extra = network + self.extra_config
         if not self.allow_public_network:
             if self.network_config is None:
-                raise TorError("refusing to start tor without a network config: give the tor "
-                               "network's config file (its DirAuthority lines), or attach to a "
-                               "running tor, or opt in to the public Tor network explicitly")
+                raise TorError("refusing to start tor without a network config: attach to a running "
+                               "tor (`covey proxy set --tor --tor-control HOST:PORT`), or give the "
+                               "tor network's config file (setting tor_config, its DirAuthority "
+                               "lines), or opt in to the public Tor network (tor_public_network)")
             if not any(line.split()[:1] == ["DirAuthority"] for line in extra):
                 raise TorError(f"{self.network_config} has no DirAuthority lines; refusing to start "
                                "a tor that would join the public Tor network without an explicit opt-in")
