@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     init = subparser(("init",), "create this home's identity if missing; print id and fingerprint")
     init.add_argument("--name", help="display name")
     subparser(("crypto", "self-test"), "sign and verify; show tampering and wrong keys are rejected")
+    demo = subparser(("demo",), "a small local federation: four nodes train a model together")
+    demo.add_argument("--dir", help="where the demo nodes live (default: a new temp directory)")
+    demo.add_argument("--rounds", type=int, default=10)
     up = subparser(("cluster", "up"), "start a local multi-process federation")
     up.add_argument("--nodes", type=int, required=True)
     up.add_argument("--topology", default="seed", choices=("seed", "mesh"))
@@ -125,6 +128,15 @@ def show(name: str, result) -> str:
     if name == "cluster.status" or name == "cluster.up":
         return "\n".join(f"{n['name']:<8} {n['role']:<5} {n['state']:<8} pid {n['pid']:<7} peers {n['peers']:<3} "
                          f"{n['rss_mb']:>6.1f} MB  {n['address']}  {n['id'][:12]}" for n in result["nodes"])
+    if name == "demo":
+        return ""  # the demo narrated as it went
+    if name in ("ml.status", "ml.start") and isinstance(result, dict) and "task" in result:
+        from .learning.follow import progress_line, round_line
+        lines = [f"task {result['task']} ({result.get('state')}) " + progress_line(result)]
+        lines += [round_line(h, result) for h in result.get("history") or []]
+        if result.get("invitations"):
+            lines.append(f"invitations: {', '.join(result['invitations'])} (join with `covey ml join TASK`)")
+        return "\n".join(lines)
     if name == "peers.list":
         if not result:
             return "no peers yet: `covey peers add HOST:PORT`, or wait for LAN discovery"
@@ -193,6 +205,10 @@ def main(argv: list[str] | None = None, open_desktop=None) -> int:
             result = init(home, args.name, read_passphrase(args))
         elif name == "crypto.self-test":
             result = self_test(home, read_passphrase(args, True))
+        elif name == "demo":
+            from . import demo
+            result = demo.run(Path(args.dir).resolve() if args.dir else None, rounds=args.rounds,
+                              out=sys.stderr if args.json else sys.stdout)
         elif name.startswith("cluster."):
             result = _cluster(name.split(".", 1)[1], args)
         elif name == "ml.status" and args.follow:  # a live progress bar until the task ends
@@ -210,7 +226,9 @@ def main(argv: list[str] | None = None, open_desktop=None) -> int:
     except (OSError, KeyboardInterrupt) as exc:
         print(f"covey: {human(exc)}", file=sys.stderr)
         return 1
-    print(json.dumps(result) if args.json else show(name, result))
+    text = json.dumps(result) if args.json else show(name, result)
+    if text:
+        print(text)
     if name == "crypto.self-test" and not result["ok"]:
         return 1
     return 0

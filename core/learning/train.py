@@ -163,3 +163,15 @@ def evaluate(weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, model
         loss = float(F.cross_entropy(logits, yt))
         acc = float((logits.argmax(1) == yt).float().mean())
     return loss, acc
+
+
+def warm_up(model_name: str, n_features: int, n_classes: int, image_shape=None,
+            hidden: int = DEFAULT_HIDDEN) -> None:
+    """Pay torch's one-time costs (imports, the optimizer's first step: over a second,
+    several when many processes start at once) before a round's deadline is running."""
+    rng = np.random.default_rng(0)
+    X = rng.random((4, n_features), dtype=np.float32)
+    y = np.arange(4, dtype=np.int64) % n_classes
+    weights = get_weights(build_model(model_name, n_features, n_classes, image_shape, hidden=hidden))
+    train_local(weights, X, y, TrainConfig(model_name, batch=2, hidden=hidden), n_features, n_classes,
+                image_shape)

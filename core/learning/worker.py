@@ -36,6 +36,16 @@ def _partition(name: str, seed: int, n: int, scheme: str) -> tuple:
     return tuple(partition(_dataset(name, seed).y_train, n, scheme, seed=seed))
 
 
+def _prepare(spec: dict, data: str | None) -> None:
+    """Blocking, before joining: load (and so validate) the data and warm torch up, so the
+    first round is not spent importing."""
+    from core.learning.train import warm_up
+    task = proto.TaskSpec.from_dict(spec)
+    _dataset(data or task.dataset, task.seed)
+    warm_up(task.model, task.n_features, task.n_classes,
+            tuple(task.image_shape) if task.image_shape else None, task.hidden)
+
+
 def local_data(spec: proto.TaskSpec, partition: int | None, n_partitions: int, own_file: str | None):
     """(X, y) this worker trains on: its partition of a built-in dataset, or its own file."""
     if own_file:
@@ -131,8 +141,7 @@ class WorkerRole:
         m = self.members.get(task)
         if m is None:
             raise UnknownTask(f"no invitation for task {task!r}: `covey ml status` lists the invitations")
-        if data:
-            _dataset(data, int(m.spec.get("seed", 0)))  # validate the file before telling anyone
+        await asyncio.to_thread(_prepare, m.spec, data)
         reply = await self.node.request(m.coordinator, "ml.join", {"task": task, "own_data": bool(data)})
         part = proto.need(reply, "partition", int, optional=True)
         m.spec = proto.TaskSpec.from_dict(proto.need(reply, "spec", dict)).to_dict()
