@@ -12,6 +12,7 @@ from .crypto_panel import CryptoPanel, SecurityBanner
 from .identity_panel import IdentityPanel
 from .peers_panel import PeersPanel
 from .style import app_icon
+from .training_panel import TrainingPanel
 
 log = logging.getLogger("covey.desktop.window")
 STATUS_MS = 8000
@@ -81,6 +82,12 @@ class MainWindow(QMainWindow):
         self.peers_panel.count_changed.connect(self._show_count)
         self._show_count(self.peers_panel.model.connected_count())
         self._show_mode()
+        self.training_panel = None
+        if getattr(node, "learning", None) is not None:
+            self.training_panel = TrainingPanel(node)
+            self.add_tab(self.training_panel, "Training")
+            self.training_panel.status.connect(self.show_status)
+            self.training_panel.failed.connect(self.show_error)
 
     def add_tab(self, widget: QWidget, title: str) -> None:
         """Room for later panels (chat, learning); they register with ``self.bridge``."""

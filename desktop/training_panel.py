@@ -1,0 +1,292 @@
+"""The Training tab: start and stop a federated task, watch it live, and work on others' tasks.
+
+It follows one task this node coordinates (the newest, or the one just started)
+and redraws on the node's ``ml_round`` / ``ml_state`` events; it never polls.
+pyqtgraph is imported the first time the tab is shown (see ``ensure_charts``).
+"""
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QFrame, QGroupBox, QHBoxLayout, QLabel, QProgressBar, QScrollArea, QVBoxLayout,
+                               QWidget)
+from qasync import asyncSlot
+
+from core.errors import CoveyError, human
+
+from .training_form import TrainingForm
+from .training_tables import InvitationsBox, WorkersTable
+
+log = logging.getLogger("covey.desktop.training")
+STATE_TEXT = {"running": "running", "done": "finished", "stopped": "stopped", "failed": "failed"}
+
+
+def eta_text(seconds: float | None) -> str:
+    """'about 40 s left', 'about 3 min left', or '' when unknown."""
+    if seconds is None:
+        return ""
+    if seconds < 90:
+        return f"about {max(1, round(seconds))} s left"
+    if seconds < 90 * 60:
+        return f"about {round(seconds / 60)} min left"
+    return f"about {seconds / 3600:.1f} h left"
+
+
+class TrainingPanel(QWidget):
+    """Renders ``node.learning`` and turns clicks into its coroutines."""
+
+    status = Signal(str)
+    failed = Signal(str)
+
+    def __init__(self, node, parent=None):
+        super().__init__(parent)
+        self.node = node
+        self.learning = node.learning
+        self.task: str | None = None        # the coordinated task on screen
+        self.spec: dict | None = None
+        self.state: str | None = None
+        self.history: list[dict] = []
+        self.charts = None                   # TrainingCharts, built when the tab is first shown
+
+        self.form = TrainingForm()
+        self.form.start_requested.connect(self.start)
+        self.form.stop_requested.connect(self.stop)
+
+        self.title = QLabel("No training task yet: choose the options above and press Start.")
+        self.title.setObjectName("hint")
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        self.progress.setFormat("no task")
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.eta = QLabel()
+        self.eta.setObjectName("caption")
+        self.metrics = QLabel()
+        self.detail = QLabel()        # retries and errors: why the task is not moving
+        self.detail.setWordWrap(True)
+        self.detail.hide()
+        progress_box = QGroupBox("Progress")
+        bar = QHBoxLayout()
+        bar.addWidget(self.progress, 1)
+        bar.addWidget(self.eta)
+        progress_layout = QVBoxLayout(progress_box)
+        progress_layout.addWidget(self.title)
+        progress_layout.addLayout(bar)
+        progress_layout.addWidget(self.metrics)
+        progress_layout.addWidget(self.detail)
+
+        self.charts_holder = QWidget()
+        self.charts_holder.setMinimumHeight(380)
+        QVBoxLayout(self.charts_holder).setContentsMargins(0, 0, 0, 0)
+        self.workers = WorkersTable()
+        self.invitations = InvitationsBox()
+        self.invitations.join_requested.connect(self.join)
+        self.invitations.auto_join_changed.connect(self.set_auto_join)
+        self.invitations.set_auto_join(self.learning.auto_join)
+
+        content = QWidget()
+        layout = QVBoxLayout(content)
+        layout.setContentsMargins(0, 0, 6, 0)
+        layout.addWidget(self.form)
+        layout.addWidget(progress_box)
+        layout.addWidget(self.charts_holder, 1)
+        layout.addWidget(self.workers)
+        layout.addWidget(self.invitations)
+        scroll = QScrollArea()
+        scroll.setWidget(content)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        self.scroll = scroll
+
+        newest = max(self.learning.tasks.values(), key=lambda t: t.created, default=None)
+        if newest is not None:
+            self.follow(newest.task)
+        self.refresh_invitations()
+
+    # -- charts (lazy) ---------------------------------------------------------------
+    def showEvent(self, event) -> None:
+        self.ensure_charts()
+        super().showEvent(event)
+
+    def ensure_charts(self):
+        """Build the charts (importing pyqtgraph) if that has not happened yet."""
+        if self.charts is None:
+            from .training_charts import TrainingCharts
+            self.charts = TrainingCharts()
+            self.charts_holder.layout().addWidget(self.charts)
+            self._draw_charts()
+        return self.charts
+
+    def _draw_charts(self) -> None:
+        if self.charts is not None:
+            self.charts.show_epsilon(bool(self.spec and self.spec.get("dp_noise") is not None))
+            self.charts.show_history(self.history)
+
+    # -- following a task --------------------------------------------------------------
+    def follow(self, task: str) -> None:
+        """Show ``task`` (one this node coordinates) from its status, then keep it live."""
+        try:
+            view = self.learning.status(task)
+        except CoveyError as exc:
+            log.info("cannot show task %s: %s", task, exc)
+            return
+        self.task = view["task"]
+        self.spec = view.get("spec")
+        self.history = [dict(h) for h in view.get("history") or []]
+        self.detail.hide()
+        self._render(view)
+        self.workers.show_round(self.history[-1] if self.history else None, self.peer_name, self.spec)
+        self._draw_charts()
+
+    def _render(self, view: dict | None = None) -> None:
+        """Progress, state, ETA and the latest metrics of the task on screen."""
+        if self.task is None:
+            return
+        if view is None:
+            try:
+                view = self.learning.status(self.task)
+            except CoveyError as exc:
+                log.info("task %s vanished: %s", self.task, exc)
+                return
+        self.state = view["state"]
+        done, total = view.get("round") or 0, view.get("rounds") or 1
+        self.progress.setRange(0, total)
+        self.progress.setValue(min(done, total))
+        self.progress.setFormat(f"Round {done} / {total}")
+        spec = self.spec or {}
+        self.title.setText(f"Task {self.task} — {STATE_TEXT.get(self.state, self.state)} · "
+                           f"{spec.get('model', '?')} on {spec.get('dataset', '?')}, "
+                           f"{spec.get('aggregator', '?')}, {view.get('participants', 0)} worker(s)")
+        self.title.setObjectName("")
+        self.title.setStyleSheet("font-weight: bold;")
+        if self.state == "running":
+            self.eta.setText(eta_text(view.get("eta_seconds")) or "estimating time left…")
+        else:
+            self.eta.setText(STATE_TEXT.get(self.state, self.state).capitalize())
+        parts = []
+        if view.get("accuracy") is not None:
+            parts.append(f"test accuracy {view['accuracy']:.3f}")
+        if view.get("loss") is not None:
+            parts.append(f"loss {view['loss']:.4f}")
+        if view.get("epsilon") is not None:
+            parts.append(f"ε {view['epsilon']:.3f} (δ {spec.get('dp_delta', 1e-5):g})")
+        self.metrics.setText(" · ".join(parts))
+        if self.state == "failed" and view.get("error"):
+            self._show_detail(f"Failed: {view['error']}", error=True)
+        self.form.set_running(self.state == "running")
+
+    def _show_detail(self, text: str, error: bool = False) -> None:
+        self.detail.setObjectName("error" if error else "hint")
+        self.detail.style().unpolish(self.detail)
+        self.detail.style().polish(self.detail)
+        self.detail.setText(text)
+        self.detail.setVisible(bool(text))
+
+    def peer_name(self, peer_id: str) -> str:
+        record = self.node.peers.get(peer_id)
+        return (record.name if record is not None and record.name else None) or peer_id[:12]
+
+    # -- events from the node -------------------------------------------------------------
+    def on_event_ml_round(self, event) -> None:
+        data = event.data
+        task = data.get("task")
+        if task != self.task:
+            if not self._worth_following(task):
+                return
+            self.follow(task)   # its status already holds this round
+            return
+        record = {k: v for k, v in data.items() if k not in ("task", "rounds")}
+        self.history = [h for h in self.history if h.get("round") != record.get("round")] + [record]
+        self.detail.hide()
+        self._render()
+        self.workers.show_round(record, self.peer_name, self.spec)
+        self._draw_charts()
+
+    def on_event_ml_state(self, event) -> None:
+        data = event.data
+        if data.get("role") == "worker":
+            self.refresh_invitations()
+            return
+        task = data.get("task")
+        if task != self.task:
+            if self._worth_following(task):
+                self.follow(task)
+            return
+        if "retry" in data:
+            self._show_detail(f"Round {data['retry']} will be retried: {data.get('reason', '')}")
+        self._render()
+
+    def _worth_following(self, task) -> bool:
+        """A coordinated task replaces the one on screen when that one is not running (or is older)."""
+        coordinated = self.learning.tasks.get(task)
+        if coordinated is None:
+            return False
+        current = self.learning.tasks.get(self.task) if self.task else None
+        return current is None or current.state != "running" or coordinated.created > current.created
+
+    # -- worker side -----------------------------------------------------------------------
+    def refresh_invitations(self) -> None:
+        self.invitations.show_members(list(self.learning.worker.members.values()), self.peer_name)
+
+    def on_event_peer_connected(self, event) -> None:
+        self.refresh_invitations()   # coordinator names may have changed
+
+    on_event_tier_changed = on_event_peer_connected
+
+    # -- actions ---------------------------------------------------------------------------
+    @asyncSlot(dict)
+    async def start(self, options: dict) -> None:
+        self.form.set_busy(True)
+        try:
+            started = await self.learning.start_task(**options)
+        except Exception as exc:   # every refusal is shown, none crashes the window
+            log.info("training start refused: %s", exc)
+            self.form.show_refusal(human(exc))
+            self.failed.emit(f"Could not start training: {human(exc)}")
+            return
+        finally:
+            self.form.set_busy(False)
+        self.follow(started["task"])
+        self.status.emit(f"Training task {started['task']} started: {started['rounds']} rounds")
+
+    @asyncSlot()
+    async def stop(self) -> None:
+        if self.task is None:
+            return
+        task = self.task
+        self.form.stop_button.setEnabled(False)
+        try:
+            await self.learning.stop_task(task)
+        except Exception as exc:
+            self.form.set_running(self.state == "running")
+            self.failed.emit(f"Could not stop task {task}: {human(exc)}")
+            return
+        self._render()
+        self.status.emit(f"Training task {task} stopped at round {self.progress.value()}")
+
+    @asyncSlot(str)
+    async def join(self, task: str) -> None:
+        try:
+            view = await self.learning.join(task)
+        except Exception as exc:
+            self.refresh_invitations()
+            self.failed.emit(f"Could not join task {task}: {human(exc)}")
+            return
+        self.refresh_invitations()
+        part = view.get("partition")
+        self.status.emit(f"Joined task {task}" + (f" (data partition {part})" if part is not None else ""))
+
+    def set_auto_join(self, on: bool) -> None:
+        try:
+            self.learning.set_auto_join(on)
+        except Exception as exc:
+            self.invitations.set_auto_join(self.learning.auto_join)
+            self.failed.emit(f"Could not change auto-join: {human(exc)}")
+            return
+        self.status.emit("Invitations from trusted peers are joined automatically" if on
+                         else "Invitations wait for you to press Join")

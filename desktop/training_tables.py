@@ -1,0 +1,202 @@
+"""Tables of the Training tab: the workers of the latest round, and this node's invitations."""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
+                               QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout)
+
+WORKER_COLUMNS = ("Peer", "Role", "Update norm", "Examples", "Train loss", "Status")
+INVITE_COLUMNS = ("Task", "Coordinator", "Model", "Aggregator", "Rounds", "State")
+GOOD, BAD, MUTED = QColor("#2e7d32"), QColor("#b71c1c"), QColor("#6b7383")
+REASONS = {   # the coordinator's rejection codes, as a person reads them
+    "validation": "failed validation on the held-out set",
+    "late": "arrived after the deadline",
+    "wrong_round": "for another round",
+    "duplicate": "a second update in one round",
+    "replay": "replayed an old update",
+    "stale": "timestamp outside the allowed skew",
+    "bad_signature": "bad signature",
+    "not_participant": "not a participant",
+    "not_allowed": "not allowed by its trust tier",
+    "malformed": "malformed update",
+    "too_large": "update too large",
+    "shape": "wrong tensor shapes",
+    "dtype": "wrong tensor dtype",
+    "non_finite": "NaN or infinite values",
+}
+
+
+def _table(columns: tuple[str, ...]) -> QTableWidget:
+    table = QTableWidget(0, len(columns))
+    table.setHorizontalHeaderLabels(columns)
+    table.setSelectionBehavior(QAbstractItemView.SelectRows)
+    table.setSelectionMode(QAbstractItemView.SingleSelection)
+    table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+    table.setAlternatingRowColors(True)
+    table.setShowGrid(False)
+    table.verticalHeader().hide()
+    header = table.horizontalHeader()
+    header.setHighlightSections(False)
+    header.setDefaultAlignment(Qt.AlignLeft | Qt.AlignVCenter)
+    for col in range(len(columns)):
+        header.setSectionResizeMode(col, QHeaderView.ResizeToContents)
+    header.setStretchLastSection(True)
+    return table
+
+
+def _item(text: str, color: QColor | None = None, tip: str = "") -> QTableWidgetItem:
+    item = QTableWidgetItem(text)
+    if color is not None:
+        item.setForeground(color)
+    if tip:
+        item.setToolTip(tip)
+    return item
+
+
+def worker_status(entry: dict) -> tuple[str, QColor]:
+    """What happened to one worker's update, in words, and its colour."""
+    status = entry.get("status")
+    if status == "accepted":
+        if entry.get("used") is False:
+            return "accepted, not selected by the aggregator", MUTED
+        return "accepted", GOOD
+    if status == "outlier":
+        return "rejected: far from the robust aggregate (outlier)", BAD
+    if status == "rejected":
+        reason = str(entry.get("reason") or "rejected")
+        return f"rejected: {REASONS.get(reason, reason.replace('_', ' '))}", BAD
+    if status == "missing":
+        return "no update before the deadline", MUTED
+    return str(status or "?"), MUTED
+
+
+def _number(value, digits: int) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+class WorkersTable(QGroupBox):
+    """One row per worker of the latest round: name, role, update norm and what became of it."""
+
+    def __init__(self, parent=None):
+        super().__init__("Workers in the latest round", parent)
+        self.table = _table(WORKER_COLUMNS)
+        self.table.setMinimumHeight(110)
+        self.empty = QLabel("No round finished yet.")
+        self.empty.setObjectName("hint")
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.empty)
+
+    def show_round(self, record: dict | None, name_of, spec: dict | None) -> None:
+        """Fill the table from a round record; ``name_of(peer_id)`` gives a display name."""
+        workers = (record or {}).get("workers") or {}
+        spec = spec or {}
+        self.setTitle(f"Workers in round {record['round']}" if record else "Workers in the latest round")
+        self.table.setRowCount(len(workers))
+        attack, attackers = spec.get("attack"), spec.get("attackers") or 0
+        rows = sorted(workers.items(), key=lambda kv: (kv[1].get("slot") is None, kv[1].get("slot") or 0, kv[0]))
+        for row, (peer, entry) in enumerate(rows):
+            slot = entry.get("slot")
+            attacker = attack is not None and slot is not None and slot < attackers
+            text, color = worker_status(entry)
+            cells = (
+                _item(name_of(peer), tip=peer),
+                _item(f"simulated attacker ({attack.replace('_', ' ')})" if attacker else "honest",
+                      BAD if attacker else None),
+                _item(_number(entry.get("norm"), 3)),
+                _item("—" if entry.get("n_examples") is None else str(entry["n_examples"])),
+                _item(_number(entry.get("train_loss"), 4)),
+                _item(text, color),
+            )
+            for col, cell in enumerate(cells):
+                self.table.setItem(row, col, cell)
+        self.empty.setVisible(not workers)
+
+    def rows(self) -> list[dict[str, str]]:
+        """The table as text, column name -> cell (what a user reads)."""
+        return [{WORKER_COLUMNS[c]: self.table.item(r, c).text() for c in range(len(WORKER_COLUMNS))}
+                for r in range(self.table.rowCount())]
+
+
+class InvitationsBox(QGroupBox):
+    """Tasks other nodes invited this node to work on, a Join button and the auto-join switch."""
+
+    join_requested = Signal(str)
+    auto_join_changed = Signal(bool)
+
+    def __init__(self, parent=None):
+        super().__init__("Invitations (this node as a worker)", parent)
+        self.table = _table(INVITE_COLUMNS)
+        self.table.setMinimumHeight(90)
+        self.table.itemSelectionChanged.connect(self._update_join)
+        self.join_button = QPushButton("Join")
+        self.join_button.setObjectName("primary")
+        self.join_button.clicked.connect(self._join_clicked)
+        self.auto_join = QCheckBox("Auto-join from trusted peers")
+        self.auto_join.setToolTip("Join invitations from CORE and SANDBOX peers without asking")
+        self.auto_join.toggled.connect(self.auto_join_changed)
+        self.empty = QLabel("No invitations. A trusted peer that starts a task invites this node.")
+        self.empty.setObjectName("hint")
+        bar = QHBoxLayout()
+        bar.addWidget(self.auto_join)
+        bar.addStretch(1)
+        bar.addWidget(self.join_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(bar)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.empty)
+        self._tasks: list[str] = []
+        self._states: dict[str, str] = {}
+        self._update_join()
+
+    def set_auto_join(self, on: bool) -> None:
+        self.auto_join.blockSignals(True)
+        self.auto_join.setChecked(on)
+        self.auto_join.blockSignals(False)
+
+    def show_members(self, members: list, name_of) -> None:
+        """Fill from the worker's memberships (newest last), keeping the selection."""
+        selected = self.selected_task()
+        self._tasks = [m.task for m in members]
+        self._states = {m.task: m.state for m in members}
+        self.table.setRowCount(len(members))
+        for row, m in enumerate(members):
+            spec = m.spec or {}
+            state = {"invited": "invited", "joined": f"joined (round {m.last_round})", "left": "left"}.get(
+                m.state, m.state)
+            color = GOOD if m.state == "joined" else (MUTED if m.state == "left" else None)
+            cells = (_item(m.task, tip=m.task), _item(name_of(m.coordinator), tip=m.coordinator),
+                     _item(str(spec.get("model", "?"))), _item(str(spec.get("aggregator", "?"))),
+                     _item(str(spec.get("rounds", "?"))), _item(state, color))
+            for col, cell in enumerate(cells):
+                self.table.setItem(row, col, cell)
+        self.empty.setVisible(not members)
+        if selected in self._tasks:
+            self.select_task(selected)
+        elif self._tasks and not self.table.selectedItems():
+            invited = [t for t in self._tasks if self._states[t] == "invited"]
+            if invited:
+                self.select_task(invited[-1])
+        self._update_join()
+
+    def select_task(self, task: str) -> None:
+        if task in self._tasks:
+            self.table.selectRow(self._tasks.index(task))
+
+    def selected_task(self) -> str | None:
+        rows = self.table.selectionModel().selectedRows()
+        return self._tasks[rows[0].row()] if rows and rows[0].row() < len(self._tasks) else None
+
+    def state_of(self, task: str) -> str | None:
+        return self._states.get(task)
+
+    def _update_join(self) -> None:
+        task = self.selected_task()
+        self.join_button.setEnabled(task is not None and self._states.get(task) == "invited")
+
+    def _join_clicked(self) -> None:
+        task = self.selected_task()
+        if task is not None:
+            self.join_button.setEnabled(False)
+            self.join_requested.emit(task)

@@ -1,0 +1,240 @@
+"""The Training tab against real nodes on 127.0.0.1: a coordinator in the window, workers beside it."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from PySide6.QtCore import QObject, Qt
+from PySide6.QtWidgets import QApplication
+
+from core.learning.protocol import SECAGG_AGGREGATOR
+
+ROUND_MS = 60000
+
+
+def federation(coord, make_node, run, qtbot, address_of, n: int = 3, auto_join: bool = True):
+    """``n`` worker nodes connected to ``coord``, trusted as CORE both ways."""
+    workers = []
+    for i in range(n):
+        worker = make_node(f"w{i}")
+        worker.learning.auto_join = auto_join
+        run(worker.add_peer(address_of(coord)))
+        worker.trust(coord.identity.id, "core")
+        workers.append(worker)
+    qtbot.waitUntil(lambda: len(coord.connected_peers()) == n, timeout=10000)
+    for worker in workers:
+        coord.trust(worker.identity.id, "core")
+    return workers
+
+
+def training_tab(window):
+    panel = window.training_panel
+    window.tabs.setCurrentWidget(panel)
+    QApplication.processEvents()
+    return panel
+
+
+def fill_form(form, rounds=3, aggregator="fedavg", min_clients=3, attack=None, attackers=0, dp=False):
+    form.rounds.setValue(rounds)
+    form.aggregator.setCurrentIndex(form.aggregator.findData(aggregator))
+    form.min_clients.setValue(min_clients)
+    form.attack.setCurrentIndex(form.attack.findData(attack))
+    form.attackers.setValue(attackers)
+    form.dp.setChecked(dp)
+
+
+def run_to_the_end(panel, qtbot):
+    qtbot.mouseClick(panel.form.start_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: panel.task is not None, timeout=20000)
+    qtbot.waitUntil(lambda: panel.state in ("done", "failed", "stopped"), timeout=ROUND_MS)
+    return panel.node.learning.tasks[panel.task]
+
+
+class RoundRecorder(QObject):
+    """Registered after the panel, so it sees what the panel shows right after each ml_round."""
+
+    def __init__(self, panel):
+        super().__init__()
+        self.panel = panel
+        self.seen = []
+
+    def on_event_ml_round(self, event):
+        x, _ = self.panel.charts.curves["accuracy"].getData()
+        self.seen.append((event.data["round"], self.panel.progress.value(), len(x)))
+
+
+def test_the_app_does_not_import_pyqtgraph_until_the_training_tab_is_shown(window):
+    probe = "import sys, desktop.window, desktop.training_panel; print('pyqtgraph' in sys.modules)"
+    fresh = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert fresh.stdout.strip() == "False"
+    panel = window.training_panel
+    assert panel.charts is None and not panel.charts_holder.isVisible()
+    assert window.tabs.indexOf(panel) >= 0 and window.tabs.tabText(window.tabs.indexOf(panel)) == "Training"
+    training_tab(window)
+    assert panel.charts is not None and panel.charts.isVisible()
+
+
+def test_start_runs_rounds_live_into_the_progress_bar_plots_and_worker_table(window, make_node, run, qtbot,
+                                                                             address_of):
+    workers = federation(window.node, make_node, run, qtbot, address_of)
+    panel = training_tab(window)
+    recorder = RoundRecorder(panel)
+    window.bridge.register(recorder)
+    fill_form(panel.form, rounds=3)
+    task = run_to_the_end(panel, qtbot)
+
+    assert task.state == "done" and panel.state == "done"
+    assert recorder.seen == [(1, 1, 1), (2, 2, 2), (3, 3, 3)], "each round redrew the bar and the plots"
+    assert (panel.progress.value(), panel.progress.maximum()) == (3, 3)
+    assert panel.progress.format() == "Round 3 / 3"
+    assert panel.eta.text() == "Finished" and "finished" in panel.title.text()
+    curves = panel.charts.curves
+    x, accuracy = curves["accuracy"].getData()
+    assert list(x) == [1, 2, 3]
+    assert list(accuracy) == pytest.approx([h["accuracy"] for h in task.history])
+    assert list(curves["loss"].getData()[1]) == pytest.approx([h["loss"] for h in task.history])
+    assert list(curves["accepted"].getData()[1]) == [3, 3, 3]
+    assert list(curves["rejected"].getData()[1]) == [0, 0, 0]
+    assert curves["epsilon"].getData()[0] is None or len(curves["epsilon"].getData()[0]) == 0
+    assert not panel.charts.epsilon_plot.isVisible()
+    assert f"test accuracy {task.history[-1]['accuracy']:.3f}" in panel.metrics.text()
+
+    rows = panel.workers.rows()
+    assert sorted(r["Peer"] for r in rows) == sorted(w.identity.name for w in workers)
+    assert all(r["Status"] == "accepted" and r["Role"] == "honest" for r in rows)
+    assert all(float(r["Update norm"]) > 0 for r in rows)
+    assert panel.form.start_button.isEnabled() and not panel.form.stop_button.isEnabled()
+
+
+def test_robust_aggregation_rejecting_an_attacker_shows_in_the_worker_table(window, make_node, run, qtbot,
+                                                                            address_of):
+    workers = federation(window.node, make_node, run, qtbot, address_of)
+    panel = training_tab(window)
+    fill_form(panel.form, rounds=3, aggregator="median", min_clients=2, attack="sign_flip", attackers=1)
+    task = run_to_the_end(panel, qtbot)
+
+    assert task.state == "done"
+    rows = {r["Peer"]: r for r in panel.workers.rows()}
+    attacker = next(p for p, s in task.participants.items() if s == 0)
+    attacker_name = window.node.peers.get(attacker).name
+    assert rows[attacker_name]["Role"] == "simulated attacker (sign flip)"
+    assert rows[attacker_name]["Status"].startswith("rejected")
+    honest = [r for name, r in rows.items() if name != attacker_name]
+    assert len(honest) == len(workers) - 1 and all(r["Status"] == "accepted" for r in honest)
+    assert list(panel.charts.curves["rejected"].getData()[1]) == [h["rejected"] for h in task.history]
+    assert all(h["rejected"] >= 1 for h in task.history)
+
+
+def test_differential_privacy_adds_the_epsilon_chart(window, make_node, run, qtbot, address_of):
+    federation(window.node, make_node, run, qtbot, address_of, n=2)
+    panel = training_tab(window)
+    fill_form(panel.form, rounds=3, min_clients=2, dp=True)
+    task = run_to_the_end(panel, qtbot)
+
+    assert task.state == "done" and panel.charts.epsilon_plot.isVisible()
+    x, epsilon = panel.charts.curves["epsilon"].getData()
+    assert list(x) == [1, 2, 3] and list(epsilon) == pytest.approx([h["epsilon"] for h in task.history])
+    assert all(b > a > 0 for a, b in zip(epsilon, epsilon[1:])), "privacy spent grows every round"
+    assert "ε" in panel.metrics.text()
+
+
+def test_stop_stops_a_running_task_and_says_so(window, make_node, run, qtbot, address_of):
+    federation(window.node, make_node, run, qtbot, address_of, n=2)
+    panel = training_tab(window)
+    fill_form(panel.form, rounds=200, min_clients=2)
+    qtbot.mouseClick(panel.form.start_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: panel.state == "running" and panel.progress.value() >= 1, timeout=ROUND_MS)
+    assert panel.form.stop_button.isEnabled() and not panel.form.start_button.isEnabled()
+    assert panel.eta.text().startswith("about ") and panel.eta.text().endswith(" left")
+
+    qtbot.mouseClick(panel.form.stop_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: panel.state == "stopped", timeout=20000)
+    task = window.node.learning.tasks[panel.task]
+    assert task.state == "stopped" and task.round < 200
+    assert panel.eta.text() == "Stopped" and "stopped" in panel.title.text()
+    assert panel.progress.format() == f"Round {task.round} / 200"
+    assert not panel.form.stop_button.isEnabled() and panel.form.start_button.isEnabled()
+    assert f"stopped at round {task.round}" in window.statusBar().currentMessage()
+
+
+def test_secure_aggregation_with_a_robust_rule_shows_the_core_refusal(window, qtbot):
+    panel = training_tab(window)
+    form = panel.form
+    assert not form.refusal.isVisible() and form.start_button.isEnabled()
+    form.aggregator.setCurrentIndex(form.aggregator.findData("krum"))
+    form.secure_agg.setChecked(True)
+    assert form.refusal.isVisible()
+    assert form.refusal.text() == SECAGG_AGGREGATOR.format(agg="krum")
+    assert not form.start_button.isEnabled()
+    form.aggregator.setCurrentIndex(form.aggregator.findData("fedavg"))
+    assert not form.refusal.isVisible() and form.start_button.isEnabled()
+    assert window.node.learning.tasks == {}
+
+
+def test_a_refusal_found_only_at_start_is_shown_and_no_task_is_created(window, qtbot):
+    panel = training_tab(window)
+    form = panel.form
+    form.model.setCurrentIndex(form.model.findData("cnn"))
+    form.dataset.setCurrentIndex(form.dataset.findData("synthetic"))
+    assert not form.refusal.isVisible()   # the spec alone is fine; the data shape is not
+    qtbot.mouseClick(form.start_button, Qt.LeftButton)
+    qtbot.waitUntil(form.refusal.isVisible, timeout=20000)
+    assert "cnn model needs an image dataset" in form.refusal.text()
+    assert "cnn model needs an image dataset" in window.statusBar().currentMessage()
+    assert window.node.learning.tasks == {} and panel.task is None
+    assert not form.start_button.isEnabled(), "the same options would be refused again"
+    form.dataset.setCurrentIndex(form.dataset.findData("digits"))
+    assert not form.refusal.isVisible() and form.start_button.isEnabled()
+
+
+def test_a_worker_window_lists_the_invitation_and_join_joins_it(make_node, run, qtbot, address_of):
+    from desktop.window import MainWindow
+    coord = make_node("coord")
+    worker = make_node("bob")
+    win = MainWindow(worker)
+    qtbot.addWidget(win)
+    win.show()
+    panel = training_tab(win)
+    invitations = panel.invitations
+    assert not invitations.auto_join.isChecked() and invitations.empty.isVisible()
+    run(worker.add_peer(address_of(coord)))
+    worker.trust(coord.identity.id, "core")
+    qtbot.waitUntil(lambda: len(coord.connected_peers()) == 1, timeout=10000)
+    coord.trust(worker.identity.id, "core")
+
+    started = run(coord.learning.start_task(rounds=3, min_clients=1, seed=1))
+    task_id = started["task"]
+    qtbot.waitUntil(lambda: invitations.table.rowCount() == 1, timeout=20000)
+    assert invitations.table.item(0, 0).text() == task_id
+    assert invitations.table.item(0, 1).text() == "coord"
+    assert invitations.table.item(0, 5).text() == "invited"
+    assert invitations.selected_task() == task_id and invitations.join_button.isEnabled()
+
+    qtbot.mouseClick(invitations.join_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: invitations.state_of(task_id) == "joined", timeout=20000)
+    assert invitations.table.item(0, 5).text().startswith("joined")
+    assert not invitations.join_button.isEnabled()
+    assert f"Joined task {task_id}" in win.statusBar().currentMessage()
+    task = coord.learning.tasks[task_id]
+    qtbot.waitUntil(lambda: task.state != "running", timeout=ROUND_MS)
+    assert task.state == "done" and worker.identity.id in task.participants
+
+
+def test_the_auto_join_checkbox_switches_the_worker_role_and_is_remembered(window, qtbot):
+    invitations = training_tab(window).invitations
+    node = window.node
+    invitations.auto_join.setChecked(True)
+    assert node.learning.auto_join is True and node.store.get_setting("ml.auto_join") is True
+    assert "automatically" in window.statusBar().currentMessage()
+    invitations.auto_join.setChecked(False)
+    assert node.learning.auto_join is False and node.store.get_setting("ml.auto_join") is False
+
+
+def test_eta_reads_in_seconds_minutes_or_hours():
+    from desktop.training_panel import eta_text
+    assert eta_text(None) == ""
+    assert eta_text(0.2) == "about 1 s left"
+    assert eta_text(42) == "about 42 s left"
+    assert eta_text(600) == "about 10 min left"
+    assert eta_text(3 * 3600) == "about 3.0 h left"
