@@ -154,16 +154,21 @@ async def _proxy_show(node):
 
 @command("proxy.set", "route outbound connections through SOCKS5 or Tor",
          Param("socks5", "HOST:PORT of a SOCKS5 proxy", flag="--socks5", required=False, max_len=300),
-         Param("tor", "use Tor's SOCKS port", flag="--tor", kind=bool, required=False),
+         Param("tor", "use Tor (our own tor, or a running one with --tor-control)", flag="--tor",
+               kind=bool, required=False),
+         Param("tor_control", "a running tor's control port HOST:PORT (cookie auth)",
+               flag="--tor-control", required=False, max_len=300),
          Param("user", "SOCKS5 user", flag="--user", required=False, max_len=255),
          Param("password", "SOCKS5 password (read from --password-file by the CLI)",
                required=False, max_len=255))
-async def _proxy_set(node, socks5=None, tor=None, user=None, password=None):
+async def _proxy_set(node, socks5=None, tor=None, tor_control=None, user=None, password=None):
     from .config import parse_hostport
     if bool(socks5) == bool(tor):
         raise BadRequest("give exactly one of --socks5 HOST:PORT or --tor")
     if tor:
-        return await node.set_proxy("tor", "127.0.0.1", 9050)
+        return await node.use_tor(tor_control)
+    if tor_control:
+        raise BadRequest("--tor-control goes with --tor")
     host, port = parse_hostport(socks5)
     return await node.set_proxy("socks5", host, port, user or "", password)
 
@@ -171,6 +176,16 @@ async def _proxy_set(node, socks5=None, tor=None, user=None, password=None):
 @command("proxy.off", "connect directly again")
 async def _proxy_off(node):
     return await node.set_proxy("off", password="")
+
+
+@command("proxy.newnym", "ask tor for new circuits (new identity; tor allows one every 10 s)")
+async def _proxy_newnym(node):
+    return await node.tor_new_identity()
+
+
+@command("proxy.circuits", "list tor's circuits")
+async def _proxy_circuits(node):
+    return await node.tor_circuits()
 
 
 def _register_service_commands() -> None:

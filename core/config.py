@@ -78,6 +78,9 @@ class Settings:
     proxy_host: str = ""
     proxy_port: int = 0
     proxy_user: str = ""
+    tor_control: str = ""           # HOST:PORT of a running tor's control port; empty: start our own tor
+    tor_config: str = ""            # torrc for our own tor (e.g. a private network's DirAuthority lines)
+    tor_public_network: bool = False  # let our own tor join the public Tor network (explicit opt-in)
     max_frame: int = 1 << 20        # bytes per WebSocket frame (after chunking)
     max_message: int = 64 << 20     # bytes per reassembled message
     clock_skew: float = 120.0
@@ -98,6 +101,8 @@ class Settings:
         parse_hostport(self.listen, default_host="0.0.0.0")
         if self.proxy_mode not in ("off", "socks5", "tor"):
             raise BadRequest(f"proxy mode {self.proxy_mode!r}: choose off, socks5 or tor")
+        if self.tor_control:
+            parse_hostport(self.tor_control)
         if not 0 < self.ban_threshold < 1:
             raise BadRequest("ban threshold must be between 0 and 1")
         if self.max_frame < 4096 or self.max_message < self.max_frame:

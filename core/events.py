@@ -30,6 +30,7 @@ ERROR = "error"
 NODE_STARTED = "node_started"
 NODE_STOPPING = "node_stopping"
 SETTINGS_CHANGED = "settings_changed"
+TOR_STATUS = "tor_status"        # bootstrap progress, running, onion
 ML_ROUND = "ml_round"
 ML_STATE = "ml_state"
 
