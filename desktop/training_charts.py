@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QGridLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QWidget
 
 ACCENT = "#1f5fbf"
 GOOD = "#2e7d32"
@@ -16,16 +16,15 @@ MUTED = "#8e6bbf"
 AXIS = "#4a5263"
 
 
-def _plot(title: str, left: str) -> pg.PlotWidget:
+def _plot(title: str) -> pg.PlotWidget:
+    """A small white chart; the title names the y axis and the x axis is always the round."""
     plot = pg.PlotWidget(background="w")
-    plot.setTitle(title, color=AXIS, size="10pt")
-    plot.setLabel("bottom", "round", color=AXIS)
-    plot.setLabel("left", left, color=AXIS)
+    plot.setTitle(title, color=AXIS, size="9pt")
     plot.showGrid(x=True, y=True, alpha=0.2)
     plot.setMouseEnabled(x=False, y=False)
     plot.hideButtons()
     plot.setMenuEnabled(False)
-    plot.setMinimumHeight(150)
+    plot.setMinimumSize(150, 190)
     for side in ("left", "bottom"):
         axis = plot.getAxis(side)
         axis.setPen(pg.mkPen(AXIS))
@@ -33,9 +32,9 @@ def _plot(title: str, left: str) -> pg.PlotWidget:
     return plot
 
 
-def _curve(plot: pg.PlotWidget, color: str, name: str | None = None, dash: bool = False) -> pg.PlotDataItem:
+def _curve(plot: pg.PlotWidget, color: str, dash: bool = False) -> pg.PlotDataItem:
     pen = pg.mkPen(color, width=2, style=pg.QtCore.Qt.DashLine if dash else pg.QtCore.Qt.SolidLine)
-    return plot.plot([], [], pen=pen, symbol="o", symbolSize=6, symbolBrush=color, symbolPen=None, name=name)
+    return plot.plot([], [], pen=pen, symbol="o", symbolSize=6, symbolBrush=color, symbolPen=None)
 
 
 class TrainingCharts(QWidget):
@@ -43,35 +42,30 @@ class TrainingCharts(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.accuracy_plot = _plot("Test accuracy", "accuracy")
+        self.accuracy_plot = _plot("Test accuracy")
         self.accuracy_plot.setYRange(0, 1, padding=0.02)
-        self.loss_plot = _plot("Test loss", "loss")
-        self.updates_plot = _plot("Updates per round", "updates")
-        self.updates_plot.addLegend(offset=(-8, 8), labelTextColor=AXIS)
-        self.epsilon_plot = _plot("Privacy spent (ε)", "ε")
+        self.loss_plot = _plot("Test loss")
+        self.updates_plot = _plot(f'Updates <span style="color:{GOOD}">kept</span>'
+                                  f' / <span style="color:{BAD}">rejected</span>')
+        self.updates_plot.setToolTip("Updates per round: accepted into the aggregate (green) and rejected (red)")
+        self.epsilon_plot = _plot("Privacy spent ε")
         self.curves = {
             "accuracy": _curve(self.accuracy_plot, ACCENT),
             "loss": _curve(self.loss_plot, MUTED),
-            "accepted": _curve(self.updates_plot, GOOD, "accepted"),
-            "rejected": _curve(self.updates_plot, BAD, "rejected", dash=True),
+            "accepted": _curve(self.updates_plot, GOOD),
+            "rejected": _curve(self.updates_plot, BAD, dash=True),
             "epsilon": _curve(self.epsilon_plot, ACCENT),
         }
-        self._grid = QGridLayout(self)
-        self._grid.setContentsMargins(0, 0, 0, 0)
-        self._grid.setSpacing(8)
-        self._grid.addWidget(self.accuracy_plot, 0, 0)
-        self._grid.addWidget(self.loss_plot, 0, 1)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(6)
+        for plot in (self.accuracy_plot, self.loss_plot, self.updates_plot, self.epsilon_plot):
+            row.addWidget(plot, 1)
         self.show_epsilon(False)
+        self.show_history([])
 
     def show_epsilon(self, on: bool) -> None:
-        """With DP the ε chart sits beside the updates chart; without it the updates chart is wide."""
-        self._grid.removeWidget(self.updates_plot)
-        self._grid.removeWidget(self.epsilon_plot)
-        if on:
-            self._grid.addWidget(self.updates_plot, 1, 0)
-            self._grid.addWidget(self.epsilon_plot, 1, 1)
-        else:
-            self._grid.addWidget(self.updates_plot, 1, 0, 1, 2)
+        """The ε chart is shown only for tasks with differential privacy."""
         self.epsilon_plot.setVisible(on)
 
     def show_history(self, history: list[dict]) -> None:
@@ -85,8 +79,17 @@ class TrainingCharts(QWidget):
             values = column(key)
             keep = ~np.isnan(values)
             curve.setData(rounds[keep], values[keep])
-        if len(rounds):
-            for plot in (self.accuracy_plot, self.loss_plot, self.updates_plot, self.epsilon_plot):
-                plot.setXRange(max(1.0, rounds[0]) - 0.3, rounds[-1] + 0.3, padding=0)
-            top = max(1.0, float(np.nanmax(np.concatenate([column("accepted"), column("rejected")]))))
-            self.updates_plot.setYRange(0, top + 0.5, padding=0)
+        first, last = (rounds[0], rounds[-1]) if len(rounds) else (1.0, 5.0)   # empty: an inviting frame
+        step = _whole_step(last - first + 1, 10)   # rounds are whole numbers: so are the ticks
+        for plot in (self.accuracy_plot, self.loss_plot, self.updates_plot, self.epsilon_plot):
+            plot.setXRange(max(1.0, first) - 0.3, last + 0.3, padding=0)
+            plot.getAxis("bottom").setTickSpacing(step, step)
+        counts = np.concatenate([column("accepted"), column("rejected"), [1.0]])
+        top = float(np.nanmax(counts))
+        self.updates_plot.setYRange(-0.3, top + 0.5, padding=0)   # zeros stay off the axis line
+        self.updates_plot.getAxis("left").setTickSpacing(_whole_step(top, 6), _whole_step(top, 6))
+
+
+def _whole_step(span: float, ticks: int) -> int:
+    """A whole-number tick step that puts at most about ``ticks`` ticks on ``span``."""
+    return max(1, int(np.ceil(span / ticks)))

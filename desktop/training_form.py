@@ -6,7 +6,7 @@ same sentence for the same combination.
 """
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QGridLayout, QGroupBox, QHBoxLayout,
                                QLabel, QPushButton, QSpinBox, QVBoxLayout)
 
@@ -14,12 +14,20 @@ from core.errors import CoveyError, human
 from core.learning.protocol import AGGREGATORS, ATTACKS, MODELS, TaskSpec
 
 AGGREGATOR_LABELS = {
-    "fedavg": "FedAvg (weighted mean)",
+    "fedavg": "FedAvg",
     "fedprox": "FedProx",
-    "krum": "Krum (robust)",
-    "multikrum": "Multi-Krum (robust)",
-    "median": "Coordinate median (robust)",
-    "trimmed-mean": "Trimmed mean (robust)",
+    "krum": "Krum",
+    "multikrum": "Multi-Krum",
+    "median": "Median",
+    "trimmed-mean": "Trimmed mean",
+}
+AGGREGATOR_HELP = {
+    "fedavg": "Mean of the updates weighted by example counts",
+    "fedprox": "FedAvg with a proximal term that keeps local training near the global model",
+    "krum": "Robust: picks the update closest to its neighbours; tolerates a few attackers",
+    "multikrum": "Robust: averages the updates Krum ranks best; tolerates a few attackers",
+    "median": "Robust: coordinate-wise median; tolerates a minority of attackers",
+    "trimmed-mean": "Robust: drops the extremes of each coordinate, then averages",
 }
 ATTACK_LABELS = {"sign_flip": "sign flip", "noise": "scaled noise", "label_flip": "label flip"}
 DATASETS = ("digits", "synthetic")
@@ -67,10 +75,12 @@ class TrainingForm(QGroupBox):
         self.lr = _real(0.0001, 10.0, defaults.lr, 4, 0.01, "Local learning rate")
         self.min_clients = _spin(1, 10_000, defaults.min_clients,
                                  "Accepted updates a round needs; with fewer the round is retried")
-        self.dp = QCheckBox("Differential privacy")
-        self.dp.setToolTip("Workers clip their update and add Gaussian noise; ε is reported per round")
-        self.dp_noise = _real(0.01, 1000.0, 1.0, 2, 0.1, "Noise multiplier (σ / clip)")
-        self.dp_clip = _real(0.001, 1e6, 1.0, 3, 0.1, "Clipping norm of each update")
+        # DP is off at 0: one spin box instead of a checkbox and a spin box
+        self.dp_noise = _real(0.0, 1000.0, 0.0, 2, 0.1,
+                              "Differential privacy: noise multiplier (σ / clip). Workers clip their "
+                              "update and add Gaussian noise; ε is reported each round. 0 = off")
+        self.dp_noise.setSpecialValueText("off")
+        self.dp_clip = _real(0.001, 1e6, 1.0, 3, 0.1, "Differential privacy: clipping norm of each update")
         self.secure_agg = QCheckBox("Secure aggregation")
         self.secure_agg.setToolTip("Pairwise masks: the coordinator sees only the sum of the updates")
         self.attack = QComboBox()
@@ -80,6 +90,11 @@ class TrainingForm(QGroupBox):
         self.attack.setToolTip("Simulate attacking workers to watch robust aggregation reject them")
         self.attackers = _spin(0, 10_000, 0, "How many workers attack")
 
+        for index, name in enumerate(AGGREGATORS):
+            self.aggregator.setItemData(index, AGGREGATOR_HELP.get(name, ""), Qt.ToolTipRole)
+        for combo in (self.model, self.dataset, self.aggregator, self.attack):
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(5)
         self.start_button = QPushButton("Start training")
         self.start_button.setObjectName("primary")
         self.stop_button = QPushButton("Stop")
@@ -88,44 +103,40 @@ class TrainingForm(QGroupBox):
         self.refusal = QLabel()
         self.refusal.setObjectName("error")
         self.refusal.setWordWrap(True)
-        self.refusal.hide()
+        self.refusal.setVisible(False)
 
         grid = QGridLayout()
-        grid.setHorizontalSpacing(10)
+        grid.setHorizontalSpacing(8)
         rows = [
             (("Model", self.model), ("Dataset", self.dataset), ("Aggregator", self.aggregator)),
-            (("Rounds", self.rounds), ("Local epochs", self.epochs), ("Learning rate", self.lr)),
+            (("Rounds", self.rounds), ("Epochs", self.epochs), ("Learning rate", self.lr)),
             (("Min. clients", self.min_clients), ("Attack", self.attack), ("Attackers", self.attackers)),
+            (("DP noise", self.dp_noise), ("DP clip", self.dp_clip), (None, self.secure_agg)),
         ]
         for r, row in enumerate(rows):
             for c, (label, widget) in enumerate(row):
+                if label is None:
+                    grid.addWidget(widget, r, 2 * c, 1, 2)
+                    continue
                 grid.addWidget(QLabel(label), r, 2 * c)
                 grid.addWidget(widget, r, 2 * c + 1)
         for c in (1, 3, 5):
             grid.setColumnStretch(c, 1)
-        privacy = QHBoxLayout()
-        privacy.addWidget(self.dp)
-        privacy.addWidget(QLabel("noise"))
-        privacy.addWidget(self.dp_noise)
-        privacy.addWidget(QLabel("clip"))
-        privacy.addWidget(self.dp_clip)
-        privacy.addSpacing(16)
-        privacy.addWidget(self.secure_agg)
-        privacy.addStretch(1)
-        privacy.addWidget(self.start_button)
-        privacy.addWidget(self.stop_button)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.refusal, 1)
+        buttons.addStretch(0)   # keeps the buttons compact while there is no refusal to show
+        buttons.addWidget(self.start_button, 0, Qt.AlignTop)
+        buttons.addWidget(self.stop_button, 0, Qt.AlignTop)
         layout = QVBoxLayout(self)
         layout.addLayout(grid)
-        layout.addLayout(privacy)
-        layout.addWidget(self.refusal)
+        layout.addLayout(buttons)
 
         for combo in (self.model, self.dataset, self.aggregator, self.attack):
             combo.currentIndexChanged.connect(self.check)
         for box in (self.rounds, self.epochs, self.lr, self.min_clients, self.dp_noise, self.dp_clip,
                     self.attackers):
             box.valueChanged.connect(self.check)
-        for box in (self.dp, self.secure_agg):
-            box.toggled.connect(self.check)
+        self.secure_agg.toggled.connect(self.check)
         self.start_button.clicked.connect(self._start_clicked)
         self.stop_button.clicked.connect(self.stop_requested)
         self._busy = False
@@ -135,7 +146,7 @@ class TrainingForm(QGroupBox):
     # -- options ----------------------------------------------------------------
     def options(self) -> dict:
         """The form as ``start_task`` options (validation follows the CLI's default)."""
-        dp = self.dp.isChecked()
+        dp = self.dp_noise.value() > 0
         secure = self.secure_agg.isChecked()
         options = {
             "model": self.model.currentData(), "dataset": self.dataset.currentData(),
@@ -155,8 +166,7 @@ class TrainingForm(QGroupBox):
 
     def check(self, *_) -> str:
         """Show why the core would refuse the current options ('' when it would not)."""
-        for box in (self.dp_noise, self.dp_clip):
-            box.setEnabled(self.dp.isChecked())
+        self.dp_clip.setEnabled(self.dp_noise.value() > 0)
         try:
             TaskSpec.from_dict(self.options())
             why = ""

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QFrame, QGroupBox, QHBoxLayout, QLabel, QProgressBar, QScrollArea, QVBoxLayout,
-                               QWidget)
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (QFrame, QGroupBox, QHBoxLayout, QLabel, QProgressBar, QScrollArea, QTabWidget,
+                               QVBoxLayout, QWidget)
 from qasync import asyncSlot
 
 from core.errors import CoveyError, human
@@ -31,6 +31,14 @@ def eta_text(seconds: float | None) -> str:
     if seconds < 90 * 60:
         return f"about {round(seconds / 60)} min left"
     return f"about {seconds / 3600:.1f} h left"
+
+
+class _Column(QWidget):
+    """The scrolled content. Its word-wrapped labels make QScrollArea ask heightForWidth, which
+    would sum the charts' large preferred heights; the minimum lets the charts share the window."""
+
+    def heightForWidth(self, width: int) -> int:
+        return self.minimumSizeHint().height()
 
 
 class TrainingPanel(QWidget):
@@ -55,6 +63,7 @@ class TrainingPanel(QWidget):
 
         self.title = QLabel("No training task yet: choose the options above and press Start.")
         self.title.setObjectName("hint")
+        self.metrics = QLabel()
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
         self.progress.setFormat("no task")
@@ -62,11 +71,14 @@ class TrainingPanel(QWidget):
         self.progress.setValue(0)
         self.eta = QLabel()
         self.eta.setObjectName("caption")
-        self.metrics = QLabel()
         self.detail = QLabel()        # retries and errors: why the task is not moving
         self.detail.setWordWrap(True)
         self.detail.hide()
+        self.charts_holder = QWidget()
+        self.charts_holder.setMinimumHeight(190)
+        QVBoxLayout(self.charts_holder).setContentsMargins(0, 4, 0, 0)
         progress_box = QGroupBox("Progress")
+        self.title.setWordWrap(True)
         bar = QHBoxLayout()
         bar.addWidget(self.progress, 1)
         bar.addWidget(self.eta)
@@ -75,29 +87,28 @@ class TrainingPanel(QWidget):
         progress_layout.addLayout(bar)
         progress_layout.addWidget(self.metrics)
         progress_layout.addWidget(self.detail)
+        progress_layout.addWidget(self.charts_holder, 1)
 
-        self.charts_holder = QWidget()
-        self.charts_holder.setMinimumHeight(380)
-        QVBoxLayout(self.charts_holder).setContentsMargins(0, 0, 0, 0)
         self.workers = WorkersTable()
         self.invitations = InvitationsBox()
         self.invitations.join_requested.connect(self.join)
         self.invitations.auto_join_changed.connect(self.set_auto_join)
         self.invitations.set_auto_join(self.learning.auto_join)
+        self.lower = QTabWidget()     # the latest round's workers | this node's invitations
+        self.lower.addTab(self.workers, "Workers")
+        self.lower.addTab(self.invitations, "Invitations")
+        self.lower.setMinimumHeight(170)
 
-        content = QWidget()
+        content = _Column()
         layout = QVBoxLayout(content)
-        layout.setContentsMargins(0, 0, 6, 0)
+        layout.setContentsMargins(0, 0, 4, 0)
         layout.addWidget(self.form)
-        layout.addWidget(progress_box)
-        layout.addWidget(self.charts_holder, 1)
-        layout.addWidget(self.workers)
-        layout.addWidget(self.invitations)
-        scroll = QScrollArea()
+        layout.addWidget(progress_box, 1)
+        layout.addWidget(self.lower, 1)
+        scroll = QScrollArea()       # small screens scroll rather than squeeze the charts
         scroll.setWidget(content)
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
@@ -140,7 +151,7 @@ class TrainingPanel(QWidget):
         self.history = [dict(h) for h in view.get("history") or []]
         self.detail.hide()
         self._render(view)
-        self.workers.show_round(self.history[-1] if self.history else None, self.peer_name, self.spec)
+        self._show_workers(self.history[-1] if self.history else None)
         self._draw_charts()
 
     def _render(self, view: dict | None = None) -> None:
@@ -162,8 +173,12 @@ class TrainingPanel(QWidget):
         self.title.setText(f"Task {self.task} — {STATE_TEXT.get(self.state, self.state)} · "
                            f"{spec.get('model', '?')} on {spec.get('dataset', '?')}, "
                            f"{spec.get('aggregator', '?')}, {view.get('participants', 0)} worker(s)")
-        self.title.setObjectName("")
-        self.title.setStyleSheet("font-weight: bold;")
+        if self.title.objectName() == "hint":
+            self.title.setObjectName("trainingTask")
+            font = self.title.font()
+            font.setBold(True)
+            self.title.setFont(font)
+            self._repolish(self.title)
         if self.state == "running":
             self.eta.setText(eta_text(view.get("eta_seconds")) or "estimating time left…")
         else:
@@ -182,16 +197,40 @@ class TrainingPanel(QWidget):
 
     def _show_detail(self, text: str, error: bool = False) -> None:
         self.detail.setObjectName("error" if error else "hint")
-        self.detail.style().unpolish(self.detail)
-        self.detail.style().polish(self.detail)
+        self._repolish(self.detail)
         self.detail.setText(text)
         self.detail.setVisible(bool(text))
+
+    @staticmethod
+    def _repolish(widget) -> None:
+        widget.style().unpolish(widget)
+        widget.style().polish(widget)
+
+    def _absence(self, peer_id: str, connected: set[str]) -> str:
+        record = self.node.peers.get(peer_id)
+        if record is not None and record.banned:
+            return f"banned (reputation {record.reputation:.2f})"
+        return "not in this round" if peer_id in connected else "not in this round (disconnected)"
 
     def peer_name(self, peer_id: str) -> str:
         record = self.node.peers.get(peer_id)
         return (record.name if record is not None and record.name else None) or peer_id[:12]
 
     # -- events from the node -------------------------------------------------------------
+    def _show_workers(self, record: dict | None) -> None:
+        """The round's workers, plus earlier workers missing from it (and why: banned, offline)."""
+        if record is not None:
+            workers = dict(record.get("workers") or {})
+            connected = set(self.node.connected_peers())
+            for h in reversed(self.history):
+                for peer, entry in (h.get("workers") or {}).items():
+                    if peer not in workers:
+                        workers[peer] = {"slot": entry.get("slot"), "status": "absent",
+                                         "reason": self._absence(peer, connected)}
+            record = {**record, "workers": workers}
+        self.workers.show_round(record, self.peer_name, self.spec)
+        self.lower.setTabText(self.lower.indexOf(self.workers), self.workers.title)
+
     def on_event_ml_round(self, event) -> None:
         data = event.data
         task = data.get("task")
@@ -204,7 +243,7 @@ class TrainingPanel(QWidget):
         self.history = [h for h in self.history if h.get("round") != record.get("round")] + [record]
         self.detail.hide()
         self._render()
-        self.workers.show_round(record, self.peer_name, self.spec)
+        self._show_workers(record)
         self._draw_charts()
 
     def on_event_ml_state(self, event) -> None:
@@ -231,7 +270,13 @@ class TrainingPanel(QWidget):
 
     # -- worker side -----------------------------------------------------------------------
     def refresh_invitations(self) -> None:
+        before = self.invitations.pending()
         self.invitations.show_members(list(self.learning.worker.members.values()), self.peer_name)
+        pending = self.invitations.pending()
+        self.lower.setTabText(self.lower.indexOf(self.invitations),
+                              f"Invitations ({pending})" if pending else "Invitations")
+        if pending > before:   # a new invitation waits for the user: show it
+            self.lower.setCurrentWidget(self.invitations)
 
     def on_event_peer_connected(self, event) -> None:
         self.refresh_invitations()   # coordinator names may have changed

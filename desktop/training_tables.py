@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
-                               QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout)
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QLabel,
+                               QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 WORKER_COLUMNS = ("Peer", "Role", "Update norm", "Examples", "Train loss", "Status")
 INVITE_COLUMNS = ("Task", "Coordinator", "Model", "Aggregator", "Rounds", "State")
@@ -68,6 +68,9 @@ def worker_status(entry: dict) -> tuple[str, QColor]:
         return f"rejected: {REASONS.get(reason, reason.replace('_', ' '))}", BAD
     if status == "missing":
         return "no update before the deadline", MUTED
+    if status == "absent":
+        reason = str(entry.get("reason") or "not in this round")
+        return reason, BAD if reason.startswith("banned") else MUTED
     return str(status or "?"), MUTED
 
 
@@ -75,16 +78,18 @@ def _number(value, digits: int) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-class WorkersTable(QGroupBox):
+class WorkersTable(QWidget):
     """One row per worker of the latest round: name, role, update norm and what became of it."""
 
     def __init__(self, parent=None):
-        super().__init__("Workers in the latest round", parent)
+        super().__init__(parent)
+        self.title = "Workers"
         self.table = _table(WORKER_COLUMNS)
         self.table.setMinimumHeight(110)
         self.empty = QLabel("No round finished yet.")
         self.empty.setObjectName("hint")
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 6, 0, 0)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.empty)
 
@@ -92,7 +97,7 @@ class WorkersTable(QGroupBox):
         """Fill the table from a round record; ``name_of(peer_id)`` gives a display name."""
         workers = (record or {}).get("workers") or {}
         spec = spec or {}
-        self.setTitle(f"Workers in round {record['round']}" if record else "Workers in the latest round")
+        self.title = f"Workers in round {record['round']}" if record else "Workers"
         self.table.setRowCount(len(workers))
         attack, attackers = spec.get("attack"), spec.get("attackers") or 0
         rows = sorted(workers.items(), key=lambda kv: (kv[1].get("slot") is None, kv[1].get("slot") or 0, kv[0]))
@@ -102,8 +107,9 @@ class WorkersTable(QGroupBox):
             text, color = worker_status(entry)
             cells = (
                 _item(name_of(peer), tip=peer),
-                _item(f"simulated attacker ({attack.replace('_', ' ')})" if attacker else "honest",
-                      BAD if attacker else None),
+                _item(f"attacker: {attack.replace('_', ' ')}" if attacker else "honest",
+                      BAD if attacker else None, "a simulated attacker (this task's attack simulation)"
+                      if attacker else ""),
                 _item(_number(entry.get("norm"), 3)),
                 _item("—" if entry.get("n_examples") is None else str(entry["n_examples"])),
                 _item(_number(entry.get("train_loss"), 4)),
@@ -119,14 +125,14 @@ class WorkersTable(QGroupBox):
                 for r in range(self.table.rowCount())]
 
 
-class InvitationsBox(QGroupBox):
+class InvitationsBox(QWidget):
     """Tasks other nodes invited this node to work on, a Join button and the auto-join switch."""
 
     join_requested = Signal(str)
     auto_join_changed = Signal(bool)
 
     def __init__(self, parent=None):
-        super().__init__("Invitations (this node as a worker)", parent)
+        super().__init__(parent)
         self.table = _table(INVITE_COLUMNS)
         self.table.setMinimumHeight(90)
         self.table.itemSelectionChanged.connect(self._update_join)
@@ -136,13 +142,14 @@ class InvitationsBox(QGroupBox):
         self.auto_join = QCheckBox("Auto-join from trusted peers")
         self.auto_join.setToolTip("Join invitations from CORE and SANDBOX peers without asking")
         self.auto_join.toggled.connect(self.auto_join_changed)
-        self.empty = QLabel("No invitations. A trusted peer that starts a task invites this node.")
+        self.empty = QLabel("No invitations. A CORE or SANDBOX peer that starts a task invites this node.")
         self.empty.setObjectName("hint")
         bar = QHBoxLayout()
         bar.addWidget(self.auto_join)
         bar.addStretch(1)
         bar.addWidget(self.join_button)
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 6, 0, 0)
         layout.addLayout(bar)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.empty)
@@ -187,6 +194,10 @@ class InvitationsBox(QGroupBox):
     def selected_task(self) -> str | None:
         rows = self.table.selectionModel().selectedRows()
         return self._tasks[rows[0].row()] if rows and rows[0].row() < len(self._tasks) else None
+
+    def pending(self) -> int:
+        """Invitations not joined yet."""
+        return sum(1 for state in self._states.values() if state == "invited")
 
     def state_of(self, task: str) -> str | None:
         return self._states.get(task)

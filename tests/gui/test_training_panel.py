@@ -41,7 +41,7 @@ def fill_form(form, rounds=3, aggregator="fedavg", min_clients=3, attack=None, a
     form.min_clients.setValue(min_clients)
     form.attack.setCurrentIndex(form.attack.findData(attack))
     form.attackers.setValue(attackers)
-    form.dp.setChecked(dp)
+    form.dp_noise.setValue(1.0 if dp else 0.0)
 
 
 def run_to_the_end(panel, qtbot):
@@ -118,7 +118,7 @@ def test_robust_aggregation_rejecting_an_attacker_shows_in_the_worker_table(wind
     rows = {r["Peer"]: r for r in panel.workers.rows()}
     attacker = next(p for p, s in task.participants.items() if s == 0)
     attacker_name = window.node.peers.get(attacker).name
-    assert rows[attacker_name]["Role"] == "simulated attacker (sign flip)"
+    assert rows[attacker_name]["Role"] == "attacker: sign flip"
     assert rows[attacker_name]["Status"].startswith("rejected")
     honest = [r for name, r in rows.items() if name != attacker_name]
     assert len(honest) == len(workers) - 1 and all(r["Status"] == "accepted" for r in honest)
@@ -126,7 +126,7 @@ def test_robust_aggregation_rejecting_an_attacker_shows_in_the_worker_table(wind
     assert all(h["rejected"] >= 1 for h in task.history)
 
 
-def test_differential_privacy_adds_the_epsilon_chart(window, make_node, run, qtbot, address_of):
+def test_differential_privacy_adds_the_epsilon_chart(window, make_node, run, qtbot, address_of, artifacts):
     federation(window.node, make_node, run, qtbot, address_of, n=2)
     panel = training_tab(window)
     fill_form(panel.form, rounds=3, min_clients=2, dp=True)
@@ -137,6 +137,7 @@ def test_differential_privacy_adds_the_epsilon_chart(window, make_node, run, qtb
     assert list(x) == [1, 2, 3] and list(epsilon) == pytest.approx([h["epsilon"] for h in task.history])
     assert all(b > a > 0 for a, b in zip(epsilon, epsilon[1:])), "privacy spent grows every round"
     assert "ε" in panel.metrics.text()
+    assert window.grab().save(str(artifacts / "training-tab-dp.png"))
 
 
 def test_stop_stops_a_running_task_and_says_so(window, make_node, run, qtbot, address_of):
@@ -188,7 +189,7 @@ def test_a_refusal_found_only_at_start_is_shown_and_no_task_is_created(window, q
     assert not form.refusal.isVisible() and form.start_button.isEnabled()
 
 
-def test_a_worker_window_lists_the_invitation_and_join_joins_it(make_node, run, qtbot, address_of):
+def test_a_worker_window_lists_the_invitation_and_join_joins_it(make_node, run, qtbot, address_of, artifacts):
     from desktop.window import MainWindow
     coord = make_node("coord")
     worker = make_node("bob")
@@ -197,7 +198,7 @@ def test_a_worker_window_lists_the_invitation_and_join_joins_it(make_node, run, 
     win.show()
     panel = training_tab(win)
     invitations = panel.invitations
-    assert not invitations.auto_join.isChecked() and invitations.empty.isVisible()
+    assert not invitations.auto_join.isChecked() and not invitations.empty.isHidden()
     run(worker.add_peer(address_of(coord)))
     worker.trust(coord.identity.id, "core")
     qtbot.waitUntil(lambda: len(coord.connected_peers()) == 1, timeout=10000)
@@ -210,11 +211,15 @@ def test_a_worker_window_lists_the_invitation_and_join_joins_it(make_node, run, 
     assert invitations.table.item(0, 1).text() == "coord"
     assert invitations.table.item(0, 5).text() == "invited"
     assert invitations.selected_task() == task_id and invitations.join_button.isEnabled()
+    assert panel.lower.currentWidget() is invitations, "a new invitation brings its list to the front"
+    assert panel.lower.tabText(panel.lower.indexOf(invitations)) == "Invitations (1)"
+    assert win.grab().save(str(artifacts / "training-tab-invitation.png"))
 
     qtbot.mouseClick(invitations.join_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: invitations.state_of(task_id) == "joined", timeout=20000)
     assert invitations.table.item(0, 5).text().startswith("joined")
     assert not invitations.join_button.isEnabled()
+    assert panel.lower.tabText(panel.lower.indexOf(invitations)) == "Invitations"
     assert f"Joined task {task_id}" in win.statusBar().currentMessage()
     task = coord.learning.tasks[task_id]
     qtbot.waitUntil(lambda: task.state != "running", timeout=ROUND_MS)
@@ -238,3 +243,25 @@ def test_eta_reads_in_seconds_minutes_or_hours():
     assert eta_text(42) == "about 42 s left"
     assert eta_text(600) == "about 10 min left"
     assert eta_text(3 * 3600) == "about 3.0 h left"
+
+
+def test_a_finished_run_renders_to_png(window, make_node, run, qtbot, address_of, artifacts):
+    from PySide6.QtGui import QImage
+    federation(window.node, make_node, run, qtbot, address_of, n=3)
+    panel = training_tab(window)
+    fill_form(panel.form, rounds=4, aggregator="median", min_clients=2, attack="sign_flip", attackers=1)
+    task = run_to_the_end(panel, qtbot)
+    assert task.state == "done"
+    # three rejections took the attacker's reputation to the ban threshold: round 4 ran without it
+    attacker = next(p for p, s in task.participants.items() if s == 0)
+    assert window.node.peers.get(attacker).banned and attacker not in task.history[-1]["workers"]
+    rows = {r["Peer"]: r for r in panel.workers.rows()}
+    assert rows[window.node.peers.get(attacker).name]["Status"].startswith("banned (reputation")
+    assert len(rows) == 3
+    window.show_status(f"Training task {task.task} finished")
+    QApplication.processEvents()
+    path = artifacts / "training-tab.png"
+    assert window.grab().save(str(path))
+    image = QImage(str(path))
+    colors = {image.pixel(x, y) for x in range(0, image.width(), 7) for y in range(0, image.height(), 7)}
+    assert image.width() >= 1000 and image.height() >= 600 and len(colors) > 20
