@@ -170,8 +170,7 @@ class InvitationsBox(QWidget):
         self.table.setRowCount(len(members))
         for row, m in enumerate(members):
             spec = m.spec or {}
-            state = {"invited": "invited", "joined": f"joined (round {m.last_round})", "left": "left"}.get(
-                m.state, m.state)
+            state = m.state   # invited | joined | left (rounds are reported by the coordinator)
             color = GOOD if m.state == "joined" else (MUTED if m.state == "left" else None)
             cells = (_item(m.task, tip=m.task), _item(name_of(m.coordinator), tip=m.coordinator),
                      _item(str(spec.get("model", "?"))), _item(str(spec.get("aggregator", "?"))),

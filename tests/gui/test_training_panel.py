@@ -159,6 +159,20 @@ def test_stop_stops_a_running_task_and_says_so(window, make_node, run, qtbot, ad
     assert f"stopped at round {task.round}" in window.statusBar().currentMessage()
 
 
+def test_a_round_waiting_for_workers_says_why(window, make_node, run, qtbot, address_of):
+    federation(window.node, make_node, run, qtbot, address_of, n=1)
+    panel = training_tab(window)
+    fill_form(panel.form, rounds=3, min_clients=2)
+    # the form has no deadline field; a short one keeps the wait for a second worker brief
+    panel.form.start_requested.emit({**panel.form.options(), "deadline": 0.5})
+    qtbot.waitUntil(lambda: panel.detail.isVisible(), timeout=20000)
+    assert panel.detail.text().startswith("Round 1 will be retried: ")
+    assert "2 needed" in panel.detail.text()
+    assert panel.state == "running" and panel.progress.value() == 0
+    qtbot.mouseClick(panel.form.stop_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: panel.state == "stopped", timeout=20000)
+
+
 def test_secure_aggregation_with_a_robust_rule_shows_the_core_refusal(window, qtbot):
     panel = training_tab(window)
     form = panel.form
@@ -217,7 +231,7 @@ def test_a_worker_window_lists_the_invitation_and_join_joins_it(make_node, run, 
 
     qtbot.mouseClick(invitations.join_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: invitations.state_of(task_id) == "joined", timeout=20000)
-    assert invitations.table.item(0, 5).text().startswith("joined")
+    assert invitations.table.item(0, 5).text() == "joined"
     assert not invitations.join_button.isEnabled()
     assert panel.lower.tabText(panel.lower.indexOf(invitations)) == "Invitations"
     assert f"Joined task {task_id}" in win.statusBar().currentMessage()
