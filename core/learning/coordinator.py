@@ -111,9 +111,22 @@ class CoordinatorTask:
     # -- lifecycle -------------------------------------------------------------
     def launch(self) -> None:
         self._runner = self.service.spawn(self._run())
+        self._unlisten = self.node.events.on(ev.PEER_DISCONNECTED, self._on_disconnect)
+
+    def _on_disconnect(self, event) -> None:
+        """A participant that disconnects mid-round will not answer: stop waiting for it
+        (the round closes with the others instead of at its deadline)."""
+        rs, peer = self.current, event.data.get("peer")
+        if rs is not None and not rs.closed and peer in rs.participants:
+            if peer not in rs.accepted and peer not in rs.rejected:
+                rs.dropped.add(peer)
+                rs.check_all_in()
 
     async def halt(self, state: str | None = None) -> None:
         """Stop the round loop; with ``state`` record it (``stopped``), else leave it to resume."""
+        unlisten = getattr(self, "_unlisten", None)
+        if unlisten is not None:
+            unlisten()
         if self._runner is not None and not self._runner.done():
             self._runner.cancel()
             try:

@@ -86,3 +86,19 @@ async def test_a_restarted_coordinator_resumes_from_its_last_checkpoint_without_
     for old in before:  # every round completed before the restart is kept as it was
         kept = task.history[old["round"] - 1]
         assert kept["accuracy"] == old["accuracy"] and kept["at"] == old["at"]
+
+
+
+async def test_a_worker_that_disconnects_mid_round_does_not_hold_the_round_to_its_deadline(make_node):
+    """The round closes with the others as soon as a participant's connection drops."""
+    import time
+    coord, workers = await federation(make_node, 3)
+    started = await coord.learning.start_task(rounds=3, min_clients=2, deadline=60.0, epochs=30, seed=4)
+    task = coord.learning.tasks[started["task"]]
+    await wait_until(lambda: task.current is not None and task.round >= 1, 60, step=0.01)
+    began = time.monotonic()
+    await workers[0].stop()
+    await wait_until(lambda: task.state != "running", 60)
+    assert time.monotonic() - began < 30  # far from the 60 s deadline
+    assert task.state == "done" and [h["round"] for h in task.history] == [1, 2, 3]
+    assert task.history[-1]["accepted"] == 2
