@@ -180,12 +180,12 @@ async def _proxy_off(node):
 
 @command("proxy.newnym", "ask tor for new circuits (new identity; tor allows one every 10 s)")
 async def _proxy_newnym(node):
-    return await node.tor_new_identity()
+    return await node.route.new_identity()
 
 
 @command("proxy.circuits", "list tor's circuits")
 async def _proxy_circuits(node):
-    return await node.tor_circuits()
+    return await node.route.circuits()
 
 
 def _register_service_commands() -> None:

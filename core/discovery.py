@@ -72,7 +72,6 @@ import msgpack
 
 from core.errors import (
     CoveyError,
-    InvalidSignature,
     MalformedMessage,
     MessageTooLarge,
     ReplayDetected,

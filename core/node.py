@@ -19,15 +19,15 @@ from . import events as ev
 from . import wire
 from .config import MODE_RANK, Settings, load_settings, save_settings, with_changes, write_secret
 from .connection import CLOSE_POLICY, CLOSE_REPLACED, CLOSE_SHUTDOWN, PeerConnection
-from .errors import (BadRequest, CoveyError, PeerBanned, PeerUnreachable, ProxyUnreachable,
-                     RateLimited, RefusedByPolicy, TimedOut, UnknownPeer, from_code)
+from .errors import (BadRequest, CoveyError, PeerBanned, PeerUnreachable, RateLimited,
+                     RefusedByPolicy, TimedOut, from_code)
 from .events import EventBus
 from .handshake import LocalEndpoint, random_psk
 from .identity import Identity, is_peer_id
-from .peers import Capability, PeerBook, Tier
-from .proxy import public_proxy, read_password, save_password
+from .peers import PeerBook, Tier
+from .proxy import read_password
 from .store import PeerRecord, Store
-from .tor import TorController
+from .routing import OutboundRoute
 from .transport import Transport
 
 log = logging.getLogger("covey.node")
@@ -60,9 +60,7 @@ class Node:
         self._unknown_budget: dict[str, list[float]] = {}
         self._stopping = False
         self.services: list = []
-        self.tor: TorController | None = None
-        self.tor_error: str | None = None
-        self._tor_managed = False  # proxy mode tor with our TorController (not a bare SOCKS port)
+        self.route = OutboundRoute(self)
         self.events.on(ev.PEER_BANNED, self._on_banned)
         self.on_message("ping", lambda peer, body: {"pong": True})
         self.on_message("error", self._on_error_message)
@@ -114,11 +112,7 @@ class Node:
         self.services = build_services(self)
         for service in self.services:
             await service.start()
-        if self.settings.proxy_mode == "tor" and not self.settings.proxy_port:
-            try:
-                await self._start_tor()
-            except CoveyError as exc:
-                log.warning("tor did not start: %s; outbound connections fail closed until it does", exc)
+        await self.route.start()
         for rec in self.peers.list():
             if rec.address and not rec.banned:
                 self._keep(rec.id)
@@ -158,7 +152,7 @@ class Node:
                                for c in list(self.connections.values())), return_exceptions=True)
         if self.transport is not None:
             await self.transport.stop()
-        await self._stop_tor()
+        await self.route.stop()
         await asyncio.gather(*self._keepers.values(), *self._tasks, return_exceptions=True)
         for fut in self._pending.values():
             if not fut.done():
@@ -194,7 +188,7 @@ class Node:
     def info(self) -> dict:
         return {"id": self.identity.id, "name": self.identity.name,
                 "fingerprint": self.identity.fingerprint, "listen": self.listen_addresses(),
-                "onion": self.tor.address if self.tor is not None else None,
+                "onion": self.route.onion(),
                 "mode": self.settings.mode, "min_mode": self.settings.min_mode,
                 "network_key": (self.home / PSK_FILE).exists(), "pid": os.getpid(),
                 "uptime": round(time.time() - self.started_at, 3)}
@@ -354,7 +348,7 @@ class Node:
 
     async def dial(self, address: str, expected_id: str | None = None) -> PeerConnection:
         """Connect to ``address``, authenticate, and register the connection."""
-        self._check_tor()
+        self.route.check()
         conn = await self.transport.dial(address, expected_id)
         task = self._spawn(self._run_connection(conn, address))
         for _ in range(50):  # registration happens on the first loop turn of the task
@@ -514,88 +508,20 @@ class Node:
         self.events.emit(ev.SETTINGS_CHANGED, changes=["network_key"])
         return self.crypto_view()
 
+    # -- outbound route (direct, SOCKS5, tor): core.routing --------------------------
+    @property
+    def tor(self):
+        return self.route.tor
+
     async def set_proxy(self, mode: str, host: str = "", port: int = 0, user: str = "",
                         password: str | None = None) -> dict:
-        """Off, a SOCKS5 proxy, or a tor SOCKS port used as a plain proxy (no control port)."""
-        await self._stop_tor()
-        self._tor_managed, self.tor_error = False, None
-        if password is not None:
-            save_password(self.home, password)
-        await self.update_settings(proxy_mode=mode, proxy_host=host, proxy_port=port, proxy_user=user)
-        return self.proxy_view()
+        return await self.route.set_proxy(mode, host, port, user, password)
 
     async def use_tor(self, control: str | None = None) -> dict:
-        """Route outbound connections through tor and publish this node as an onion service.
-
-        ``control`` (HOST:PORT) attaches to a running tor; without it the node
-        starts its own tor (settings ``tor_config`` / ``tor_public_network``).
-        Raises why tor did not start; dials fail closed meanwhile.
-        """
-        await self._stop_tor()
-        save_password(self.home, None)
-        await self.update_settings(proxy_mode="tor", proxy_host="", proxy_port=0, proxy_user="",
-                                   tor_control=control or "")
-        await self._start_tor()
-        return self.proxy_view()
-
-    async def _start_tor(self) -> None:
-        s = self.settings
-        self._tor_managed = True
-        tor = TorController(self.home, control=s.tor_control or None,
-                            network_config=Path(s.tor_config).expanduser() if s.tor_config else None,
-                            allow_public_network=s.tor_public_network,
-                            on_status=lambda status: self.events.emit(ev.TOR_STATUS, **status))
-        try:
-            await tor.start()
-        except CoveyError as exc:
-            self.tor_error = str(exc)
-            self.events.emit(ev.ERROR, message=f"tor: {exc}")
-            raise
-        self.tor, self.tor_error = tor, None
-        host, port = tor.socks
-        # In memory only: an owned tor's SOCKS port changes from run to run.
-        self.settings = with_changes(self.settings, proxy_host=host, proxy_port=port)
-        self.transport.reconfigure(self.settings, self._endpoint(), read_password(self.home))
-        self._spawn(self._publish_onion(tor))
-
-    async def _publish_onion(self, tor: TorController) -> None:
-        await tor.wait_bootstrapped(timeout=600)
-        host, _ = self.settings.listen_hostport
-        target = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-        await tor.publish(self.transport.port, target_host=target)
-        self.events.emit(ev.TOR_STATUS, **tor.status())
-
-    async def _stop_tor(self) -> None:
-        tor, self.tor = self.tor, None
-        if tor is not None:
-            await tor.stop()
-
-    def _check_tor(self) -> None:
-        """Fail closed: with our tor chosen, nothing is dialled until it is bootstrapped."""
-        if not self._tor_managed:
-            return
-        if self.tor is None:
-            raise ProxyUnreachable(f"tor is not running ({self.tor_error or 'not started'}); "
-                                   "not connecting directly (fail closed)")
-        self.tor.check_ready()
-
-    def _require_tor(self) -> TorController:
-        if self.tor is None:
-            raise BadRequest("tor is not on: `covey proxy set --tor` first")
-        return self.tor
-
-    async def tor_new_identity(self) -> dict:
-        return await self._require_tor().new_identity()
-
-    async def tor_circuits(self) -> list[dict]:
-        return await self._require_tor().circuits()
+        return await self.route.use_tor(control)
 
     def proxy_view(self) -> dict:
-        view = public_proxy(self.home, self.settings)
-        if self._tor_managed:
-            view["tor"] = (self.tor.status() if self.tor is not None
-                           else {"running": False, "error": self.tor_error})
-        return view
+        return self.route.view()
 
 
 def _expire(future: asyncio.Future) -> None:

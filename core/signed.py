@@ -17,7 +17,7 @@ from typing import Any
 
 import msgpack
 
-from core.errors import InvalidSignature, MalformedMessage, ReplayDetected, StaleMessage
+from core.errors import MalformedMessage, ReplayDetected, StaleMessage
 from core.identity import is_peer_id, verify
 
 DEFAULT_SKEW = 120.0

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import secrets
-import time
 
 from core import events as ev
 from core.errors import CoveyError

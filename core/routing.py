@@ -1,0 +1,126 @@
+"""How the node reaches its peers: directly, through a SOCKS5 proxy, or through tor.
+
+With tor the node either starts a tor it owns or attaches to a running one,
+sends outbound connections through its SOCKS port (remote DNS, so ``.onion``
+names resolve inside tor) and publishes itself as an onion service. It fails
+closed: while the chosen tor is down or still bootstrapping nothing is
+dialled, and nothing ever silently goes direct.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from . import events as ev
+from .config import with_changes
+from .errors import BadRequest, CoveyError, ProxyUnreachable
+from .proxy import public_proxy, read_password, save_password
+from .tor import TorController
+
+log = logging.getLogger("covey.routing")
+
+
+class OutboundRoute:
+    """The node's proxy settings and, when tor is chosen, its tor controller."""
+
+    def __init__(self, node):
+        self.node = node
+        self.tor: TorController | None = None
+        self.tor_error: str | None = None
+        self.tor_managed = False  # proxy mode tor with our controller (not a bare SOCKS port)
+
+    async def start(self) -> None:
+        """At node start: bring up tor if the settings chose it (failures leave dials closed)."""
+        s = self.node.settings
+        if s.proxy_mode == "tor" and not s.proxy_port:
+            try:
+                await self._start_tor()
+            except CoveyError as exc:
+                log.warning("tor did not start: %s; outbound connections fail closed until it does", exc)
+
+    async def stop(self) -> None:
+        tor, self.tor = self.tor, None
+        if tor is not None:
+            await tor.stop()
+
+    def check(self) -> None:
+        """Fail closed: with our tor chosen, nothing is dialled until it is bootstrapped."""
+        if not self.tor_managed:
+            return
+        if self.tor is None:
+            raise ProxyUnreachable(f"tor is not running ({self.tor_error or 'not started'}); "
+                                   "not connecting directly (fail closed)")
+        self.tor.check_ready()
+
+    def onion(self) -> str | None:
+        return self.tor.address if self.tor is not None else None
+
+    async def set_proxy(self, mode: str, host: str = "", port: int = 0, user: str = "",
+                        password: str | None = None) -> dict:
+        """Off, a SOCKS5 proxy, or a tor SOCKS port used as a plain proxy (no control port)."""
+        await self.stop()
+        self.tor_managed, self.tor_error = False, None
+        if password is not None:
+            save_password(self.node.home, password)
+        await self.node.update_settings(proxy_mode=mode, proxy_host=host, proxy_port=port, proxy_user=user)
+        return self.view()
+
+    async def use_tor(self, control: str | None = None) -> dict:
+        """Route outbound connections through tor and publish the node as an onion service.
+
+        ``control`` (HOST:PORT) attaches to a running tor; without it the node
+        starts its own tor (settings ``tor_config`` / ``tor_public_network``).
+        Raises why tor did not start; dials fail closed meanwhile.
+        """
+        await self.stop()
+        save_password(self.node.home, None)
+        await self.node.update_settings(proxy_mode="tor", proxy_host="", proxy_port=0, proxy_user="",
+                                        tor_control=control or "")
+        await self._start_tor()
+        return self.view()
+
+    async def _start_tor(self) -> None:
+        node, s = self.node, self.node.settings
+        self.tor_managed = True
+        tor = TorController(node.home, control=s.tor_control or None,
+                            network_config=Path(s.tor_config).expanduser() if s.tor_config else None,
+                            allow_public_network=s.tor_public_network,
+                            on_status=lambda status: node.events.emit(ev.TOR_STATUS, **status))
+        try:
+            await tor.start()
+        except CoveyError as exc:
+            self.tor_error = str(exc)
+            node.events.emit(ev.ERROR, message=f"tor: {exc}")
+            raise
+        self.tor, self.tor_error = tor, None
+        host, port = tor.socks
+        # In memory only: an owned tor's SOCKS port changes from run to run.
+        node.settings = with_changes(node.settings, proxy_host=host, proxy_port=port)
+        node.transport.reconfigure(node.settings, node._endpoint(), read_password(node.home))
+        node._spawn(self._publish_onion(tor))
+
+    async def _publish_onion(self, tor: TorController) -> None:
+        await tor.wait_bootstrapped(timeout=600)
+        host, _ = self.node.settings.listen_hostport
+        target = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        await tor.publish(self.node.transport.port, target_host=target)
+        self.node.events.emit(ev.TOR_STATUS, **tor.status())
+
+    def _require_tor(self) -> TorController:
+        if self.tor is None:
+            raise BadRequest("tor is not on: `covey proxy set --tor` first")
+        return self.tor
+
+    async def new_identity(self) -> dict:
+        return await self._require_tor().new_identity()
+
+    async def circuits(self) -> list[dict]:
+        return await self._require_tor().circuits()
+
+    def view(self) -> dict:
+        """What `covey proxy show` prints (never the password)."""
+        view = public_proxy(self.node.home, self.node.settings)
+        if self.tor_managed:
+            view["tor"] = (self.tor.status() if self.tor is not None
+                           else {"running": False, "error": self.tor_error})
+        return view
