@@ -79,13 +79,15 @@ class PeerConnection:
         return self._closed.is_set() or self.ws.closed
 
     # -- sending ---------------------------------------------------------------
-    def send(self, msg: wire.Message) -> Awaitable[None]:
+    def send(self, msg: wire.Message, *, urgent: bool = False) -> Awaitable[None]:
         """Encode and send one message, in order with every other send; await it.
 
+        ``urgent`` (requests and replies, where someone waits for the answer):
+        write at once when nothing is queued, without opening a batching turn.
         A plain function returning the send coroutine: one coroutine less per message."""
-        return self.send_raw(wire.encode(msg))
+        return self.send_raw(wire.encode(msg), urgent)
 
-    async def send_raw(self, data: bytes) -> None:
+    async def send_raw(self, data: bytes, urgent: bool = False) -> None:
         if self._closed.is_set() or self.ws.closed:
             raise PeerUnreachable(f"connection to {self.peer_id[:12]} is closed")
         size = len(data)
@@ -93,9 +95,10 @@ class PeerConnection:
             await self._send_large(data)
             return
         # Hot path, kept flat: every message pays for each layer.
-        if not self._turn_open and not self._batch and not self._lock.locked():
-            self._turn_open = True
-            asyncio.get_running_loop().call_soon(self._end_turn)
+        if (urgent or not self._turn_open) and not self._batch and not self._lock.locked():
+            if not urgent:
+                self._turn_open = True
+                asyncio.get_running_loop().call_soon(self._end_turn)
             try:
                 await self.ws.send_bytes(self.channel.seal(b"\x00" + data))
             except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:

@@ -36,6 +36,7 @@ PSK_FILE = "network.key"
 DB_FILE = "covey.db"
 Handler = Callable[[str, dict], Any]   # (peer_id, body) -> reply body | None (sync or async)
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 60.0
+SWEEP_INTERVAL = 0.1  # how often unanswered requests are checked against their timeout
 
 
 class Node:
@@ -55,6 +56,8 @@ class Node:
         self._handlers: dict[str, Handler] = {}
         self._async_handlers: set[str] = set()
         self._pending: dict[int, asyncio.Future] = {}
+        self._deadlines: dict[int, float] = {}       # request id -> loop time it expires
+        self._sweeper: asyncio.Task | None = None
         self._keepers: dict[str, asyncio.Task] = {}
         self._tasks: set[asyncio.Task] = set()
         self._unknown_budget: dict[str, list[float]] = {}
@@ -229,18 +232,35 @@ class Node:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._pending[msg_id] = future
-        timer = loop.call_later(timeout, _expire, future)  # cheaper than wait_for on this hot path
+        self._deadlines[msg_id] = loop.time() + timeout
+        if self._sweeper is None:
+            self._sweeper = self._spawn(self._expire_requests())
         try:
-            await conn.send(wire.Message(msg_type, body, id=msg_id))
+            await conn.send(wire.Message(msg_type, body, id=msg_id), urgent=True)
             reply = await future
         except asyncio.TimeoutError:
             raise TimedOut(f"{msg_type} to {peer_id[:12]} got no answer within {timeout:g} s") from None
         finally:
-            timer.cancel()
             self._pending.pop(msg_id, None)
+            self._deadlines.pop(msg_id, None)
         if reply.type == "error":
             raise from_code(str(reply.body.get("code")), str(reply.body.get("message", "error")))
         return reply.body
+
+    async def _expire_requests(self) -> None:
+        """Time out unanswered requests. One coarse sweep (every 0.1 s) is cheaper on the
+        request hot path than a timer per request (or wait_for)."""
+        loop = asyncio.get_running_loop()
+        try:
+            while self._deadlines:
+                await asyncio.sleep(SWEEP_INTERVAL)
+                now = loop.time()
+                for msg_id, when in list(self._deadlines.items()):
+                    future = self._pending.get(msg_id)
+                    if when <= now and future is not None and not future.done():
+                        future.set_exception(asyncio.TimeoutError())
+        finally:
+            self._sweeper = None
 
     def connected_peers(self) -> list[str]:
         return [pid for pid, c in self.connections.items() if not c.closed]
@@ -270,7 +290,7 @@ class Node:
         except CoveyError as exc:
             return self._reply_error(conn, msg, exc)
         if result is not None:
-            return conn.send(wire.Message(msg.type + ".reply", result, reply_to=msg.id))
+            return conn.send(wire.Message(msg.type + ".reply", result, reply_to=msg.id), urgent=True)
         return None
 
     async def _run_handler(self, conn: PeerConnection, msg: wire.Message, handler) -> None:
@@ -280,7 +300,7 @@ class Node:
             await self._reply_error(conn, msg, exc)
             return
         if result is not None and not conn.closed:
-            await conn.send(wire.Message(msg.type + ".reply", result, reply_to=msg.id))
+            await conn.send(wire.Message(msg.type + ".reply", result, reply_to=msg.id), urgent=True)
 
     async def _reply_error(self, conn: PeerConnection, msg: wire.Message, exc: CoveyError) -> None:
         self.events.emit(ev.MESSAGE_REJECTED, peer=conn.peer_id, type=msg.type, code=exc.code,
@@ -522,11 +542,6 @@ class Node:
 
     def proxy_view(self) -> dict:
         return self.route.view()
-
-
-def _expire(future: asyncio.Future) -> None:
-    if not future.done():
-        future.set_exception(asyncio.TimeoutError())
 
 
 def _join(host: str, port: int) -> str:

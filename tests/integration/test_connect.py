@@ -177,3 +177,14 @@ async def test_an_automatic_ban_at_the_reputation_threshold_disconnects(make_nod
         bob.peers.record_outcome(alice.identity.id, accepted=False, reason="bad update")
     assert bob.peers.get(alice.identity.id).banned
     await wait_until(lambda: alice.identity.id not in bob.connections, 5)
+
+
+async def test_a_request_nobody_answers_times_out_with_a_clear_error(make_node):
+    from core.errors import TimedOut
+    alice, bob = await make_node("alice"), await make_node("bob")
+    alice.on_message("silent", lambda peer, body: None)  # handled, never answered
+    await bob.add_peer(address(alice))
+    with pytest.raises(TimedOut, match="silent to .* got no answer within 0.3 s"):
+        await bob.request(alice.identity.id, "silent", {}, timeout=0.3)
+    assert bob._pending == {} and bob._deadlines == {}
+    assert (await bob.request(alice.identity.id, "ping", {}))["pong"]
