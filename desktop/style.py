@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from PySide6.QtGui import QFont, QIcon
 
+from .resources_path import resources_dir
+
 log = logging.getLogger("covey.desktop.style")
-RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+RESOURCES = resources_dir()
 
 
 def mono_font(point_size: int = 10) -> QFont:
