@@ -181,17 +181,24 @@ def test_docker_compose_accepts_the_file(four):
 
 
 def test_spec_is_python_that_names_the_launcher_resources_and_lazy_learning_modules():
-    source = (PACKAGING / "covey.spec").read_text()
-    tree = ast.parse(source)
+    tree = ast.parse((PACKAGING / "covey.spec").read_text())
     strings = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)
                and isinstance(node.value, str)}
-    assert {"launcher.py", "resources", "desktop"} <= strings
+    assert {"covey_entry.py", "desktop.launcher", "resources", "desktop"} <= strings
     assert {"core.learning.commands", "core.learning.service"} <= strings
     calls = {node.func.id for node in ast.walk(tree)
              if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
     assert {"Analysis", "PYZ", "EXE", "COLLECT"} <= calls
     assert "scipy" not in strings  # scikit-learn needs it: it must not be excluded
-    assert (ROOT / "desktop" / "launcher.py").is_file()
+    assert (ROOT / "resources" / "covey.qss").is_file()
+
+
+def test_frozen_entry_calls_the_console_script_target_as_a_package_module():
+    tree = ast.parse((PACKAGING / "covey_entry.py").read_text())
+    imports = [(node.module, [a.name for a in node.names]) for node in ast.walk(tree)
+               if isinstance(node, ast.ImportFrom)]
+    assert ("desktop.launcher", ["main"]) in imports  # absolute: the launcher's relative imports work
+    assert 'covey = "desktop.launcher:main"' in (ROOT / "pyproject.toml").read_text()
 
 
 def test_dockerfile_runs_the_headless_node_as_a_non_root_user():
