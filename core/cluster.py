@@ -61,8 +61,10 @@ def _spawn(node: dict) -> int:
     log = open(home / "node.log", "ab")
     env = dict(os.environ)
     env.setdefault("COVEY_DISCOVERY", "0")
+    # In a PyInstaller bundle the executable is `covey` itself.
+    command = [sys.executable] if getattr(sys, "frozen", False) else [sys.executable, "-m", "desktop.launcher"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "desktop.launcher", "--home", str(home), "--headless",
+        [*command, "--home", str(home), "--headless",
          "--listen", f"127.0.0.1:{node.get('port', 0)}"],
         stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL, env=env,
         start_new_session=True)
