@@ -28,6 +28,7 @@ FRAME_END = 2     # the last chunk of a message
 FRAME_BATCH = 3   # several small messages, each prefixed by its 4-byte length
 
 _TYPE_RE = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
+_valid_types: set[str] = set()  # type names already checked against _TYPE_RE
 _ids = itertools.count(int.from_bytes(os.urandom(3), "big") << 20)
 
 
@@ -64,8 +65,11 @@ def decode(data: bytes, max_size: int) -> Message:
     if not isinstance(raw, dict):
         raise MalformedMessage("message is not a map")
     mtype, mid, ts, body = raw.get("t"), raw.get("i"), raw.get("ts"), raw.get("b")
-    if not isinstance(mtype, str) or not _TYPE_RE.match(mtype):
-        raise MalformedMessage("message type missing or invalid")
+    if type(mtype) is not str or mtype not in _valid_types:
+        if not isinstance(mtype, str) or not _TYPE_RE.match(mtype):
+            raise MalformedMessage("message type missing or invalid")
+        if len(_valid_types) < 1024:  # bounded: a peer inventing names must not grow it
+            _valid_types.add(mtype)
     if not isinstance(mid, int) or isinstance(mid, bool) or mid < 0:
         raise MalformedMessage("message id missing or invalid")
     if not isinstance(ts, (int, float)) or isinstance(ts, bool):
