@@ -88,6 +88,7 @@ class CoordinatorTask:
         self.data = None
         self.wspec = None
         self._runner: asyncio.Task | None = None
+        self._spec_dict = spec.to_dict()  # sent with every announcement; the spec never changes
 
     # -- persistence ---------------------------------------------------------
     def save(self) -> None:
@@ -304,7 +305,7 @@ class CoordinatorTask:
         body = {"task": self.task, "round": rs.number, "attempt": rs.attempt, "round_id": rs.round_id,
                 "weights": blob, "deadline": spec.deadline, "n_partitions": max(spec.clients, 1),
                 "partition": slot if slot < max(spec.clients, 1) and spec.partition != "own" else None,
-                "attack": attack, "weight_cap": cap, "spec": spec.to_dict(),
+                "attack": attack, "weight_cap": cap, "spec": self._spec_dict,
                 "secagg": secagg.to_dict() if secagg is not None else None}
         try:
             return await self.node.request(peer, "ml.round", seal(self.node.identity, "ml.round", body),

@@ -85,8 +85,9 @@ def train_local(global_weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndar
     if len(X) == 0 or len(X) != len(y):
         raise BadRequest(f"local data must be non-empty with one label per row ({len(X)} rows, {len(y)} labels)")
     _pin_threads(cfg.num_threads)
-    model = build_model(cfg.model, n_features, n_classes, image_shape, seed=cfg.seed, hidden=cfg.hidden)
-    set_weights(model, global_weights)
+    model = _thread_model(cfg.model, n_features, n_classes, tuple(image_shape) if image_shape else None,
+                          cfg.hidden)
+    set_weights(model, global_weights)  # every parameter and buffer: nothing of the last use survives
     anchor = [p.detach().clone() for p in model.parameters()] if cfg.prox_mu > 0 else None
     Xt = torch.as_tensor(np.asarray(X, dtype=np.float32))
     yt = torch.as_tensor(np.asarray(y, dtype=np.int64))
@@ -155,9 +156,10 @@ def _sgd_step(params: list, buffers: list, lr: float, momentum: float) -> None:
 _models = threading.local()
 
 
-def _evaluation_model(model_name: str, n_features: int, n_classes: int, image_shape, hidden: int):
-    """A model of this shape for evaluation, built once per thread (building costs more than
-    evaluating a small model; its weights are always overwritten before use)."""
+def _thread_model(model_name: str, n_features: int, n_classes: int, image_shape, hidden: int):
+    """A model of this shape, built once per thread and reused for training and evaluation:
+    building one (seeded init) cost more than a local round of the digits MLP. Callers
+    always overwrite all its weights first."""
     key = (model_name, n_features, n_classes, image_shape, hidden)
     cache = getattr(_models, "cache", None)
     if cache is None:
@@ -177,7 +179,7 @@ def evaluate(weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, model
     if len(X) == 0:
         raise BadRequest("cannot evaluate on an empty set")
     _pin_threads(num_threads)
-    model = _evaluation_model(model_name, n_features, n_classes,
+    model = _thread_model(model_name, n_features, n_classes,
                               tuple(image_shape) if image_shape else None, hidden)
     set_weights(model, weights)
     model.eval()
