@@ -9,6 +9,7 @@ import dataclasses
 import logging
 import threading
 import time
+from dataclasses import replace
 from enum import Enum
 from typing import Callable
 
@@ -137,16 +138,32 @@ class PeerBook:
         self._clock = clock
         self._lock = threading.RLock()
         self._last_seen_write: dict[str, tuple[float, str | None]] = {}
+        # Write-through cache of the peers table: the node is its only writer, and the
+        # hot paths (policy checks per message, reputation per update) should not query SQLite.
+        self._cache: dict[str, PeerRecord] | None = None
 
     # -- reading -------------------------------------------------------------
+    def _records(self) -> dict[str, PeerRecord]:
+        if self._cache is None:
+            with self._lock:
+                if self._cache is None:
+                    self._cache = {rec.id: rec for rec in self.store.list_peers()}
+        return self._cache
+
     def get(self, peer_id: str) -> PeerRecord | None:
-        return self.store.get_peer(peer_id)
+        rec = self._records().get(peer_id)
+        return replace(rec) if rec is not None else None  # a copy: callers may change it
 
     def list(self) -> list[PeerRecord]:
-        return self.store.list_peers()
+        """All peers, oldest first."""
+        return [replace(r) for r in sorted(self._records().values(), key=lambda r: (r.added_at, r.id))]
+
+    def _save(self, rec: PeerRecord) -> None:
+        self.store.upsert_peer(rec)
+        self._records()[rec.id] = replace(rec)
 
     def _require(self, peer_id: str) -> PeerRecord:
-        rec = self.store.get_peer(peer_id)
+        rec = self.get(peer_id)
         if rec is None:
             raise UnknownPeer(f"no peer {peer_id[:16]!r} in the peer book; see `covey peers list`",
                               peer=peer_id)
@@ -237,7 +254,7 @@ class PeerBook:
                 rec.pinned = bool(pinned)
             if mode is not None:
                 rec.mode = mode
-            self.store.upsert_peer(rec)
+            self._save(rec)
         if created:
             # ``peer_name``: ``name`` is EventBus.emit's own first parameter.
             self.events.emit(ev.PEER_ADDED, peer=peer_id, peer_name=rec.name,
@@ -252,7 +269,7 @@ class PeerBook:
             previous = rec.tier
             rec.tier = new.value
             if previous != new.value:
-                self.store.upsert_peer(rec)
+                self._save(rec)
         if previous != new.value:
             log.info("peer %s: tier %s -> %s", peer_id[:16], previous, new.value)
             self.events.emit(ev.TIER_CHANGED, peer=peer_id, tier=new.value, previous=previous)
@@ -265,7 +282,7 @@ class PeerBook:
             if rec.banned:
                 return rec
             rec.banned = True
-            self.store.upsert_peer(rec)
+            self._save(rec)
         log.warning("peer %s banned: %s", peer_id[:16], reason)
         self.events.emit(ev.PEER_BANNED, peer=peer_id, reason=reason, reputation=rec.reputation)
         return rec
@@ -278,7 +295,7 @@ class PeerBook:
             was_banned = rec.banned
             rec.banned = False
             rec.reputation = round(max(rec.reputation, self.ban_threshold + 0.1), 6)
-            self.store.upsert_peer(rec)
+            self._save(rec)
         if was_banned:
             self.events.emit(ev.PEER_UNBANNED, peer=peer_id, reputation=rec.reputation)
         if rec.reputation != previous_rep:
@@ -289,6 +306,7 @@ class PeerBook:
     def remove(self, peer_id: str) -> None:
         """Forget the peer entirely (including a ban); emits PEER_REMOVED."""
         with self._lock:
+            self._records().pop(peer_id, None)
             if not self.store.delete_peer(peer_id):
                 raise UnknownPeer(f"no peer {peer_id[:16]!r} in the peer book", peer=peer_id)
             self._last_seen_write.pop(peer_id, None)
@@ -314,7 +332,7 @@ class PeerBook:
                 if mode not in MODES:
                     raise BadRequest(f"unknown encryption mode {mode!r}")
                 rec.mode = mode
-            self.store.upsert_peer(rec)
+            self._save(rec)
             self._last_seen_write[peer_id] = (now, rec.mode)
 
     def record_outcome(self, peer_id: str, accepted: bool, reason: str = "") -> float:
@@ -331,7 +349,7 @@ class PeerBook:
             newly_banned = not rec.banned and rec.reputation <= self.ban_threshold
             if newly_banned:
                 rec.banned = True
-            self.store.upsert_peer(rec)
+            self._save(rec)
         self.events.emit(ev.REPUTATION_CHANGED, peer=peer_id, reputation=rec.reputation,
                          previous=previous, accepted=accepted, reason=reason)
         if newly_banned:
