@@ -153,20 +153,30 @@ def _sgd_step(params: list, buffers: list, lr: float, momentum: float) -> None:
             p.add_(grad, alpha=-lr)
 
 
-_models = threading.local()
+_models: dict[tuple, object] = {}   # (thread ident, shape) -> model
+_models_lock = threading.Lock()
+_MAX_MODELS = 64
 
 
 def _thread_model(model_name: str, n_features: int, n_classes: int, image_shape, hidden: int):
     """A model of this shape, built once per thread and reused for training and evaluation:
     building one (seeded init) cost more than a local round of the digits MLP. Callers
-    always overwrite all its weights first."""
-    key = (model_name, n_features, n_classes, image_shape, hidden)
-    cache = getattr(_models, "cache", None)
-    if cache is None:
-        cache = _models.cache = {}
-    if key not in cache:
-        cache[key] = build_model(model_name, n_features, n_classes, image_shape, hidden=hidden)
-    return cache[key]
+    always overwrite all its weights first.
+
+    Kept in a module dict keyed by thread id rather than in thread-local storage: torch
+    objects destroyed while a QThread exits crashed the process (seen with qasync's
+    executor). A new thread that reuses an old id may reuse that model: only one thread
+    has a given id at a time.
+    """
+    key = (threading.get_ident(), model_name, n_features, n_classes, image_shape, hidden)
+    model = _models.get(key)
+    if model is None:
+        model = build_model(model_name, n_features, n_classes, image_shape, hidden=hidden)
+        with _models_lock:
+            if len(_models) >= _MAX_MODELS:
+                _models.pop(next(iter(_models)))
+            _models[key] = model
+    return model
 
 
 def evaluate(weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, model_name: str,
