@@ -5,34 +5,21 @@ namespace like the rest of this directory.
 """
 from __future__ import annotations
 
-import asyncio
 
 import psutil
 import pytest
 
 from core import events as ev
-from core.errors import CoveyError, ProxyUnreachable
+from core.errors import ProxyUnreachable
 from core.node import Node
 from core.tor import TorError
 
 from ..conftest import address, wait_until
+from .test_tor import add_peer_through_tor
 
 pytestmark = [pytest.mark.tor, pytest.mark.timeout(120),
               pytest.mark.filterwarnings("ignore:setDaemon:DeprecationWarning"),
               pytest.mark.skipif(not hasattr(Node, "use_tor"), reason="Node.use_tor is not wired in yet")]
-
-
-async def add_peer_eventually(node: Node, peer_address: str, timeout: float = 90.0) -> dict:
-    """Dial an onion address, retrying while its descriptor is still spreading through the HSDirs."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        try:
-            return await node.add_peer(peer_address)
-        except CoveyError as exc:
-            if isinstance(exc, ProxyUnreachable) or loop.time() > deadline:
-                raise
-            await asyncio.sleep(1.0)
 
 
 def tor_processes_of(home) -> list[psutil.Process]:
@@ -55,7 +42,7 @@ async def test_nodes_meet_by_onion_address_with_their_own_tors(make_node, networ
     view = await bob.use_tor(f"127.0.0.1:{running_tor.control_port}")
     assert not view["tor"]["owned"] and view["port"] == running_tor.socks_port
     await bob.tor.wait_bootstrapped(60)
-    peer = await add_peer_eventually(bob, onion)
+    peer = await add_peer_through_tor(bob, onion)
     assert peer["connected"] and peer["id"] == alice.identity.id
     assert await bob.request(alice.identity.id, "ping", {}) == {"pong": True}
 
