@@ -16,7 +16,6 @@ from pathlib import Path
 from .errors import CoveyError, NotRunning, from_code, human
 
 VERSION = "0.1.0"
-LOCAL = {"init", "crypto.self-test"}
 
 
 def build_parser() -> argparse.ArgumentParser:

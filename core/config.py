@@ -55,6 +55,12 @@ def parse_hostport(text: str, *, default_host: str = "127.0.0.1") -> tuple[str, 
     return host, port
 
 
+def offered_modes(min_mode: str, have_network_key: bool) -> list[str]:
+    """Modes a node accepts, weakest first: its minimum and stronger (symmetric needs the key)."""
+    low = MODE_RANK[min_mode]
+    return [m for m in MODES if MODE_RANK[m] >= low and (m != "symmetric" or have_network_key)]
+
+
 def check_mode(mode: str, what: str = "mode") -> str:
     if mode not in MODE_RANK:
         raise BadRequest(f"unknown {what} {mode!r}: choose one of {', '.join(MODES)}")
@@ -111,11 +117,6 @@ class Settings:
     @property
     def listen_hostport(self) -> tuple[str, int]:
         return parse_hostport(self.listen, default_host="0.0.0.0")
-
-    def offered_modes(self, have_network_key: bool) -> list[str]:
-        """Modes this node accepts, weakest first (symmetric needs the network key)."""
-        low = MODE_RANK[self.min_mode]
-        return [m for m in MODES if MODE_RANK[m] >= low and (m != "symmetric" or have_network_key)]
 
     def public(self) -> dict[str, Any]:
         return asdict(self)

@@ -30,7 +30,7 @@ from noise.connection import Keypair, NoiseConnection
 from noise.exceptions import NoiseInvalidMessage
 
 from . import wire
-from .config import MODE_RANK, MODES
+from .config import MODE_RANK, MODES, offered_modes
 from .errors import HandshakeFailed, InvalidSignature, MalformedMessage, PeerRequiresMode
 
 STATIC_DOMAIN = b"covey/v1/noise-static\0"
@@ -71,8 +71,7 @@ class LocalEndpoint:
         return cls(identity, pref, min_mode, psk, private, payload, listen_port)
 
     def offered(self) -> list[str]:
-        low = MODE_RANK[self.min]
-        return [m for m in MODES if MODE_RANK[m] >= low and (m != "symmetric" or self.psk)]
+        return offered_modes(self.min, bool(self.psk))
 
 
 def make_hello(local: LocalEndpoint) -> bytes:

@@ -17,7 +17,7 @@ from typing import Any, Awaitable, Callable
 
 from . import events as ev
 from . import wire
-from .config import MODE_RANK, Settings, load_settings, save_settings, with_changes, write_secret
+from .config import MODE_RANK, Settings, offered_modes, load_settings, save_settings, with_changes, write_secret
 from .connection import CLOSE_POLICY, CLOSE_REPLACED, CLOSE_SHUTDOWN, PeerConnection
 from .errors import (BadRequest, CoveyError, PeerBanned, PeerUnreachable, RateLimited,
                      RefusedByPolicy, TimedOut, from_code)
@@ -517,7 +517,7 @@ class Node:
     def crypto_view(self) -> dict:
         return {"mode": self.settings.mode, "min": self.settings.min_mode,
                 "network_key": (self.home / PSK_FILE).exists(),
-                "offered": self.settings.offered_modes(self.psk() is not None)}
+                "offered": offered_modes(self.settings.min_mode, self.psk() is not None)}
 
     async def psk_set(self, key: bytes | None = None) -> dict:
         key = key if key is not None else random_psk()
