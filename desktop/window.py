@@ -8,9 +8,10 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QFrame, QLabel, QMainWindow, QScrollArea, QSplitter, QStatusBar, QTabWidget, QVBoxLayout,
                                QWidget)
 
+from . import tabs
 from .bridge import EventBridge
 from .style import app_icon
-from .tabs import LEFT, PANELS, TAB, TOP
+from .tabs import LEFT, TAB, TOP
 
 log = logging.getLogger("covey.desktop.window")
 STATUS_MS = 8000
@@ -33,7 +34,7 @@ class MainWindow(QMainWindow):
         self.tabs.setDocumentMode(True)
 
         built = []
-        for panel in PANELS:
+        for panel in tabs.PANELS:
             widget = panel.build(node)
             setattr(self, panel.key, widget)
             if widget is not None:
