@@ -54,9 +54,11 @@ class LocalEndpoint:
     static_private: bytes
     static_payload: bytes
     listen_port: int = 0
+    announce_port: bool = True  # False over tor: peers cannot dial what they see of us
 
     @classmethod
-    def create(cls, identity, pref: str, min_mode: str, psk: bytes | None, listen_port: int = 0):
+    def create(cls, identity, pref: str, min_mode: str, psk: bytes | None, listen_port: int = 0,
+               announce_port: bool = True):
         from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
         from cryptography.hazmat.primitives import serialization
         key = X25519PrivateKey.generate()
@@ -68,7 +70,7 @@ class LocalEndpoint:
             "sig": identity.sign(STATIC_DOMAIN + public),
             "name": identity.name[:64],
         })
-        return cls(identity, pref, min_mode, psk, private, payload, listen_port)
+        return cls(identity, pref, min_mode, psk, private, payload, listen_port, announce_port)
 
     def offered(self) -> list[str]:
         return offered_modes(self.min, bool(self.psk))
@@ -76,7 +78,8 @@ class LocalEndpoint:
 
 def make_hello(local: LocalEndpoint) -> bytes:
     return wire.pack_plain({"proto": wire.PROTOCOL, "v": wire.VERSION, "modes": local.offered(),
-                            "pref": local.pref, "min": local.min, "port": local.listen_port})
+                            "pref": local.pref, "min": local.min,
+                            "port": local.listen_port if local.announce_port else 0})
 
 
 def parse_hello(data: bytes) -> dict:

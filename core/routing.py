@@ -52,6 +52,11 @@ class OutboundRoute:
                                    "not connecting directly (fail closed)")
         self.tor.check_ready()
 
+    @property
+    def via_tor(self) -> bool:
+        """Whether the node is reached (and reaches out) through tor."""
+        return self.node.settings.proxy_mode == "tor"
+
     def onion(self) -> str | None:
         return self.tor.address if self.tor is not None else None
 
