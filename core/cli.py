@@ -343,6 +343,8 @@ def _command_args(name: str, args) -> dict:
                 values["password"] = Path(args.password_file).read_text().rstrip("\r\n")
         elif p.name == "key" and name == "crypto.psk.import":
             values["key"] = Path(args.file).read_text().strip()
+        elif p.name == "tor_config" and getattr(args, p.name, None):
+            values[p.name] = str(Path(args.tor_config).expanduser().resolve())  # the node's cwd differs
         else:
             value = getattr(args, p.name, None)
             if value not in (None, False):

@@ -616,8 +616,8 @@ class Node:
                         password: str | None = None) -> dict:
         return await self.route.set_proxy(mode, host, port, user, password)
 
-    async def use_tor(self, control: str | None = None) -> dict:
-        return await self.route.use_tor(control)
+    async def use_tor(self, control: str | None = None, config: str | None = None) -> dict:
+        return await self.route.use_tor(control, config)
 
     def proxy_view(self) -> dict:
         return self.route.view()

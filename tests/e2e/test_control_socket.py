@@ -125,3 +125,20 @@ def test_a_401_does_not_name_the_home(headless):
     assert status == 401 and body["error"]["code"] == "unauthorized"
     assert str(node.home) not in body["error"]["message"] and "/" not in body["error"]["message"]
     assert control_request(node.home, "/v1/id", b"{}", timeout=5)[1]["result"]["id"] == node.id
+
+
+def test_proxy_set_tor_config_sets_the_tor_network_config(headless, tmp_path):
+    # Issue 6, 12c: the setting had no command. A config without DirAuthority lines is refused
+    # before any tor process starts (safe outside a network namespace), but the setting is saved.
+    node = headless("a")
+    config = tmp_path / "net.torrc"
+    config.write_text("ClientUseIPv6 0\n")
+    relative = os.path.relpath(config)
+    out = covey(node.home, "proxy", "set", "--tor", "--tor-config", relative, check=False)
+    assert out.returncode == 1 and "no DirAuthority lines" in out.stderr
+    assert json.loads((node.home / "config.json").read_text())["tor_config"] == str(config.resolve())
+    missing = covey(node.home, "proxy", "set", "--tor", "--tor-config", str(tmp_path / "nope"), check=False)
+    assert missing.returncode == 1 and "cannot read the tor config" in missing.stderr
+    both = covey(node.home, "proxy", "set", "--tor", "--tor-control", "127.0.0.1:9051",
+                 "--tor-config", str(config), check=False)
+    assert both.returncode == 1 and "--tor-control" in both.stderr
