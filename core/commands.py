@@ -158,17 +158,21 @@ async def _proxy_show(node):
                kind=bool, required=False),
          Param("tor_control", "a running tor's control port HOST:PORT (cookie auth)",
                flag="--tor-control", required=False, max_len=300),
+         Param("tor_config", "torrc lines our own tor joins with (e.g. a private network's "
+               "DirAuthority lines); saved as the tor_config setting", flag="--tor-config",
+               required=False, max_len=1024),
          Param("user", "SOCKS5 user", flag="--user", required=False, max_len=255),
          Param("password", "SOCKS5 password (read from --password-file by the CLI)",
                required=False, max_len=255))
-async def _proxy_set(node, socks5=None, tor=None, tor_control=None, user=None, password=None):
+async def _proxy_set(node, socks5=None, tor=None, tor_control=None, tor_config=None, user=None,
+                     password=None):
     from .config import parse_hostport
     if bool(socks5) == bool(tor):
         raise BadRequest("give exactly one of --socks5 HOST:PORT or --tor")
     if tor:
-        return await node.use_tor(tor_control)
-    if tor_control:
-        raise BadRequest("--tor-control goes with --tor")
+        return await node.use_tor(tor_control, tor_config)
+    if tor_control or tor_config:
+        raise BadRequest("--tor-control and --tor-config go with --tor")
     host, port = parse_hostport(socks5)
     return await node.set_proxy("socks5", host, port, user or "", password)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadRequest
-from .files import write_atomic
+from .files import private_dir, write_atomic
 
 log = logging.getLogger("covey.config")
 
@@ -93,6 +93,8 @@ class Settings:
     ban_threshold: float = 0.2
     max_handshakes: int = 64        # concurrent inbound handshakes
     unknown_per_minute: int = 30    # new connections per minute from one address
+    max_unknown_peers: int = 256    # peer-book rows of strangers the user never added or trusted
+    unknown_peer_ttl: float = 7 * 86400.0  # ... each forgotten this long after it was last seen
     connect_timeout: float = 10.0
     heartbeat: float = 20.0
 
@@ -111,6 +113,8 @@ class Settings:
             parse_hostport(self.tor_control)
         if not 0 < self.ban_threshold < 1:
             raise BadRequest("ban threshold must be between 0 and 1")
+        if self.max_unknown_peers < 1 or not self.unknown_peer_ttl > 0:
+            raise BadRequest("max_unknown_peers must be at least 1 and unknown_peer_ttl positive")
         if self.max_frame < 4096 or self.max_message < self.max_frame:
             raise BadRequest("max_frame must be >= 4096 and max_message >= max_frame")
 
@@ -169,9 +173,8 @@ def save_settings(home: Path, changes: dict[str, Any]) -> None:
     path = home / "config.json"
     current = json.loads(path.read_text()) if path.exists() else {}
     current.update(changes)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(current, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    private_dir(home)
+    write_atomic(path, json.dumps(current, indent=2, sort_keys=True).encode(), 0o600)
 
 
 def with_changes(settings: Settings, **changes: Any) -> Settings:

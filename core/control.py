@@ -1,28 +1,43 @@
-"""Local control API: HTTP on 127.0.0.1 with a bearer token.
+"""Local control API: HTTP over a Unix socket in the home (POSIX), with a bearer token.
 
 ``POST /v1/<command>`` with a JSON object of arguments runs one command of
 :mod:`core.commands`; the answer is ``{"result": ...}`` or
-``{"error": {"code", "message"}}``. The address and the token are written to
+``{"error": {"code", "message"}}``. Where the server listens (``socket``, or
+``url`` on the TCP fallback), the token and the server's pid are written to
 ``control.json`` (mode 0600) in the node's home, and removed on shutdown.
+
+Why a Unix socket: a TCP port on 127.0.0.1 left behind by a crashed node can be
+taken by any local process, which would then receive the token from the next
+`covey` command. The socket lives in the 0700 home (only its owner can reach
+it) and the client checks with the kernel (SO_PEERCRED) that the process it
+reached is the pid named in control.json. Where Unix sockets are missing
+(Windows) the server listens on 127.0.0.1 and the client checks that the pid
+is alive and is the one listening on that port.
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
 import os
 import secrets
+import socket
+import tempfile
 from pathlib import Path
 
 from aiohttp import web
 
 from .commands import COMMANDS
 from .config import write_secret
+from .files import private_dir
 from .errors import BadRequest, CoveyError, Unauthorized, human
 
 log = logging.getLogger("covey.control")
 
 CONTROL_FILE = "control.json"
+SOCKET_FILE = "control.sock"
+MAX_SOCKET_PATH = 100  # sun_path holds 104-108 bytes depending on the OS
 MAX_BODY = 64 * 1024
 STATUS = {"bad_request": 400, "malformed": 400, "unauthorized": 401, "unknown_peer": 404,
           "refused_by_policy": 403, "banned": 403, "ambiguous_peer": 409, "timeout": 504,
@@ -33,9 +48,11 @@ STATUS = {"bad_request": 400, "malformed": 400, "unauthorized": 401, "unknown_pe
 class ControlServer:
     """Serves the node's commands to local clients holding the token."""
 
-    def __init__(self, node, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, node, host: str = "127.0.0.1", port: int = 0, *, unix: bool | None = None):
         self.node = node
         self.host, self.port = host, port
+        self.unix = unix_sockets() if unix is None else unix
+        self.socket_path: Path | None = None
         self.token = secrets.token_hex(32)
         self._runner: web.AppRunner | None = None
 
@@ -49,11 +66,18 @@ class ControlServer:
         app.router.add_get("/v1/events", self._events)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.2)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
-        write_secret(self.path, json.dumps({"url": f"http://{self.host}:{self.port}",
-                                            "token": self.token, "pid": os.getpid()}).encode())
+        if self.unix:
+            self.socket_path = socket_path(self.node.home)
+            site = web.UnixSite(self._runner, str(self.socket_path))
+            await site.start()
+            os.chmod(self.socket_path, 0o600)
+            where = {"socket": str(self.socket_path)}
+        else:
+            site = web.TCPSite(self._runner, self.host, self.port)
+            await site.start()
+            self.port = site._server.sockets[0].getsockname()[1]
+            where = {"url": f"http://{self.host}:{self.port}"}
+        write_secret(self.path, json.dumps({**where, "token": self.token, "pid": os.getpid()}).encode())
 
     async def stop(self) -> None:
         try:
@@ -64,12 +88,14 @@ class ControlServer:
             log.debug("control file not removed: %s", exc)
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.socket_path is not None:
+            self.socket_path.unlink(missing_ok=True)
 
     def _authorize(self, request: web.Request) -> None:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            raise Unauthorized(f"missing control token: read it from {self.path}")
+            raise Unauthorized("missing control token (the node's control.json holds it)")
         if not hmac.compare_digest(token.encode(), self.token.encode()):
             raise Unauthorized("wrong control token (is it from another node's home?)")
 
@@ -111,6 +137,24 @@ class ControlServer:
             return response
         finally:
             self.node.events.unsubscribe(queue)
+
+
+def unix_sockets() -> bool:
+    """Whether the control API can use a Unix socket here (POSIX; not Windows)."""
+    return os.name == "posix" and hasattr(socket, "AF_UNIX")
+
+
+def socket_path(home: Path) -> Path:
+    """``home/control.sock``; for a home whose path is too long for a socket address, a
+    0700 directory of this user's in the temp dir (checked: owned by us, nobody else's)."""
+    path = Path(home).resolve() / SOCKET_FILE
+    if len(os.fsencode(path)) <= MAX_SOCKET_PATH:
+        return path
+    directory = Path(tempfile.gettempdir()) / f"covey-{os.getuid()}"
+    if directory.is_symlink() or (directory.exists() and directory.lstat().st_uid != os.getuid()):
+        raise BadRequest(f"{directory} is not a private directory of this user; remove it")
+    private_dir(directory)
+    return directory / (hashlib.sha256(os.fsencode(path)).hexdigest()[:24] + ".sock")
 
 
 def _error(status: int, code: str, message: str) -> web.Response:

@@ -33,6 +33,34 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600, *, sync_dir: bool =
         fsync_directory(path.parent)
 
 
+def private_dir(directory: Path) -> Path:
+    """Create ``directory`` (with parents) if needed and make it 0700: only its owner may enter it.
+
+    Parents created here are 0700 too (``mkdir(parents=True)`` would give them the umask's
+    default). On systems without POSIX modes (Windows) the mode is left to the OS.
+    """
+    directory = Path(directory)
+    missing, probe = [], directory
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for path in reversed(missing):
+        path.mkdir(mode=0o700, exist_ok=True)
+    if os.name == "posix":
+        os.chmod(directory, 0o700)
+    return directory
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 if it is missing; make an existing one 0600."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        if os.name == "posix":
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 def fsync_directory(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:

@@ -4,15 +4,20 @@ Sequence on a fresh WebSocket (initiator = the dialling side)::
 
     -> HELLO   {proto, v, modes, pref, min, port}            plaintext map
     <- CHOICE  {proto, v, mode, modes, min} or ERROR {code, ...}
-    -> Noise XX message 1   (e)
-    <- Noise XX message 2   (e, ee, s, es) + responder identity payload
+    -> Noise XX message 1   ([psk,] e)
+    <- Noise XX message 2   (e, ee, s, es) + responder identity payload, or a plaintext ERROR
     -> Noise XX message 3   (s, se [, psk]) + initiator identity payload
     <- first transport frame ("ready") or a plaintext ERROR
 
 Both plaintext negotiation messages are the Noise *prologue*, so a
 man in the middle who edits the offered modes (a downgrade) makes the
-handshake fail. Symmetric mode runs ``Noise_XXpsk3`` with the network key
-as PSK, so only holders of that key complete a handshake at all. Each
+handshake fail. Symmetric mode runs ``Noise_XXpsk0+psk3`` with the network
+key as both PSKs: psk0 mixes the key in before the first message, so the
+responder checks it before it says anything, and its identity payload
+travels only under a key that needs the PSK (with psk3 alone, a client
+without the key learned the responder's id and name from message 2).
+psk0+psk3 rather than psk0 alone because that is the name with published
+test vectors (snow's); the second mix costs nothing. Each
 side's Ed25519 identity signs its Noise static key (as libp2p does); the
 static key is fresh per process and the signature is computed once.
 """
@@ -38,7 +43,7 @@ PROLOGUE_DOMAIN = b"covey/v1/handshake\0"
 NOISE_NAMES = {
     "none": b"Noise_XX_25519_AESGCM_SHA256",
     "asymmetric": b"Noise_XX_25519_AESGCM_SHA256",
-    "symmetric": b"Noise_XXpsk3_25519_AESGCM_SHA256",
+    "symmetric": b"Noise_XXpsk0+psk3_25519_AESGCM_SHA256",
 }
 TAG = 16
 _NONCE = struct.Struct(">4xQ")  # Noise AESGCM nonce: 32 zero bits + 64-bit counter
@@ -54,9 +59,11 @@ class LocalEndpoint:
     static_private: bytes
     static_payload: bytes
     listen_port: int = 0
+    announce_port: bool = True  # False over tor: peers cannot dial what they see of us
 
     @classmethod
-    def create(cls, identity, pref: str, min_mode: str, psk: bytes | None, listen_port: int = 0):
+    def create(cls, identity, pref: str, min_mode: str, psk: bytes | None, listen_port: int = 0,
+               announce_port: bool = True):
         from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
         from cryptography.hazmat.primitives import serialization
         key = X25519PrivateKey.generate()
@@ -68,7 +75,7 @@ class LocalEndpoint:
             "sig": identity.sign(STATIC_DOMAIN + public),
             "name": identity.name[:64],
         })
-        return cls(identity, pref, min_mode, psk, private, payload, listen_port)
+        return cls(identity, pref, min_mode, psk, private, payload, listen_port, announce_port)
 
     def offered(self) -> list[str]:
         return offered_modes(self.min, bool(self.psk))
@@ -76,7 +83,8 @@ class LocalEndpoint:
 
 def make_hello(local: LocalEndpoint) -> bytes:
     return wire.pack_plain({"proto": wire.PROTOCOL, "v": wire.VERSION, "modes": local.offered(),
-                            "pref": local.pref, "min": local.min, "port": local.listen_port})
+                            "pref": local.pref, "min": local.min,
+                            "port": local.listen_port if local.announce_port else 0})
 
 
 def parse_hello(data: bytes) -> dict:
@@ -150,7 +158,7 @@ class NoiseHandshake:
         if mode == "symmetric":
             if not local.psk:
                 raise HandshakeFailed("symmetric mode needs the network key")
-            conn.set_psks(psk=local.psk)
+            conn.set_psks(psks=[local.psk, local.psk])
         conn.set_as_initiator() if initiator else conn.set_as_responder()
         conn.set_keypair_from_private_bytes(Keypair.STATIC, local.static_private)
         conn.set_prologue(PROLOGUE_DOMAIN + len(hello).to_bytes(4, "big") + hello + choice)
@@ -181,7 +189,14 @@ class NoiseHandshake:
         return self.write()
 
     def initiator_step2(self, msg2: bytes) -> bytes:
-        self._check_identity(self.read(msg2))
+        try:
+            payload = self.read(msg2)
+        except HandshakeFailed:
+            refused = _refusal(msg2)  # the responder refused (wrong network key) instead of answering
+            if refused is None:
+                raise
+            raise refused from None
+        self._check_identity(payload)
         return self.write(self.local.static_payload)
 
     def responder_step1(self, msg1: bytes) -> bytes:
@@ -248,6 +263,23 @@ class Channel:
             raise MalformedMessage("frame failed authentication (tampered, replayed or out of order)") from None
         self._rn += 1
         return data
+
+
+def refusal(exc: Exception) -> bytes:
+    """The plaintext ERROR a responder sends instead of message 2 (e.g. a wrong network key)."""
+    return wire.pack_plain({"error": getattr(exc, "code", "handshake_failed"), "message": str(exc)[:300]})
+
+
+def _refusal(msg2: bytes) -> Exception | None:
+    """The typed error in a responder's plaintext refusal, or None if ``msg2`` is not one."""
+    try:
+        err = wire.unpack_plain(msg2, 1024)
+    except Exception:  # random Noise bytes: not a refusal
+        return None
+    if not isinstance(err, dict) or not isinstance(err.get("error"), str):
+        return None
+    from .errors import from_code
+    return from_code(err["error"][:40], f"the peer refused the handshake: {str(err.get('message', ''))[:300]}")
 
 
 def random_psk() -> bytes:

@@ -20,7 +20,7 @@ import nacl.secret
 import nacl.signing
 import nacl.utils
 
-from core.files import write_atomic
+from core.files import private_dir, write_atomic
 from core.errors import (CorruptKeyFile, InvalidSignature, MalformedMessage, NoIdentity,
                          PassphraseRequired, WrongPassphrase)
 
@@ -140,7 +140,7 @@ class Identity:
         ``opslimit``/``memlimit`` override the module defaults (tests use cheap ones).
         """
         home = Path(home)
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(home)
         seed = bytes(self.signing_key)
         doc: dict = {"covey_key": KEY_FORMAT, "name": self.name}
         if passphrase is None:

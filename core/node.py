@@ -20,11 +20,11 @@ from . import wire
 from .config import MODE_RANK, Settings, offered_modes, load_settings, save_settings, with_changes, write_secret
 from .connection import CLOSE_POLICY, CLOSE_REPLACED, CLOSE_SHUTDOWN, PeerConnection
 from .errors import (BadRequest, CoveyError, PeerBanned, PeerUnreachable, RateLimited,
-                     RefusedByPolicy, TimedOut, from_code)
+                     RefusedByPolicy, TimedOut, UnknownPeer, from_code)
 from .events import EventBus
 from .handshake import LocalEndpoint, random_psk
 from .identity import Identity, is_peer_id
-from .peers import PeerBook, Tier
+from .peers import MIN_PREFIX, PeerBook, Tier, keeps_connected
 from .proxy import read_password
 from .store import PeerRecord, Store
 from .routing import OutboundRoute
@@ -37,6 +37,8 @@ DB_FILE = "covey.db"
 Handler = Callable[[str, dict], Any]   # (peer_id, body) -> reply body | None (sync or async)
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 60.0
 SWEEP_INTERVAL = 0.1  # how often unanswered requests are checked against their timeout
+MAX_LAN_DIALS = 4     # LAN peers dialled at once for the session (a beacon flood dials no more)
+USER_SOURCES = ("manual", "bootstrap")  # dials whose address the user gave
 
 
 class Node:
@@ -59,6 +61,7 @@ class Node:
         self._deadlines: dict[int, float] = {}       # request id -> loop time it expires
         self._sweeper: asyncio.Task | None = None
         self._keepers: dict[str, asyncio.Task] = {}
+        self._lan_dials: dict[str, asyncio.Task] = {}
         self._tasks: set[asyncio.Task] = set()
         self._unknown_budget: dict[str, list[float]] = {}
         self._stopping = False
@@ -93,13 +96,20 @@ class Node:
         return key
 
     def _endpoint(self) -> LocalEndpoint:
-        return LocalEndpoint.create(self.identity, self.settings.mode, self.settings.min_mode, self.psk())
+        # Over tor, inbound peers arrive from tor's 127.0.0.1: a listen port in the hello would
+        # only be recorded as a loopback address they cannot dial (and leak the port).
+        return LocalEndpoint.create(self.identity, self.settings.mode, self.settings.min_mode, self.psk(),
+                                    announce_port=not self.route.via_tor)
 
     async def start(self) -> None:
         """Open the database, listen, start discovery and reconnect to known peers."""
         self.started_at = time.time()
         self.store = Store(self.home / DB_FILE)
-        self.peers = PeerBook(self.store, self.events, ban_threshold=self.settings.ban_threshold)
+        self.peers = PeerBook(self.store, self.events, ban_threshold=self.settings.ban_threshold,
+                              max_unkept=self.settings.max_unknown_peers,
+                              unkept_ttl=self.settings.unknown_peer_ttl,
+                              in_use=lambda peer_id: peer_id in self.connections)
+        self.peers.expire()
         self.transport = Transport(self._endpoint(), self.settings, admit=self._admit,
                                    on_connection=self._run_connection, health=self._health,
                                    proxy_password=read_password(self.home))
@@ -117,7 +127,7 @@ class Node:
             await service.start()
         await self.route.start()
         for rec in self.peers.list():
-            if rec.address and not rec.banned:
+            if keeps_connected(rec):
                 self._keep(rec.id)
         for address in self.settings.bootstrap:
             self._spawn(self._bootstrap(address))
@@ -199,7 +209,7 @@ class Node:
     def _health(self) -> dict:
         return {"id": self.identity.id, "peers": len(self.connections)}
 
-    def peer_view(self, rec: PeerRecord) -> dict:
+    def peer_view(self, rec: PeerRecord, discovered: bool = False) -> dict:
         conn = self.connections.get(rec.id)
         seen = rec.last_seen
         return {"id": rec.id, "name": rec.name, "address": rec.address, "tier": rec.tier,
@@ -207,10 +217,17 @@ class Node:
                 "mode": conn.mode if conn is not None else rec.mode,
                 "reputation": round(rec.reputation, 4), "banned": rec.banned,
                 "last_seen": _iso(seen), "pinned": rec.pinned, "source": rec.source,
-                "fingerprint": _fingerprint(rec.id)}
+                "kept": rec.kept, "discovered": discovered, "fingerprint": _fingerprint(rec.id)}
 
     def list_peers(self) -> list[dict]:
-        return [self.peer_view(r) for r in self.peers.list()]
+        """The peer book, then the nodes heard on the LAN that are not in it (``discovered``:
+        held in memory by discovery, bounded and expiring, until the user adds or trusts one)."""
+        views = [self.peer_view(r) for r in self.peers.list()]
+        in_book = {v["id"] for v in views}
+        for beacon in self.discovery.peers() if self.discovery is not None else []:
+            if beacon.id not in in_book and beacon.id != self.identity.id:
+                views.append(self.peer_view(_discovered_record(beacon), discovered=True))
+        return views
 
     # -- messaging API for services ---------------------------------------------
     def on_message(self, msg_type: str, handler: Handler) -> None:
@@ -329,8 +346,13 @@ class Node:
             recent.append(now)
             self._unknown_budget[host] = recent
 
-    async def _run_connection(self, conn: PeerConnection, address: str | None = None) -> None:
-        """Register an authenticated connection and read from it until it closes."""
+    async def _run_connection(self, conn: PeerConnection, address: str | None = None,
+                              source: str | None = None) -> None:
+        """Register an authenticated connection and read from it until it closes.
+
+        ``address`` is what we dialled (None for inbound); ``source`` why we dialled it
+        (``manual``/``bootstrap``: an address the user gave; ``lan``: a beacon's).
+        """
         peer_id = conn.peer_id
         existing = self.connections.get(peer_id)
         if existing is not None and not existing.closed:
@@ -340,21 +362,21 @@ class Node:
             await loser.close(CLOSE_REPLACED, "duplicate connection")
             if not keep_new:
                 return
-        if not address and conn.listen_port:
-            address = _join(conn.remote, conn.listen_port)
         known = self.peers.get(peer_id)
+        if source is None:
+            source = "manual" if conn.initiator else "inbound"
         # The name a peer announces fills an empty one; it never overrides the user's choice.
         rec = self.peers.add_or_update(peer_id, name=None if known and known.name else conn.peer_name or None,
-                                       address=address,
-                                       source=None if known else ("manual" if conn.initiator else "inbound"),
-                                       mode=conn.mode)
+                                       address=self._address_to_record(known, conn, address, source),
+                                       source=None if known else source, mode=conn.mode,
+                                       kept=True if source in USER_SOURCES else None)
         self.peers.seen(peer_id, mode=conn.mode)
         self.connections[peer_id] = conn
         conn.on_message = self._dispatch
         self.events.emit(ev.PEER_CONNECTED, peer=peer_id, name=rec.name, mode=conn.mode,
                          address=rec.address, initiator=conn.initiator)
         log.info("connected to %s (%s) in %s mode", rec.name or peer_id[:12], rec.address, conn.mode)
-        if rec.address and peer_id not in self._keepers and not self._stopping:
+        if keeps_connected(rec) and peer_id not in self._keepers and not self._stopping:
             self._keep(peer_id)
         try:
             await conn.run()
@@ -366,11 +388,30 @@ class Node:
                 self.events.emit(ev.PEER_DISCONNECTED, peer=peer_id, reason=conn.close_reason)
                 log.info("disconnected from %s: %s", peer_id[:12], conn.close_reason)
 
-    async def dial(self, address: str, expected_id: str | None = None) -> PeerConnection:
+    def _address_to_record(self, known: PeerRecord | None, conn: PeerConnection,
+                           dialled: str | None, source: str) -> str | None:
+        """The address to store for a new connection, or None to leave the stored one.
+
+        An address the user gave wins. A LAN beacon or an inbound connection never moves a
+        peer the user added, pinned or trusted (over tor an inbound peer seems to come from
+        127.0.0.1, which would replace its .onion address with one nobody can dial).
+        """
+        if dialled and source in USER_SOURCES:
+            return dialled
+        if known is not None and known.kept and known.address:
+            return None
+        if dialled:
+            return dialled
+        if conn.listen_port and not self.route.via_tor:
+            return _join(conn.remote, conn.listen_port)
+        return None
+
+    async def dial(self, address: str, expected_id: str | None = None,
+                   source: str = "manual") -> PeerConnection:
         """Connect to ``address``, authenticate, and register the connection."""
         self.route.check()
         conn = await self.transport.dial(address, expected_id)
-        task = self._spawn(self._run_connection(conn, address))
+        task = self._spawn(self._run_connection(conn, address, source))
         for _ in range(50):  # registration happens on the first loop turn of the task
             if self.connections.get(conn.peer_id) is conn or task.done() or conn.closed:
                 break
@@ -387,7 +428,7 @@ class Node:
         try:
             while not self._stopping:
                 rec = self.peers.get(peer_id)
-                if rec is None or rec.banned or not rec.address:
+                if rec is None or not keeps_connected(rec):
                     return
                 conn = self.connections.get(peer_id)
                 if conn is not None and not conn.closed:
@@ -411,43 +452,61 @@ class Node:
 
     async def _bootstrap(self, address: str) -> None:
         try:
-            await self.add_peer(address)
+            await self.add_peer(address, source="bootstrap")
         except CoveyError as exc:
             log.warning("bootstrap peer %s: %s", address, exc)
 
     def _on_discovered(self, beacon) -> None:
+        """A node heard on the LAN. It stays in discovery's memory (bounded, expiring), out of
+        the peer book, until the user adds or trusts it; it is dialled once for this session
+        (a stranger, UNKNOWN), with no keeper and without moving any stored address."""
         if beacon.id == self.identity.id or self._stopping:
             return
         address = _join(beacon.host, beacon.port)
-        known = self.peers.get(beacon.id)
-        rec = self.peers.add_or_update(beacon.id, name=None if known else beacon.name, address=address,
-                                       source=None if known else "lan")
         self.events.emit(ev.PEER_DISCOVERED, peer=beacon.id, name=beacon.name, address=address)
-        if not rec.banned:
-            self._keep(beacon.id)
+        rec = self.peers.get(beacon.id)
+        conn = self.connections.get(beacon.id)
+        if (rec is not None and rec.banned) or (conn is not None and not conn.closed):
+            return
+        if beacon.id in self._lan_dials or len(self._lan_dials) >= MAX_LAN_DIALS:
+            return
+        self._lan_dials[beacon.id] = self._spawn(self._lan_dial(beacon.id, address))
+
+    async def _lan_dial(self, peer_id: str, address: str) -> None:
+        try:
+            await self.dial(address, peer_id, source="lan")
+        except CoveyError as exc:
+            log.debug("LAN peer %s at %s not reached: %s", peer_id[:12], address, exc)
+        finally:
+            self._lan_dials.pop(peer_id, None)
 
     def _on_lost(self, peer_id: str) -> None:
         self.events.emit(ev.PEER_LOST, peer=peer_id)
 
     # -- user commands -------------------------------------------------------------
-    async def add_peer(self, address: str, key: str | None = None, name: str | None = None) -> dict:
+    async def add_peer(self, address: str, key: str | None = None, name: str | None = None,
+                       *, source: str = "manual") -> dict:
         """Add a peer by address. With ``key`` the identity is pinned before connecting;
-        without it, the first key seen is pinned (the peer stays UNKNOWN)."""
+        without it, the first key seen is pinned (the peer stays UNKNOWN). Either way the
+        node keeps reconnecting to it (``source`` is ``bootstrap`` for configured addresses)."""
         if key is not None:
             key = key.strip().lower()
             if not is_peer_id(key):
                 raise BadRequest("--key must be the peer's id: 64 hex digits (see `covey id` on that node)")
             if key == self.identity.id:
                 raise BadRequest("that is this node's own key")
-            self.peers.add_or_update(key, name=name, address=address, source="manual", pinned=True)
+            self.peers.add_or_update(key, name=name, address=address, source=source, pinned=True,
+                                     kept=True)
             self._keep(key)
             try:
                 await asyncio.wait_for(self._await_connected(key), self.settings.connect_timeout)
             except asyncio.TimeoutError:
                 log.info("peer %s added; not reachable yet, retrying in the background", address)
             return self.peer_view(self.peers.get(key))
-        conn = await self.dial(address)
-        rec = self.peers.add_or_update(conn.peer_id, name=name, address=address, pinned=True)
+        conn = await self.dial(address, source=source)
+        rec = self.peers.add_or_update(conn.peer_id, name=name, address=address, pinned=True, kept=True)
+        if keeps_connected(rec):
+            self._keep(rec.id)
         return self.peer_view(rec)
 
     async def _await_connected(self, peer_id: str) -> None:
@@ -455,10 +514,30 @@ class Node:
             await self.events.wait_for(ev.PEER_CONNECTED, lambda e: e.data.get("peer") == peer_id, 30)
 
     def resolve(self, ref: str) -> PeerRecord:
-        return self.peers.resolve(ref)
+        """A peer of the book, or a node heard on the LAN (which the user's action adds to the book)."""
+        try:
+            return self.peers.resolve(ref)
+        except UnknownPeer:
+            beacon = self._discovered(ref)
+            if beacon is None:
+                raise
+            return self.peers.add_or_update(beacon.id, name=beacon.name, source="lan",
+                                            address=_join(beacon.host, beacon.port))
+
+    def _discovered(self, ref: str):
+        """The one LAN node (not in the book) named by ``ref`` (id, id prefix, name), or None."""
+        text = (ref or "").strip()
+        lowered = text.lower()
+        by_prefix = len(lowered) >= MIN_PREFIX and all(c in "0123456789abcdef" for c in lowered)
+        found = [b for b in (self.discovery.peers() if self.discovery is not None else [])
+                 if b.name == text or (by_prefix and b.id.startswith(lowered))]
+        return found[0] if len(found) == 1 else None
 
     def trust(self, ref: str, tier: str) -> dict:
-        return self.peer_view(self.peers.set_tier(self.resolve(ref).id, tier))
+        rec = self.peers.set_tier(self.resolve(ref).id, tier)
+        if keeps_connected(rec):
+            self._keep(rec.id)   # trusted: the node now keeps it connected
+        return self.peer_view(rec)
 
     async def ban(self, ref: str) -> dict:
         rec = self.peers.ban(self.resolve(ref).id)
@@ -467,7 +546,7 @@ class Node:
 
     def unban(self, ref: str) -> dict:
         rec = self.peers.unban(self.resolve(ref).id)
-        if rec.address:
+        if keeps_connected(rec):
             self._keep(rec.id)
         return self.peer_view(rec)
 
@@ -537,8 +616,8 @@ class Node:
                         password: str | None = None) -> dict:
         return await self.route.set_proxy(mode, host, port, user, password)
 
-    async def use_tor(self, control: str | None = None) -> dict:
-        return await self.route.use_tor(control)
+    async def use_tor(self, control: str | None = None, config: str | None = None) -> dict:
+        return await self.route.use_tor(control, config)
 
     def proxy_view(self) -> dict:
         return self.route.view()
@@ -546,6 +625,12 @@ class Node:
 
 def _join(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _discovered_record(beacon) -> PeerRecord:
+    """How a LAN node that is not in the book is shown: a stranger heard at its beacon's address."""
+    return PeerRecord(id=beacon.id, name=beacon.name, address=_join(beacon.host, beacon.port),
+                      source="lan", last_seen=beacon.ts)
 
 
 def _iso(ts: float | None) -> str | None:

@@ -26,6 +26,8 @@ START_REPUTATION = 0.5
 REWARD = 0.01
 PENALTY = 0.1
 SEEN_WRITE_INTERVAL = 10.0  # seconds between last_seen writes per peer
+MAX_UNKEPT = 256             # peers the user never acted on (strangers that connected)
+UNKEPT_TTL = 7 * 86400.0     # ... forgotten after this long without being seen
 MIN_PREFIX = 4
 MAX_NAME = 64
 MAX_ADDRESS = 512
@@ -123,18 +125,35 @@ def _clean_name(name: str) -> str:
     return cleaned[:MAX_NAME]
 
 
+def keeps_connected(rec: PeerRecord) -> bool:
+    """Whether the node should keep redialling this peer: only peers the user acted on
+    (added, pinned, trusted), never strangers that merely connected or were heard on the LAN."""
+    return rec.kept and not rec.banned and bool(rec.address)
+
+
 class PeerBook:
-    """Peers, trust tiers, bans and reputation, persisted in the Store."""
+    """Peers, trust tiers, bans and reputation, persisted in the Store.
+
+    Rows the user never acted on (``kept`` false: strangers that connected to us) are
+    bounded: at most ``max_unkept`` of them, the least recently seen evicted first, and
+    each forgotten ``unkept_ttl`` seconds after it was last seen.
+    """
 
     def __init__(self, store: Store, events: EventBus, ban_threshold: float = DEFAULT_BAN_THRESHOLD,
                  *, seen_interval: float = SEEN_WRITE_INTERVAL,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, max_unkept: int = MAX_UNKEPT,
+                 unkept_ttl: float = UNKEPT_TTL, in_use: Callable[[str], bool] | None = None):
         if not 0.0 <= ban_threshold < 1.0:
             raise ValueError("ban_threshold must be in [0, 1)")
+        if max_unkept < 1 or not unkept_ttl > 0:
+            raise ValueError("max_unkept must be >= 1 and unkept_ttl > 0")
         self.store = store
         self.events = events
         self.ban_threshold = ban_threshold
         self.seen_interval = seen_interval
+        self.max_unkept = max_unkept
+        self.unkept_ttl = unkept_ttl
+        self._in_use = in_use or (lambda peer_id: False)
         self._clock = clock
         self._lock = threading.RLock()
         self._last_seen_write: dict[str, tuple[float, str | None]] = {}
@@ -226,10 +245,12 @@ class PeerBook:
     # -- writing -------------------------------------------------------------
     def add_or_update(self, peer_id: str, *, name: str | None = None, address: str | None = None,
                       source: str | None = None, pinned: bool | None = None,
-                      mode: str | None = None) -> PeerRecord:
+                      mode: str | None = None, kept: bool | None = None) -> PeerRecord:
         """Add a peer (as UNKNOWN) or update the given fields of a known one; never changes the tier.
 
         ``source`` records how we first learned of the peer and is kept on updates.
+        ``kept=True`` marks a user's decision (a row that is never evicted); a new row
+        without it may evict the least recently seen row the user never acted on.
         """
         if not is_peer_id(peer_id):
             raise BadRequest(f"not a peer id (64 lowercase hex digits): {peer_id!r:.80}")
@@ -246,6 +267,8 @@ class PeerBook:
             if created:
                 rec = PeerRecord(id=peer_id, tier=Tier.UNKNOWN.value, reputation=START_REPUTATION,
                                  source=source or "manual", added_at=self._clock())
+                if not kept:
+                    self._make_room()
             if clean_name:
                 rec.name = clean_name
             if address is not None:
@@ -254,6 +277,8 @@ class PeerBook:
                 rec.pinned = bool(pinned)
             if mode is not None:
                 rec.mode = mode
+            if kept:
+                rec.kept = True
             self._save(rec)
         if created:
             # ``peer_name``: ``name`` is EventBus.emit's own first parameter.
@@ -266,9 +291,9 @@ class PeerBook:
         new = parse_tier(tier)
         with self._lock:
             rec = self._require(peer_id)
-            previous = rec.tier
-            rec.tier = new.value
-            if previous != new.value:
+            previous, was_kept = rec.tier, rec.kept
+            rec.tier, rec.kept = new.value, True
+            if previous != new.value or not was_kept:
                 self._save(rec)
         if previous != new.value:
             log.info("peer %s: tier %s -> %s", peer_id[:16], previous, new.value)
@@ -279,10 +304,12 @@ class PeerBook:
         """Ban the peer until the user lifts it; emits PEER_BANNED."""
         with self._lock:
             rec = self._require(peer_id)
-            if rec.banned:
+            if rec.banned and rec.kept:
                 return rec
-            rec.banned = True
+            was_banned, rec.banned, rec.kept = rec.banned, True, True
             self._save(rec)
+            if was_banned:
+                return rec
         log.warning("peer %s banned: %s", peer_id[:16], reason)
         self.events.emit(ev.PEER_BANNED, peer=peer_id, reason=reason, reputation=rec.reputation)
         return rec
@@ -293,7 +320,7 @@ class PeerBook:
             rec = self._require(peer_id)
             previous_rep = rec.reputation
             was_banned = rec.banned
-            rec.banned = False
+            rec.banned, rec.kept = False, True
             rec.reputation = round(max(rec.reputation, self.ban_threshold + 0.1), 6)
             self._save(rec)
         if was_banned:
@@ -305,12 +332,50 @@ class PeerBook:
 
     def remove(self, peer_id: str) -> None:
         """Forget the peer entirely (including a ban); emits PEER_REMOVED."""
+        if not self._forget(peer_id):
+            raise UnknownPeer(f"no peer {peer_id[:16]!r} in the peer book", peer=peer_id)
+        self.events.emit(ev.PEER_REMOVED, peer=peer_id)
+
+    def _forget(self, peer_id: str) -> bool:
         with self._lock:
             self._records().pop(peer_id, None)
-            if not self.store.delete_peer(peer_id):
-                raise UnknownPeer(f"no peer {peer_id[:16]!r} in the peer book", peer=peer_id)
             self._last_seen_write.pop(peer_id, None)
-        self.events.emit(ev.PEER_REMOVED, peer=peer_id)
+            return self.store.delete_peer(peer_id)
+
+    # -- bounds on rows nobody asked for -------------------------------------------
+    def unkept_count(self) -> int:
+        return sum(1 for r in self._records().values() if not r.kept)
+
+    def expire(self) -> int:
+        """Forget rows the user never acted on that were not seen for ``unkept_ttl``; returns how many."""
+        cutoff = self._clock() - self.unkept_ttl
+        with self._lock:
+            stale = [r.id for r in self._records().values()
+                     if not r.kept and (r.last_seen or r.added_at) < cutoff and not self._in_use(r.id)]
+            for peer_id in stale:
+                self._forget(peer_id)
+        for peer_id in stale:
+            self.events.emit(ev.PEER_REMOVED, peer=peer_id, reason="expired")
+        if stale:
+            log.info("forgot %d peers not seen for %.0f days that were never added or trusted",
+                     len(stale), self.unkept_ttl / 86400)
+        return len(stale)
+
+    def _make_room(self) -> None:
+        """Called under the lock before a new unkept row: expire, then evict down to the cap.
+
+        The victim is the least recently seen unkept row, preferring ones not connected
+        and not banned (a banned stranger's row goes last, so its ban lasts as long as it can).
+        """
+        self.expire()
+        while True:
+            unkept = [r for r in self._records().values() if not r.kept]
+            if len(unkept) < self.max_unkept:
+                return
+            victim = min(unkept, key=lambda r: (self._in_use(r.id), r.banned, r.last_seen or r.added_at))
+            self._forget(victim.id)
+            log.debug("peer book full of strangers: forgot %s", victim.id[:16])
+            self.events.emit(ev.PEER_REMOVED, peer=victim.id, reason="evicted")
 
     def seen(self, peer_id: str, *, mode: str | None = None) -> None:
         """Note that the peer was just active (and its negotiated mode).

@@ -52,6 +52,11 @@ class OutboundRoute:
                                    "not connecting directly (fail closed)")
         self.tor.check_ready()
 
+    @property
+    def via_tor(self) -> bool:
+        """Whether the node is reached (and reaches out) through tor."""
+        return self.node.settings.proxy_mode == "tor"
+
     def onion(self) -> str | None:
         return self.tor.address if self.tor is not None else None
 
@@ -65,17 +70,24 @@ class OutboundRoute:
         await self.node.update_settings(proxy_mode=mode, proxy_host=host, proxy_port=port, proxy_user=user)
         return self.view()
 
-    async def use_tor(self, control: str | None = None) -> dict:
+    async def use_tor(self, control: str | None = None, config: str | None = None) -> dict:
         """Route outbound connections through tor and publish the node as an onion service.
 
         ``control`` (HOST:PORT) attaches to a running tor; without it the node
         starts its own tor (settings ``tor_config`` / ``tor_public_network``).
+        ``config`` sets ``tor_config``: the torrc lines (a private network's
+        DirAuthority lines) our own tor joins with.
         Raises why tor did not start; dials fail closed meanwhile.
         """
+        changes = {}
+        if config is not None:
+            if control:
+                raise BadRequest("--tor-config is for a tor this node starts; it cannot go with --tor-control")
+            changes["tor_config"] = _readable_config(config)
         await self.stop()
         save_password(self.node.home, None)
         await self.node.update_settings(proxy_mode="tor", proxy_host="", proxy_port=0, proxy_user="",
-                                        tor_control=control or "")
+                                        tor_control=control or "", **changes)
         await self._start_tor()
         return self.view()
 
@@ -124,3 +136,16 @@ class OutboundRoute:
             view["tor"] = (self.tor.status() if self.tor is not None
                            else {"running": False, "error": self.tor_error})
         return view
+
+
+def _readable_config(config: str) -> str:
+    """The absolute path of a tor config file that exists and can be read (BadRequest otherwise)."""
+    path = Path(config).expanduser()
+    if not path.is_absolute():
+        raise BadRequest(f"the tor config {config!r} must be an absolute path")
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as exc:
+        raise BadRequest(f"cannot read the tor config {path}: {exc.strerror}") from None
+    return str(path)

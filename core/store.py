@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from core.errors import BadRequest, CoveyError, StoreCorrupt, StoreLocked
+from core.files import private_dir, private_file
 
 log = logging.getLogger("covey.store")
 
@@ -46,6 +47,13 @@ MIGRATIONS: list[Sequence[str]] = [
         "CREATE INDEX peers_name ON peers(name)",
         "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ),
+    (
+        # kept: the user added, pinned, trusted or banned this peer. Rows without it
+        # (strangers that connected, LAN finds) are capped and expire (core.peers).
+        "ALTER TABLE peers ADD COLUMN kept INTEGER NOT NULL DEFAULT 0",
+        "UPDATE peers SET kept = 1 WHERE source IN ('manual', 'bootstrap') OR pinned = 1 "
+        "OR tier != 'unknown' OR banned = 1",
+    ),
 ]
 
 
@@ -68,17 +76,19 @@ class PeerRecord:
     source: str = "manual"  # manual|lan|bootstrap|inbound
     mode: str | None = None  # last negotiated encryption mode
     added_at: float = 0.0
+    kept: bool = False      # the user acted on it (added, pinned, trusted, banned): never evicted
 
 
 _PEER_COLUMNS = ("id", "name", "address", "tier", "reputation", "banned", "last_seen",
-                 "pinned", "source", "mode", "added_at")
+                 "pinned", "source", "mode", "added_at", "kept")
 
 
 def _peer_from_row(row: sqlite3.Row) -> PeerRecord:
     return PeerRecord(id=row["id"], name=row["name"], address=row["address"], tier=row["tier"],
                       reputation=float(row["reputation"]), banned=bool(row["banned"]),
                       last_seen=row["last_seen"], pinned=bool(row["pinned"]),
-                      source=row["source"], mode=row["mode"], added_at=float(row["added_at"]))
+                      source=row["source"], mode=row["mode"], added_at=float(row["added_at"]),
+                      kept=bool(row["kept"]))
 
 
 class Store:
@@ -90,8 +100,9 @@ class Store:
         self._lock = threading.RLock()
         self._in_transaction = False
         self._conn: sqlite3.Connection | None = None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         self._check_integrity()
+        self._restrict_files()
         try:
             with self._translate():
                 self._conn = sqlite3.connect(self.path, timeout=busy_timeout,
@@ -139,6 +150,15 @@ class Store:
         if rows != ["ok"]:
             self._remove_empty(absent_before)
             raise self._corrupt("; ".join(str(r) for r in rows))
+
+    def _restrict_files(self) -> None:
+        """The database and its WAL are 0600: SQLite gives -wal/-shm the mode of the main file,
+        so creating that one 0600 (and fixing older homes' files) covers all three."""
+        private_file(self.path)
+        for suffix in ("-wal", "-shm"):
+            side = self.path.with_name(self.path.name + suffix)
+            if side.exists():
+                private_file(side)
 
     @staticmethod
     def _remove_empty(created: list[Path]) -> None:
@@ -280,7 +300,8 @@ class Store:
     def upsert_peer(self, rec: PeerRecord) -> None:
         """Insert or replace the peer row with ``rec``'s values."""
         values = (rec.id, rec.name, rec.address, rec.tier, float(rec.reputation), int(rec.banned),
-                  rec.last_seen, int(rec.pinned), rec.source, rec.mode, float(rec.added_at))
+                  rec.last_seen, int(rec.pinned), rec.source, rec.mode, float(rec.added_at),
+                  int(rec.kept))
         updates = ", ".join(f"{c} = excluded.{c}" for c in _PEER_COLUMNS[1:])
         self.execute(f"INSERT INTO peers ({', '.join(_PEER_COLUMNS)}) "
                      f"VALUES ({', '.join('?' * len(_PEER_COLUMNS))}) "

@@ -20,7 +20,7 @@ from .config import Settings, parse_hostport
 from .connection import CLOSE_POLICY, CLOSE_PROTOCOL, PeerConnection
 from .errors import (CoveyError, HandshakeFailed, KeyMismatch, MalformedMessage, PeerUnreachable,
                      ProxyUnreachable, RateLimited, TimedOut, from_code)
-from .handshake import LocalEndpoint, NoiseHandshake, choose, make_hello, parse_choice, parse_hello
+from .handshake import LocalEndpoint, NoiseHandshake, choose, make_hello, parse_choice, parse_hello, refusal
 
 log = logging.getLogger("covey.transport")
 
@@ -137,7 +137,12 @@ class Transport:
             raise HandshakeFailed(f"peer offers only {', '.join(hello['modes'])}; "
                                   f"this node requires at least {self.local.min}")
         hs = NoiseHandshake(self.local, mode, False, hello_bytes, choice)
-        await ws.send_bytes(hs.responder_step1(await _receive(ws)))
+        try:
+            msg2 = hs.responder_step1(await _receive(ws))
+        except CoveyError as exc:  # psk0: a wrong network key fails here, before we say who we are
+            await ws.send_bytes(refusal(exc))
+            raise
+        await ws.send_bytes(msg2)
         try:
             hs.responder_step2(await _receive(ws))
         except CoveyError as exc:

@@ -35,7 +35,7 @@ from safetensors.numpy import load as load_safetensors
 from safetensors.numpy import save as save_safetensors
 
 from core.errors import BadRequest
-from core.files import write_atomic
+from core.files import private_dir, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class CheckpointStore:
             raise BadRequest("keep at least one weights file")
         self.directory = Path(directory)
         self.keep = keep
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         self._remove_stale_temp_files()
 
     def save(self, round_no: int, weights: dict[str, np.ndarray], meta: dict) -> Path:

@@ -99,22 +99,14 @@ def test_commands_without_a_running_node_say_how_to_start_one(tmp_path):
 
 
 def test_control_api_refuses_missing_wrong_token_and_malformed_requests(headless):
-    import urllib.error
-    import urllib.request
+    from core.cli import control_request
     a = headless("a")
     control = json.loads((a.home / "control.json").read_text())
     assert stat.S_IMODE(os.stat(a.home / "control.json").st_mode) == 0o600
 
     def post(path, data: bytes, token: str | None):
-        headers = {"Content-Type": "application/json"}
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        req = urllib.request.Request(control["url"] + path, data=data, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=5) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
+        # the CLI's own client: the control API listens on a Unix socket in the home
+        return control_request(a.home, path, data, token=token, timeout=5)
 
     assert post("/v1/id", b"{}", None)[0] == 401
     status, body = post("/v1/id", b"{}", "0" * 64)

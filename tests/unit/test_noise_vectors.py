@@ -21,10 +21,10 @@ from core.handshake import NOISE_NAMES, Channel
 
 _DATA = json.loads((Path(__file__).parent / "data" / "noise_vectors.json").read_text())
 VECTORS = {v["protocol_name"]: v for v in _DATA["vectors"]}
-XX_MESSAGES = 3  # -> e; <- e, ee, s, es; -> s, se (psk3 adds its psk token to the third)
+XX_MESSAGES = 3  # -> e; <- e, ee, s, es; -> s, se (psk0 adds its psk token to the first, psk3 to the third)
 # The Channel mode that runs each protocol with encrypted frames ("none" sends frames in clear).
 CHANNEL_MODE = {b"Noise_XX_25519_AESGCM_SHA256": "asymmetric",
-                b"Noise_XXpsk3_25519_AESGCM_SHA256": "symmetric"}
+                b"Noise_XXpsk0+psk3_25519_AESGCM_SHA256": "symmetric"}
 
 
 def _hex(value: str) -> bytes:
@@ -109,6 +109,8 @@ def test_library_handshake_messages_equal_the_vector_byte_for_byte(vector):
 
 
 def test_library_handshake_hash_equals_the_vector(vector):
+    if "handshake_hash" not in vector:
+        pytest.skip("snow's vectors publish no handshake hash; their transport messages pin the keys")
     run = _replay(vector)
     assert run.initiator.get_handshake_hash().hex() == vector["handshake_hash"]
     assert run.responder.get_handshake_hash().hex() == vector["handshake_hash"]

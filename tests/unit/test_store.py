@@ -34,7 +34,7 @@ def db(tmp_path) -> Path:
 def test_new_database_uses_wal_and_the_current_schema(db):
     with Store(db) as store:
         assert store.query_one("PRAGMA journal_mode")[0] == "wal"
-        assert store.schema_version() == 1
+        assert store.schema_version() == 2  # 2: the peers.kept column (issue 6, finding 8)
     assert db.exists()
 
 
@@ -70,7 +70,7 @@ def test_data_persists_across_reopen(db):
     with Store(db) as store:
         assert store.get_peer(peer(7).id).reputation == 0.42
         assert store.get_setting("proxy") == {"mode": "socks5", "port": 9050}
-        assert store.schema_version() == 1
+        assert store.schema_version() == 2
 
 
 def test_settings_hold_json_values_and_defaults(db):
