@@ -249,6 +249,7 @@ class PeerConnection:
                     await self.close(CLOSE_PROTOCOL, "text frames are not part of the protocol")
                     break
         except _ProtocolViolation as exc:
+            self._drop_parts()  # give the budget back now, not after the close handshake
             await self.close(exc.code, str(exc))
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             self.close_reason = f"connection lost: {exc}"

@@ -17,7 +17,6 @@ before any expensive work:
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from typing import Awaitable, Callable
 
@@ -39,6 +38,7 @@ HANDSHAKE_FRAME_MAX = 4096
 PER_ADDRESS_HANDSHAKES = 16
 EVICT_AFTER = 1.0       # seconds a handshake must have stalled before a newcomer may evict it
 CLOSE_HANDSHAKE = 4001
+_TOR_SOURCES = ("127.0.0.1", "::1")  # where the onion service (a local tor) connects from
 
 Admit = Callable[[str, str], None]                       # (peer_id, remote host) -> raises to refuse
 OnConnection = Callable[[PeerConnection], Awaitable[None]]
@@ -184,13 +184,8 @@ class Transport:
         return ws
 
     def _via_tor(self, host: str) -> bool:
-        """Inbound through our onion service: tor on, and the socket comes from loopback."""
-        if self.settings.proxy_mode != "tor":
-            return False
-        try:
-            return ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
+        """Inbound through our onion service: tor on, and the socket comes from tor on 127.0.0.1."""
+        return self.settings.proxy_mode == "tor" and host in _TOR_SOURCES
 
     def _make_room(self, pool: str, host: str) -> bool:
         """Whether a handshake from ``host`` may start now, evicting a stalled one if needed."""
