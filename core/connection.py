@@ -101,6 +101,10 @@ class PeerConnection:
     def closed(self) -> bool:
         return self._closed.is_set() or self.ws.closed
 
+    def refund(self) -> None:
+        """Give back the token of a message this node solicited (the reply to its request)."""
+        self._tokens += 1
+
     def set_limits(self, limits: PeerLimits) -> None:
         """Apply new limits (the peer's tier changed); a smaller bucket is cut at once."""
         self.limits = limits

@@ -288,6 +288,7 @@ class Node:
             entry = self._pending.get(msg.reply_to)
             if entry is not None and entry[0] is conn:
                 del self._pending[msg.reply_to]
+                conn.refund()  # an answer we asked for does not count against the peer's rate
                 if not entry[1].done():
                     entry[1].set_result(msg)
             return None  # a reply nobody here waits for on this connection is dropped, never answered
