@@ -97,6 +97,20 @@ class Settings:
     unknown_peer_ttl: float = 7 * 86400.0  # ... each forgotten this long after it was last seen
     connect_timeout: float = 10.0
     heartbeat: float = 20.0
+    # Flood bounds (issue 6). Inbound sockets and handshakes:
+    hello_timeout: float = 5.0      # an inbound WebSocket must send its hello within this
+    http_idle_timeout: float = 10.0  # an HTTP request (headers) must arrive within this; idle keep-alive too
+    max_connections: int = 512      # inbound sockets at once (peers, handshakes, HTTP)
+    tor_handshakes: int = 32        # concurrent inbound handshakes via the onion service (own budget)
+    max_unknown_connections: int = 32  # established connections with UNKNOWN peers, node-wide
+    # Per peer, once connected:
+    unknown_max_message: int = 8 << 20  # bytes per message from an UNKNOWN peer
+    unknown_partial_budget: int = 32 << 20  # of partial_budget, what UNKNOWN peers may hold together
+    unknown_rate: float = 1000.0    # messages per second from an UNKNOWN peer (token bucket)
+    peer_rate: float = 1_000_000.0  # messages per second from a known peer
+    handler_tasks: int = 32         # async handler tasks in flight per connection
+    partial_budget: int = 256 << 20  # bytes of unfinished chunked messages, all connections together
+    partial_timeout: float = 120.0  # seconds an unfinished chunked message may take
 
     def __post_init__(self) -> None:
         self.validate()
@@ -117,6 +131,13 @@ class Settings:
             raise BadRequest("max_unknown_peers must be at least 1 and unknown_peer_ttl positive")
         if self.max_frame < 4096 or self.max_message < self.max_frame:
             raise BadRequest("max_frame must be >= 4096 and max_message >= max_frame")
+        if min(self.hello_timeout, self.http_idle_timeout, self.partial_timeout,
+               self.unknown_rate, self.peer_rate) <= 0:
+            raise BadRequest("timeouts and message rates must be positive")
+        if min(self.max_connections, self.tor_handshakes, self.max_unknown_connections,
+               self.unknown_max_message, self.handler_tasks, self.partial_budget,
+               self.unknown_partial_budget) < 1:
+            raise BadRequest("connection, handshake, task and size limits must be at least 1")
 
     @property
     def listen_hostport(self) -> tuple[str, int]:

@@ -12,10 +12,15 @@ Sending keeps messages in order and costs little per message:
   then its own frames (chunked above ``max_frame``) without interleaving.
 
 Receiving: ``run()`` reads frames, opens them, reassembles messages up to
-``max_message`` bytes and hands each decoded message to ``on_message``.
-A frame that fails authentication, a message over the cap or a protocol
-violation closes the connection with a reason; a malformed message body or
-an unknown type gets an error reply and the connection stays up.
+the peer's ``limits.max_receive`` bytes and hands each decoded message to
+``on_message``, awaiting what it returns (that await is the backpressure a
+busy node puts on the peer). The peer's messages are metered by a token
+bucket (``limits.rate``): when it is empty the reader sleeps. Unfinished
+chunked messages of all connections share one node-wide ``Budget`` and
+must complete within ``partial_timeout``. A frame that fails
+authentication, a message over the cap, a full budget, a timed-out message
+or a protocol violation closes the connection with a reason; a malformed
+message body or an unknown type gets an error reply and the connection stays up.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ import aiohttp
 from . import wire
 from .errors import CoveyError, MalformedMessage, MessageTooLarge, PeerUnreachable
 from .handshake import Channel
+from .limits import Budget, Gate, PeerLimits
 
 log = logging.getLogger("covey.connection")
 
@@ -38,6 +44,8 @@ CLOSE_TOO_LARGE = 4009  # message over the cap
 CLOSE_POLICY = 4003     # refused by policy (banned, rate limited)
 CLOSE_REPLACED = 4010   # a newer connection to the same peer replaced this one
 CLOSE_SHUTDOWN = 4011   # node shutting down
+CLOSE_BUSY = 4012       # a node-wide budget is exhausted (unfinished messages)
+CLOSE_TOO_SLOW = 4013   # an unfinished message took too long
 MAX_BAD_MESSAGES = 20   # malformed messages tolerated before closing
 BATCH_MAX = 64 << 10    # bytes of small messages carried by one batch frame
 SMALL = 16 << 10        # messages up to this size may be batched
@@ -48,7 +56,9 @@ class PeerConnection:
     """An authenticated channel to one peer (either direction)."""
 
     def __init__(self, ws, channel: Channel, peer_id: str, peer_name: str, *, initiator: bool,
-                 remote: str, listen_port: int, max_frame: int, max_message: int):
+                 remote: str, listen_port: int, max_frame: int, max_message: int,
+                 limits: PeerLimits, budget: Budget, unknown_budget: Budget,
+                 partial_timeout: float = 120.0):
         self.ws = ws
         self.channel = channel
         self.peer_id = peer_id
@@ -58,7 +68,16 @@ class PeerConnection:
         self.listen_port = listen_port       # the peer's advertised listen port (0: none)
         self.mode = channel.mode
         self.max_frame = max_frame
-        self.max_message = max_message
+        self.max_message = max_message      # what we send
+        self.budget = budget                # node-wide: bytes held in unfinished messages
+        self.unknown_budget = unknown_budget  # the part of it UNKNOWN peers may hold
+        self.partial_timeout = partial_timeout
+        self.limits = limits
+        self.gate = Gate(limits.tasks)      # async handler tasks in flight (used by the node)
+        self.throttled = 0                  # times the reader slept for the rate limit
+        self._tokens = limits.burst
+        self._refilled_at = time.monotonic()
+        self._max_whole = limits.max_receive + 1  # frame plaintext bytes of a whole message
         self.opened_at = time.time()
         self.on_message: Callable[["PeerConnection", wire.Message], Awaitable[None] | None] | None = None
         self.close_reason = ""
@@ -73,10 +92,25 @@ class PeerConnection:
         self._closed = asyncio.Event()
         self._parts: list[bytes] = []
         self._parts_size = 0
+        self._held = 0                       # bytes of _parts reserved in the budget
+        self._held_unknown = 0               # ... and in the UNKNOWN peers' share of it
+        self._parts_timer: asyncio.TimerHandle | None = None
+        self._closer: asyncio.Task | None = None
 
     @property
     def closed(self) -> bool:
         return self._closed.is_set() or self.ws.closed
+
+    def refund(self) -> None:
+        """Give back the token of a message this node solicited (the reply to its request)."""
+        self._tokens += 1
+
+    def set_limits(self, limits: PeerLimits) -> None:
+        """Apply new limits (the peer's tier changed); a smaller bucket is cut at once."""
+        self.limits = limits
+        self.gate.size = limits.tasks
+        self._max_whole = limits.max_receive + 1
+        self._tokens = min(self._tokens, limits.burst)
 
     # -- sending ---------------------------------------------------------------
     def send(self, msg: wire.Message, *, urgent: bool = False) -> Awaitable[None]:
@@ -188,11 +222,17 @@ class PeerConnection:
                     if data is None:
                         continue
                     if type(data) is list:
+                        self._tokens -= len(data)
+                        if self._tokens < 0:
+                            await self._throttle()
                         for one in data:
                             pending = self._deliver(one)
                             if pending is not None:
                                 await pending
                         continue
+                    self._tokens -= 1
+                    if self._tokens < 0:
+                        await self._throttle()
                     pending = self._deliver(data)
                     if pending is not None:
                         await pending
@@ -213,13 +253,25 @@ class PeerConnection:
                     await self.close(CLOSE_PROTOCOL, "text frames are not part of the protocol")
                     break
         except _ProtocolViolation as exc:
+            self._drop_parts()  # give the budget back now, not after the close handshake
             await self.close(exc.code, str(exc))
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             self.close_reason = f"connection lost: {exc}"
         finally:
+            self._drop_parts()
             self._closed.set()
             if not ws.closed:
                 await ws.close()
+
+    async def _throttle(self) -> None:
+        """Refill the token bucket; sleep until it is no longer in debt."""
+        limits = self.limits
+        now = time.monotonic()
+        self._tokens = min(limits.burst, self._tokens + (now - self._refilled_at) * limits.rate)
+        self._refilled_at = now
+        if self._tokens < 0:
+            self.throttled += 1
+            await asyncio.sleep(-self._tokens / limits.rate)
 
     def _open(self, frame: bytes) -> bytes | list[bytes] | None:
         try:
@@ -230,6 +282,9 @@ class PeerConnection:
             raise _ProtocolViolation(CLOSE_PROTOCOL, "empty frame")
         kind = plain[0]
         if kind == wire.FRAME_WHOLE and not self._parts:
+            if len(plain) > self._max_whole:
+                raise _ProtocolViolation(CLOSE_TOO_LARGE, f"message exceeds the limit of "
+                                                          f"{self.limits.max_receive} bytes")
             return plain[1:]
         if kind == wire.FRAME_BATCH and not self._parts:
             return _split_batch(plain)
@@ -237,21 +292,54 @@ class PeerConnection:
             raise _ProtocolViolation(CLOSE_PROTOCOL, f"unknown frame kind {kind}")
         if kind == wire.FRAME_WHOLE:
             raise _ProtocolViolation(CLOSE_PROTOCOL, "a whole message interrupted a chunked one")
-        self._parts_size += len(plain) - 1
-        if self._parts_size > self.max_message:
-            raise _ProtocolViolation(CLOSE_TOO_LARGE, f"message exceeds the limit of {self.max_message} bytes")
+        size = len(plain) - 1
+        self._parts_size += size
+        if self._parts_size > self.limits.max_receive:
+            raise _ProtocolViolation(CLOSE_TOO_LARGE, f"message exceeds the limit of "
+                                                      f"{self.limits.max_receive} bytes")
+        if not self.budget.take(size):
+            raise _ProtocolViolation(CLOSE_BUSY, "this node holds too many unfinished messages "
+                                                 f"({self.budget.limit} bytes); retry later")
+        self._held += size
+        if self.limits.unknown:
+            if not self.unknown_budget.take(size):
+                raise _ProtocolViolation(CLOSE_BUSY, "this node holds too many unfinished messages from "
+                                                     f"unknown peers ({self.unknown_budget.limit} bytes); "
+                                                     "retry later")
+            self._held_unknown += size
+        if not self._parts:
+            self._parts_timer = asyncio.get_running_loop().call_later(self.partial_timeout,
+                                                                      self._parts_expired)
         self._parts.append(plain[1:])
         if kind == wire.FRAME_PART:
             return None
         data = b"".join(self._parts)
-        self._parts, self._parts_size = [], 0
+        self._drop_parts()
         return data
+
+    def _drop_parts(self) -> None:
+        """Forget the unfinished message and give its bytes back to the budget."""
+        self._parts, self._parts_size = [], 0
+        self.budget.give(self._held)
+        self.unknown_budget.give(self._held_unknown)
+        self._held = self._held_unknown = 0
+        if self._parts_timer is not None:
+            self._parts_timer.cancel()
+            self._parts_timer = None
+
+    def _parts_expired(self) -> None:
+        self._parts_timer = None
+        self._drop_parts()
+        log.info("closing %s: an unfinished message took longer than %g s", self.peer_id[:12],
+                 self.partial_timeout)
+        self._closer = asyncio.ensure_future(self.close(
+            CLOSE_TOO_SLOW, f"an unfinished message took longer than {self.partial_timeout:g} s"))
 
     def _deliver(self, data: bytes) -> Awaitable[None] | None:
         """Decode and hand over one message; returns what must be awaited, if anything
         (sync on the hot path: a handler that returns None costs no coroutine)."""
         try:
-            msg = wire.decode(data, self.max_message)
+            msg = wire.decode(data, self.limits.max_receive)
         except CoveyError as exc:
             self.bad_messages += 1
             log.info("malformed message from %s: %s", self.peer_id[:12], exc)

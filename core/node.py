@@ -24,7 +24,8 @@ from .errors import (BadRequest, CoveyError, PeerBanned, PeerUnreachable, RateLi
 from .events import EventBus
 from .handshake import LocalEndpoint, random_psk
 from .identity import Identity, is_peer_id
-from .peers import MIN_PREFIX, PeerBook, Tier, keeps_connected
+from .limits import LogLimiter, PeerLimits, limits_for
+from .peers import MIN_PREFIX, Capability, PeerBook, Tier, keeps_connected, message_capability
 from .proxy import read_password
 from .store import PeerRecord, Store
 from .routing import OutboundRoute
@@ -57,7 +58,9 @@ class Node:
         self.connections: dict[str, PeerConnection] = {}
         self._handlers: dict[str, Handler] = {}
         self._async_handlers: set[str] = set()
-        self._pending: dict[int, asyncio.Future] = {}
+        self._capabilities: dict[str, Capability] = {}  # message type -> what its sender needs
+        self._pending: dict[int, tuple[PeerConnection, asyncio.Future]] = {}  # request id -> (conn, reply)
+        self._rejections = LogLimiter()              # rejection events/logs, per peer
         self._deadlines: dict[int, float] = {}       # request id -> loop time it expires
         self._sweeper: asyncio.Task | None = None
         self._keepers: dict[str, asyncio.Task] = {}
@@ -68,6 +71,8 @@ class Node:
         self.services: list = []
         self.route = OutboundRoute(self)
         self.events.on(ev.PEER_BANNED, self._on_banned)
+        for name in (ev.TIER_CHANGED, ev.PEER_BANNED, ev.PEER_UNBANNED, ev.PEER_ADDED, ev.PEER_REMOVED):
+            self.events.on(name, self._refresh_limits)
         self.on_message("ping", lambda peer, body: {"pong": True})
         self.on_message("error", self._on_error_message)
 
@@ -112,7 +117,7 @@ class Node:
         self.peers.expire()
         self.transport = Transport(self._endpoint(), self.settings, admit=self._admit,
                                    on_connection=self._run_connection, health=self._health,
-                                   proxy_password=read_password(self.home))
+                                   proxy_password=read_password(self.home), limits=self._limits)
         try:
             await self.transport.start()
             if self.settings.discovery:
@@ -167,7 +172,7 @@ class Node:
             await self.transport.stop()
         await self.route.stop()
         await asyncio.gather(*self._keepers.values(), *self._tasks, return_exceptions=True)
-        for fut in self._pending.values():
+        for _, fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(PeerUnreachable("node shutting down"))
         if self.store is not None:
@@ -230,8 +235,13 @@ class Node:
         return views
 
     # -- messaging API for services ---------------------------------------------
-    def on_message(self, msg_type: str, handler: Handler) -> None:
-        """Register the handler of one message type (sync handlers run inline)."""
+    def on_message(self, msg_type: str, handler: Handler, capability: Capability | str | None = None) -> None:
+        """Register the handler of one message type (sync handlers run inline).
+
+        ``capability``: what a peer needs to send this type (core.peers.MESSAGE_CAPABILITIES
+        decides for the protocol's own types; default CONNECT: any peer that is not banned).
+        The node checks it before the handler runs."""
+        self._capabilities[msg_type] = message_capability(msg_type, capability)
         self._handlers[msg_type] = handler
         if inspect.iscoroutinefunction(handler):
             self._async_handlers.add(msg_type)
@@ -248,7 +258,7 @@ class Node:
         msg_id = wire.next_id()
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._pending[msg_id] = future
+        self._pending[msg_id] = (conn, future)
         self._deadlines[msg_id] = loop.time() + timeout
         if self._sweeper is None:
             self._sweeper = self._spawn(self._expire_requests())
@@ -273,9 +283,9 @@ class Node:
                 await asyncio.sleep(SWEEP_INTERVAL)
                 now = loop.time()
                 for msg_id, when in list(self._deadlines.items()):
-                    future = self._pending.get(msg_id)
-                    if when <= now and future is not None and not future.done():
-                        future.set_exception(asyncio.TimeoutError())
+                    entry = self._pending.get(msg_id)
+                    if when <= now and entry is not None and not entry[1].done():
+                        entry[1].set_exception(asyncio.TimeoutError())
         finally:
             self._sweeper = None
 
@@ -289,17 +299,27 @@ class Node:
         return conn
 
     def _dispatch(self, conn: PeerConnection, msg: wire.Message):
+        """Route one inbound message: a reply to its request (only on the connection the
+        request went out on), else policy first, then the handler."""
         if msg.reply_to is not None:
-            future = self._pending.pop(msg.reply_to, None)
-            if future is not None and not future.done():
-                future.set_result(msg)
-            return None
+            entry = self._pending.get(msg.reply_to)
+            if entry is not None and entry[0] is conn:
+                del self._pending[msg.reply_to]
+                conn.refund()  # an answer we asked for does not count against the peer's rate
+                if not entry[1].done():
+                    entry[1].set_result(msg)
+            return None  # a reply nobody here waits for on this connection is dropped, never answered
         handler = self._handlers.get(msg.type)
         if handler is None:
-            return conn.send(wire.Message("error", {"code": "unknown_type", "message":
-                                                    f"unknown message type {msg.type!r}"},
-                                          reply_to=msg.id))
+            return self._reply_error(conn, msg, BadRequest(f"unknown message type {msg.type!r}"),
+                                     code="unknown_type")
+        if self._capabilities[msg.type] not in conn.limits.allowed:
+            return self._reply_error(conn, msg, self._refusal(conn.peer_id, self._capabilities[msg.type]))
         if msg.type in self._async_handlers:
+            gate = conn.gate
+            if gate.used >= gate.size:
+                return self._spawn_when_free(conn, msg, handler)  # the reader waits: backpressure
+            gate.used += 1
             self._spawn(self._run_handler(conn, msg, handler))
             return None
         try:
@@ -310,25 +330,62 @@ class Node:
             return conn.send(wire.Message(msg.type + ".reply", result, reply_to=msg.id), urgent=True)
         return None
 
+    def _refusal(self, peer_id: str, capability: Capability) -> CoveyError:
+        """The typed error that explains why the peer may not do ``capability``."""
+        try:
+            self.peers.check(peer_id, capability)
+        except CoveyError as exc:
+            return exc
+        return RefusedByPolicy(f"peer {peer_id[:12]} may not use this message type")  # tier changed meanwhile
+
+    async def _spawn_when_free(self, conn: PeerConnection, msg: wire.Message, handler) -> None:
+        await conn.gate.wait()
+        conn.gate.used += 1
+        self._spawn(self._run_handler(conn, msg, handler))
+
     async def _run_handler(self, conn: PeerConnection, msg: wire.Message, handler) -> None:
         try:
             result = await handler(conn.peer_id, msg.body)
         except CoveyError as exc:
             await self._reply_error(conn, msg, exc)
             return
+        finally:
+            conn.gate.leave()
         if result is not None and not conn.closed:
             await conn.send(wire.Message(msg.type + ".reply", result, reply_to=msg.id), urgent=True)
 
-    async def _reply_error(self, conn: PeerConnection, msg: wire.Message, exc: CoveyError) -> None:
-        self.events.emit(ev.MESSAGE_REJECTED, peer=conn.peer_id, type=msg.type, code=exc.code,
-                         reason=str(exc))
+    async def _reply_error(self, conn: PeerConnection, msg: wire.Message, exc: CoveyError,
+                           code: str | None = None) -> None:
+        code = code or exc.code
+        suppressed = self._rejections.allow(conn.peer_id)
+        if suppressed is not None:  # rate limited per peer: a flood of bad messages is no log flood
+            self.events.emit(ev.MESSAGE_REJECTED, peer=conn.peer_id, type=msg.type, code=code,
+                             reason=str(exc), suppressed=suppressed)
         if not conn.closed:
-            await conn.send(wire.Message("error", {"code": exc.code, "message": str(exc)}, reply_to=msg.id))
+            await conn.send(wire.Message("error", {"code": code, "message": str(exc)}, reply_to=msg.id))
 
     def _on_error_message(self, peer_id: str, body: dict) -> None:
-        log.info("peer %s reported an error: %s", peer_id[:12], str(body.get("message"))[:200])
+        """An error the peer reports about something we sent: logged (rate limited), never answered."""
+        suppressed = self._rejections.allow(peer_id)
+        if suppressed is None:
+            return
+        log.info("peer %s reported an error: %s%s", peer_id[:12], str(body.get("message"))[:200],
+                 f" ({suppressed} more not logged)" if suppressed else "")
         self.events.emit(ev.MESSAGE_REJECTED, peer=peer_id, code=str(body.get("code"))[:40],
-                         reason=str(body.get("message"))[:200], direction="outbound")
+                         reason=str(body.get("message"))[:200], direction="outbound",
+                         suppressed=suppressed)
+
+    def _limits(self, peer_id: str) -> PeerLimits:
+        """The flow limits of a peer, from its tier (UNKNOWN when not in the book)."""
+        rec = self.peers.get(peer_id) if self.peers is not None else None
+        tier = self.peers.tier_of(peer_id) if rec is not None else Tier.UNKNOWN
+        return limits_for(self.settings, tier, rec is not None and rec.banned)
+
+    def _refresh_limits(self, event) -> None:
+        """A peer's tier or standing changed: its live connection gets the new limits."""
+        conn = self.connections.get(event.data.get("peer") or "")
+        if conn is not None and self.peers is not None:
+            conn.set_limits(self._limits(conn.peer_id))
 
     # -- connections ---------------------------------------------------------------
     def _admit(self, peer_id: str, host: str) -> None:
@@ -339,12 +396,19 @@ class Node:
         if rec is not None and rec.banned:
             raise PeerBanned("this node has banned your identity")
         if rec is None or rec.tier == Tier.UNKNOWN.value:
+            held = sum(1 for c in self.connections.values() if c.limits.unknown and not c.closed)
+            if held >= self.settings.max_unknown_connections:
+                raise RateLimited("this node holds as many connections with unknown peers as it "
+                                  "allows; retry later or ask its owner to add you")
             now = time.monotonic()
             recent = [t for t in self._unknown_budget.get(host, []) if now - t < 60.0]
             if len(recent) >= self.settings.unknown_per_minute:
                 raise RateLimited("too many connections from unknown peers at this address; retry in a minute")
             recent.append(now)
             self._unknown_budget[host] = recent
+            if len(self._unknown_budget) > 4096:  # bounded: forget addresses quiet for a minute
+                self._unknown_budget = {h: ts for h, ts in self._unknown_budget.items()
+                                        if ts and now - ts[-1] < 60.0}
 
     async def _run_connection(self, conn: PeerConnection, address: str | None = None,
                               source: str | None = None) -> None:

@@ -64,6 +64,36 @@ POLICY: dict[Tier, frozenset[Capability]] = {
     Tier.EXTERNAL: frozenset({C.CONNECT, C.CHAT, C.CONTACT_REQUEST, C.QUERY}),
     Tier.UNKNOWN: frozenset({C.CONNECT, C.CONTACT_REQUEST}),
 }
+# The capability a peer needs to send each message type of the protocol. The node
+# checks it before any handler runs (types not listed take what their handler
+# declared in ``Node.on_message``, CONNECT by default; a type without a handler is refused).
+MESSAGE_CAPABILITIES: dict[str, Capability] = {
+    "ping": C.CONNECT,
+    "error": C.CONNECT,
+    "ml.join": C.LEARN_CONTRIBUTE,       # worker -> coordinator
+    "ml.update": C.LEARN_CONTRIBUTE,
+    "ml.info": C.LEARN_CONTRIBUTE,
+    "ml.invite": C.LEARN_CONTRIBUTE,     # coordinator -> worker: workers only work for peers
+    "ml.round": C.LEARN_CONTRIBUTE,      # that may contribute (core, sandbox)
+    "ml.sa.roster": C.LEARN_CONTRIBUTE,
+    "ml.sa.relay": C.LEARN_CONTRIBUTE,
+    "ml.sa.unmask": C.LEARN_CONTRIBUTE,
+}
+
+
+def message_capability(msg_type: str, declared: Capability | str | None = None) -> Capability:
+    """The capability needed to send ``msg_type``: the table's, else ``declared``, else CONNECT.
+
+    A declaration that contradicts the table is a programming error (ValueError)."""
+    listed = MESSAGE_CAPABILITIES.get(msg_type)
+    if declared is not None:
+        declared = Capability(declared)
+        if listed is not None and declared is not listed:
+            raise ValueError(f"{msg_type} needs {listed.value} per the policy table, not {declared.value}")
+        return declared
+    return listed or C.CONNECT
+
+
 # Least trusted first: used to suggest the tier that would allow a capability.
 TIER_ORDER = (Tier.UNKNOWN, Tier.EXTERNAL, Tier.SANDBOX, Tier.CORE)
 

@@ -2,14 +2,22 @@
 
 Both run the handshake of :mod:`core.handshake` and hand an authenticated
 :class:`~core.connection.PeerConnection` to the node. Floods are bounded
-before any expensive work: a cap on handshakes in flight overall and per
-source address, and a deadline on every handshake step.
+before any expensive work:
+
+- a cap on inbound sockets (``max_connections``: over it a socket is closed
+  at once) and a short deadline for HTTP request headers (aiohttp's
+  ``keepalive_timeout``, which also runs before the first request);
+- handshake slots per pool: direct peers (``max_handshakes`` overall, 16 per
+  source address) and, when tor is on, inbound from 127.0.0.1 (the onion
+  service) in its own pool (``tor_handshakes``). When a pool is full, the
+  oldest handshake that has stalled for a second is evicted (one that never
+  sent its hello first), so held sockets cannot lock honest peers out;
+- a deadline for the hello (``hello_timeout``) and for the whole handshake.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 from typing import Awaitable, Callable
 
 import aiohttp
@@ -21,22 +29,45 @@ from .connection import CLOSE_POLICY, CLOSE_PROTOCOL, PeerConnection
 from .errors import (CoveyError, HandshakeFailed, KeyMismatch, MalformedMessage, PeerUnreachable,
                      ProxyUnreachable, RateLimited, TimedOut, from_code)
 from .handshake import LocalEndpoint, NoiseHandshake, choose, make_hello, parse_choice, parse_hello, refusal
+from .limits import Budget, LogLimiter, PeerLimits, limit_accept_errors, limits_for, raise_fd_limit
+from .peers import Tier
 
 log = logging.getLogger("covey.transport")
 
 HANDSHAKE_FRAME_MAX = 4096
 PER_ADDRESS_HANDSHAKES = 16
+EVICT_AFTER = 1.0       # seconds a handshake must have stalled before a newcomer may evict it
 CLOSE_HANDSHAKE = 4001
+_TOR_SOURCES = ("127.0.0.1", "::1")  # where the onion service (a local tor) connects from
 
 Admit = Callable[[str, str], None]                       # (peer_id, remote host) -> raises to refuse
 OnConnection = Callable[[PeerConnection], Awaitable[None]]
+Limits = Callable[[str], PeerLimits]                     # peer_id -> its limits
+
+
+class _Slot:
+    """One inbound handshake in flight."""
+    __slots__ = ("pool", "host", "started", "transport", "hello", "evicted")
+
+    def __init__(self, pool: str, host: str, started: float, transport):
+        self.pool, self.host, self.started, self.transport = pool, host, started, transport
+        self.hello = False
+        self.evicted = False
+
+
+class _Refuse(asyncio.Protocol):
+    """Closes a socket accepted over the connection cap."""
+
+    def connection_made(self, transport) -> None:
+        transport.close()
 
 
 class Transport:
     """Serves inbound peers and dials outbound ones."""
 
     def __init__(self, local: LocalEndpoint, settings: Settings, *, admit: Admit,
-                 on_connection: OnConnection, health: Callable[[], dict], proxy_password: str = ""):
+                 on_connection: OnConnection, health: Callable[[], dict], proxy_password: str = "",
+                 limits: Limits | None = None):
         self.local = local
         self.proxy_password = proxy_password
         self.settings = settings
@@ -45,8 +76,14 @@ class Transport:
         self.health = health
         self.port = 0
         self.rejected_handshakes = 0
-        self._in_flight = 0
-        self._in_flight_by_host: dict[str, int] = defaultdict(int)
+        self.evicted_handshakes = 0
+        self.refused_connections = 0         # sockets closed over max_connections
+        self.limits = limits or (lambda peer_id: limits_for(self.settings, Tier.UNKNOWN))
+        self.budget = Budget(settings.partial_budget)  # unfinished messages, all connections
+        self.unknown_budget = Budget(settings.unknown_partial_budget)  # UNKNOWN peers' share
+        self._handshakes: list[_Slot] = []   # inbound handshakes in flight, oldest first
+        self._refusals = LogLimiter()        # log lines about refused handshakes, per address
+        self._listener: asyncio.AbstractServer | None = None
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._server_tasks: set[asyncio.Task] = set()
@@ -57,25 +94,42 @@ class Transport:
         app = web.Application(client_max_size=1024)
         app.router.add_get("/health", self._health)
         app.router.add_get(wire.WS_PATH, self._accept)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                     shutdown_timeout=0.5)
+        raise_fd_limit()
+        limit_accept_errors()
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5,
+                                     keepalive_timeout=self.settings.http_idle_timeout)
         await self._runner.setup()
         host, port = self.settings.listen_hostport
-        site = web.TCPSite(self._runner, host, port, backlog=512, reuse_address=True)
         try:
-            await site.start()
+            # Our own listener (not web.TCPSite) so that accepted sockets pass the cap first.
+            self._listener = await asyncio.get_running_loop().create_server(
+                self._protocol, host or None, port, backlog=512, reuse_address=True)
         except OSError as exc:
             await self._runner.cleanup()
             raise PeerUnreachable(f"cannot listen on {host}:{port}: {exc.strerror}; "
                                   "choose another with --listen HOST:PORT") from None
-        self.port = site._server.sockets[0].getsockname()[1]
+        self.port = self._listener.sockets[0].getsockname()[1]
         self.local.listen_port = self.port
         return self.port
+
+    def _protocol(self) -> asyncio.Protocol:
+        server = self._runner.server
+        if server is None or len(server.connections) >= self.settings.max_connections:
+            self.refused_connections += 1
+            return _Refuse()
+        return server()
+
+    @property
+    def _in_flight(self) -> int:
+        return len(self._handshakes)
 
     async def stop(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -84,6 +138,8 @@ class Transport:
         """Apply new settings (mode, key, proxy) to future connections."""
         local.listen_port = self.port
         self.settings, self.local, self.proxy_password = settings, local, proxy_password
+        self.budget.limit = settings.partial_budget
+        self.unknown_budget.limit = settings.unknown_partial_budget
         if self._session is not None:
             old, self._session = self._session, None
             asyncio.get_running_loop().create_task(old.close())
@@ -94,22 +150,27 @@ class Transport:
 
     async def _accept(self, request: web.Request) -> web.StreamResponse:
         host = request.remote or "?"
-        if (self._in_flight >= self.settings.max_handshakes
-                or self._in_flight_by_host[host] >= PER_ADDRESS_HANDSHAKES):
+        pool = "tor" if self._via_tor(host) else "direct"
+        if not self._make_room(pool, host):
             self.rejected_handshakes += 1
             return web.Response(status=503, text="busy: too many handshakes in progress; retry later")
-        self._in_flight += 1
-        self._in_flight_by_host[host] += 1
+        slot = _Slot(pool, host, asyncio.get_running_loop().time(), request.transport)
+        self._handshakes.append(slot)
         ws = web.WebSocketResponse(max_msg_size=self.settings.max_frame + 64, compress=False,
                                    heartbeat=self.settings.heartbeat, autoping=True)
         conn = None
         try:
             await ws.prepare(request)
-            conn = await asyncio.wait_for(self._respond(ws, host), self.settings.connect_timeout)
+            conn = await asyncio.wait_for(self._respond(ws, host, slot), self.settings.connect_timeout)
         except (CoveyError, asyncio.TimeoutError) as exc:
             self.rejected_handshakes += 1
             reason = str(exc) if isinstance(exc, CoveyError) else "handshake timed out"
-            log.info("inbound handshake from %s refused: %s", host, reason)
+            if slot.evicted:
+                reason = "evicted: the handshake stalled while others waited"
+            suppressed = self._refusals.allow(host)
+            if suppressed is not None:
+                log.info("inbound handshake from %s refused: %s%s", host, reason,
+                         f" ({suppressed} more refusals not logged)" if suppressed else "")
             if not ws.closed:
                 await ws.close(code=CLOSE_HANDSHAKE, message=reason.encode()[:120])
             return ws
@@ -117,15 +178,52 @@ class Transport:
             log.debug("inbound handshake from %s lost: %s", host, exc)
             return ws
         finally:
-            self._in_flight -= 1
-            self._in_flight_by_host[host] -= 1
-            if not self._in_flight_by_host[host]:
-                del self._in_flight_by_host[host]
+            if not slot.evicted:
+                self._handshakes.remove(slot)
         await self.on_connection(conn)
         return ws
 
-    async def _respond(self, ws: web.WebSocketResponse, host: str) -> PeerConnection:
-        hello_bytes = await _receive(ws)
+    def _via_tor(self, host: str) -> bool:
+        """Inbound through our onion service: tor on, and the socket comes from tor on 127.0.0.1."""
+        return self.settings.proxy_mode == "tor" and host in _TOR_SOURCES
+
+    def _make_room(self, pool: str, host: str) -> bool:
+        """Whether a handshake from ``host`` may start now, evicting a stalled one if needed."""
+        s = self.settings
+        in_pool = [h for h in self._handshakes if h.pool == pool]
+        if pool == "tor":
+            pool_cap, host_cap = s.tor_handshakes, s.tor_handshakes
+        else:
+            pool_cap, host_cap = s.max_handshakes, PER_ADDRESS_HANDSHAKES
+        same_host = [h for h in in_pool if h.host == host]
+        if len(same_host) >= host_cap:
+            candidates = same_host
+        elif len(in_pool) >= pool_cap:
+            counts: dict[str, int] = {}
+            for h in in_pool:
+                counts[h.host] = counts.get(h.host, 0) + 1
+            heaviest = max(counts, key=counts.get)   # the address holding the most slots pays
+            candidates = [h for h in in_pool if h.host == heaviest]
+        else:
+            return True
+        cutoff = asyncio.get_running_loop().time() - EVICT_AFTER
+        stalled = [h for h in candidates if h.started <= cutoff]
+        if not stalled:
+            return False
+        victim = min(stalled, key=lambda h: (h.hello, h.started))  # no hello yet first, then oldest
+        victim.evicted = True
+        self._handshakes.remove(victim)
+        self.evicted_handshakes += 1
+        if victim.transport is not None:
+            victim.transport.close()
+        return True
+
+    async def _respond(self, ws: web.WebSocketResponse, host: str, slot: _Slot) -> PeerConnection:
+        try:
+            hello_bytes = await asyncio.wait_for(_receive(ws), self.settings.hello_timeout)
+        except asyncio.TimeoutError:
+            raise TimedOut(f"no hello within {self.settings.hello_timeout:g} s") from None
+        slot.hello = True
         try:
             hello = parse_hello(hello_bytes)
         except CoveyError as exc:
@@ -229,9 +327,12 @@ class Transport:
 
     def _connection(self, ws, hs: NoiseHandshake, *, initiator: bool, remote: str,
                     listen_port: int) -> PeerConnection:
+        s = self.settings
         return PeerConnection(ws, hs.channel(), hs.peer_id, hs.peer_name, initiator=initiator,
-                              remote=remote, listen_port=listen_port,
-                              max_frame=self.settings.max_frame, max_message=self.settings.max_message)
+                              remote=remote, listen_port=listen_port, max_frame=s.max_frame,
+                              max_message=s.max_message, limits=self.limits(hs.peer_id),
+                              budget=self.budget, unknown_budget=self.unknown_budget,
+                              partial_timeout=s.partial_timeout)
 
 
 async def _receive(ws, peer: str = "the peer") -> bytes:

@@ -6,9 +6,9 @@ maps of plain types. Nothing here ever unpickles.
 """
 from __future__ import annotations
 
-import itertools
 import os
 import re
+import struct
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +29,10 @@ FRAME_BATCH = 3   # several small messages, each prefixed by its 4-byte length
 
 _TYPE_RE = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
 _valid_types: set[str] = set()  # type names already checked against _TYPE_RE
-_ids = itertools.count(int.from_bytes(os.urandom(3), "big") << 20)
+_ID_BATCH = 256
+_ID_MASK = (1 << 63) - 1
+_id_pool: list[int] = []
+_IDS = struct.Struct(f">{_ID_BATCH}Q")
 
 
 @dataclass(slots=True)
@@ -43,7 +46,13 @@ class Message:
 
 
 def next_id() -> int:
-    return next(_ids)
+    """An unpredictable, non-zero 63-bit message id (a peer must not guess the id of a
+    request sent to another peer). Drawn from os.urandom in batches: cheap per message."""
+    try:
+        return _id_pool.pop()
+    except IndexError:
+        _id_pool.extend(i & _ID_MASK for i in _IDS.unpack(os.urandom(8 * _ID_BATCH)) if i & _ID_MASK)
+        return _id_pool.pop()
 
 
 def encode(msg: Message) -> bytes:

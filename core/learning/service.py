@@ -15,6 +15,7 @@ import secrets
 
 from core import events as ev
 from core.errors import CoveyError
+from core.peers import Capability
 
 from . import protocol as proto
 from .coordinator import CoordinatorTask
@@ -45,9 +46,10 @@ class LearningService:
         self._spawned: set[asyncio.Task] = set()
         self.auto_join = os.environ.get(AUTO_JOIN_ENV, "").lower() in ("1", "true", "yes", "on")
         self.worker = WorkerRole(self)
-        node.on_message("ml.join", self._on_join)
-        node.on_message("ml.update", self._on_update)
-        node.on_message("ml.info", self._on_info)
+        contribute = Capability.LEARN_CONTRIBUTE
+        node.on_message("ml.join", self._on_join, capability=contribute)
+        node.on_message("ml.update", self._on_update, capability=contribute)
+        node.on_message("ml.info", self._on_info, capability=contribute)
         self._unsubscribe = None
 
     # -- lifecycle ---------------------------------------------------------------
