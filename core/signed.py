@@ -5,6 +5,12 @@ blobs are sealed with :func:`seal` and opened with :class:`Verifier`. The
 signature covers ``b"covey/v1/" + kind + b"\\0" + canonical(fields)`` so a
 signature made for one kind of object is never valid for another, and the
 nonce and timestamp let receivers reject replays and stale copies.
+
+Objects that arrive from a peer go through :meth:`Verifier.admit`, the one
+admission step: the envelope's shape, the signer being the sender, the
+caller's authorisation (membership, tier, capability) and only then the clock,
+the signature and the replay memory, which is kept per signer so one signer's
+flood never pushes out another's nonces.
 """
 from __future__ import annotations
 
@@ -17,10 +23,15 @@ from typing import Any
 
 import msgpack
 
-from core.errors import MalformedMessage, ReplayDetected, StaleMessage
+from collections.abc import Callable
+
+from core.errors import MalformedMessage, RefusedByPolicy, ReplayDetected, StaleMessage
 from core.identity import is_peer_id, verify
 
-DEFAULT_SKEW = 120.0
+DEFAULT_SKEW = 120.0          # seconds a signed object may be older than our clock
+DEFAULT_FUTURE_SKEW = 10.0    # seconds it may be ahead of our clock
+PER_SIGNER = 1024             # nonces remembered per signer inside the window
+MAX_SIGNERS = 1024            # signers with a replay window at once (only authorised signers get one)
 NONCE_BYTES = 16
 SIGNATURE_BYTES = 64
 DOMAIN = b"covey/v1/"
@@ -131,72 +142,136 @@ def verify_only(envelope: dict, kind: str) -> tuple[str, dict]:
     return signer, envelope["body"]
 
 
-class Verifier:
-    """Opens signed envelopes: shape, signature, clock skew and replay checks.
+class NotTheSender(RefusedByPolicy):
+    """The signed object is signed by another identity than the peer that sent it."""
 
-    Memory is bounded: a (signer, nonce) pair is remembered only while its
-    timestamp is inside the window (older copies fail the clock check anyway).
-    If more than ``max_entries`` pairs are inside the window, the oldest are
-    forgotten and every message not newer than them is refused as stale; the
-    same horizon follows the latest ``now`` seen, so a clock stepping back
-    cannot revive forgotten pairs either. A replay is never accepted.
+
+class _Window:
+    """One signer's remembered nonces (bounded), oldest first in a heap."""
+    __slots__ = ("seen", "expiry", "floor")
+
+    def __init__(self):
+        self.seen: dict[bytes, float] = {}
+        self.expiry: list[tuple[float, bytes]] = []
+        self.floor = -math.inf  # this signer's objects older than this are refused
+
+    def forget_before(self, cutoff: float) -> None:
+        while self.expiry and self.expiry[0][0] < cutoff:
+            _, nonce = heapq.heappop(self.expiry)
+            self.seen.pop(nonce, None)
+
+    def remember(self, nonce: bytes, ts: float, cap: int) -> None:
+        while len(self.seen) >= cap:
+            old_ts, old = heapq.heappop(self.expiry)
+            self.seen.pop(old, None)
+            self.floor = max(self.floor, math.nextafter(old_ts, math.inf))
+        self.seen[nonce] = ts
+        heapq.heappush(self.expiry, (ts, nonce))
+
+
+class Verifier:
+    """Opens signed envelopes: shape, clock skew, signature and replay checks.
+
+    Timestamps may be up to ``skew`` seconds old and ``future_skew`` seconds
+    ahead. Replay memory is per signer and bounded: a (signer, nonce) pair is
+    remembered while its timestamp is inside the window (older copies fail the
+    clock check anyway). If one signer has more than ``max_entries`` pairs in
+    the window, its oldest are forgotten and that signer's messages not newer
+    than them are refused as stale; other signers are not affected. A global
+    horizon follows the latest ``now`` seen (our own clock, never a peer's),
+    so a clock stepping back cannot revive forgotten pairs. At most
+    ``max_signers`` signers have a window; an empty (expired) window is
+    dropped. A replay is never accepted.
     """
 
     def __init__(self, skew: float = DEFAULT_SKEW, replay_window: float | None = None,
-                 max_entries: int = 100_000):
-        if skew <= 0 or max_entries < 1:
-            raise ValueError("skew must be positive and max_entries at least 1")
+                 max_entries: int = PER_SIGNER, *, future_skew: float = DEFAULT_FUTURE_SKEW,
+                 max_signers: int = MAX_SIGNERS):
+        if skew <= 0 or future_skew < 0 or max_entries < 1 or max_signers < 1:
+            raise ValueError("skews must be positive, max_entries and max_signers at least 1")
         self.skew = float(skew)
+        self.future_skew = min(float(future_skew), self.skew)
         # A window shorter than the skew would let a replay through after it.
         self.window = max(float(replay_window or 0.0), self.skew)
         self.max_entries = max_entries
-        self._seen: dict[tuple[str, bytes], float] = {}
-        self._expiry: list[tuple[float, str, bytes]] = []  # heap by timestamp
-        self._floor = -math.inf  # messages with a timestamp below this are refused
+        self.max_signers = max_signers
+        self._windows: dict[str, _Window] = {}
+        self._horizon = -math.inf  # messages with a timestamp below this are refused
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         """How many (signer, nonce) pairs are remembered now."""
-        return len(self._seen)
+        return sum(len(w.seen) for w in self._windows.values())
+
+    def remembers(self, signer: str) -> int:
+        """How many nonces of ``signer`` are remembered now."""
+        window = self._windows.get(signer)
+        return len(window.seen) if window is not None else 0
+
+    def admit(self, envelope: Any, kind: str, sender: str,
+              authorize: Callable[[str, dict], None] | None, *, now: float | None = None) -> tuple[str, dict]:
+        """The admission step for a signed ``kind`` object that ``sender`` sent; returns ``(signer, body)``.
+
+        In order, each step before anything costlier: the envelope's shape;
+        the signer must be the sender (:class:`NotTheSender`);
+        ``authorize(signer, body)`` must not raise (membership, tier,
+        capability; it sees the body before its signature is checked, so it
+        may only use it to find what to check, e.g. the task); then the
+        clock, the signature and this signer's replay window. Raises
+        MalformedMessage, NotTheSender, whatever ``authorize`` raises,
+        StaleMessage, InvalidSignature or ReplayDetected.
+        """
+        _check_shape(envelope, kind)
+        signer = envelope["signer"]
+        if signer != sender:
+            raise NotTheSender(f"the signed {kind} is signed by {signer[:16]}, not by its sender {sender[:16]}")
+        if authorize is not None:
+            authorize(signer, envelope["body"])
+        return self.open(envelope, kind, now=now)
 
     def open(self, envelope: dict, kind: str, *, now: float | None = None) -> tuple[str, dict]:
-        """Validate an envelope of ``kind``; returns ``(signer_id, body)``.
+        """Validate an envelope of ``kind`` whose sender is already authorised; returns ``(signer_id, body)``.
 
-        Raises MalformedMessage, InvalidSignature, StaleMessage or ReplayDetected.
+        Raises MalformedMessage, StaleMessage, InvalidSignature or ReplayDetected.
         """
-        signer, body = verify_only(envelope, kind)
+        _check_shape(envelope, kind)
+        signer = envelope["signer"]
         now = time.time() if now is None else float(now)
         ts = float(envelope["ts"])
-        if abs(ts - now) > self.skew:
+        if ts < now - self.skew or ts > now + self.future_skew:
             direction = "old" if ts < now else "far in the future"
+            allowed = self.skew if ts < now else self.future_skew
             raise StaleMessage(
                 f"signed {kind} from {signer[:16]} is {abs(ts - now):.0f} s {direction} "
-                f"(allowed skew {self.skew:.0f} s); check both clocks")
-        key = (signer, envelope["nonce"])
+                f"(allowed {allowed:.0f} s); check both clocks")
+        signer, body = verify_only(envelope, kind)
+        nonce = envelope["nonce"]
         with self._lock:
-            self._forget_before(now - self.window)
-            if ts < self._floor:
+            self._horizon = max(self._horizon, now - self.window)
+            window = self._windows.get(signer)
+            if window is not None:
+                window.forget_before(self._horizon)
+            if ts < self._horizon or (window is not None and ts < window.floor):
                 raise StaleMessage(
                     f"signed {kind} from {signer[:16]} is older than the replay-protection "
-                    f"horizon (the clock stepped back or many messages arrived at once); "
+                    f"horizon (the clock stepped back or this signer sent many messages at once); "
                     f"send it again")
-            if key in self._seen:
+            if window is not None and nonce in window.seen:
                 raise ReplayDetected(f"signed {kind} from {signer[:16]} was seen before (replay)")
-            self._remember(key, ts)
+            if window is None:
+                window = self._new_window(signer, kind)
+            window.remember(nonce, ts, self.max_entries)
         return signer, body
 
-    def _forget_before(self, cutoff: float) -> None:
-        # Raising the floor too keeps a clock that steps back from reopening
-        # the door for pairs already forgotten.
-        self._floor = max(self._floor, cutoff)
-        while self._expiry and self._expiry[0][0] < cutoff:
-            _, signer, nonce = heapq.heappop(self._expiry)
-            self._seen.pop((signer, nonce), None)
-
-    def _remember(self, key: tuple[str, bytes], ts: float) -> None:
-        while len(self._seen) >= self.max_entries:
-            old_ts, signer, nonce = heapq.heappop(self._expiry)
-            self._seen.pop((signer, nonce), None)
-            self._floor = max(self._floor, math.nextafter(old_ts, math.inf))
-        self._seen[key] = ts
-        heapq.heappush(self._expiry, (ts, key[0], key[1]))
+    def _new_window(self, signer: str, kind: str) -> _Window:
+        if len(self._windows) >= self.max_signers:
+            for other in list(self._windows):
+                w = self._windows[other]
+                w.forget_before(self._horizon)
+                if not w.seen and w.floor < self._horizon:
+                    del self._windows[other]
+            if len(self._windows) >= self.max_signers:
+                raise StaleMessage(f"too many signers inside the replay window; the signed {kind} "
+                                   f"from {signer[:16]} is refused, send it again later")
+        window = self._windows[signer] = _Window()
+        return window

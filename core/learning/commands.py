@@ -86,3 +86,9 @@ async def _ml_join(node, task, data=None):
 async def _ml_auto_join(node, mode):
     _learning(node).set_auto_join(mode == "on")
     return {"auto_join": mode == "on"}
+
+
+@command("ml.budget", "show or set the largest model (in parameters) this node trains as a worker",
+         Param("params", "new budget in parameters (default 5000000)", kind=int, required=False))
+async def _ml_budget(node, params=None):
+    return _learning(node).budget(params)

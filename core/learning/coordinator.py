@@ -5,8 +5,14 @@ send each a sealed ``ml.round`` with the global weights, collect sealed
 ``ml.update`` replies until all are in or the deadline passes, and close the
 round if at least ``min_clients`` updates were accepted (otherwise retry the
 same round number with a fresh round id). Every rejected update is answered
-with its reason, counted, and lowers the sender's reputation; accepted ones
-raise it. Heavy steps (decoding, validation, aggregation, evaluation,
+with its reason, counted, and lowers the sender's reputation (except a stale
+or replayed copy, which may be anyone resending an honest peer's message, and
+a sender that is not a participant at all); accepted ones raise it. An update
+is authorised (its signer is its sender and a participant allowed to
+contribute) before its signature or the replay memory is touched. Example
+counts are capped by the announced weight cap, and an aggregate whose held-out
+loss is wildly worse than the previous model's is not committed (the round is
+retried). Heavy steps (decoding, validation, aggregation, evaluation,
 checkpointing) run in threads so the node stays responsive.
 """
 from __future__ import annotations
@@ -25,9 +31,10 @@ from core import events as ev
 from core.errors import (BadRequest, CoveyError, InvalidSignature, MalformedMessage, PeerBanned,
                          RefusedByPolicy, ReplayDetected, StaleMessage, UnknownPeer)
 from core.peers import Capability
-from core.signed import Verifier, seal
+from core.signed import NotTheSender, Verifier, seal
 
 from . import protocol as proto
+from . import roster as sa_roster
 
 log = logging.getLogger("covey.learning.coordinator")
 
@@ -36,6 +43,12 @@ ACK_TIMEOUT = 10.0
 # model by at most (factor, margin); SANDBOX peers get the stricter pair.
 TOLERANCE = {"core": (1.5, 0.5), "sandbox": (1.1, 0.1)}
 OUTLIER_FACTOR = 3.0   # robust rules: farther than this times the median distance is an outlier
+# An aggregate may raise the held-out loss of the previous global model by at most
+# (factor, margin); beyond that the round is not committed but retried.
+AGGREGATE_TOLERANCE = (2.0, 1.0)
+# Rejections that cost no reputation: a stale or replayed copy may come from anyone
+# resending an honest peer's message, and a non-participant has no stake here.
+NO_PENALTY = frozenset({"stale", "replay", "not_allowed"})
 
 
 @dataclass
@@ -46,6 +59,8 @@ class _Round:
     participants: set[str]
     deadline_at: float
     started: float
+    weight_cap: int = 1
+    why: str | None = None   # why the round cannot close, when known
     ref_loss: float = math.inf
     slots: dict[str, int] = field(default_factory=dict)
     accepted: dict[str, tuple[np.ndarray, int, float, float]] = field(default_factory=dict)
@@ -89,6 +104,7 @@ class CoordinatorTask:
         self.wspec = None
         self._runner: asyncio.Task | None = None
         self._spec_dict = spec.to_dict()  # sent with every announcement; the spec never changes
+        self._global_loss: float | None = None  # held-out loss of the current global model
 
     # -- persistence ---------------------------------------------------------
     def save(self) -> None:
@@ -238,20 +254,21 @@ class CoordinatorTask:
     async def _one_round(self, number: int, attempt: int) -> dict | None:
         spec = self.spec
         wait_until = time.monotonic() + spec.deadline
-        while len(self._eligible()) < spec.min_clients and time.monotonic() < wait_until:
+        while len(self._eligible()) < spec.round_minimum and time.monotonic() < wait_until:
             for peer in self._uninvited():  # e.g. a peer whose tier was raised after it connected
                 self.invited.add(peer)
                 self.service.spawn(self.invite(peer))
             await asyncio.sleep(0.1)
         eligible = self._eligible()
-        if len(eligible) < spec.min_clients:
+        if len(eligible) < spec.round_minimum:
             self._retry(number, attempt, f"only {len(eligible)} eligible workers connected, "
-                                         f"{spec.min_clients} needed")
+                                         f"{spec.round_minimum} needed")
             return None
         from core.learning.tensors import encode, flatten
         now = time.monotonic()
         rs = _Round(number, attempt, os.urandom(proto.ROUND_ID_BYTES), set(eligible),
-                    now + spec.deadline, now, slots={p: self.participants[p] for p in eligible})
+                    now + spec.deadline, now, weight_cap=self._weight_cap(),
+                    slots={p: self.participants[p] for p in eligible})
         blob = await asyncio.to_thread(encode, self.weights)
         global_flat = flatten(self.weights)
         if spec.validate:
@@ -263,7 +280,7 @@ class CoordinatorTask:
             secagg = SecAggParams(round_id=rs.round_id, threshold=default_threshold(len(eligible)),
                                   dim=len(global_flat))
         acks = await asyncio.gather(*(self._announce(p, rs, blob, secagg) for p in eligible))
-        keys = {p: a.get("keys") for p, a in zip(eligible, acks) if a is not None}
+        keys = {p: a.get("keys") for p, a in zip(eligible, acks) if isinstance(a, dict)}
         rs.dropped |= {p for p, a in zip(eligible, acks) if a is None}
         if spec.secure_agg:
             rs.sa = await self._secagg_setup(rs, secagg, keys)
@@ -283,8 +300,8 @@ class CoordinatorTask:
                 return self._fail(rs, f"{len(rs.accepted)} updates accepted, {spec.min_clients} needed")
             vector, kept = await asyncio.to_thread(self._aggregate, rs, global_flat)
         if vector is None:
-            return self._fail(rs, "secure aggregation could not unmask the sum")
-        return await self._commit(rs, vector, kept, global_flat)
+            return self._fail(rs, rs.why or "secure aggregation could not unmask the sum")
+        return await self._commit(rs, vector, kept)
 
     def _retry(self, number: int, attempt: int, why: str) -> None:
         log.warning("task %s round %d (attempt %d) will be retried: %s", self.task, number, attempt + 1, why)
@@ -297,11 +314,15 @@ class CoordinatorTask:
         self._retry(rs.number, rs.attempt, why)
         return None
 
+    def _weight_cap(self) -> int:
+        """The most examples one update may count for: twice a simulated partition's size."""
+        return max(1, math.ceil(len(self.data.y_train) / max(self.spec.clients, 1)) * 2)
+
     async def _announce(self, peer: str, rs: _Round, blob: bytes, secagg) -> dict | None:
         spec = self.spec
         slot = rs.slots[peer]
         attack = spec.attack if spec.attack and slot < spec.attackers else None
-        cap = max(1, math.ceil(len(self.data.y_train) / max(spec.clients, 1)) * 2)
+        cap = rs.weight_cap
         body = {"task": self.task, "round": rs.number, "attempt": rs.attempt, "round_id": rs.round_id,
                 "weights": blob, "deadline": spec.deadline, "n_partitions": max(spec.clients, 1),
                 "partition": slot if slot < max(spec.clients, 1) and spec.partition != "own" else None,
@@ -317,20 +338,13 @@ class CoordinatorTask:
 
     # -- updates ------------------------------------------------------------------
     async def on_update(self, peer_id: str, envelope) -> dict:
-        """Verify, validate and keep (or reject with a reason) one worker's update."""
+        """Authorise, verify, validate and keep (or reject with a reason) one worker's update."""
         rs = self.current
         try:
-            signer, body = self.verifier.open(envelope, "ml.update")
+            signer, body = self.verifier.admit(envelope, "ml.update", peer_id, self._authorize_update)
             upd = proto.parse_update(body)
             if upd.task != self.task:
                 raise MalformedMessage("update for another task")
-            in_round = rs is not None and signer in rs.participants
-            if signer not in self.participants and not in_round:
-                return self._reject(rs, peer_id, "not_participant", f"{signer[:12]} is not a participant")
-            if signer != peer_id:
-                return self._reject(rs, peer_id, "not_participant",
-                                    "the update is signed by another identity than its sender")
-            self.node.peers.check(signer, Capability.LEARN_CONTRIBUTE)
             if rs is None or upd.round_id != rs.round_id or upd.round != rs.number:
                 return self._reject(rs, peer_id, "late" if upd.round <= self.round + 1 else "wrong_round",
                                     f"update for round {upd.round}, which is not open")
@@ -338,6 +352,10 @@ class CoordinatorTask:
                 return self._reject(rs, peer_id, "late", f"round {rs.number} closed at its deadline")
             if signer in rs.accepted or signer in rs.rejected:
                 return self._reject(rs, peer_id, "duplicate", "a second update for the same round")
+            if upd.n_examples > rs.weight_cap:
+                return self._reject(rs, peer_id, "example_count",
+                                    f"{upd.n_examples} examples claimed; this round counts at most "
+                                    f"{rs.weight_cap} per update (the announced weight cap)")
             if rs.sa is not None:
                 if upd.masked is None:
                     raise MalformedMessage("this round uses secure aggregation: send a masked vector")
@@ -358,7 +376,9 @@ class CoordinatorTask:
             rs.check_all_in()
             return {"accepted": True, "reason": None}
         except _Invalid as exc:
-            return self._reject(rs, peer_id, exc.reason, str(exc))
+            return self._reject(rs, peer_id, exc.reason, str(exc), penalize=exc.penalize)
+        except NotTheSender as exc:
+            return self._reject(rs, peer_id, "not_participant", str(exc))
         except InvalidSignature as exc:
             return self._reject(rs, peer_id, "bad_signature", str(exc))
         except ReplayDetected as exc:
@@ -369,6 +389,16 @@ class CoordinatorTask:
             return self._reject(rs, peer_id, "malformed", str(exc))
         except (RefusedByPolicy, PeerBanned, UnknownPeer) as exc:
             return self._reject(rs, peer_id, "not_allowed", str(exc))
+
+    def _authorize_update(self, signer: str, body: dict) -> None:
+        """Before any signature check or replay memory: the signer (= sender) takes part and may contribute."""
+        rs = self.current
+        if signer not in self.participants and not (rs is not None and signer in rs.participants):
+            raise _Invalid("not_participant", f"{signer[:12]} is not a participant of task {self.task}",
+                           penalize=False)
+        self.node.peers.check(signer, Capability.LEARN_CONTRIBUTE)
+        if self.node.peers.tier_of(signer).value not in self.spec.tiers:
+            raise RefusedByPolicy(f"task {self.task} takes updates only from tiers {', '.join(self.spec.tiers)}")
 
     def _check_update(self, data: bytes, ref_loss: float, tier: str):
         """Blocking: decode with shape/dtype/finiteness checks, then validate on the held-out set."""
@@ -389,17 +419,21 @@ class CoordinatorTask:
                                              f"may reach ({ref_loss:.3f} x {factor} + {margin})")
         return flat, norm, vloss
 
-    def _reject(self, rs: _Round | None, peer_id: str, reason: str, message: str) -> dict:
-        log.info("task %s: rejected an update from %s (%s): %s", self.task, peer_id[:12], reason, message)
+    def _reject(self, rs: _Round | None, peer_id: str, reason: str, message: str,
+                penalize: bool = True) -> dict:
+        participant = peer_id in self.participants or (rs is not None and peer_id in rs.participants)
+        (log.info if participant else log.debug)("task %s: rejected an update from %s (%s): %s",
+                                                 self.task, peer_id[:12], reason, message)
         self.rejections[reason] += 1
         if rs is not None and not rs.closed and peer_id in rs.participants and peer_id not in rs.accepted:
             rs.rejected.setdefault(peer_id, reason)
             rs.reasons[reason] += 1
             rs.check_all_in()
-        try:
-            self.node.peers.record_outcome(peer_id, False, f"ml update: {reason}")
-        except CoveyError as exc:
-            log.debug("no reputation change for %s: %s", peer_id[:12], exc)
+        if penalize and participant and reason not in NO_PENALTY:
+            try:
+                self.node.peers.record_outcome(peer_id, False, f"ml update: {reason}")
+            except CoveyError as exc:
+                log.debug("no reputation change for %s: %s", peer_id[:12], exc)
         self.node.events.emit(ev.MESSAGE_REJECTED, peer=peer_id, type="ml.update", code=reason,
                               reason=message[:200], task=self.task)
         return {"accepted": False, "reason": reason, "message": message[:300]}
@@ -421,11 +455,20 @@ class CoordinatorTask:
         kept = {peers[i] for i in result.kept}
         return result.vector, (kept, outliers)
 
-    async def _commit(self, rs: _Round, vector: np.ndarray, kept, global_flat) -> dict:
+    async def _commit(self, rs: _Round, vector: np.ndarray, kept) -> dict | None:
+        """Check the aggregate against the previous model on the held-out set, then make it the global model."""
         from core.learning.tensors import unflatten
         kept_set, outliers = kept
-        self.weights = unflatten(np.asarray(vector, dtype=np.float32), self.wspec)
-        loss, acc = await asyncio.to_thread(self._evaluate, self.weights, False)
+        candidate = unflatten(np.asarray(vector, dtype=np.float32), self.wspec)
+        if self._global_loss is None:
+            self._global_loss = (await asyncio.to_thread(self._evaluate, self.weights, False))[0]
+        loss, acc = await asyncio.to_thread(self._evaluate, candidate, False)
+        factor, margin = AGGREGATE_TOLERANCE
+        previous = self._global_loss
+        if not math.isfinite(loss) or (math.isfinite(previous) and loss > previous * factor + margin):
+            return self._fail(rs, f"the aggregate's held-out loss {loss:.3f} is far above the previous "
+                                  f"model's {previous:.3f} (at most x{factor} + {margin}); not committed")
+        self.weights, self._global_loss = candidate, loss
         for peer, reason in outliers.items():
             self._reject(rs, peer, reason, "update far from the robust aggregate")
         for peer in rs.accepted:
@@ -476,8 +519,14 @@ class CoordinatorTask:
     # -- secure aggregation ------------------------------------------------------------
     async def _secagg_setup(self, rs: _Round, params, keys: dict):
         from core.learning.secagg import SecAggCoordinator
-        ready = sorted(p for p, k in keys.items() if isinstance(k, dict))
-        if len(ready) < max(params.threshold, self.spec.min_clients):
+        advertised = {}
+        for p, envelope in keys.items():
+            try:
+                advertised[p] = sa_roster.signed_keys(envelope, p, self.task, rs.round_id)
+            except CoveyError as exc:
+                log.warning("secure aggregation: keys of %s refused: %s", p[:12], exc)
+        ready = sorted(advertised)
+        if len(ready) < max(params.threshold, self.spec.round_minimum):
             return None
         if params.threshold > len(ready) or params.threshold <= len(ready) / 2:
             from core.learning.secagg import SecAggParams, default_threshold
@@ -486,13 +535,15 @@ class CoordinatorTask:
         sa = SecAggCoordinator(params, ready)
         for p in ready:
             try:
-                sa.add_advertisement(p, keys[p])
+                sa.add_advertisement(p, advertised[p])
             except BadRequest as exc:
                 log.warning("secure aggregation: bad keys from %s: %s", p[:12], exc)
         try:
             roster = sa.roster()
+            signed = {p: keys[p] for p in roster}  # each worker checks the others signed their keys
             timeout = max(1.0, rs.deadline_at - time.monotonic())
-            replies = await asyncio.gather(*(self._sa_call(p, "ml.sa.roster", rs, {"roster": roster}, timeout)
+            replies = await asyncio.gather(*(self._sa_call(p, "ml.sa.roster", rs,
+                                                           {"roster": roster, "signed": signed}, timeout)
                                              for p in roster))
             for p, reply in zip(roster, replies):
                 if reply is not None:
@@ -535,7 +586,9 @@ class CoordinatorTask:
         except CoveyError as exc:
             log.warning("task %s round %d: %s", self.task, rs.number, exc)
             return None, None
-        if not sa.total_weight or sa.total_weight <= 0:
+        problem = _implausible_sum(total, sa.total_weight, len(survivors), sa.params)
+        if problem:
+            rs.why = f"the unmasked sum is refused: {problem}"
             return None, None
         vector = global_flat + total / np.float32(sa.total_weight)
         return vector, (set(survivors), {})
@@ -560,10 +613,31 @@ class _Invalid(CoveyError):
     """The model update failed validation."""
     code = "update_rejected"
 
-    def __init__(self, reason: str, message: str):
+    def __init__(self, reason: str, message: str, penalize: bool = True):
         super().__init__(message)
         self.reason = reason
+        self.penalize = penalize
 
 
 def _num(x: float):
     return None if x is None or not math.isfinite(x) else round(float(x), 6)
+
+
+def _implausible_sum(total: np.ndarray, total_weight: float | None, n: int, params) -> str | None:
+    """Why an unmasked secure-aggregation sum cannot come from ``n`` honest workers (None if it can).
+
+    Each honest worker adds a weight in [0, 1] and ``weight * clip(delta)``, so
+    the total weight is at most ``n`` and every coordinate of the sum at most
+    ``clip`` times the total weight (plus rounding): a worker that scales its
+    vector or its weight beyond that is caught here.
+    """
+    slack = n * 0.5 / params.scale
+    if total_weight is None or not total_weight > slack:
+        return f"total weight {total_weight} is not positive"
+    if total_weight > n + slack:
+        return f"total weight {total_weight:.4f} exceeds the {n} survivors' caps (each at most 1)"
+    peak = float(np.max(np.abs(total))) if total.size else 0.0
+    if peak > params.clip * total_weight + slack:
+        return (f"a coordinate of the sum ({peak:.1f}) exceeds clip x total weight "
+                f"({params.clip:g} x {total_weight:.4f})")
+    return None

@@ -57,7 +57,18 @@ def progress_line(status: dict) -> str:
         parts.append(f"eps {_fmt(status['epsilon'], 2)}")
     eta = status.get("eta_seconds")
     parts.append(f"~{eta:.0f} s left" if isinstance(eta, (int, float)) else "-- s left")
-    return "  ".join(parts).ljust(78)
+    budget = budget_note(status)
+    return "  ".join(parts + ([budget] if budget else [])).ljust(78)
+
+
+def budget_note(status: dict) -> str:
+    """For a worker's task: ``model mlp, 2,410 parameters (budget 5,000,000)``, or that it is over."""
+    params, budget = status.get("params"), status.get("max_params")
+    if not isinstance(params, int) or not isinstance(budget, int):
+        return ""
+    verdict = f"(budget {budget:,})" if status.get("within_budget") else \
+        f"OVER this node's budget of {budget:,}: join refuses it"
+    return f"model {status.get('model')}, {params:,} parameters {verdict}"
 
 
 def round_line(h: dict, status: dict) -> str:

@@ -117,3 +117,23 @@ def weight_spec(model_name: str, n_features: int, n_classes: int,
 def n_parameters(spec: dict[str, tuple[tuple[int, ...], str]]) -> int:
     """Total number of scalars described by a weight spec."""
     return int(sum(int(np.prod(shape)) for shape, _ in spec.values()))
+
+
+def count_parameters(model_name: str, n_features: int, n_classes: int,
+                     image_shape: tuple[int, int] | None = None, hidden: int = DEFAULT_HIDDEN) -> int:
+    """How many scalars the model has, by arithmetic (nothing is built, so a huge model costs nothing).
+
+    Equals ``n_parameters(weight_spec(...))``; a model that cannot be built
+    raises BadRequest as :func:`build_model` would.
+    """
+    _check_args(model_name, n_features, n_classes, hidden)
+    head = hidden * n_classes + n_classes
+    if model_name == "mlp":
+        return n_features * hidden + hidden + head
+    if image_shape is None:
+        raise BadRequest("the cnn model needs an image dataset (such as digits); use mlp for tabular data")
+    h, w = image_shape
+    if h * w != n_features or h < 2 or w < 2:
+        raise BadRequest(f"image shape {h}x{w} does not fit the cnn model with {n_features} features")
+    convs = (1 * 8 * 9 + 8) + (8 * 16 * 9 + 16)
+    return convs + 16 * (h // 2) * (w // 2) * hidden + hidden + head

@@ -5,10 +5,11 @@ Message types (all bodies are msgpack maps of plain types)::
     ml.invite      C -> W  {"task", "spec"}                      reply {"joined": bool}
     ml.join        W -> C  {"task"}                              reply {"partition": int|None, "spec"}
     ml.round       C -> W  sealed "ml.round" {task, round, attempt, round_id, weights, deadline,
-                           partition, attack, weight_cap, secagg}  reply {"ok", "keys"?}
+                           partition, attack, weight_cap, secagg, spec}
+                                                                 reply {"ok", "keys"?: sealed "ml.sa.keys"}
     ml.update      W -> C  sealed "ml.update" {task, round, round_id, weights|masked, n_examples,
                            loss}                                 reply {"accepted", "reason"}
-    ml.sa.roster   C -> W  {task, round_id, roster}              reply {"blobs"}
+    ml.sa.roster   C -> W  {task, round_id, roster, signed}      reply {"blobs"}
     ml.sa.relay    C -> W  {task, round_id, blobs}               reply {"ok"}
     ml.sa.unmask   C -> W  {task, round_id, survivors, dropped}  reply {"b_shares", "s_shares"}
     ml.info        W -> C  {"task"}                              reply: the task's status
@@ -31,7 +32,7 @@ AGGREGATORS = ("fedavg", "fedprox", "krum", "multikrum", "median", "trimmed-mean
 SUM_BASED = ("fedavg", "fedprox")
 ATTACKS = ("sign_flip", "noise", "label_flip")
 MODELS = ("mlp", "cnn")
-
+SECAGG_MIN_ROSTER = 3   # known participants a worker needs in a secure-aggregation roster
 
 
 class UnknownTask(CoveyError):
@@ -153,6 +154,17 @@ class TaskSpec:
                 isinstance(self.image_shape, list) and len(self.image_shape) == 2
                 and all(isinstance(v, int) and 0 < v <= 4096 for v in self.image_shape)):
             raise BadRequest("image_shape must be [height, width]")
+
+    @property
+    def round_minimum(self) -> int:
+        """Workers a round needs: min_clients, and at least SECAGG_MIN_ROSTER with secure aggregation."""
+        return max(self.min_clients, SECAGG_MIN_ROSTER) if self.secure_agg else self.min_clients
+
+    def n_params(self) -> int:
+        """The model's parameter count (by arithmetic: nothing is built)."""
+        from core.learning.models import count_parameters
+        image = tuple(self.image_shape) if self.image_shape else None
+        return count_parameters(self.model, self.n_features, self.n_classes, image, self.hidden)
 
     def f(self, n_updates: int) -> int:
         """How many Byzantine updates the robust rules tolerate this round."""

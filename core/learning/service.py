@@ -175,8 +175,10 @@ class LearningService:
         except CoveyError as exc:
             log.info("coordinator of %s unreachable for status: %s", task, exc)
             return self.worker.view(m)
+        local = self.worker.view(m)
         return {**remote, "role": "worker", "membership": m.state, "partition": m.partition,
-                "coordinator": m.coordinator}
+                "coordinator": m.coordinator,
+                **{k: local[k] for k in ("model", "params", "max_params", "within_budget")}}
 
     async def stop_task(self, task: str) -> dict:
         task = self._resolve(task)
@@ -191,6 +193,12 @@ class LearningService:
 
     async def join(self, task: str, data: str | None = None) -> dict:
         return await self.worker.join(self._resolve(task), data)
+
+    def budget(self, params: int | None = None) -> dict:
+        """Show (or set) the largest model, in parameters, this node trains as a worker."""
+        if params is not None:
+            self.worker.set_max_params(params)
+        return {"max_params": self.worker.max_params}
 
     def set_auto_join(self, on: bool) -> None:
         self.auto_join = bool(on)

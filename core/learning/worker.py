@@ -3,6 +3,14 @@
 A worker keeps its data: it trains on its partition of a built-in dataset
 (simulation) or on its own file, and only weights (or, with secure
 aggregation, a masked delta) leave the machine, sealed as ``ml.update``.
+
+A worker does not let its coordinator steer it beyond the task the user
+accepted: it never opens a path that came from the network (a dataset named
+in a spec must be built in; its own file comes only from ``--data``), it
+refuses a model larger than its parameter budget, it pins the spec accepted
+at join and refuses rounds with another, it re-checks the coordinator's tier
+and ban on every round and secure-aggregation message, and in a task joined
+as secure it never sends plain weights.
 """
 from __future__ import annotations
 
@@ -19,7 +27,11 @@ from core.peers import Capability
 from core.signed import Verifier, seal
 
 from . import protocol as proto
+from . import roster as sa_roster
 from .protocol import UnknownTask
+
+DEFAULT_MAX_PARAMS = 5_000_000   # the largest model a worker trains unless its user raises the budget
+MAX_PARAMS_SETTING = "ml.max_params"
 
 log = logging.getLogger("covey.learning.worker")
 
@@ -41,9 +53,21 @@ def _prepare(spec: dict, data: str | None) -> None:
     first round is not spent importing."""
     from core.learning.train import warm_up
     task = proto.TaskSpec.from_dict(spec)
-    _dataset(data or task.dataset, task.seed)
+    _dataset(data or _network_dataset(task), task.seed)
     warm_up(task.model, task.n_features, task.n_classes,
             tuple(task.image_shape) if task.image_shape else None, task.hidden)
+
+
+def _network_dataset(spec: proto.TaskSpec) -> str:
+    """The built-in dataset a spec from the network names; never a path (that would open a local file)."""
+    from core.learning.data import BUILTIN
+    if spec.partition == "own":
+        raise BadRequest("this task trains on each worker's own file: join it with --data FILE")
+    if spec.dataset not in BUILTIN:
+        raise RefusedByPolicy(f"the task names the dataset {spec.dataset[:80]!r}, which is not built in "
+                              f"({', '.join(BUILTIN)}); a worker opens no file a coordinator names, "
+                              "only its own --data FILE")
+    return spec.dataset
 
 
 def local_data(spec: proto.TaskSpec, partition: int | None, n_partitions: int, own_file: str | None):
@@ -56,7 +80,7 @@ def local_data(spec: proto.TaskSpec, partition: int | None, n_partitions: int, o
         return ds.X_train, ds.y_train
     if partition is None:
         raise BadRequest("this task trains on each worker's own file: join it with --data FILE")
-    ds = _dataset(spec.dataset, spec.seed)
+    ds = _dataset(_network_dataset(spec), spec.seed)
     idx = _partition(spec.dataset, spec.seed, max(n_partitions, 1), spec.partition)[partition]
     return ds.X_train[idx], ds.y_train[idx]
 
@@ -113,20 +137,42 @@ class WorkerRole:
             "last_round=excluded.last_round, updated=excluded.updated",
             (m.task, m.coordinator, json.dumps(m.spec), m.state, m.partition, m.data, m.last_round, time.time()))
 
+    # -- the parameter budget
+    @property
+    def max_params(self) -> int:
+        """The largest model (in parameters) this node trains as a worker."""
+        value = self.node.store.get_setting(MAX_PARAMS_SETTING)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else DEFAULT_MAX_PARAMS
+
+    def set_max_params(self, params: int) -> None:
+        if isinstance(params, bool) or not isinstance(params, int) or not 1 <= params <= 10**10:
+            raise BadRequest("the parameter budget must be a whole number between 1 and 10^10")
+        self.node.store.set_setting(MAX_PARAMS_SETTING, params)
+
+    def _check_budget(self, task: str, spec: proto.TaskSpec) -> None:
+        params, budget = spec.n_params(), self.max_params
+        if params > budget:
+            raise RefusedByPolicy(f"the model of task {task} has {params:,} parameters, more than this node's "
+                                  f"budget of {budget:,}; `covey ml budget {params}` raises the budget")
+
     # -- invitations and joining
     def _on_invite(self, peer_id: str, body: dict) -> dict:
         task = proto.task_id(body)
         spec = proto.TaskSpec.from_dict(proto.need(body, "spec", dict))
         self.node.peers.check(peer_id, Capability.LEARN_CONTRIBUTE)  # we only work for trusted peers
+        if spec.partition != "own":
+            _network_dataset(spec)
         m = self.members.get(task)
-        if m is None or m.coordinator != peer_id:
-            m = Membership(task, peer_id, spec.to_dict())
+        if m is not None and m.state == "joined" and (m.coordinator != peer_id or _normal(m.spec) != spec.to_dict()):
+            raise RefusedByPolicy(f"this node already works on task {task} under the spec it accepted at join")
+        if m is None or m.coordinator != peer_id or m.state != "joined":
+            m = Membership(task, peer_id, spec.to_dict(), "left" if m is not None and m.state == "left" else "invited")
             self.members[task] = m
             self._save(m)
         from core import events as ev
         self.node.events.emit(ev.ML_STATE, task=task, role="worker", state=m.state, coordinator=peer_id)
-        auto = self.service.auto_join and spec.partition != "own"
-        if auto and m.state != "joined":
+        auto = self.service.auto_join and spec.partition != "own" and m.state == "invited"
+        if auto:
             self.service.spawn(self._auto_join(task))
         return {"joined": auto or m.state == "joined"}
 
@@ -137,14 +183,23 @@ class WorkerRole:
             log.warning("auto-join of task %s failed: %s", task, exc)
 
     async def join(self, task: str, data: str | None = None) -> dict:
-        """Join an invited task: the coordinator assigns a partition (or we train on ``data``)."""
+        """Join an invited task: the coordinator assigns a partition (or we train on ``data``).
+
+        The spec of the invitation is pinned: the coordinator must confirm
+        it, and every later round must carry it unchanged.
+        """
         m = self.members.get(task)
         if m is None:
             raise UnknownTask(f"no invitation for task {task!r}: `covey ml status` lists the invitations")
+        spec = proto.TaskSpec.from_dict(m.spec)
+        self._check_budget(task, spec)
+        self.node.peers.check(m.coordinator, Capability.LEARN_CONTRIBUTE)
         await asyncio.to_thread(_prepare, m.spec, data)
         reply = await self.node.request(m.coordinator, "ml.join", {"task": task, "own_data": bool(data)})
         part = proto.need(reply, "partition", int, optional=True)
-        m.spec = proto.TaskSpec.from_dict(proto.need(reply, "spec", dict)).to_dict()
+        if _normal(proto.need(reply, "spec", dict)) != spec.to_dict():
+            raise RefusedByPolicy(f"the coordinator of task {task} answered the join with another spec "
+                                  "than the one it invited this node to; not joined")
         m.partition, m.data, m.state = part, data, "joined"
         self._save(m)
         from core import events as ev
@@ -152,26 +207,51 @@ class WorkerRole:
         return self.view(m)
 
     def view(self, m: Membership) -> dict:
+        """A membership as ``ml status`` shows it, with the model's size against the budget."""
+        try:
+            params = proto.TaskSpec.from_dict(m.spec).n_params()
+        except CoveyError:
+            params = None
+        budget = self.max_params
         return {"task": m.task, "role": "worker", "state": m.state, "coordinator": m.coordinator,
                 "partition": m.partition, "round": m.last_round, "rounds": m.spec.get("rounds"),
-                "accuracy": None, "loss": None, "epsilon": None, "history": []}
+                "accuracy": None, "loss": None, "epsilon": None, "history": [],
+                "model": m.spec.get("model"), "params": params, "max_params": budget,
+                "within_budget": params is not None and params <= budget,
+                "secure_agg": bool(m.spec.get("secure_agg"))}
+
+    # -- policy, on every message from a coordinator
+    def _member(self, coordinator: str, task) -> Membership:
+        """The joined membership of ``task`` under ``coordinator``, whose tier and ban are checked now."""
+        m = self.members.get(task) if isinstance(task, str) else None
+        if m is None or m.state != "joined" or m.coordinator != coordinator:
+            raise RefusedByPolicy(f"this node has not joined task {str(task)[:16]} with that coordinator")
+        self.node.peers.check(coordinator, Capability.LEARN_CONTRIBUTE)
+        return m
 
     # -- rounds
     def _on_round(self, peer_id: str, envelope: dict) -> dict:
-        signer, body = self.verifier.open(envelope, "ml.round")
-        if signer != peer_id:
-            raise RefusedByPolicy("a round announcement must be signed by the coordinator that sends it")
+        signer, body = self.verifier.admit(envelope, "ml.round", peer_id,
+                                           lambda signer, body: self._member(signer, body.get("task")))
         ann = proto.parse_round(body, self.node.settings.max_message)
-        m = self.members.get(ann.task)
-        if m is None or m.state != "joined" or m.coordinator != peer_id:
-            raise RefusedByPolicy(f"this node has not joined task {ann.task} with that coordinator")
-        spec = proto.TaskSpec.from_dict(ann.spec)
+        m = self._member(peer_id, ann.task)
+        spec = proto.TaskSpec.from_dict(m.spec)
+        if _normal(ann.spec) != spec.to_dict():
+            raise RefusedByPolicy(f"round {ann.round} of task {ann.task} carries another spec than the one "
+                                  "this node accepted at join")
+        self._check_budget(ann.task, spec)
+        if spec.secure_agg != (ann.secagg is not None):
+            raise RefusedByPolicy(f"task {ann.task} was joined {'with' if spec.secure_agg else 'without'} secure "
+                                  f"aggregation; round {ann.round} is {'not ' if spec.secure_agg else ''}secure")
         work = _RoundWork(ann)
         reply: dict = {"ok": True}
         if ann.secagg is not None:
             from core.learning.secagg import SecAggParams, SecAggWorker
-            work.sa = SecAggWorker(self.node.identity.id, SecAggParams.from_dict(ann.secagg))
-            reply["keys"] = work.sa.advertise()
+            params = SecAggParams.from_dict(ann.secagg)
+            if params.round_id != ann.round_id or params.dim != spec.n_params():
+                raise MalformedMessage("the secure-aggregation parameters do not fit this round's model")
+            work.sa = SecAggWorker(self.node.identity.id, params)
+            reply["keys"] = sa_roster.sign_keys(self.node.identity, ann.task, ann.round_id, work.sa.advertise())
         self._forget_old_rounds()
         self._rounds[ann.round_id] = work
         self.service.spawn(self._train_and_send(m, spec, work))
@@ -185,15 +265,18 @@ class WorkerRole:
         ann = work.ann
         try:
             result, delta = await asyncio.to_thread(self._train, m, spec, ann)
+            # The count is capped by the announced cap: a larger own file does not outweigh the others.
+            n_examples = max(1, min(result.n_examples, ann.weight_cap))
             body = {"task": ann.task, "round": ann.round, "round_id": ann.round_id,
-                    "n_examples": result.n_examples, "loss": result.loss}
+                    "n_examples": n_examples, "loss": result.loss}
             if work.sa is not None:
                 await asyncio.wait_for(work.shares_in.wait(), ann.deadline)
-                weight = 1.0 if spec.dp else min(1.0, result.n_examples / ann.weight_cap)
+                weight = 1.0 if spec.dp else n_examples / ann.weight_cap
                 body["masked"] = await asyncio.to_thread(work.sa.masked_input, delta, weight)
             else:
                 from core.learning.tensors import encode
                 body["weights"] = await asyncio.to_thread(encode, result.weights)
+            self._member(m.coordinator, ann.task)  # the user may have lowered the coordinator meanwhile
             envelope = seal(self.node.identity, "ml.update", body)
             reply = await self.node.request(m.coordinator, "ml.update", envelope, timeout=ann.deadline + 30)
             m.last_round = ann.round
@@ -229,26 +312,41 @@ class WorkerRole:
         return result, delta
 
     # -- secure aggregation phases
-    def _work(self, peer_id: str, body: dict) -> _RoundWork:
+    def _work(self, peer_id: str, body: dict) -> tuple[_RoundWork, Membership]:
         proto.task_id(body)
         work = self._rounds.get(proto.need(body, "round_id", bytes))
-        if work is None or work.sa is None:
+        if work is None or work.sa is None or work.ann.task != body["task"]:
             raise MalformedMessage("no secure-aggregation round with that id here")
-        m = self.members.get(work.ann.task)
-        if m is None or m.coordinator != peer_id:
-            raise RefusedByPolicy("only the task's coordinator drives its secure aggregation")
-        return work
+        return work, self._member(peer_id, work.ann.task)
 
     def _on_roster(self, peer_id: str, body: dict) -> dict:
-        work = self._work(peer_id, body)
-        return {"blobs": work.sa.share_keys(proto.need(body, "roster", dict))}
+        work, m = self._work(peer_id, body)
+        roster = proto.need(body, "roster", dict)
+        spec = proto.TaskSpec.from_dict(m.spec)
+        sa_roster.check_roster(roster, proto.need(body, "signed", dict), me=self.node.identity.id,
+                               task=m.task, round_id=work.ann.round_id, known=self._vouched,
+                               minimum=spec.round_minimum)
+        return {"blobs": work.sa.share_keys(roster)}
+
+    def _vouched(self, peer_id: str) -> bool:
+        """Whether this node's user trusts ``peer_id`` as a learning participant (CORE/SANDBOX, not banned)."""
+        try:
+            self.node.peers.check(peer_id, Capability.LEARN_CONTRIBUTE)
+        except CoveyError:
+            return False
+        return True
 
     def _on_relay(self, peer_id: str, body: dict) -> dict:
-        work = self._work(peer_id, body)
+        work, _ = self._work(peer_id, body)
         work.sa.receive_shares(proto.need(body, "blobs", dict))
         work.shares_in.set()
         return {"ok": True}
 
     def _on_unmask(self, peer_id: str, body: dict) -> dict:
-        work = self._work(peer_id, body)
+        work, _ = self._work(peer_id, body)
         return work.sa.unmask(proto.need(body, "survivors", list), proto.need(body, "dropped", list))
+
+
+def _normal(spec: dict) -> dict:
+    """A spec map in its checked, normalised form (so equal specs compare equal)."""
+    return proto.TaskSpec.from_dict(dict(spec)).to_dict()

@@ -134,7 +134,10 @@ async def test_bad_update_is_rejected_with_reason_counted_and_costs_reputation(m
     bad = replies[-1]
     assert bad["accepted"] is False and bad["reason"] == reason
     assert task.rejections[reason] >= 1
-    assert coord.peers.get(rogue.identity.id).reputation < 0.5
+    if reason == "replay":  # a replay may be anyone resending an honest message: no reputation cost
+        assert coord.peers.get(rogue.identity.id).reputation >= 0.5
+    else:
+        assert coord.peers.get(rogue.identity.id).reputation < 0.5
     # the rounds went on with the honest workers
     assert task.state == "done" and [h["round"] for h in task.history] == [1, 2]
     bad_round = task.history[-1] if craft is replayed else task.history[0]

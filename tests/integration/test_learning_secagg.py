@@ -7,11 +7,12 @@ import pytest
 
 from core.errors import BadRequest
 
-from .test_learning_support import federation, run_task
+from .test_learning_support import federation, introduce, run_task
 
 
 async def test_secure_aggregation_trains_and_the_coordinator_never_sees_single_updates(make_node):
-    coord, _ = await federation(make_node, 5)
+    coord, workers = await federation(make_node, 5)
+    introduce(workers)  # a worker shares keys only with participants its user trusts
     status = await run_task(coord, rounds=5, aggregator="fedavg", secure_agg=True, validate=False, seed=5)
     assert status["state"] == "done"
     assert status["accuracy"] > status["history"][0]["accuracy"] > 0.3
@@ -22,6 +23,7 @@ async def test_secure_aggregation_trains_and_the_coordinator_never_sees_single_u
 
 async def test_a_worker_lost_after_sharing_keys_does_not_spoil_the_round(make_node):
     coord, workers = await federation(make_node, 5)
+    introduce(workers)
     quitter = workers[4]
 
     stopping = []

@@ -29,3 +29,12 @@ async def run_task(coord, timeout: float = 60.0, **options) -> dict:
     task = coord.learning.tasks[started["task"]]
     await wait_until(lambda: task.state != "running", timeout, step=0.05)
     return task.status()
+
+
+def introduce(workers, tier: str = "sandbox") -> None:
+    """Each worker's user vouches for the others as learning participants (needed for secure aggregation)."""
+    for w in workers:
+        for other in workers:
+            if other is not w:
+                w.peers.add_or_update(other.identity.id, name=other.identity.name)
+                w.peers.set_tier(other.identity.id, tier)

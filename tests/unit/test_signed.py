@@ -8,7 +8,7 @@ import pytest
 
 from core.errors import InvalidSignature, MalformedMessage, ReplayDetected, StaleMessage
 from core.identity import Identity
-from core.signed import DEFAULT_SKEW, Verifier, _signed_bytes, canonical, seal, verify_only
+from core.signed import DEFAULT_FUTURE_SKEW, DEFAULT_SKEW, Verifier, _signed_bytes, canonical, seal, verify_only
 
 NOW = 1_800_000_000.0
 
@@ -111,7 +111,7 @@ def test_timestamp_outside_the_skew_is_rejected(alice, delta):
         Verifier().open(env, "knowledge", now=NOW)
 
 
-@pytest.mark.parametrize("delta", [-DEFAULT_SKEW, DEFAULT_SKEW])
+@pytest.mark.parametrize("delta", [-DEFAULT_SKEW, DEFAULT_FUTURE_SKEW])
 def test_timestamp_at_the_edge_of_the_skew_is_accepted(alice, delta):
     env = seal(alice, "knowledge", {"x": 1}, now=NOW + delta)
     assert Verifier().open(env, "knowledge", now=NOW)[0] == alice.id
