@@ -104,7 +104,7 @@ class Settings:
     tor_handshakes: int = 32        # concurrent inbound handshakes via the onion service (own budget)
     max_unknown_connections: int = 32  # established connections with UNKNOWN peers, node-wide
     # Per peer, once connected:
-    unknown_max_message: int = 8 << 20  # bytes per message from an UNKNOWN peer
+    unknown_max_message: int = 256 << 10  # bytes per message from a stranger (UNKNOWN, not added by the user)
     unknown_partial_budget: int = 32 << 20  # of partial_budget, what UNKNOWN peers may hold together
     unknown_rate: float = 1000.0    # messages per second from an UNKNOWN peer (token bucket)
     peer_rate: float = 1_000_000.0  # messages per second from a known peer

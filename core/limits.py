@@ -32,9 +32,12 @@ class PeerLimits:
     unknown: bool        # counts against the node-wide cap on UNKNOWN connections
 
 
-def limits_for(settings, tier: Tier, banned: bool = False) -> PeerLimits:
-    """The limits of a peer of ``tier`` under ``settings`` (banned: no capability at all)."""
-    unknown = tier is Tier.UNKNOWN
+def limits_for(settings, tier: Tier, banned: bool = False, stranger: bool | None = None) -> PeerLimits:
+    """The limits of a peer of ``tier`` under ``settings`` (banned: no capability at all).
+
+    ``stranger`` (default: the tier is UNKNOWN) gets the tight rate and message cap; an
+    UNKNOWN peer the user added by hand is not a stranger."""
+    unknown = tier is Tier.UNKNOWN if stranger is None else stranger
     rate = settings.unknown_rate if unknown else settings.peer_rate
     return PeerLimits(allowed=frozenset() if banned else POLICY[tier], rate=rate, burst=max(1.0, rate),
                       max_receive=min(settings.unknown_max_message, settings.max_message) if unknown

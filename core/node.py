@@ -376,16 +376,21 @@ class Node:
                          suppressed=suppressed)
 
     def _limits(self, peer_id: str) -> PeerLimits:
-        """The flow limits of a peer, from its tier (UNKNOWN when not in the book)."""
+        """The flow limits of a peer, from its tier (UNKNOWN when not in the book). A stranger
+        (UNKNOWN and never added or touched by the user) gets the tight limits."""
         rec = self.peers.get(peer_id) if self.peers is not None else None
         tier = self.peers.tier_of(peer_id) if rec is not None else Tier.UNKNOWN
-        return limits_for(self.settings, tier, rec is not None and rec.banned)
+        return limits_for(self.settings, tier, rec is not None and rec.banned,
+                          stranger=tier is Tier.UNKNOWN and not (rec is not None and rec.kept))
 
     def _refresh_limits(self, event) -> None:
         """A peer's tier or standing changed: its live connection gets the new limits."""
-        conn = self.connections.get(event.data.get("peer") or "")
+        self._apply_limits(event.data.get("peer") or "")
+
+    def _apply_limits(self, peer_id: str) -> None:
+        conn = self.connections.get(peer_id)
         if conn is not None and self.peers is not None:
-            conn.set_limits(self._limits(conn.peer_id))
+            conn.set_limits(self._limits(peer_id))
 
     # -- connections ---------------------------------------------------------------
     def _admit(self, peer_id: str, host: str) -> None:
@@ -569,6 +574,7 @@ class Node:
             return self.peer_view(self.peers.get(key))
         conn = await self.dial(address, source=source)
         rec = self.peers.add_or_update(conn.peer_id, name=name, address=address, pinned=True, kept=True)
+        self._apply_limits(rec.id)  # added by the user: no longer a stranger
         if keeps_connected(rec):
             self._keep(rec.id)
         return self.peer_view(rec)

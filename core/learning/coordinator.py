@@ -12,7 +12,7 @@ is authorised (its signer is its sender and a participant allowed to
 contribute) before its signature or the replay memory is touched. Example
 counts are capped by the announced weight cap, and an aggregate whose held-out
 loss is wildly worse than the previous model's is not committed (the round is
-retried). Heavy steps (decoding, validation, aggregation, evaluation,
+retried; not under differential privacy, whose noise may do that honestly). Heavy steps (decoding, validation, aggregation, evaluation,
 checkpointing) run in threads so the node stays responsive.
 """
 from __future__ import annotations
@@ -465,7 +465,11 @@ class CoordinatorTask:
         loss, acc = await asyncio.to_thread(self._evaluate, candidate, False)
         factor, margin = AGGREGATE_TOLERANCE
         previous = self._global_loss
-        if not math.isfinite(loss) or (math.isfinite(previous) and loss > previous * factor + margin):
+        # Under differential privacy the noise the user asked for can raise an honest
+        # aggregate's loss by any amount; there the weight cap and the clip bound each
+        # contribution instead (secure aggregation checks the clip on the unmasked sum).
+        wild = not self.spec.dp and math.isfinite(previous) and loss > previous * factor + margin
+        if not math.isfinite(loss) or wild:
             return self._fail(rs, f"the aggregate's held-out loss {loss:.3f} is far above the previous "
                                   f"model's {previous:.3f} (at most x{factor} + {margin}); not committed")
         self.weights, self._global_loss = candidate, loss

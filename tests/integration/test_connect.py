@@ -41,6 +41,7 @@ async def test_each_mode_carries_messages(make_node, mode):
     alice.on_message("echo", lambda peer, body: body)
     view = await bob.add_peer(address(alice))
     assert view["mode"] == mode
+    alice.trust(bob.identity.id, "external")  # a stranger may not send alice 5 MB
     big = bytes(range(256)) * 20000  # 5 MB: chunked into several frames
     assert (await bob.request(alice.identity.id, "echo", {"x": big}))["x"] == big
 

@@ -63,7 +63,8 @@ async def test_unfinished_messages_share_one_budget_for_the_whole_node(make_node
 
 
 async def test_unknown_peers_hold_only_their_share_of_the_budget(make_node, session):  # noqa: F811
-    alice = await make_node("alice", max_frame=64 << 10, unknown_partial_budget=1 << 20)
+    alice = await make_node("alice", max_frame=64 << 10, unknown_partial_budget=1 << 20,
+                            unknown_max_message=1 << 20)
     first, second = RawPeer(session, address(alice)), RawPeer(session, address(alice))
     await first.handshake()
     await second.handshake()

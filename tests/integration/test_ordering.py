@@ -35,6 +35,7 @@ async def test_concurrent_senders_mixing_small_and_chunked_messages_keep_each_se
     received: list[tuple[int, int, int]] = []
     alice.on_message("mix", lambda peer, body: received.append((body["s"], body["n"], len(body["blob"]))))
     await bob.add_peer(address(alice))
+    alice.trust(bob.identity.id, "external")  # a stranger may not send alice 3 MB messages
 
     async def sender(s: int):
         for n in range(60):
