@@ -594,6 +594,17 @@ class Node:
             return self.peers.add_or_update(beacon.id, name=beacon.name, source="lan",
                                             address=_join(beacon.host, beacon.port))
 
+    def peer_info(self, peer_id: str) -> dict:
+        """The view of one peer of the book or one node heard on the LAN, by exact id; reading
+        never adds anything to the book (UnknownPeer when it is neither)."""
+        rec = self.peers.get(peer_id)
+        if rec is not None:
+            return self.peer_view(rec)
+        for beacon in self.discovery.peers() if self.discovery is not None else []:
+            if beacon.id == peer_id:
+                return self.peer_view(_discovered_record(beacon), discovered=True)
+        raise UnknownPeer(f"no peer {peer_id[:16]} in the peer book or on the LAN")
+
     def _discovered(self, ref: str):
         """The one LAN node (not in the book) named by ``ref`` (id, id prefix, name), or None."""
         text = (ref or "").strip()

@@ -167,6 +167,10 @@ class PeersPanel(QWidget):
 
     on_event_tier_changed = on_event_peer_banned = on_event_peer_unbanned = on_event_peer_added
 
+    def on_event_peer_lost(self, event) -> None:
+        """Its beacons stopped: a node only heard on the LAN leaves the table; a peer in the book stays."""
+        self._update(event)
+
     def on_event_peer_removed(self, event) -> None:
         if self.model.remove(str(event.data.get("peer"))):
             self._changed()
@@ -183,7 +187,7 @@ class PeersPanel(QWidget):
 
     def _read_peer(self, peer_id: str) -> None:
         try:
-            self.model.put(self.node.peer_view(self.node.resolve(peer_id)))
+            self.model.put(self.node.peer_info(peer_id))
         except UnknownPeer:   # gone again before we looked
             self.model.remove(peer_id)
 

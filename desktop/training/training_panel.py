@@ -276,7 +276,8 @@ class TrainingPanel(QWidget):
     # -- worker side -----------------------------------------------------------------------
     def refresh_invitations(self) -> None:
         before = self.invitations.pending()
-        self.invitations.show_members(list(self.learning.worker.members.values()), self.peer_name)
+        worker = self.learning.worker
+        self.invitations.show_members(list(worker.members.values()), self.peer_name, worker.view)
         pending = self.invitations.pending()
         self.lower.setTabText(self.lower.indexOf(self.invitations),
                               f"Invitations ({pending})" if pending else "Invitations")

@@ -7,7 +7,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QHBoxLayout, QHeade
                                QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 WORKER_COLUMNS = ("Peer", "Role", "Update norm", "Examples", "Train loss", "Status")
-INVITE_COLUMNS = ("Task", "Coordinator", "Model", "Aggregator", "Rounds", "State")
+INVITE_COLUMNS = ("Task", "Coordinator", "Model", "Aggregator", "Rounds", "State", "Parameters")
 GOOD, BAD, MUTED = QColor("#2e7d32"), QColor("#b71c1c"), QColor("#6b7383")
 REASONS = {   # the coordinator's rejection codes, as a person reads them
     "validation": "failed validation on the held-out set",
@@ -155,6 +155,7 @@ class InvitationsBox(QWidget):
         layout.addWidget(self.empty)
         self._tasks: list[str] = []
         self._states: dict[str, str] = {}
+        self._over_budget: set[str] = set()
         self._update_join()
 
     def set_auto_join(self, on: bool) -> None:
@@ -162,11 +163,15 @@ class InvitationsBox(QWidget):
         self.auto_join.setChecked(on)
         self.auto_join.blockSignals(False)
 
-    def show_members(self, members: list, name_of) -> None:
-        """Fill from the worker's memberships (newest last), keeping the selection."""
+    def show_members(self, members: list, name_of, view_of) -> None:
+        """Fill from the worker's memberships (newest last), keeping the selection.
+
+        ``view_of(m)`` is the worker's view of a membership: the model's parameter count
+        against this node's budget (an invitation over the budget cannot be joined)."""
         selected = self.selected_task()
         self._tasks = [m.task for m in members]
         self._states = {m.task: m.state for m in members}
+        self._over_budget = set()
         self.table.setRowCount(len(members))
         for row, m in enumerate(members):
             spec = m.spec or {}
@@ -174,7 +179,8 @@ class InvitationsBox(QWidget):
             color = GOOD if m.state == "joined" else (MUTED if m.state == "left" else None)
             cells = (_item(m.task, tip=m.task), _item(name_of(m.coordinator), tip=m.coordinator),
                      _item(str(spec.get("model", "?"))), _item(str(spec.get("aggregator", "?"))),
-                     _item(str(spec.get("rounds", "?"))), _item(state, color))
+                     _item(str(spec.get("rounds", "?"))), _item(state, color),
+                     self._size_item(m, view_of(m)))
             for col, cell in enumerate(cells):
                 self.table.setItem(row, col, cell)
         self.empty.setVisible(not members)
@@ -185,6 +191,16 @@ class InvitationsBox(QWidget):
             if invited:
                 self.select_task(invited[-1])
         self._update_join()
+
+    def _size_item(self, m, view: dict) -> QTableWidgetItem:
+        params, budget = view.get("params"), view.get("max_params")
+        if params is None:
+            return _item("?", tip="the invitation does not describe a model this node knows")
+        if view.get("within_budget"):
+            return _item(f"{params:,}", tip=f"within this node's budget of {budget:,} parameters")
+        self._over_budget.add(m.task)
+        return _item(f"{params:,}", BAD, tip=f"larger than this node's budget of {budget:,} "
+                                             "parameters: this invitation cannot be joined")
 
     def select_task(self, task: str) -> None:
         if task in self._tasks:
@@ -203,7 +219,8 @@ class InvitationsBox(QWidget):
 
     def _update_join(self) -> None:
         task = self.selected_task()
-        self.join_button.setEnabled(task is not None and self._states.get(task) == "invited")
+        self.join_button.setEnabled(task is not None and self._states.get(task) == "invited"
+                                    and task not in self._over_budget)
 
     def _join_clicked(self) -> None:
         task = self.selected_task()

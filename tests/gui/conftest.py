@@ -51,7 +51,8 @@ def make_node(tmp_path, run):
         home = tmp_path / name
         identity = Identity.generate(name)
         identity.save(home)
-        node = Node(home, identity, Settings(listen="127.0.0.1:0", discovery=False, **settings))
+        settings = {"listen": "127.0.0.1:0", "discovery": False, **settings}
+        node = Node(home, identity, Settings(**settings))
         run(node.start())
         started.append(node)
         return node

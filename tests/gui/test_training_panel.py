@@ -279,3 +279,27 @@ def test_a_finished_run_renders_to_png(window, make_node, run, qtbot, address_of
     image = QImage(str(path))
     colors = {image.pixel(x, y) for x in range(0, image.width(), 7) for y in range(0, image.height(), 7)}
     assert image.width() >= 1000 and image.height() >= 600 and len(colors) > 20
+
+
+def test_an_invitation_over_the_model_budget_shows_its_size_and_cannot_be_joined(make_node, run, qtbot,
+                                                                                 address_of):
+    from desktop.window import MainWindow
+    coord, worker = make_node("coord"), make_node("bob")
+    worker.learning.worker.set_max_params(1000)   # the digits MLP has a few thousand
+    win = MainWindow(worker)
+    qtbot.addWidget(win)
+    win.show()
+    invitations = training_tab(win).invitations
+    run(worker.add_peer(address_of(coord)))
+    worker.trust(coord.identity.id, "core")
+    qtbot.waitUntil(lambda: len(coord.connected_peers()) == 1, timeout=10000)
+    coord.trust(worker.identity.id, "core")
+
+    started = run(coord.learning.start_task(rounds=3, min_clients=1, seed=1))
+    qtbot.waitUntil(lambda: invitations.table.rowCount() == 1, timeout=20000)
+    size = invitations.table.item(0, 6)
+    params = worker.learning.worker.view(worker.learning.worker.members[started["task"]])["params"]
+    assert size.text() == f"{params:,}" and params > 1000
+    assert "cannot be joined" in size.toolTip()
+    assert invitations.selected_task() == started["task"]
+    assert not invitations.join_button.isEnabled()
