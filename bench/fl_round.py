@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def covey(home: Path, *args: str, timeout: float = 60.0):
-    out = subprocess.run([sys.executable, "-m", "core.cli", "--home", str(home), *args, "--json"],
+    out = subprocess.run([sys.executable, "-m", "core.app.cli", "--home", str(home), *args, "--json"],
                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
     if out.returncode != 0:
         raise RuntimeError(f"covey {' '.join(args)}: {out.stderr.strip()}")
@@ -39,7 +39,7 @@ def covey(home: Path, *args: str, timeout: float = 60.0):
 
 def start_node(home: Path, env: dict) -> subprocess.Popen:
     home.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "--home", str(home), "--headless",
+    proc = subprocess.Popen([sys.executable, "-m", "core.app.cli", "--home", str(home), "--headless",
                              "--listen", "127.0.0.1:0", "--log-level", "warning"],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30

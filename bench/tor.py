@@ -34,7 +34,7 @@ from core.config import Settings  # noqa: E402
 from core.errors import CoveyError  # noqa: E402
 from core.identity import Identity  # noqa: E402
 from core.node import Node  # noqa: E402
-from core.tor import TorController  # noqa: E402
+from core.net.tor import TorController  # noqa: E402
 from tests.integration.tor.network import PrivateTorNetwork, in_loopback_only_namespace  # noqa: E402
 
 

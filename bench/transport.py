@@ -261,9 +261,9 @@ async def connection_rate(dialer_home: Path, server_id: str, port: int, n: int) 
     """Sequential dial + handshake + close with a bare Transport (no listen port is
     advertised, so the server does not keep a reconnecting link back to us)."""
     from core.config import Settings
-    from core.handshake import LocalEndpoint
+    from core.net.handshake import LocalEndpoint
     from core.identity import Identity
-    from core.transport import Transport
+    from core.net.transport import Transport
     settings = Settings(listen="127.0.0.1:0", discovery=False)
     local = LocalEndpoint.create(Identity.load(dialer_home), settings.mode, settings.min_mode, None)
     transport = Transport(local, settings, admit=lambda peer, host: None,
@@ -304,7 +304,7 @@ def _torch_loaded(pid: int) -> bool:
 
 def _covey() -> list[str]:
     exe = Path(sys.executable).with_name("covey")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "core.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "core.app.cli"]
 
 
 async def idle_figures(base: Path, peers: int = 3) -> dict:

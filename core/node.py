@@ -16,20 +16,20 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from . import events as ev
-from . import wire
+from core.net import wire
 from .config import MODE_RANK, Settings, offered_modes, load_settings, save_settings, with_changes, write_secret
-from .connection import CLOSE_POLICY, CLOSE_REPLACED, CLOSE_SHUTDOWN, PeerConnection
+from core.net.connection import CLOSE_POLICY, CLOSE_REPLACED, CLOSE_SHUTDOWN, PeerConnection
 from .errors import (BadRequest, CoveyError, PeerBanned, PeerUnreachable, RateLimited,
                      RefusedByPolicy, TimedOut, UnknownPeer, from_code)
 from .events import EventBus
-from .handshake import LocalEndpoint, random_psk
+from core.net.handshake import LocalEndpoint, random_psk
 from .identity import Identity, is_peer_id
-from .limits import LogLimiter, PeerLimits, limits_for
+from core.net.limits import LogLimiter, PeerLimits, limits_for
 from .peers import MIN_PREFIX, Capability, PeerBook, Tier, keeps_connected, message_capability
-from .proxy import read_password
+from core.net.proxy import read_password
 from .store import PeerRecord, Store
-from .routing import OutboundRoute
-from .transport import Transport
+from core.net.routing import OutboundRoute
+from core.net.transport import Transport
 
 log = logging.getLogger("covey.node")
 
@@ -139,7 +139,7 @@ class Node:
         self.events.emit(ev.NODE_STARTED, id=self.identity.id, listen=self.listen_addresses())
 
     async def _start_discovery(self) -> None:
-        from .discovery import Discovery
+        from core.net.discovery import Discovery
         self.discovery = Discovery(
             self.identity, self.transport.port, group=self.settings.discovery_group,
             port=self.settings.discovery_port, interval=self.settings.discovery_interval,
@@ -688,7 +688,7 @@ class Node:
         self.events.emit(ev.SETTINGS_CHANGED, changes=["network_key"])
         return self.crypto_view()
 
-    # -- outbound route (direct, SOCKS5, tor): core.routing --------------------------
+    # -- outbound route (direct, SOCKS5, tor): core.net.routing --------------------------
     @property
     def tor(self):
         return self.route.tor

@@ -13,7 +13,7 @@ from PySide6.QtCore import QSocketNotifier, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from core import logs
-from core.control import ControlServer
+from core.app.control import ControlServer
 from core.errors import human
 
 from .startup import ask_name_dialog, ask_passphrase_dialog, open_node

@@ -10,7 +10,7 @@ def open_desktop(home, overrides, passphrase) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.cli import main as cli_main
+    from core.app.cli import main as cli_main
     return cli_main(argv, open_desktop=open_desktop)
 
 

@@ -143,7 +143,7 @@ def test_the_import_scan_resolves_relative_imports():
         "core.learning"}
     assert not allowed("peers", "desktop.node.identity_panel", None)
     assert not allowed("peers", "desktop.window", None)
-    assert not allowed("peers", "core.transport", None)
+    assert not allowed("peers", "core.net.transport", None)
     assert not allowed("peers", "core.learning.protocol", None)
     assert allowed("training", "core.learning.protocol", "learning")
     assert not allowed("training", "torch", "learning")

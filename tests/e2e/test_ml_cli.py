@@ -16,7 +16,7 @@ ENV = {**os.environ, "COVEY_DISCOVERY": "0", "COVEY_ML_AUTO_JOIN": "1", "PYTHONP
 
 
 def covey(home: Path, *args: str, json_out: bool = True, timeout: float = 60.0):
-    cmd = [sys.executable, "-m", "core.cli", "--home", str(home), *args] + (["--json"] if json_out else [])
+    cmd = [sys.executable, "-m", "core.app.cli", "--home", str(home), *args] + (["--json"] if json_out else [])
     out = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout) if json_out else out.stdout
@@ -25,7 +25,7 @@ def covey(home: Path, *args: str, json_out: bool = True, timeout: float = 60.0):
 def start(home: Path, listen: str = "127.0.0.1:0") -> subprocess.Popen:
     home.mkdir(parents=True, exist_ok=True)
     (home / "control.json").unlink(missing_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "--home", str(home), "--headless",
+    proc = subprocess.Popen([sys.executable, "-m", "core.app.cli", "--home", str(home), "--headless",
                              "--listen", listen, "--log-level", "warning"], cwd=REPO, env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait(lambda: (home / "control.json").exists() or proc.poll() is not None, 30)

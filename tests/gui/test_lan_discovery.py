@@ -1,7 +1,7 @@
 """Nodes heard on the LAN appear in the peers table, and leave it when their beacons stop."""
 import socket
 
-from core.discovery import DEFAULT_GROUP, encode_beacon
+from core.net.discovery import DEFAULT_GROUP, encode_beacon
 from core.identity import Identity
 
 from desktop.peers.peers_model import NAME

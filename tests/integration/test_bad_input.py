@@ -6,8 +6,8 @@ import asyncio
 import aiohttp
 import pytest
 
-from core import wire
-from core.handshake import LocalEndpoint, NoiseHandshake, make_hello, parse_choice
+from core.net import wire
+from core.net.handshake import LocalEndpoint, NoiseHandshake, make_hello, parse_choice
 from core.identity import Identity
 
 from .conftest import address, wait_until

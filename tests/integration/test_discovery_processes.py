@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 NODE_SCRIPT = r"""
 import asyncio, json, sys, time
-from core.discovery import Discovery
+from core.net.discovery import Discovery
 from core.identity import Identity
 
 group_port, listen_port, name = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
@@ -88,7 +88,7 @@ def test_three_processes_each_find_the_other_two():
 
 OFFLINE_SCRIPT = r"""
 import asyncio, json, sys
-from core.discovery import Discovery
+from core.net.discovery import Discovery
 from core.identity import Identity
 
 async def main():

@@ -8,8 +8,8 @@ import logging
 import aiohttp
 
 from core import events as ev
-from core import wire
-from core.connection import _split_batch
+from core.net import wire
+from core.net.connection import _split_batch
 
 from .conftest import address, wait_until
 from .test_bad_input import RawPeer, pair, session, still_serves  # noqa: F401  (fixtures)

@@ -11,7 +11,7 @@ import socket
 import aiohttp
 import pytest
 
-from core import wire
+from core.net import wire
 
 from .conftest import address, wait_until
 from .test_bad_input import still_serves

@@ -7,7 +7,7 @@ import asyncio
 import aiohttp
 import pytest
 
-from core import wire
+from core.net import wire
 
 from .conftest import address, wait_until
 from .test_bad_input import RawPeer, session, still_serves  # noqa: F401  (fixture)

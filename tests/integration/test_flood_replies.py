@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 
-from core import wire
+from core.net import wire
 
 from .conftest import address, wait_until
 from .test_bad_input import RawPeer, session  # noqa: F401  (fixture)

@@ -5,7 +5,7 @@ import asyncio
 
 import aiohttp
 
-from core import wire
+from core.net import wire
 
 from .conftest import address, wait_until
 from .test_bad_input import RawPeer, session  # noqa: F401  (fixture)

@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 
 from core.config import Settings
-from core.discovery import DEFAULT_GROUP, encode_beacon
-from core.handshake import LocalEndpoint
+from core.net.discovery import DEFAULT_GROUP, encode_beacon
+from core.net.handshake import LocalEndpoint
 from core.identity import Identity
 from core.node import Node
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from core import wire
+from core.net import wire
 from core.errors import CoveyError, NetworkKeyMismatch
-from core.handshake import LocalEndpoint, NoiseHandshake, make_hello, parse_choice
+from core.net.handshake import LocalEndpoint, NoiseHandshake, make_hello, parse_choice
 from core.identity import Identity
 
 from .conftest import address

@@ -16,7 +16,7 @@ import time
 import msgpack
 import pytest
 
-from core.discovery import (
+from core.net.discovery import (
     BEACON_VERSION,
     DEFAULT_GROUP,
     MAX_DATAGRAM,

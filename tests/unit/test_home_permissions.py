@@ -8,7 +8,7 @@ import stat
 import pytest
 
 from core import files
-from core.cli import init
+from core.app.cli import init
 from core.config import save_settings
 from core.learning.checkpoint import CheckpointStore
 from core.store import Store

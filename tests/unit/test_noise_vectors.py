@@ -17,7 +17,7 @@ import pytest
 from noise.connection import Keypair, NoiseConnection
 
 from core.errors import MalformedMessage
-from core.handshake import NOISE_NAMES, Channel
+from core.net.handshake import NOISE_NAMES, Channel
 
 _DATA = json.loads((Path(__file__).parent / "data" / "noise_vectors.json").read_text())
 VECTORS = {v["protocol_name"]: v for v in _DATA["vectors"]}

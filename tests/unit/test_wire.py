@@ -4,7 +4,7 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from core import wire
+from core.net import wire
 from core.errors import MalformedMessage, MessageTooLarge
 
 

@@ -12,7 +12,7 @@ import pytest
 from core import events as ev
 from core.errors import ProxyUnreachable
 from core.node import Node
-from core.tor import TorError
+from core.net.tor import TorError
 
 from ..conftest import address, wait_until
 from .test_tor import add_peer_through_tor

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from core.errors import CorruptKeyFile, CoveyError, ProxyUnreachable, RateLimited, TimedOut
-from core.tor import TorController, TorError
+from core.net.tor import TorController, TorError
 
 from ..conftest import address
 

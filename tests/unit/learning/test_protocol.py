@@ -104,7 +104,7 @@ def test_round_announcements_out_of_range_are_refused(over):
 
 
 def test_cli_numeric_flags_are_typed_from_their_declaration():
-    from core.cli import _command_args, build_parser
+    from core.app.cli import _command_args, build_parser
     args = build_parser().parse_args(["ml", "start", "--lr", "0.1", "--rounds", "5", "--model", "mlp"])
     assert _command_args("ml.start", args) == {"lr": 0.1, "rounds": 5, "model": "mlp"}
     with pytest.raises(SystemExit):  # argparse: "argument --rounds: invalid int value: 'many'"

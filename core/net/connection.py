@@ -32,10 +32,10 @@ from typing import Awaitable, Callable
 
 import aiohttp
 
-from . import wire
-from .errors import CoveyError, MalformedMessage, MessageTooLarge, PeerUnreachable
-from .handshake import Channel
-from .limits import Budget, Gate, PeerLimits
+from core.net import wire
+from core.errors import CoveyError, MalformedMessage, MessageTooLarge, PeerUnreachable
+from core.net.handshake import Channel
+from core.net.limits import Budget, Gate, PeerLimits
 
 log = logging.getLogger("covey.connection")
 

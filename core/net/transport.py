@@ -1,7 +1,7 @@
 """The aiohttp server (``/covey/v1`` WebSocket + ``GET /health``) and the dialer.
 
 Both run the handshake of :mod:`core.handshake` and hand an authenticated
-:class:`~core.connection.PeerConnection` to the node. Floods are bounded
+:class:`~core.net.connection.PeerConnection` to the node. Floods are bounded
 before any expensive work:
 
 - a cap on inbound sockets (``max_connections``: over it a socket is closed
@@ -23,14 +23,14 @@ from typing import Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from . import wire
-from .config import Settings, parse_hostport
-from .connection import CLOSE_POLICY, CLOSE_PROTOCOL, PeerConnection
-from .errors import (CoveyError, HandshakeFailed, KeyMismatch, MalformedMessage, PeerUnreachable,
+from core.net import wire
+from core.config import Settings, parse_hostport
+from core.net.connection import CLOSE_POLICY, CLOSE_PROTOCOL, PeerConnection
+from core.errors import (CoveyError, HandshakeFailed, KeyMismatch, MalformedMessage, PeerUnreachable,
                      ProxyUnreachable, RateLimited, TimedOut, from_code)
-from .handshake import LocalEndpoint, NoiseHandshake, choose, make_hello, parse_choice, parse_hello, refusal
-from .limits import Budget, LogLimiter, PeerLimits, limit_accept_errors, limits_for, raise_fd_limit
-from .peers import Tier
+from core.net.handshake import LocalEndpoint, NoiseHandshake, choose, make_hello, parse_choice, parse_hello, refusal
+from core.net.limits import Budget, LogLimiter, PeerLimits, limit_accept_errors, limits_for, raise_fd_limit
+from core.peers import Tier
 
 log = logging.getLogger("covey.transport")
 
@@ -264,7 +264,7 @@ class Transport:
                 connector = aiohttp.TCPConnector(limit=0, force_close=True)
             else:
                 from aiohttp_socks import ProxyConnector
-                from .proxy import proxy_url
+                from core.net.proxy import proxy_url
                 connector = ProxyConnector.from_url(proxy_url(s, self.proxy_password), rdns=True, limit=0, force_close=True)
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import BadRequest, CoveyError, NotRunning, TimedOut
+from core.errors import BadRequest, CoveyError, NotRunning, TimedOut
 
 STATE_FILE = "cluster.json"
 START_TIMEOUT = 20.0
@@ -73,7 +73,7 @@ def _spawn(node: dict) -> int:
 
 
 def _wait_ready(node: dict, pid: int) -> dict:
-    from .cli import call
+    from core.app.cli import call
     home = Path(node["home"])
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
@@ -92,7 +92,7 @@ def _wait_ready(node: dict, pid: int) -> dict:
 
 def up(directory: Path, nodes: int, topology: str = "seed") -> dict:
     """Create (or restart) N nodes and connect them: every node <-> the seed, all CORE."""
-    from .cli import call, init
+    from core.app.cli import call, init
     if not 1 <= nodes <= 64:
         raise BadRequest("--nodes must be between 1 and 64")
     if topology not in ("seed", "mesh"):
@@ -127,7 +127,7 @@ def up(directory: Path, nodes: int, topology: str = "seed") -> dict:
 
 
 def _trust_when_known(home: Path, peer_id: str) -> None:
-    from .cli import call
+    from core.app.cli import call
     deadline = time.monotonic() + 10
     while True:
         try:
@@ -140,7 +140,7 @@ def _trust_when_known(home: Path, peer_id: str) -> None:
 
 
 def status(directory: Path) -> dict:
-    from .cli import call
+    from core.app.cli import call
     import psutil
     state = load_state(directory)
     rows = []

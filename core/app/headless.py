@@ -6,10 +6,10 @@ import logging
 import signal
 from pathlib import Path
 
-from . import logs
-from .control import ControlServer
-from .identity import Identity
-from .node import Node
+from core import logs
+from core.app.control import ControlServer
+from core.identity import Identity
+from core.node import Node
 
 log = logging.getLogger("covey.headless")
 STOP_DEADLINE = 2.0

@@ -14,13 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import CoveyError, NotRunning, from_code, human
+from core.errors import CoveyError, NotRunning, from_code, human
 
 VERSION = "0.1.0"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .commands import COMMANDS
+    from core.commands import COMMANDS
     parser = argparse.ArgumentParser(prog="covey", description="A node of a small private federation.")
     parser.add_argument("--home", help="the node's data directory (default: $COVEY_HOME or the user data dir)")
     parser.add_argument("--headless", action="store_true", help="run the node without a GUI")
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def home_of(args) -> Path:
-    from .config import default_home
+    from core.config import default_home
     return Path(args.home).expanduser() if args.home else default_home()
 
 
@@ -220,7 +220,7 @@ def show(name: str, result) -> str:
     if name == "demo":
         return ""  # the demo narrated as it went
     if name in ("ml.status", "ml.start") and isinstance(result, dict) and "task" in result:
-        from .learning.follow import progress_line, round_line
+        from core.learning.follow import progress_line, round_line
         lines = [f"task {result['task']} ({result.get('state')}) " + progress_line(result)]
         lines += [round_line(h, result) for h in result.get("history") or []]
         if result.get("invitations"):
@@ -244,8 +244,8 @@ def show(name: str, result) -> str:
 
 def self_test(home: Path, passphrase: bytes | None) -> dict:
     """Sign and verify with this home's identity (or a throwaway one)."""
-    from .identity import Identity, verify
-    from .errors import InvalidSignature
+    from core.identity import Identity, verify
+    from core.errors import InvalidSignature
     identity = Identity.load(home, passphrase) if Identity.exists(home) else Identity.generate("self-test")
     message = b"covey self-test message"
     signature = identity.sign(message)
@@ -263,8 +263,8 @@ def self_test(home: Path, passphrase: bytes | None) -> dict:
 
 
 def init(home: Path, name: str | None, passphrase: bytes | None) -> dict:
-    from .files import private_dir
-    from .identity import Identity
+    from core.files import private_dir
+    from core.identity import Identity
     private_dir(home)
     created = not Identity.exists(home)
     if created:
@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None, open_desktop=None) -> int:
                 if not args.headless:
                     print("covey: no display found; running the node headless (Ctrl-C stops it)",
                           file=sys.stderr)
-                from .headless import run
+                from core.app.headless import run
                 return run(home, overrides, read_passphrase(args, True), args.log_level)
             return open_desktop(home, overrides, read_passphrase(args, True))
         name = args.command
@@ -296,18 +296,18 @@ def main(argv: list[str] | None = None, open_desktop=None) -> int:
         elif name == "crypto.self-test":
             result = self_test(home, read_passphrase(args, True))
         elif name == "demo":
-            from . import demo
+            from core.app import demo
             result = demo.run(Path(args.dir).resolve() if args.dir else None, rounds=args.rounds,
                               out=sys.stderr if args.json else sys.stdout)
         elif name.startswith("cluster."):
             result = _cluster(name.split(".", 1)[1], args)
         elif name == "ml.status" and args.follow:  # a live progress bar until the task ends
-            from .learning.follow import follow_task
+            from core.learning.follow import follow_task
             result = follow_task(call, home, _command_args(name, args))
         else:
             result = call(home, name, _command_args(name, args))
             if name == "crypto.psk.export":
-                from .config import write_secret
+                from core.config import write_secret
                 write_secret(Path(args.file), result["key"].encode() + b"\n")
                 result = {"exported": args.file}
     except CoveyError as exc:
@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None, open_desktop=None) -> int:
 
 
 def _cluster(action: str, args):
-    from . import cluster
+    from core.app import cluster
     directory = Path(args.dir).resolve()
     if action == "up":
         return cluster.up(directory, args.nodes, args.topology)
@@ -335,7 +335,7 @@ def _cluster(action: str, args):
 
 
 def _command_args(name: str, args) -> dict:
-    from .commands import COMMANDS
+    from core.commands import COMMANDS
     values = {}
     for p in COMMANDS[name].params:
         if p.name == "password":

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote
 
-from .config import Settings, write_secret
+from core.config import Settings, write_secret
 
 SECRET_FILE = "proxy.secret"
 

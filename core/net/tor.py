@@ -27,10 +27,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .config import parse_hostport
-from .errors import (BadRequest, CorruptKeyFile, CoveyError, ProxyUnreachable, RateLimited,
+from core.config import parse_hostport
+from core.errors import (BadRequest, CorruptKeyFile, CoveyError, ProxyUnreachable, RateLimited,
                      TimedOut)
-from .files import write_atomic
+from core.files import write_atomic
 
 log = logging.getLogger("covey.tor")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgpack
 
-from .errors import MalformedMessage, MessageTooLarge, UnsupportedVersion
+from core.errors import MalformedMessage, MessageTooLarge, UnsupportedVersion
 
 PROTOCOL = "covey"
 VERSION = 1

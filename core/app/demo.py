@@ -10,13 +10,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import cluster
+from core.app import cluster
 
 
 def run(directory: Path | None = None, nodes: int = 4, rounds: int = 10, out=sys.stdout) -> dict:
     """Run the demo; returns the final training status (accuracy per round in ``history``)."""
-    from .cli import call
-    from .learning.follow import follow_status
+    from core.app.cli import call
+    from core.learning.follow import follow_status
     directory = directory or Path(tempfile.mkdtemp(prefix="covey-demo-"))
     say = lambda text: (out.write(text + "\n"), out.flush())  # noqa: E731
     say(f"starting {nodes} nodes in {directory} ...")

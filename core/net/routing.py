@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from . import events as ev
-from .config import with_changes
-from .errors import BadRequest, CoveyError, ProxyUnreachable
-from .proxy import public_proxy, read_password, save_password
-from .tor import TorController
+from core import events as ev
+from core.config import with_changes
+from core.errors import BadRequest, CoveyError, ProxyUnreachable
+from core.net.proxy import public_proxy, read_password, save_password
+from core.net.tor import TorController
 
 log = logging.getLogger("covey.routing")
 

@@ -28,10 +28,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .commands import COMMANDS
-from .config import write_secret
-from .files import private_dir
-from .errors import BadRequest, CoveyError, Unauthorized, human
+from core.commands import COMMANDS
+from core.config import write_secret
+from core.files import private_dir
+from core.errors import BadRequest, CoveyError, Unauthorized, human
 
 log = logging.getLogger("covey.control")
 

@@ -34,9 +34,9 @@ from nacl.signing import VerifyKey
 from noise.connection import Keypair, NoiseConnection
 from noise.exceptions import NoiseInvalidMessage
 
-from . import wire
-from .config import MODE_RANK, MODES, offered_modes
-from .errors import HandshakeFailed, InvalidSignature, MalformedMessage, PeerRequiresMode
+from core.net import wire
+from core.config import MODE_RANK, MODES, offered_modes
+from core.errors import HandshakeFailed, InvalidSignature, MalformedMessage, PeerRequiresMode
 
 STATIC_DOMAIN = b"covey/v1/noise-static\0"
 PROLOGUE_DOMAIN = b"covey/v1/handshake\0"
@@ -176,7 +176,7 @@ class NoiseHandshake:
             return bytes(self._conn.read_message(data))
         except (InvalidTag, NoiseInvalidMessage):
             if self.mode == "symmetric":
-                from .errors import NetworkKeyMismatch
+                from core.errors import NetworkKeyMismatch
                 raise NetworkKeyMismatch(
                     "the handshake failed: the peer does not hold the same network key "
                     "(compare `covey crypto psk export` on both nodes)") from None
@@ -278,7 +278,7 @@ def _refusal(msg2: bytes) -> Exception | None:
         return None
     if not isinstance(err, dict) or not isinstance(err.get("error"), str):
         return None
-    from .errors import from_code
+    from core.errors import from_code
     return from_code(err["error"][:40], f"the peer refused the handshake: {str(err.get('message', ''))[:300]}")
 
 

@@ -16,7 +16,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from .peers import POLICY, Capability, Tier
+from core.peers import POLICY, Capability, Tier
 
 log = logging.getLogger("covey.limits")
 

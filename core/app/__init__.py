@@ -1,0 +1,1 @@
+"""Surfaces: the command loader, control API and its client, CLI, headless runtime, cluster, demo."""

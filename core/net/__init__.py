@@ -1,0 +1,1 @@
+"""Transport level: wire format, handshake, connections, discovery, outbound routes, tor."""
