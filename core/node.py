@@ -13,7 +13,7 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Literal, overload
 
 from . import events as ev
 from core.net import wire
@@ -30,6 +30,10 @@ from core.net.proxy import read_password
 from .store import PeerRecord, Store
 from core.net.routing import OutboundRoute
 from core.net.transport import Transport
+
+if TYPE_CHECKING:
+    from .learning.service import LearningService
+    from .service import Service
 
 log = logging.getLogger("covey.node")
 
@@ -68,7 +72,7 @@ class Node:
         self._tasks: set[asyncio.Task] = set()
         self._unknown_budget: dict[str, list[float]] = {}
         self._stopping = False
-        self.services: list = []
+        self._services: dict[str, "Service"] = {}
         self.route = OutboundRoute(self)
         self.events.on(ev.PEER_BANNED, self._on_banned)
         for name in (ev.TIER_CHANGED, ev.PEER_BANNED, ev.PEER_UNBANNED, ev.PEER_ADDED, ev.PEER_REMOVED):
@@ -126,9 +130,10 @@ class Node:
             await self.transport.stop()
             self.store.close()
             raise
-        from .services import build_services
-        self.services = build_services(self)
-        for service in self.services:
+        from .service import build_services
+        self._services = build_services(self)
+        for service in self._services.values():
+            self.store.ensure_schema(service.name, service.migrations)
             await service.start()
         await self.route.start()
         for rec in self.peers.list():
@@ -161,7 +166,7 @@ class Node:
             task.cancel()
         if self.discovery is not None:
             await self.discovery.stop()
-        for service in reversed(self.services):
+        for service in reversed(list(self._services.values())):
             try:
                 await service.stop()
             except Exception:  # one failing service must not keep the others (or the db) open
@@ -190,6 +195,22 @@ class Node:
             exc = task.exception()
             log.warning("background task failed: %s", exc)
             self.events.emit(ev.ERROR, message=str(exc))
+
+    # -- services ----------------------------------------------------------------
+    @overload
+    def service(self, name: Literal["learning"]) -> "LearningService": ...
+    @overload
+    def service(self, name: str) -> "Service": ...
+
+    def service(self, name: str):
+        """The running service ``name`` (BadRequest when this node runs without it)."""
+        found = self._services.get(name)
+        if found is None:
+            raise BadRequest(f"this node runs without the {name} service")
+        return found
+
+    def has_service(self, name: str) -> bool:
+        return name in self._services
 
     # -- info --------------------------------------------------------------------
     def listen_addresses(self) -> list[str]:

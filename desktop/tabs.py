@@ -12,7 +12,6 @@ from typing import Any, Callable
 
 from PySide6.QtWidgets import QWidget
 
-from core.errors import CoveyError
 
 from .encryption.crypto_panel import CryptoPanel, SecurityBanner
 from .node.identity_panel import IdentityPanel
@@ -49,15 +48,5 @@ PANELS: tuple[Panel, ...] = (
 
 
 def find_service(node, name: str) -> Any | None:
-    """The node's service called ``name``, or None when the node does not run it.
-
-    Uses ``node.service(name)`` (the service registry of issue 7) where the node
-    has it; until then the service is the node attribute of that name.
-    """
-    lookup = getattr(node, "service", None)
-    if callable(lookup):
-        try:
-            return lookup(name)
-        except (LookupError, CoveyError):
-            return None
-    return getattr(node, name, None)
+    """The node's service called ``name``, or None when the node does not run it."""
+    return node.service(name) if node.has_service(name) else None

@@ -2,16 +2,12 @@
 from __future__ import annotations
 
 from core.commands import Param, command
-from core.errors import BadRequest
 
 from .protocol import AGGREGATORS, ATTACKS, MODELS
 
 
 def _learning(node):
-    service = getattr(node, "learning", None)
-    if service is None:
-        raise BadRequest("this node runs without the learning service")
-    return service
+    return node.service("learning")
 
 
 def _opt(name, help, kind=str, choices=None):

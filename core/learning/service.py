@@ -1,6 +1,6 @@
 """The learning service: training tasks this node coordinates and tasks it works on.
 
-Reached as ``node.learning``. Tasks live in the store (schema component
+Reached as ``node.service("learning")``. Tasks live in the store (schema component
 "learning") and their checkpoints under ``home/ml/<task>/``; after a restart
 :meth:`LearningService.start` resumes every running task from its newest
 checkpoint. Nothing here imports torch at module level.
@@ -39,9 +39,11 @@ AUTO_JOIN_ENV = "COVEY_ML_AUTO_JOIN"
 class LearningService:
     """Federated learning on a node: coordinator tasks plus the worker role."""
 
+    name = "learning"
+    migrations = MIGRATIONS
+
     def __init__(self, node):
         self.node = node
-        node.learning = self
         self.tasks: dict[str, CoordinatorTask] = {}
         self._spawned: set[asyncio.Task] = set()
         self.auto_join = os.environ.get(AUTO_JOIN_ENV, "").lower() in ("1", "true", "yes", "on")
@@ -55,7 +57,6 @@ class LearningService:
     # -- lifecycle ---------------------------------------------------------------
     async def start(self) -> None:
         store = self.node.store
-        store.ensure_schema("learning", MIGRATIONS)
         if store.get_setting("ml.auto_join") is not None:
             self.auto_join = bool(store.get_setting("ml.auto_join"))
         self.worker.load()

@@ -54,7 +54,7 @@ def _real(low: float, high: float, value: float, decimals: int, step: float, tip
 class TrainingForm(QGroupBox):
     """Task options, the Start / Stop buttons and the reason a combination is refused."""
 
-    start_requested = Signal(dict)   # the options for node.learning.start_task
+    start_requested = Signal(dict)   # the options for node.service("learning").start_task
     stop_requested = Signal()
 
     def __init__(self, parent=None):

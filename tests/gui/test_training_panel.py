@@ -18,7 +18,7 @@ def federation(coord, make_node, run, qtbot, address_of, n: int = 3, auto_join: 
     workers = []
     for i in range(n):
         worker = make_node(f"w{i}")
-        worker.learning.auto_join = auto_join
+        worker.service("learning").auto_join = auto_join
         run(worker.add_peer(address_of(coord)))
         worker.trust(coord.identity.id, "core")
         workers.append(worker)
@@ -48,7 +48,7 @@ def run_to_the_end(panel, qtbot):
     qtbot.mouseClick(panel.form.start_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: panel.task is not None, timeout=20000)
     qtbot.waitUntil(lambda: panel.state in ("done", "failed", "stopped"), timeout=ROUND_MS)
-    return panel.node.learning.tasks[panel.task]
+    return panel.node.service("learning").tasks[panel.task]
 
 
 class RoundRecorder(QObject):
@@ -151,7 +151,7 @@ def test_stop_stops_a_running_task_and_says_so(window, make_node, run, qtbot, ad
 
     qtbot.mouseClick(panel.form.stop_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: panel.state == "stopped", timeout=20000)
-    task = window.node.learning.tasks[panel.task]
+    task = window.node.service("learning").tasks[panel.task]
     assert task.state == "stopped" and task.round < 200
     assert panel.eta.text() == "Stopped" and "stopped" in panel.title.text()
     assert panel.progress.format() == f"Round {task.round} / 200"
@@ -184,7 +184,7 @@ def test_secure_aggregation_with_a_robust_rule_shows_the_core_refusal(window, qt
     assert not form.start_button.isEnabled()
     form.aggregator.setCurrentIndex(form.aggregator.findData("fedavg"))
     assert not form.refusal.isVisible() and form.start_button.isEnabled()
-    assert window.node.learning.tasks == {}
+    assert window.node.service("learning").tasks == {}
 
 
 def test_a_refusal_found_only_at_start_is_shown_and_no_task_is_created(window, qtbot):
@@ -197,7 +197,7 @@ def test_a_refusal_found_only_at_start_is_shown_and_no_task_is_created(window, q
     qtbot.waitUntil(form.refusal.isVisible, timeout=20000)
     assert "cnn model needs an image dataset" in form.refusal.text()
     assert "cnn model needs an image dataset" in window.statusBar().currentMessage()
-    assert window.node.learning.tasks == {} and panel.task is None
+    assert window.node.service("learning").tasks == {} and panel.task is None
     assert not form.start_button.isEnabled(), "the same options would be refused again"
     form.dataset.setCurrentIndex(form.dataset.findData("digits"))
     assert not form.refusal.isVisible() and form.start_button.isEnabled()
@@ -218,7 +218,7 @@ def test_a_worker_window_lists_the_invitation_and_join_joins_it(make_node, run, 
     qtbot.waitUntil(lambda: len(coord.connected_peers()) == 1, timeout=10000)
     coord.trust(worker.identity.id, "core")
 
-    started = run(coord.learning.start_task(rounds=3, min_clients=1, seed=1))
+    started = run(coord.service("learning").start_task(rounds=3, min_clients=1, seed=1))
     task_id = started["task"]
     qtbot.waitUntil(lambda: invitations.table.rowCount() == 1, timeout=20000)
     assert invitations.table.item(0, 0).text() == task_id
@@ -235,7 +235,7 @@ def test_a_worker_window_lists_the_invitation_and_join_joins_it(make_node, run, 
     assert not invitations.join_button.isEnabled()
     assert panel.lower.tabText(panel.lower.indexOf(invitations)) == "Invitations"
     assert f"Joined task {task_id}" in win.statusBar().currentMessage()
-    task = coord.learning.tasks[task_id]
+    task = coord.service("learning").tasks[task_id]
     qtbot.waitUntil(lambda: task.state != "running", timeout=ROUND_MS)
     assert task.state == "done" and worker.identity.id in task.participants
 
@@ -244,10 +244,10 @@ def test_the_auto_join_checkbox_switches_the_worker_role_and_is_remembered(windo
     invitations = training_tab(window).invitations
     node = window.node
     invitations.auto_join.setChecked(True)
-    assert node.learning.auto_join is True and node.store.get_setting("ml.auto_join") is True
+    assert node.service("learning").auto_join is True and node.store.get_setting("ml.auto_join") is True
     assert "automatically" in window.statusBar().currentMessage()
     invitations.auto_join.setChecked(False)
-    assert node.learning.auto_join is False and node.store.get_setting("ml.auto_join") is False
+    assert node.service("learning").auto_join is False and node.store.get_setting("ml.auto_join") is False
 
 
 def test_eta_reads_in_seconds_minutes_or_hours():
@@ -285,7 +285,7 @@ def test_an_invitation_over_the_model_budget_shows_its_size_and_cannot_be_joined
                                                                                  address_of):
     from desktop.window import MainWindow
     coord, worker = make_node("coord"), make_node("bob")
-    worker.learning.worker.set_max_params(1000)   # the digits MLP has a few thousand
+    worker.service("learning").worker.set_max_params(1000)   # the digits MLP has a few thousand
     win = MainWindow(worker)
     qtbot.addWidget(win)
     win.show()
@@ -295,10 +295,10 @@ def test_an_invitation_over_the_model_budget_shows_its_size_and_cannot_be_joined
     qtbot.waitUntil(lambda: len(coord.connected_peers()) == 1, timeout=10000)
     coord.trust(worker.identity.id, "core")
 
-    started = run(coord.learning.start_task(rounds=3, min_clients=1, seed=1))
+    started = run(coord.service("learning").start_task(rounds=3, min_clients=1, seed=1))
     qtbot.waitUntil(lambda: invitations.table.rowCount() == 1, timeout=20000)
     size = invitations.table.item(0, 6)
-    params = worker.learning.worker.view(worker.learning.worker.members[started["task"]])["params"]
+    params = worker.service("learning").worker.view(worker.service("learning").worker.members[started["task"]])["params"]
     assert size.text() == f"{params:,}" and params > 1000
     assert "cannot be joined" in size.toolTip()
     assert invitations.selected_task() == started["task"]

@@ -110,7 +110,7 @@ async def _rogue_federation(make_node, craft, *, late: bool = False, deadline: f
 
     async def act(ann):
         if late:  # hold the update until the round has closed without us
-            task = coord.learning.tasks[ann.task]
+            task = coord.service("learning").tasks[ann.task]
             await wait_until(lambda: task.round >= ann.round, 30)
         envelope = craft(ann, rogue, ctx)
         replies.append(await rogue.request(coord.identity.id, "ml.update", envelope))
@@ -118,12 +118,12 @@ async def _rogue_federation(make_node, craft, *, late: bool = False, deadline: f
     def on_round(peer_id, envelope):
         _, body = verifier.open(envelope, "ml.round")
         ann = proto.parse_round(body, 1 << 26)
-        rogue.learning.spawn(act(ann))
+        rogue.service("learning").spawn(act(ann))
         return {"ok": True}
 
     rogue.on_message("ml.round", on_round)
-    started = await coord.learning.start_task(rounds=2, min_clients=2, deadline=deadline, seed=1)
-    task = coord.learning.tasks[started["task"]]
+    started = await coord.service("learning").start_task(rounds=2, min_clients=2, deadline=deadline, seed=1)
+    task = coord.service("learning").tasks[started["task"]]
     await wait_until(lambda: task.state != "running" and len(replies) >= (2 if craft is replayed else 1), 60)
     return coord, rogue, task, replies
 

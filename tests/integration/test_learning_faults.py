@@ -14,12 +14,12 @@ async def test_round_below_the_minimum_is_retried_until_enough_workers_are_there
     coord, workers = await federation(make_node, 2)
     retries = []
     coord.events.on(ev.ML_STATE, lambda e: retries.append(e.data) if "retry" in e.data else None)
-    started = await coord.learning.start_task(rounds=2, min_clients=3, clients=3, deadline=2.0, seed=2)
-    task = coord.learning.tasks[started["task"]]
+    started = await coord.service("learning").start_task(rounds=2, min_clients=3, clients=3, deadline=2.0, seed=2)
+    task = coord.service("learning").tasks[started["task"]]
     await wait_until(lambda: len(retries) >= 1, 20)
     assert task.round == 0 and retries[0]["retry"] == 1 and "3 needed" in retries[0]["reason"]
     late = await make_node("w-late")
-    late.learning.auto_join = True
+    late.service("learning").auto_join = True
     await late.add_peer(address(coord))
     late.peers.set_tier(coord.identity.id, "core")
     await wait_until(lambda: late.identity.id in coord.connected_peers(), 10)
@@ -32,8 +32,8 @@ async def test_a_dropped_worker_is_left_out_then_rejoins_a_later_round(make_node
     coord, workers = await federation(make_node, 3)
     gone = workers[0]
     gone_id, home = gone.identity.id, gone.home
-    started = await coord.learning.start_task(rounds=8, min_clients=2, deadline=3.0, seed=3)
-    task = coord.learning.tasks[started["task"]]
+    started = await coord.service("learning").start_task(rounds=8, min_clients=2, deadline=3.0, seed=3)
+    task = coord.service("learning").tasks[started["task"]]
     await wait_until(lambda: task.round >= 2, 30)
     await gone.stop()
     await wait_until(lambda: task.round >= 4, 30)
@@ -61,23 +61,23 @@ async def test_a_restarted_coordinator_resumes_from_its_last_checkpoint_without_
     workers = []
     for i in range(3):
         w = await make_node(f"w{i}")
-        w.learning.auto_join = True
+        w.service("learning").auto_join = True
         await w.add_peer(address(coord))
         w.peers.set_tier(coord.identity.id, "core")
         workers.append(w)
     await wait_until(lambda: len(coord.connected_peers()) == 3, 10)
     for w in workers:
         coord.peers.set_tier(w.identity.id, "core")
-    started = await coord.learning.start_task(rounds=6, min_clients=3, deadline=10.0, seed=4)
+    started = await coord.service("learning").start_task(rounds=6, min_clients=3, deadline=10.0, seed=4)
     task_id = started["task"]
-    task = coord.learning.tasks[task_id]
+    task = coord.service("learning").tasks[task_id]
     await wait_until(lambda: task.round >= 3, 30)
     before = [dict(h) for h in task.history]
     await coord.stop()
     coord = Node(home, Identity.load(home), Settings(listen=f"127.0.0.1:{port}", discovery=False))
     await coord.start()
     try:
-        task = coord.learning.tasks[task_id]
+        task = coord.service("learning").tasks[task_id]
         await wait_until(lambda: task.state != "running", 60)
     finally:
         await coord.stop()
@@ -93,8 +93,8 @@ async def test_a_worker_that_disconnects_mid_round_does_not_hold_the_round_to_it
     """The round closes with the others as soon as a participant's connection drops."""
     import time
     coord, workers = await federation(make_node, 3)
-    started = await coord.learning.start_task(rounds=3, min_clients=2, deadline=60.0, epochs=30, seed=4)
-    task = coord.learning.tasks[started["task"]]
+    started = await coord.service("learning").start_task(rounds=3, min_clients=2, deadline=60.0, epochs=30, seed=4)
+    task = coord.service("learning").tasks[started["task"]]
     await wait_until(lambda: task.current is not None and task.round >= 1, 60, step=0.01)
     began = time.monotonic()
     await workers[0].stop()

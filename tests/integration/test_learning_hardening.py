@@ -36,8 +36,8 @@ async def test_a_strangers_flood_of_signed_updates_neither_enters_the_replay_mem
     stranger = await make_node("stranger")
     await stranger.add_peer(address(coord))
     await wait_until(lambda: coord.identity.id in stranger.connected_peers(), 10)
-    started = await coord.learning.start_task(rounds=2, min_clients=2, deadline=20.0, seed=3)
-    task = coord.learning.tasks[started["task"]]
+    started = await coord.service("learning").start_task(rounds=2, min_clients=2, deadline=20.0, seed=3)
+    task = coord.service("learning").tasks[started["task"]]
     task.verifier.max_entries = 20   # a small memory, so 40 envelopes overflow it
     throwaways = [Identity.generate(f"throwaway{i}") for i in range(20)]
     body = {"task": task.task, "round": 1, "round_id": bytes(16), "n_examples": 1, "loss": 0.0,
@@ -52,9 +52,9 @@ async def test_a_strangers_flood_of_signed_updates_neither_enters_the_replay_mem
 
     # all at once, as a flood arrives (one at a time, the stranger would be banned after three)
     await asyncio.gather(*(send(s) for s in [stranger.identity] * 20 + throwaways))
-    await wait_until(lambda: all(task.task in w.learning.worker.members for w in workers), 30)
+    await wait_until(lambda: all(task.task in w.service("learning").worker.members for w in workers), 30)
     for w in workers:
-        await w.learning.join(task.task)
+        await w.service("learning").join(task.task)
     await wait_until(lambda: task.state != "running", 60, step=0.05)
     assert task.state == "done" and [h["round"] for h in task.history] == [1, 2]
     for w in workers:
@@ -83,7 +83,7 @@ async def _joined(make_node, n: int = 3, **options):
     introduce(workers)
     status = await run_task(coord, rounds=1, min_clients=n, deadline=20.0, seed=4, **options)
     assert status["state"] == "done"
-    return coord, workers, coord.learning.tasks[status["task"]]
+    return coord, workers, coord.service("learning").tasks[status["task"]]
 
 
 def _forged_round(coord, task, *, spec: dict | None = None, secagg: dict | None = None, number: int = 2) -> dict:
@@ -129,11 +129,11 @@ async def test_an_invitation_over_the_parameter_budget_is_shown_and_join_refuses
     worker = workers[0]
     spec = proto.TaskSpec(n_features=60_000, n_classes=10, hidden=100).to_dict()   # 6,001,110 parameters
     await coord.request(worker.identity.id, "ml.invite", {"task": "cd" * 8, "spec": spec})
-    view = worker.learning.status("cd" * 8)
+    view = worker.service("learning").status("cd" * 8)
     assert view["params"] == 6_001_110 and view["max_params"] == 5_000_000 and view["within_budget"] is False
     with pytest.raises(RefusedByPolicy, match="budget"):
-        await worker.learning.join("cd" * 8)
-    assert worker.learning.worker.members["cd" * 8].state == "invited"
+        await worker.service("learning").join("cd" * 8)
+    assert worker.service("learning").worker.members["cd" * 8].state == "invited"
 
 
 # -- 10: secure aggregation among participants the workers know -------------------------
@@ -148,9 +148,9 @@ async def test_a_roster_with_an_identity_the_workers_do_not_trust_is_refused(mak
     honest, sybil = workers[:2], workers[2]    # the coordinator's own extra identity
     introduce(honest)
     reasons = _retries(coord)
-    started = await coord.learning.start_task(rounds=1, min_clients=3, deadline=5.0, seed=7, secure_agg=True,
+    started = await coord.service("learning").start_task(rounds=1, min_clients=3, deadline=5.0, seed=7, secure_agg=True,
                                               validate=False)
-    task = coord.learning.tasks[started["task"]]
+    task = coord.service("learning").tasks[started["task"]]
     await wait_until(lambda: reasons or task.round >= 1, 60)
     await task.halt()
     assert task.round == 0 and task.history == []
@@ -161,9 +161,9 @@ async def test_a_roster_smaller_than_three_known_participants_is_refused(make_no
     coord, workers = await federation(make_node, 2)
     introduce(workers)
     reasons = _retries(coord)
-    started = await coord.learning.start_task(rounds=1, min_clients=2, deadline=5.0, seed=8, secure_agg=True,
+    started = await coord.service("learning").start_task(rounds=1, min_clients=2, deadline=5.0, seed=8, secure_agg=True,
                                               validate=False)
-    task = coord.learning.tasks[started["task"]]
+    task = coord.service("learning").tasks[started["task"]]
 
     class TwoIsEnough(proto.TaskSpec):   # a coordinator that lowers the minimum on its side
         round_minimum = 2
@@ -195,7 +195,7 @@ async def test_an_inflated_example_count_is_refused_and_the_round_goes_on(make_n
 
 def _cheat(rogue, how: str) -> None:
     """Make ``rogue`` a secure-aggregation participant that tampers with its masked input."""
-    worker = rogue.learning.worker
+    worker = rogue.service("learning").worker
     honest_on_round = worker._on_round
 
     def on_round(peer_id, envelope):
@@ -227,9 +227,9 @@ async def test_a_secure_aggregation_participant_that_inflates_its_input_does_not
     introduce(workers)
     _cheat(workers[2], how)
     reasons = _retries(coord)
-    started = await coord.learning.start_task(rounds=1, min_clients=3, deadline=10.0, seed=9, secure_agg=True,
+    started = await coord.service("learning").start_task(rounds=1, min_clients=3, deadline=10.0, seed=9, secure_agg=True,
                                               validate=False)
-    task = coord.learning.tasks[started["task"]]
+    task = coord.service("learning").tasks[started["task"]]
     await wait_until(lambda: reasons or task.round >= 1, 60)
     await task.halt()
     assert task.round == 0 and task.history == []

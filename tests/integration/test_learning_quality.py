@@ -52,7 +52,7 @@ async def test_robust_aggregators_stay_within_3_points_under_2_sign_flippers(mak
     assert attacked["status"]["accuracy"] >= clean["status"]["accuracy"] - 0.03
     # the attackers (slots 0 and 1: the first two to join) lost reputation
     coord = attacked["coord"]
-    task = coord.learning.tasks[attacked["status"]["task"]]
+    task = coord.service("learning").tasks[attacked["status"]["task"]]
     attackers = [p for p, slot in task.participants.items() if slot < 2]
     honest = [p for p, slot in task.participants.items() if slot >= 2]
     assert all(coord.peers.get(p).reputation < 0.5 for p in attackers)

@@ -46,4 +46,4 @@ async def test_a_worker_lost_after_sharing_keys_does_not_spoil_the_round(make_no
 async def test_secure_aggregation_with_a_rule_that_must_see_each_update_is_refused(make_node, aggregator):
     coord, _ = await federation(make_node, 1)
     with pytest.raises(BadRequest, match="hides every single update"):
-        await coord.learning.start_task(aggregator=aggregator, secure_agg=True, validate=False)
+        await coord.service("learning").start_task(aggregator=aggregator, secure_agg=True, validate=False)

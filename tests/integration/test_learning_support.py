@@ -13,7 +13,7 @@ async def federation(make_node, n_workers: int, *, tier: str = "core", auto_join
     workers = []
     for i in range(n_workers):
         w = await make_node(f"w{i}")
-        w.learning.auto_join = auto_join
+        w.service("learning").auto_join = auto_join
         await w.add_peer(address(coord))
         w.peers.set_tier(coord.identity.id, "core")
         workers.append(w)
@@ -25,8 +25,8 @@ async def federation(make_node, n_workers: int, *, tier: str = "core", auto_join
 
 async def run_task(coord, timeout: float = 60.0, **options) -> dict:
     """Start a task on ``coord`` and wait until it ends; returns its final status."""
-    started = await coord.learning.start_task(**options)
-    task = coord.learning.tasks[started["task"]]
+    started = await coord.service("learning").start_task(**options)
+    task = coord.service("learning").tasks[started["task"]]
     await wait_until(lambda: task.state != "running", timeout, step=0.05)
     return task.status()
 
