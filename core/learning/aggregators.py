@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -142,7 +142,7 @@ def trimmed_mean(updates: Tensor, beta: float) -> Tensor:
 class WeightedMean:
     """The base strategy (FedAvg): mean weighted by example counts; the others override what differs."""
     name = "weighted_mean"
-    function = staticmethod(fedavg)   # the pure function over the stacked updates that it runs
+    function: Callable[..., Any] = staticmethod(fedavg)   # the pure function over the stacked updates it runs
     left_out = "zero_weight"          # why an update that did not shape the aggregate was left out
 
     def combine(self, x: Tensor, counts: Sequence[int] | None, f: int, *, beta: float | None,
