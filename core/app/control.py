@@ -1,7 +1,7 @@
 """Local control API: HTTP over a Unix socket in the home (POSIX), with a bearer token.
 
-``POST /v1/<command>`` with a JSON object of arguments runs one command of
-:mod:`core.commands`; the answer is ``{"result": ...}`` or
+``POST /v1/<command>`` with a JSON object of arguments runs one command
+that :func:`core.app.commands.load_commands` collects; the answer is ``{"result": ...}`` or
 ``{"error": {"code", "message"}}``. Where the server listens (``socket``, or
 ``url`` on the TCP fallback), the token and the server's pid are written to
 ``control.json`` (mode 0600) in the node's home, and removed on shutdown.
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from core.commands import COMMANDS
+from core.app.commands import load_commands
 from core.config import write_secret
 from core.files import private_dir
 from core.errors import BadRequest, CoveyError, Unauthorized, human
@@ -54,6 +54,7 @@ class ControlServer:
         self.unix = unix_sockets() if unix is None else unix
         self.socket_path: Path | None = None
         self.token = secrets.token_hex(32)
+        self.commands = load_commands()
         self._runner: web.AppRunner | None = None
 
     @property
@@ -102,7 +103,7 @@ class ControlServer:
     async def _handle(self, request: web.Request) -> web.Response:
         try:
             self._authorize(request)
-            command = COMMANDS.get(request.match_info["name"])
+            command = self.commands.get(request.match_info["name"])
             if command is None:
                 raise BadRequest(f"unknown command {request.match_info['name']!r}")
             try:
