@@ -22,7 +22,7 @@ import math
 import re
 from dataclasses import asdict, dataclass, field, fields
 
-from core.errors import BadRequest, CoveyError, MalformedMessage
+from core.errors import BadRequest, MalformedMessage
 
 TASK_ID = re.compile(r"^[0-9a-f]{16}$")
 ROUND_ID_BYTES = 16
@@ -33,11 +33,6 @@ SUM_BASED = ("fedavg", "fedprox")
 ATTACKS = ("sign_flip", "noise", "label_flip")
 MODELS = ("mlp", "cnn")
 SECAGG_MIN_ROSTER = 3   # known participants a worker needs in a secure-aggregation roster
-
-
-class UnknownTask(CoveyError):
-    """No such training task on this node."""
-    code = "unknown_task"
 
 
 # Why the refused combinations are refused (shown by the CLI and GUI).

@@ -14,12 +14,11 @@ import os
 import secrets
 
 from core import events as ev
-from core.errors import CoveyError
+from core.errors import CoveyError, UnknownTask
 from core.peers import Capability
 
 from . import protocol as proto
 from .coordinator import CoordinatorTask
-from .protocol import UnknownTask
 from .worker import WorkerRole
 
 log = logging.getLogger("covey.learning")
