@@ -25,7 +25,7 @@ from .errors import (BadRequest, CoveyError, PeerBanned, PeerUnreachable, RateLi
                      RefusedByPolicy, TimedOut, UnknownPeer, from_code)
 from .events import EventBus
 from core.net.handshake import LocalEndpoint, random_psk
-from .identity import Identity, is_peer_id
+from .identity import Identity, ensure_identity, is_peer_id
 from core.net.limits import LogLimiter, PeerLimits, limits_for
 from .peers import MIN_PREFIX, Capability, PeerBook, Tier, keeps_connected, message_capability
 from core.net.proxy import read_password
@@ -90,12 +90,16 @@ class Node:
     # -- lifecycle ---------------------------------------------------------------
     @classmethod
     def open(cls, home: Path, overrides: dict | None = None, passphrase: bytes | None = None,
-             identity: Identity | None = None) -> "Node":
-        """Load identity (unless given) and settings from ``home`` (NoIdentity if `covey init`
-        was never run; BadRequest naming the setting when one is invalid)."""
+             *, create_as: str | None = None) -> "Node":
+        """Load settings, then the identity of ``home``. A bad setting is a BadRequest naming
+        it (before anything is created); with no identity: NoIdentity, or with ``create_as``
+        a new identity of that name (``core.identity.ensure_identity``)."""
         home = Path(home)
         settings = load_settings(home, overrides)
-        identity = identity or Identity.load(home, passphrase)
+        if create_as is None:
+            identity = Identity.load(home, passphrase)
+        else:
+            identity, _ = ensure_identity(home, create_as, passphrase)
         if settings.name and settings.name != identity.name:
             identity.name = settings.name
         return cls(home, identity, settings)
