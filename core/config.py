@@ -73,7 +73,7 @@ def invalid(setting: str, why: str) -> BadRequest:
     """The error for one bad setting; it names the setting (``.setting``) so that
     :func:`load_settings` can add where the value came from."""
     exc = BadRequest(f"setting {setting}: {why}")
-    exc.setting, exc.why = setting, why  # type: ignore[attr-defined]
+    vars(exc).update(setting=setting, why=why)
     return exc
 
 
@@ -171,8 +171,10 @@ class Settings:
         """Check every setting; a bad one raises BadRequest naming it (see :func:`invalid`)."""
         for name, kind in _FIELD_TYPES.items():
             value = getattr(self, name)
-            if not (isinstance(value, _TYPES[kind]) and (kind == "bool" or not isinstance(value, bool))
-                    and (kind != "list" or all(isinstance(v, str) for v in value))):
+            ok = isinstance(value, _TYPES[kind]) and (kind == "bool" or not isinstance(value, bool))
+            if ok and isinstance(value, list):
+                ok = all(isinstance(v, str) for v in value)
+            if not ok:
                 raise invalid(name, f"{value!r} is not a valid {kind}")
         if len(self.name) > MAX_NAME or not self.name.isprintable():
             raise invalid("name", f"must be at most {MAX_NAME} printable characters")
@@ -222,7 +224,7 @@ class Settings:
 
 _ENV_PREFIX = "COVEY_"
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
-_TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str, "list": list}
+_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "bool": bool, "str": str, "list": list}
 
 
 def _hostport(setting: str, text: str, default_host: str = "127.0.0.1") -> None:
@@ -283,10 +285,11 @@ def load_settings(home: Path, overrides: dict[str, Any] | None = None) -> Settin
     try:
         return Settings(**{k: _coerce(k, v) for k, v in merged.items()})
     except BadRequest as exc:
-        where = source.get(getattr(exc, "setting", ""))
+        named = vars(exc)
+        where = source.get(named.get("setting", ""))
         if where is None:
             raise
-        raise invalid(exc.setting, f"{exc.why} (from {where})") from None
+        raise invalid(named["setting"], f"{named['why']} (from {where})") from None
 
 
 def _read_config(path: Path) -> dict[str, Any]:
