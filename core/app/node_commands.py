@@ -59,9 +59,7 @@ async def _peers_remove(node, peer):
          Param("min", "weakest mode accepted (defaults to MODE)", flag="--min", required=False,
                choices=MODES))
 async def _crypto_mode(node, mode=None, min=None):
-    if mode is None:
-        if min is not None:
-            raise BadRequest("give MODE together with --min")
+    if mode is None and min is None:
         return node.crypto_view()
     return await node.set_mode(mode, min)
 
@@ -74,11 +72,7 @@ async def _psk_generate(node):
 @command("crypto.psk.import", "import a network key (64 hex digits)",
          Param("key", "the key as hex", max_len=200))
 async def _psk_import(node, key):
-    try:
-        raw = bytes.fromhex(key.strip())
-    except ValueError:
-        raise BadRequest("the network key file must hold 64 hex digits") from None
-    return await node.psk_set(raw)
+    return await node.psk_set(key)
 
 
 @command("crypto.psk.export", "export the network key")
@@ -108,15 +102,8 @@ async def _proxy_show(node):
                required=False, max_len=255))
 async def _proxy_set(node, socks5=None, tor=None, tor_control=None, tor_config=None, user=None,
                      password=None):
-    from core.config import parse_hostport
-    if bool(socks5) == bool(tor):
-        raise BadRequest("give exactly one of --socks5 HOST:PORT or --tor")
-    if tor:
-        return await node.use_tor(tor_control, tor_config)
-    if tor_control or tor_config:
-        raise BadRequest("--tor-control and --tor-config go with --tor")
-    host, port = parse_hostport(socks5)
-    return await node.set_proxy("socks5", host, port, user or "", password)
+    return await node.choose_proxy(socks5=socks5, tor=bool(tor), tor_control=tor_control,
+                                   tor_config=tor_config, user=user, password=password)
 
 
 @command("proxy.off", "connect directly again")

@@ -134,13 +134,22 @@ class Transport:
             await self._runner.cleanup()
             self._runner = None
 
-    def reconfigure(self, settings: Settings, local: LocalEndpoint, proxy_password: str = "") -> None:
-        """Apply new settings (mode, key, proxy) to future connections."""
-        local.listen_port = self.port
-        self.settings, self.local, self.proxy_password = settings, local, proxy_password
+    def reconfigure(self, settings: Settings, *, local: LocalEndpoint | None = None,
+                    proxy_password: str | None = None) -> None:
+        """Apply new settings to future connections, touching only what changed: the
+        endpoint when a new one is given (mode, network key, name), the outbound HTTP
+        session only when the proxy or its password changed (None: the password stays)."""
+        proxy_changed = (_proxy_of(settings) != _proxy_of(self.settings)
+                         or proxy_password is not None and proxy_password != self.proxy_password)
+        self.settings = settings
+        if local is not None:
+            local.listen_port = self.port
+            self.local = local
+        if proxy_password is not None:
+            self.proxy_password = proxy_password
         self.budget.limit = settings.partial_budget
         self.unknown_budget.limit = settings.unknown_partial_budget
-        if self._session is not None:
+        if proxy_changed and self._session is not None:
             old, self._session = self._session, None
             asyncio.get_running_loop().create_task(old.close())
 
@@ -345,6 +354,10 @@ async def _receive(ws, peer: str = "the peer") -> bytes:
     if msg.type == aiohttp.WSMsgType.CLOSE:
         raise HandshakeFailed(f"{peer} closed the connection: {msg.extra or 'no reason given'}")
     raise HandshakeFailed(f"{peer} closed the connection during the handshake")
+
+
+def _proxy_of(settings: Settings) -> tuple:
+    return settings.proxy_mode, settings.proxy_host, settings.proxy_port, settings.proxy_user
 
 
 def _dial_error(settings: Settings, address: str, exc: Exception) -> CoveyError:
