@@ -8,6 +8,7 @@ goes to stderr, so it cannot corrupt the reply. Never pickle.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import resource
@@ -52,6 +53,10 @@ def run(types: dict) -> dict:
         return {"ok": True, "result": result}
     except MemoryError:
         return {"ok": False, "code": "memory_limit", "message": "out of memory (address-space limit)"}
+    except OSError as exc:
+        if exc.errno == errno.EFBIG:  # Python ignores SIGXFSZ: RLIMIT_FSIZE surfaces here
+            return {"ok": False, "code": "file_size_limit", "message": str(exc)}
+        return {"ok": False, "code": "task_failed", "message": f"OSError: {exc}"[:2000]}
     except CoveyError as exc:
         return {"ok": False, "code": exc.code, "message": str(exc)}
     # The child's last line of defence: any failure of the task becomes a reply.

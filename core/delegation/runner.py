@@ -175,6 +175,9 @@ def _error_for(kind: str, limits: Limits, streams: _Streams, returncode: int | N
         return None, MemoryLimitExceeded(f"task {kind} exceeded its memory limit of "
                                          f"{limits.memory_bytes // MiB} MiB ({message})",
                                          limit_mb=limits.memory_bytes // MiB), rusage
+    if code == "file_size_limit":
+        return None, TaskFailed(f"task {kind} exceeded its file size limit of {limits.file_bytes} "
+                                f"bytes"), rusage
     return None, EXIT_ERRORS.get(code, TaskFailed)(f"task {kind} failed: {message}"), rusage
 
 
