@@ -24,10 +24,17 @@ from core.errors import CoveyError, MalformedMessage
 MAX_INPUT = 16 * 1024 * 1024
 
 
+def _peak_rss_kb() -> int:
+    # Not ru_maxrss: Linux carries it over from the parent across fork + exec, so a child
+    # of a 300 MB node would report 300 MB. VmHWM belongs to this process image only.
+    with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+        return next((int(line.split()[1]) for line in fh if line.startswith("VmHWM:")), 0)
+
+
 def _rusage() -> dict:
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"cpu_seconds": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime,
-            "peak_rss_kb": max(me.ru_maxrss, kids.ru_maxrss)}
+            "peak_rss_kb": max(_peak_rss_kb(), kids.ru_maxrss)}
 
 
 def _read_request() -> dict:

@@ -92,7 +92,8 @@ def _check_stats(raw: dict) -> dict:
     out["quantiles"] = a.floats("quantiles", 1, 32, 0.0, 1.0, [0.25, 0.5, 0.75])
     out["bins"] = a.int("bins", 1, 256, 10)
     out["noise_sigma"] = a.float("noise_sigma", 0.0, 1e9, 0.0)
-    out["range"] = a.floats("range", 2, 2, -1e300, 1e300) if a.optional("range") else None
+    given = a.optional("range") and raw["range"] is not None  # null means "not given"
+    out["range"] = a.floats("range", 2, 2, -1e300, 1e300) if given else None
     if out["range"] is not None and not out["range"][0] < out["range"][1]:
         raise a.bad("range", "[low, high] with low < high", out["range"])
     if out["noise_sigma"] > 0 and out["range"] is None:

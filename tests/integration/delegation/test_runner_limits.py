@@ -118,3 +118,10 @@ async def test_failure_inside_a_task_is_reported():
     res = await run("test.alloc", {"mb": None})
     assert res.status == "task_failed" and isinstance(res.error, TaskFailed)
     assert "TypeError" in str(res.error)
+
+
+async def test_peak_memory_is_the_childs_own_not_the_parents():
+    ballast = b"\x01" * (400 * MiB)  # written, so resident in this (the parent) process
+    res = await run("echo", {"text": "x"})
+    assert len(ballast) == 400 * MiB
+    assert res.status == "ok" and 1 < res.cost.peak_rss_mb < 200
