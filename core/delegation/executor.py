@@ -17,7 +17,7 @@ from core.delegation.encoding import encode_result
 from core.delegation.errors import ExecutorBusy, TaskTimedOut
 from core.delegation.proofs import make_statement, sign_proof
 from core.delegation.request import TaskRequest
-from core.delegation.runner import CHILD_MODULE, RunResult, run_task
+from core.delegation.runner import CHILD_MODULE, RunResult, run_inline, run_task
 from core.delegation.tasks import TASK_TYPES, task_type
 from core.errors import BadRequest, RateLimited
 from core.learning.data import BUILTIN
@@ -148,11 +148,14 @@ class Executor:
                     self.counters["refused_task_timeout"] += 1
                     raise TaskTimedOut(f"task {request.task[:8]}'s deadline passed while it was queued",
                                        timeout=request.deadline - request.created)
+                kind = task_type(request.type, self.types)
                 self.running += 1
                 try:
-                    run = await run_task(request.type, request.args,
-                                         task_type(request.type, self.types).limits.with_wall(left),
-                                         context=context, child_module=self.child_module)
+                    if kind.isolated:
+                        run = await run_task(kind.name, request.args, kind.limits.with_wall(left),
+                                             context=context, child_module=self.child_module)
+                    else:
+                        run = run_inline(kind, request.args, context)
                 finally:
                     self.running -= 1
         finally:

@@ -236,3 +236,22 @@ async def run_task(kind: str, args: dict, limits: Limits, *, context: dict | Non
                      error=error, started=started, ended=time.time(),
                      cost=Cost(float(cpu), wall, float(peak)), exit_code=proc.returncode,
                      stderr_tail=bytes(streams.err).decode("utf-8", "replace"))
+
+
+def run_inline(kind, args: dict, context: dict | None = None) -> RunResult:
+    """Run a non-isolated task type (``TaskType.isolated`` False) in this process.
+
+    Only for types that compute nothing from their input; CPU is this thread's
+    time, and peak RSS is not measured (0).
+    """
+    started, t0, c0 = time.time(), time.perf_counter(), time.thread_time()
+    result, error = None, None
+    try:
+        result = kind.run(kind.check(args), context or {})
+        encode_result(result)
+    except CoveyError as exc:
+        result, error = None, exc
+    cost = Cost(time.thread_time() - c0, time.perf_counter() - t0, 0.0)
+    return RunResult(task_type=kind.name, status="ok" if error is None else error.code, result=result,
+                     error=error, started=started, ended=time.time(), cost=cost, exit_code=None,
+                     stderr_tail="")

@@ -28,6 +28,9 @@ class TaskType:
     limits: Limits = field(default_factory=Limits)
     needs_dataset: bool = False
     quality_keys: tuple[str, ...] = ()       # result fields copied into the proof's quality
+    # False only for types that compute nothing from their input (echo): they run in the
+    # node, skipping a ~40 ms process start, still admitted, rate-limited and proved.
+    isolated: bool = True
 
 
 # -- echo ---------------------------------------------------------------------------
@@ -131,7 +134,7 @@ def _run_evaluate(args: dict, ctx: dict) -> dict:
 
 TASK_TYPES: dict[str, TaskType] = {t.name: t for t in (
     TaskType("echo", "returns the text it was given", _check_echo, _run_echo,
-             Limits(cpu_seconds=5, memory_bytes=256 * MiB, wall_seconds=10)),
+             Limits(cpu_seconds=5, memory_bytes=256 * MiB, wall_seconds=10), isolated=False),
     TaskType("dataset.digest", "row count, schema hash and Merkle root of a named dataset",
              _check_digest, _run_digest, Limits(cpu_seconds=60, memory_bytes=1024 * MiB,
                                                wall_seconds=90), needs_dataset=True),
@@ -161,4 +164,4 @@ def task_type(name, types: dict[str, TaskType] | None = None) -> TaskType:
 def describe() -> list[dict]:
     """The task types for `covey tasks types`."""
     return [{"type": t.name, "summary": t.summary, "needs_dataset": t.needs_dataset,
-             "limits": t.limits.to_dict()} for t in TASK_TYPES.values()]
+             "isolated": t.isolated, "limits": t.limits.to_dict()} for t in TASK_TYPES.values()]

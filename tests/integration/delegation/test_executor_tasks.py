@@ -3,6 +3,7 @@ independent computation and its signed proof verified; floods, busy answers, fai
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 
@@ -14,6 +15,7 @@ from core.delegation.errors import ExecutorBusy, MemoryLimitExceeded
 from core.delegation.executor import Executor
 from core.delegation.proofs import raise_for_exit, verify_proof
 from core.delegation.request import build_request, open_request
+from core.delegation.tasks import TASK_TYPES
 from core.errors import BadRequest, RateLimited
 from core.identity import Identity
 from core.signed import Verifier
@@ -42,7 +44,9 @@ async def delegate(executor: Executor, requester: Identity, kind: str, args: dic
     raise_for_exit(statement)
     pred = statement["predicate"]
     assert pred["task"] == sent.task and pred["requester"] == requester.id and pred["type"] == kind
-    assert pred["cost"]["cpu_seconds"] > 0 and pred["cost"]["peak_rss_mb"] > 0
+    assert pred["cost"]["wall_seconds"] > 0
+    if TASK_TYPES[kind].isolated:  # measured in its child
+        assert pred["cost"]["cpu_seconds"] > 0 and pred["cost"]["peak_rss_mb"] > 1
     assert pred["received"] <= pred["started"] <= pred["ended"]
     return decode_result(served.result_bytes), statement
 
@@ -50,7 +54,17 @@ async def delegate(executor: Executor, requester: Identity, kind: str, args: dic
 async def test_echo(people):
     result, st = await delegate(Executor(people[1]), people[0], "echo", {"text": "bonjour ✓"})
     assert result == {"text": "bonjour ✓", "length": 9}
-    assert st["predicate"]["exit"] == {"status": "ok", "code": 0, "message": ""}
+    assert st["predicate"]["exit"] == {"status": "ok", "code": None, "message": ""}  # ran inline
+
+
+async def test_echo_isolated_when_its_type_says_so(people):
+    types = {"echo": dataclasses.replace(TASK_TYPES["echo"], isolated=True)}
+    sent = build_request(people[0], "echo", {"text": "in a child"}, types=types)
+    served = await Executor(people[1], types=types).execute(
+        open_request(Verifier(), sent.envelope, types=types))
+    assert served.statement["predicate"]["exit"]["code"] == 0   # a child's exit status
+    assert served.statement["predicate"]["cost"]["peak_rss_mb"] > 1
+    assert decode_result(served.result_bytes)["text"] == "in a child"
 
 
 async def test_dataset_digest_builtin(people):
@@ -171,6 +185,9 @@ async def test_memory_limit_gives_a_signed_failure_proof(people):
         raise_for_exit(st)
 
 
+PROBE = {"ms": 1, "n": 8}  # an isolated task: it holds its slot while its child runs
+
+
 class FrozenClock:
     def __call__(self):
         return 5000.0
@@ -181,9 +198,9 @@ async def test_a_flood_from_one_peer_is_refused_while_another_peer_is_served(peo
     other = Identity.generate("other")
     executor = Executor(executor_id, burst=3, per_second=0.01, per_peer=2, max_queued=4,
                         clock=FrozenClock())
-    flood = [open_request(Verifier(), build_request(flooder, "echo", {"text": str(i)}).envelope)
+    flood = [open_request(Verifier(), build_request(flooder, "bench.probe", PROBE).envelope)
              for i in range(10)]
-    polite = open_request(Verifier(), build_request(other, "echo", {"text": "me too"}).envelope)
+    polite = open_request(Verifier(), build_request(other, "bench.probe", PROBE).envelope)
     outcomes = await asyncio.gather(*(executor.execute(r) for r in flood + [polite]),
                                     return_exceptions=True)
     mine, theirs = outcomes[:10], outcomes[10]
@@ -191,25 +208,25 @@ async def test_a_flood_from_one_peer_is_refused_while_another_peer_is_served(peo
         ["Served", "Served", "ExecutorBusy"] + ["RateLimited"] * 7
     assert "already has 2 task(s)" in str(mine[2])
     assert "try again in" in str(mine[3]) and mine[3].details["retry_after"] > 0
-    assert decode_result(theirs.result_bytes) == {"text": "me too", "length": 6}
+    assert decode_result(theirs.result_bytes)["n"] == 8
     assert executor.counters["served"] == 3
     assert executor.counters["refused_rate_limited"] == 7
     assert executor.counters["refused_executor_busy"] == 1
     assert executor.queued == 0 and executor.running == 0
     # Once the flood has drained, the same peer is served again (after its bucket refills).
     executor.rate.clock = lambda: 5000.0 + 100
-    again = open_request(Verifier(), build_request(flooder, "echo", {"text": "later"}).envelope)
-    assert decode_result((await executor.execute(again)).result_bytes)["text"] == "later"
+    again = open_request(Verifier(), build_request(flooder, "bench.probe", PROBE).envelope)
+    assert decode_result((await executor.execute(again)).result_bytes)["n"] == 8
 
 
 async def test_a_full_queue_answers_executor_busy(people):
     requester_a, executor_id = people
     executor = Executor(executor_id, max_running=1, max_queued=1, per_peer=5, burst=10)
     peers = [requester_a, Identity.generate("b"), Identity.generate("c")]
-    requests = [open_request(Verifier(), build_request(p, "echo", {"text": p.name}).envelope)
+    requests = [open_request(Verifier(), build_request(p, "bench.probe", PROBE).envelope)
                 for p in peers]
     outcomes = await asyncio.gather(*(executor.execute(r) for r in requests), return_exceptions=True)
     assert isinstance(outcomes[2], ExecutorBusy)
     assert "executor busy: 1 task(s) running and 1 queued (limit 1)" in str(outcomes[2])
-    assert [decode_result(o.result_bytes)["text"] for o in outcomes[:2]] == ["requester", "b"]
+    assert [decode_result(o.result_bytes)["n"] for o in outcomes[:2]] == [8, 8]
     assert not isinstance(outcomes[0], RateLimited)
