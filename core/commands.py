@@ -54,6 +54,9 @@ class Command:
                 raise BadRequest(f"{self.name}: argument {p.name!r} must be {p.kind.__name__}")
             if isinstance(value, str) and len(value) > p.max_len:
                 raise BadRequest(f"{self.name}: argument {p.name!r} is too long")
+            if isinstance(value, list) and (len(value) > MAX_LIST or not all(
+                    isinstance(v, str) and len(v) <= p.max_len for v in value)):
+                raise BadRequest(f"{self.name}: {p.name} must be at most {MAX_LIST} texts")
             if p.choices and value not in p.choices:
                 raise BadRequest(f"{self.name}: {p.name} must be one of {', '.join(p.choices)}")
             clean[p.name] = value
@@ -61,6 +64,7 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {}
+MAX_LIST = 64   # items of a list parameter (positional KEY=VALUE pairs)
 
 
 def command(name: str, help: str, *params: Param):
@@ -195,11 +199,10 @@ async def _proxy_circuits(node):
 def _register_service_commands() -> None:
     """Commands that services declare in their own modules (imported here, light only)."""
     import importlib
-    importlib.import_module("core.learning.commands")  # registers ml.*
+    from .service import REGISTRY
+    for reg in REGISTRY:
+        if reg.commands:
+            importlib.import_module(reg.commands)  # registers ml.*, tasks.*, ...
 
 
-try:
-    _register_service_commands()
-except ModuleNotFoundError as exc:  # the learning commands module is optional until it lands
-    if exc.name != "core.learning.commands":
-        raise
+_register_service_commands()

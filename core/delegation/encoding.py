@@ -40,6 +40,16 @@ def encode_result(result: dict) -> bytes:
     return data
 
 
+def received_result(value) -> bytes:
+    """Result bytes as received from an executor, bounded before anything hashes or parses them."""
+    if not isinstance(value, (bytes, bytearray)):
+        raise MalformedMessage("the task result must be bytes")
+    if len(value) > MAX_RESULT_BYTES:
+        raise MessageTooLarge(f"the executor sent a result of {len(value)} bytes; the limit is "
+                              f"{MAX_RESULT_BYTES}")
+    return bytes(value)
+
+
 def _no_constant(name: str):
     raise ValueError(f"{name} is not allowed")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import os
 import time
 from dataclasses import dataclass
 
@@ -19,10 +18,8 @@ from core.delegation.proofs import make_statement, sign_proof
 from core.delegation.request import TaskRequest
 from core.delegation.runner import CHILD_MODULE, RunResult, run_inline, run_task
 from core.delegation.tasks import TASK_TYPES, task_type
+from core.config import check_task_datasets
 from core.errors import BadRequest, RateLimited
-from core.learning.data import BUILTIN
-
-MAX_DATASETS = 256
 
 
 class RateLimit:
@@ -56,17 +53,12 @@ class Served:
 
 
 def check_datasets(datasets: dict) -> dict[str, str]:
-    """Validate the executor's ``name -> digits|synthetic|/absolute/path.{csv,npz}`` map."""
-    if not isinstance(datasets, dict) or len(datasets) > MAX_DATASETS:
-        raise ValueError(f"datasets must be a map of at most {MAX_DATASETS} names")
-    for name, spec in datasets.items():
-        if not isinstance(name, str) or not 0 < len(name) <= 64:
-            raise ValueError(f"dataset name {name!r} must be 1 to 64 characters")
-        if not isinstance(spec, str) or not (spec in BUILTIN or (
-                os.path.isabs(spec) and spec.lower().endswith((".csv", ".npz")))):
-            raise ValueError(f"dataset {name!r}: {spec!r} is neither built in "
-                             f"({', '.join(BUILTIN)}) nor an absolute .csv/.npz path")
-    return dict(datasets)
+    """Validate the executor's ``name -> digits|synthetic|/absolute/path.{csv,npz}`` map
+    (the rules of the ``task_datasets`` setting); ValueError naming the bad entry."""
+    try:
+        return check_task_datasets(datasets)
+    except BadRequest as exc:
+        raise ValueError(str(exc)) from None
 
 
 class Executor:

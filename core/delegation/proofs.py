@@ -117,6 +117,15 @@ def verify_proof(envelope, *, executor: str, request_digest: str, result_bytes: 
     MalformedMessage (not a proof) or ProofMismatch (another request, another
     executor named inside, or a result whose digest differs).
     """
+    if not isinstance(result_bytes, (bytes, bytearray)):
+        raise ProofMismatch("the result received is not bytes")
+    return verify_proof_digest(envelope, executor=executor, request_digest=request_digest,
+                               result_sha256=sha256_hex(result_bytes))
+
+
+def verify_proof_digest(envelope, *, executor: str, request_digest: str, result_sha256: str) -> dict:
+    """:func:`verify_proof` for a result known by its sha256 hex digest (a stored proof whose
+    result bytes were not kept)."""
     if not is_peer_id(executor):
         raise MalformedMessage("the executor must be a peer id")
     payload = dsse_open(envelope, executor, PAYLOAD_TYPE)
@@ -131,8 +140,7 @@ def verify_proof(envelope, *, executor: str, request_digest: str, result_bytes: 
     if pred["request_digest"] != request_digest:
         raise ProofMismatch(f"the proof is for another request (digest {pred['request_digest'][:16]}, "
                             f"ours {str(request_digest)[:16]})")
-    if not isinstance(result_bytes, (bytes, bytearray)) \
-            or sha256_hex(result_bytes) != statement["subject"][0]["digest"]["sha256"]:
+    if result_sha256 != statement["subject"][0]["digest"]["sha256"]:
         raise ProofMismatch("the result received does not match the digest in the proof")
     return statement
 

@@ -88,6 +88,16 @@ def open_request(verifier: Verifier, envelope, *, now: float | None = None,
     return _parse(envelope, body, types, now=time.time() if now is None else now)
 
 
+def admit_request(verifier: Verifier, envelope, *, sender: str, authorize, now: float | None = None,
+                  types: dict | None = None) -> TaskRequest:
+    """Executor side, through the one admission step (``Verifier.admit``): the envelope's shape,
+    the signer being ``sender``, ``authorize(signer, body)`` (the tier), then clock, signature
+    and replay, and last every field. Raises what :func:`open_request` raises, plus NotTheSender
+    and whatever ``authorize`` raises."""
+    _, body = verifier.admit(envelope, KIND, sender, authorize, now=now)
+    return _parse(envelope, body, types, now=time.time() if now is None else now)
+
+
 def load_request(envelope, *, types: dict | None = None) -> TaskRequest:
     """A stored request re-read later: signature and fields, no clock or replay check."""
     _, body = verify_only(envelope, KIND)
