@@ -50,7 +50,7 @@ class HttpEndpoint:
             raise BadRequest(f"send the requester's id (64 hex digits) in the {proto.SIGNER_HEADER} header")
         self.service.authorize(signer)            # who may delegate: before the body is read
         envelope = await self._read(request)
-        req = self.service.admit(envelope, signer)
+        req = self.service.admit(envelope, signer, authenticated=False)
         served = await self.service.serve(req, via="http")
         return web.json_response({"task": req.task, "executor": self.service.node.identity.id,
                                   "proof": served.proof, "result": proto.to_json_form(served.result_bytes)})

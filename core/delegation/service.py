@@ -91,20 +91,24 @@ class DelegationService:
                                   f"tasks to this node; you are {tier.value.upper()}",
                                   tier=tier.value, needed=needed.value)
 
-    def admit(self, envelope, sender: str) -> TaskRequest:
-        """The admission step for a request ``sender`` sent (a link's peer, HTTP's signer header)."""
+    def admit(self, envelope, sender: str, *, authenticated: bool) -> TaskRequest:
+        """The admission step for a request ``sender`` sent (a link's peer, HTTP's signer header).
+
+        A forged or replayed request costs reputation only when the sender is ``authenticated``
+        (a peer link): over plain HTTP anyone may name anyone in the header, or replay a request
+        they saw, and must not be able to get its signer banned that way."""
         try:
             return admit_request(self.verifier, envelope, sender=sender, authorize=self.authorize,
                                  types=self.executor.types)
         except PENALISED as exc:
-            if self.node.peers.get(sender) is not None:
+            if authenticated and self.node.peers.get(sender) is not None:
                 self.node.peers.record_outcome(sender, False, exc.code)
             raise
 
     async def _on_request(self, peer: str, body: dict) -> dict:
         if not isinstance(body, dict) or set(body) != {"request"}:
             raise MalformedMessage(f"a {proto.REQUEST} body is {{\"request\": <signed request>}}")
-        served = await self.serve(self.admit(body["request"], peer), via="link")
+        served = await self.serve(self.admit(body["request"], peer, authenticated=True), via="link")
         return {"proof": served.proof, "result": served.result_bytes}
 
     async def serve(self, request: TaskRequest, via: str) -> Served:
