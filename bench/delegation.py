@@ -7,6 +7,12 @@
   sign the proof, verify it) for ``echo``, which runs inline (``isolated``
   False: it computes nothing from its input), in microseconds, against the
   same raw Ed25519 floor as below.
+- An ``echo`` task round trip between two real nodes on 127.0.0.1 (``covey tasks run``'s
+  path: build and sign the request, send it over the encrypted link, admission, run, sign the
+  proof, verify it, record both sides in SQLite), over the link and over ``POST /tasks``,
+  against the same nodes' plain request latency (``ping``) measured interleaved in the same
+  run, once with both nodes in one event loop and once with the executor in its own process
+  (as two nodes are deployed). Target: link p50 at most 3x the ping p50.
 - Signing + verifying an execution proof (statement checks, canonical JSON,
   PAE, base64, one Ed25519 sign and verify) against a raw Ed25519 sign +
   verify of the same payload bytes.
@@ -33,6 +39,8 @@ from core.signed import Verifier  # noqa: E402
 
 RUNS = 30
 SIGN_ROUNDS = 2000
+LINK_RUNS = 200
+LINK_TARGET = 3.0
 
 
 def pct(samples: list[float]) -> dict:
@@ -103,16 +111,108 @@ def signatures() -> dict:
             "raw_seconds": raw}
 
 
+async def _node(home, name: str):
+    from core.config import Settings
+    from core.node import Node
+    Identity.generate(name).save(home)
+    node = Node(home, Identity.load(home), Settings(listen="127.0.0.1:0", discovery=False))
+    await node.start()
+    return node
+
+
+def _unlimited(node) -> None:
+    """The executor's per-peer rate limit (burst 4, 0.5/s) would refuse a benchmark."""
+    from core.delegation.executor import RateLimit
+    node.service("delegation").executor.rate = RateLimit(10 ** 6, 10 ** 6)
+
+
+async def serve(home: str, requester: str) -> None:
+    """The executor of the two-process measurement (``delegation.py serve HOME REQUESTER``):
+    prints its port and id, trusts REQUESTER as CORE, runs until its stdin closes."""
+    from pathlib import Path
+    node = await _node(Path(home), "bob")
+    node.peers.add_or_update(requester, name="alice", kept=True)
+    node.trust(requester, "core")
+    _unlimited(node)
+    print(json.dumps({"port": node.transport.port, "id": node.identity.id}), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await node.stop()
+
+
+async def round_trips(alice, bob_id: str) -> dict:
+    """Ping, echo task over the link and over HTTP, interleaved; p50s and ratios to ping."""
+    tasks = alice.service("delegation")
+    ping, link, http = [], [], []
+    for i in range(LINK_RUNS + 10):
+        t0 = time.perf_counter()
+        await alice.request(bob_id, "ping", {})
+        t1 = time.perf_counter()
+        view = await tasks.run(bob_id, "echo", {"text": "x" * 100})
+        t2 = time.perf_counter()
+        assert view["verified"], view
+        if i % 4 == 0:
+            assert (await tasks.run(bob_id, "echo", {"text": "x" * 100}, http=True))["verified"]
+            http.append(time.perf_counter() - t2)
+        if i >= 10:  # warm-up done
+            ping.append(t1 - t0)
+            link.append(t2 - t1)
+    http = http[3:]
+    ratio = statistics.median(link) / statistics.median(ping)
+    return {"runs": len(link), "ping": pct(ping), "echo_task_link": pct(link), "echo_task_http": pct(http),
+            "link_over_ping": round(ratio, 2),
+            "http_over_ping": round(statistics.median(http) / statistics.median(ping), 2),
+            "target_link_over_ping": LINK_TARGET, "holds": ratio <= LINK_TARGET}
+
+
+async def two_nodes(processes: bool) -> dict:
+    """Echo round trips between two nodes (in this loop, or bob in its own process) vs their
+    plain request latency."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+    with tempfile.TemporaryDirectory() as tmp:
+        alice = await _node(Path(tmp) / "alice", "alice")
+        bob = proc = None
+        try:
+            if processes:
+                proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "serve",
+                                         str(Path(tmp) / "bob"), alice.identity.id],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                info = json.loads(await asyncio.to_thread(proc.stdout.readline))
+                port, bob_id = info["port"], info["id"]
+            else:
+                bob = await _node(Path(tmp) / "bob", "bob")
+                port, bob_id = bob.transport.port, bob.identity.id
+            await alice.add_peer(f"127.0.0.1:{port}", name="bob")
+            if bob is not None:
+                while alice.identity.id not in bob.connections:
+                    await asyncio.sleep(0.01)
+                bob.trust(alice.identity.id, "core")
+                _unlimited(bob)
+            return await round_trips(alice, bob_id)
+        finally:
+            await alice.stop()
+            if bob is not None:
+                await bob.stop()
+            if proc is not None:
+                proc.stdin.close()
+                proc.wait(30)
+
+
 def main() -> None:
     sigs = signatures()
+    between = {"one_loop": asyncio.run(two_nodes(False)), "two_processes": asyncio.run(two_nodes(True))}
     procs = asyncio.run(processes())
     # The inline echo path does 2 signatures + 2 verifications (request, proof) and a result
     # encode: compare it with one raw sign + verify pair.
     procs["executor_echo_inline_over_raw_sign_verify"] = round(
         procs["executor_echo_inline_verified"]["p50_ms"] / 1e3 / sigs.pop("raw_seconds"), 2)
-    out = {"runs": RUNS, "processes": procs, "proof_signatures": sigs}
+    out = {"runs": RUNS, "two_nodes": between, "processes": procs, "proof_signatures": sigs}
     print(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["serve"]:
+        asyncio.run(serve(*sys.argv[2:4]))
+    else:
+        main()

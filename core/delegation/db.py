@@ -22,6 +22,16 @@ MIGRATIONS = [
      "CREATE INDEX tasks_created ON tasks (created)"],
 ]
 
+def _outcome(*, state: str, verified: bool, proof: dict | None = None, result: bytes | None = None,
+             result_sha256: str | None = None, cost: dict | None = None, error: str | None = None) -> dict:
+    """The outcome columns of a row (a result larger than KEEP_RESULT keeps only its digest)."""
+    return {"state": state, "ended": time.time(), "verified": int(verified),
+            "proof": None if proof is None else json.dumps(proof),
+            "result": result if result is not None and len(result) <= KEEP_RESULT else None,
+            "result_sha256": result_sha256, "cost": None if cost is None else json.dumps(cost),
+            "error": None if error is None else error[:2000]}
+
+
 _COLUMNS = ("id", "role", "type", "peer", "via", "state", "created", "ended", "request_digest",
             "request", "cost", "proof", "result", "result_sha256", "verified", "error")
 
@@ -29,34 +39,40 @@ _COLUMNS = ("id", "role", "type", "peer", "via", "state", "created", "ended", "r
 class TaskDB:
     """Rows of the ``tasks`` table as plain dicts (JSON columns decoded)."""
 
+    TRIM_EVERY = 64   # inserts between trims: the table holds at most max_rows + TRIM_EVERY rows
+
     def __init__(self, store, max_rows: int = MAX_ROWS):
         self.store = store
         self.max_rows = max_rows
+        self._since_trim = self.TRIM_EVERY   # trim on the first insert after a start
 
     def add(self, *, task: str, role: str, type: str, peer: str, via: str, state: str,
-            request_digest: str, request: dict, created: float | None = None) -> None:
-        """Record a task (replacing an older row of the same id and role), then trim the table."""
-        with self.store.transaction():
-            self.store.execute(
-                "INSERT OR REPLACE INTO tasks (id, role, type, peer, via, state, created, "
-                "request_digest, request) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (task, role, type, peer, via, state, time.time() if created is None else created,
-                 request_digest, json.dumps(request)))
-            self.store.execute(
-                "DELETE FROM tasks WHERE rowid NOT IN "
-                "(SELECT rowid FROM tasks ORDER BY created DESC LIMIT ?)", (self.max_rows,))
+            request_digest: str, request: dict, created: float | None = None, **outcome) -> None:
+        """Record a task (replacing an older row of the same id and role), with its outcome
+        when it is already known (the fields of :meth:`finish`); the table is trimmed now and then."""
+        values = {"id": task, "role": role, "type": type, "peer": peer, "via": via, "state": state,
+                  "created": time.time() if created is None else created,
+                  "request_digest": request_digest, "request": json.dumps(request)}
+        if outcome:
+            values.update(_outcome(state=state, **outcome))
+        names = ", ".join(values)
+        self.store.execute(f"INSERT OR REPLACE INTO tasks ({names}) VALUES ({', '.join('?' * len(values))})",
+                           tuple(values.values()))
+        self._since_trim += 1
+        if self._since_trim >= self.TRIM_EVERY:
+            self._since_trim = 0
+            self.store.execute("DELETE FROM tasks WHERE rowid NOT IN "
+                               "(SELECT rowid FROM tasks ORDER BY created DESC LIMIT ?)", (self.max_rows,))
 
     def finish(self, task: str, role: str, *, state: str, verified: bool, proof: dict | None = None,
                result: bytes | None = None, result_sha256: str | None = None, cost: dict | None = None,
                error: str | None = None) -> None:
         """The outcome of a task: its state, proof, result (if small enough to keep), cost, error."""
-        kept = result if result is not None and len(result) <= KEEP_RESULT else None
-        self.store.execute(
-            "UPDATE tasks SET state = ?, ended = ?, verified = ?, proof = ?, result = ?, "
-            "result_sha256 = ?, cost = ?, error = ? WHERE id = ? AND role = ?",
-            (state, time.time(), int(verified), None if proof is None else json.dumps(proof), kept,
-             result_sha256, None if cost is None else json.dumps(cost),
-             None if error is None else error[:2000], task, role))
+        values = _outcome(state=state, verified=verified, proof=proof, result=result,
+                          result_sha256=result_sha256, cost=cost, error=error)
+        sets = ", ".join(f"{k} = ?" for k in values)
+        self.store.execute(f"UPDATE tasks SET {sets} WHERE id = ? AND role = ?",
+                           (*values.values(), task, role))
 
     def interrupted(self) -> int:
         """Sent tasks still waiting when the node stopped: they can no longer be answered."""

@@ -19,7 +19,7 @@ import time
 from core import events as ev
 from core.delegation import protocol as proto
 from core.delegation.db import MIGRATIONS, TaskDB
-from core.delegation.encoding import decode_result, received_result, sha256_hex
+from core.delegation.encoding import decode_result, received_result
 from core.delegation.errors import EXIT_ERRORS, TaskFailed
 from core.delegation.executor import Executor, Served, check_datasets
 from core.delegation.proofs import verify_proof, verify_proof_digest
@@ -115,16 +115,23 @@ class DelegationService:
         """Run an admitted request and record it; raises (RateLimited, ExecutorBusy, BadRequest,
         TaskTimedOut) when it never ran."""
         served = await self.executor.execute(request)
-        exit_ = served.statement["predicate"]["exit"]
-        state = "done" if exit_["status"] == "ok" else "failed"
-        self.db.add(task=request.task, role=proto.SERVED, type=request.type, peer=request.requester,
-                    via=via, state=state, request_digest=request.digest, request=request.summary(),
-                    created=served.statement["predicate"]["received"])
-        self.db.finish(request.task, proto.SERVED, state=state, verified=True, proof=served.proof,
-                       result=served.result_bytes, result_sha256=sha256_hex(served.result_bytes),
-                       cost=served.statement["predicate"]["cost"], error=exit_["message"] or None)
-        self._changed(request.task, proto.SERVED, state, request.requester, request.type)
+        # Recorded on the next loop turn: the proof goes out first (the write is off its path).
+        asyncio.get_running_loop().call_soon(self._record_served, request, served, via)
         return served
+
+    def _record_served(self, request: TaskRequest, served: Served, via: str) -> None:
+        pred = served.statement["predicate"]
+        state = "done" if pred["exit"]["status"] == "ok" else "failed"
+        try:
+            self.db.add(task=request.task, role=proto.SERVED, type=request.type, peer=request.requester,
+                        via=via, state=state, request_digest=request.digest, request=request.summary(),
+                        created=pred["received"], verified=True, proof=served.proof,
+                        result=served.result_bytes, result_sha256=served.statement["subject"][0]["digest"]["sha256"],
+                        cost=pred["cost"], error=pred["exit"]["message"] or None)
+        except CoveyError as exc:   # the store closed meanwhile (shutdown): the requester has the proof
+            log.warning("task %s served but not recorded: %s", request.task[:8], exc)
+            return
+        self._changed(request.task, proto.SERVED, state, request.requester, request.type)
 
     def health(self) -> dict:
         """The executor's /health check: warn while its queue is full."""
@@ -152,19 +159,14 @@ class DelegationService:
     async def deliver(self, peer_id: str, sent: TaskRequest, *, http: bool = False) -> dict:
         """Send a built request over the link (or HTTP), verify and record the answer."""
         via = "http" if http else "link"
-        self.db.add(task=sent.task, role=proto.SENT, type=sent.type, peer=peer_id, via=via,
-                    state="sent", request_digest=sent.digest, request=sent.summary())
-        self._changed(sent.task, proto.SENT, "sent", peer_id, sent.type)
         wait = max(0.0, sent.deadline - time.time()) + GRACE
+        answer = asyncio.ensure_future(self._send(peer_id, sent, http, wait))
+        await asyncio.sleep(0)   # the request goes out first; the executor works while we record it
+        self.db.add(task=sent.task, role=proto.SENT, type=sent.type, peer=peer_id, via=via,
+                    state="sent", request_digest=sent.digest, request=sent.summary(), created=sent.created)
+        self._changed(sent.task, proto.SENT, "sent", peer_id, sent.type)
         try:
-            if http:
-                from core.delegation.http import submit
-                proof, result_bytes = await submit(self.node.transport.http_client(),
-                                                   self._http_address(peer_id), sent, wait)
-            else:
-                reply = await self.node.request(peer_id, proto.REQUEST, {"request": sent.envelope},
-                                                timeout=wait)
-                proof, result_bytes = _reply_parts(reply)
+            proof, result_bytes = await answer
         except TimedOut as exc:
             if exc.code == "timeout":   # no answer at all (a task the executor stopped has a proof)
                 exc = TimedOut(f"task {sent.task[:8]} ({sent.type}) got no answer from "
@@ -178,9 +180,16 @@ class DelegationService:
         except CoveyError as exc:
             self._record_failure(sent, "refused", exc)
             raise
-        return self._accept(peer_id, sent, proof, result_bytes)
+        return self._accept(peer_id, sent, proof, result_bytes, via)
 
-    def _accept(self, peer_id: str, sent: TaskRequest, proof, result_bytes: bytes) -> dict:
+    async def _send(self, peer_id: str, sent: TaskRequest, http: bool, wait: float) -> tuple[dict, bytes]:
+        if http:
+            from core.delegation.http import submit
+            return await submit(self.node.transport.http_client(), self._http_address(peer_id), sent, wait)
+        reply = await self.node.request(peer_id, proto.REQUEST, {"request": sent.envelope}, timeout=wait)
+        return _reply_parts(reply)
+
+    def _accept(self, peer_id: str, sent: TaskRequest, proof, result_bytes: bytes, via: str) -> dict:
         """Verify the executor's answer, record it, and return the task's view (or raise)."""
         try:
             statement = verify_proof(proof, executor=peer_id, request_digest=sent.digest,
@@ -191,18 +200,22 @@ class DelegationService:
             raise
         pred = statement["predicate"]
         state = "done" if pred["exit"]["status"] == "ok" else "failed"
-        self.db.finish(sent.task, proto.SENT, state=state, verified=True, proof=proof,
-                       result=result_bytes, result_sha256=sha256_hex(result_bytes), cost=pred["cost"],
-                       error=pred["exit"]["message"] or None)
-        self.node.peers.record_outcome(peer_id, True, "verified proof")
+        with self.node.store.transaction():   # one commit for the row and the executor's reputation
+            self.db.finish(sent.task, proto.SENT, state=state, verified=True, proof=proof, result=result_bytes,
+                           result_sha256=statement["subject"][0]["digest"]["sha256"], cost=pred["cost"],
+                           error=pred["exit"]["message"] or None)
+            if self.node.peers.get(peer_id) is not None:
+                self.node.peers.record_outcome(peer_id, True, "verified proof")
         self._changed(sent.task, proto.SENT, state, peer_id, sent.type)
         if state == "failed":
             raise EXIT_ERRORS.get(pred["exit"]["status"], TaskFailed)(
                 f"{pred['exit']['message'] or pred['exit']['status']} (the proof is signed and verified: "
                 f"`covey tasks show {sent.task[:12]}`)")
-        view = self.view(self.db.get(sent.task)[0])
-        view["result"] = result
-        return view
+        return {"task": sent.task, "type": sent.type, "role": proto.SENT, "peer": peer_id,
+                "peer_name": self._name(peer_id), "via": via, "state": state, "created": sent.created,
+                "ended": time.time(), "cost": pred["cost"], "verified": True, "error": None,
+                "args": sent.summary()["args"], "result": result,
+                "proof": {"dsse": proof, "statement": statement}}
 
     def _reject(self, peer_id: str, sent: TaskRequest, proof, exc: CoveyError) -> None:
         """An answer that does not verify: recorded as rejected, and it costs the executor."""
