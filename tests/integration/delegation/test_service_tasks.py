@@ -96,3 +96,20 @@ async def test_unknown_paths_and_methods_on_the_node_port(core_pair):
             assert resp.status == 405 and "GET is not served" in (await resp.json())["error"]["message"]
         async with session.post(f"http://{address(bob)}/nothing") as resp:
             assert resp.status == 404
+
+
+async def test_the_executor_offers_the_datasets_of_its_settings(make_node):
+    alice = await make_node("alice")
+    bob = await make_node("bob", task_datasets={"hand": "digits"})
+    await alice.add_peer(address(bob), name="bob")
+    from ..conftest import wait_until
+    await wait_until(lambda: alice.identity.id in bob.connections)
+    bob.trust(alice.identity.id, "core")
+    view = await alice.service("delegation").run("bob", "dataset.digest", {"dataset": "hand"})
+    assert view["verified"] and view["result"]["rows"] == 1797
+    from core.errors import BadRequest
+    with pytest.raises(BadRequest, match="unknown dataset 'digits': this executor offers hand"):
+        await alice.service("delegation").run("bob", "dataset.digest", {"dataset": "digits"})
+    await bob.update_settings(task_datasets={"hand": "digits", "syn": "synthetic"})
+    assert bob.service("delegation").executor.datasets == {"hand": "digits", "syn": "synthetic"}
+    assert (await alice.service("delegation").run("bob", "dataset.digest", {"dataset": "syn"}))["verified"]
