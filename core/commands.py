@@ -18,6 +18,8 @@ from typing import Any, Awaitable, Callable
 from .errors import BadRequest
 
 
+MAX_LIST = 64   # items of a list parameter (positional KEY=VALUE pairs)
+
 @dataclass(frozen=True)
 class Param:
     """One parameter: positional unless ``flag`` is given."""
@@ -58,6 +60,9 @@ class Command:
                 raise BadRequest(f"{self.name}: argument {p.name!r} must be {p.kind.__name__}")
             if isinstance(value, str) and len(value) > p.max_len:
                 raise BadRequest(f"{self.name}: argument {p.name!r} is too long")
+            if isinstance(value, list) and (len(value) > MAX_LIST or not all(
+                    isinstance(v, str) and len(v) <= p.max_len for v in value)):
+                raise BadRequest(f"{self.name}: {p.name} must be at most {MAX_LIST} texts")
             if p.choices and value not in p.choices:
                 raise BadRequest(f"{self.name}: {p.name} must be one of {', '.join(p.choices)}")
             clean[p.name] = value

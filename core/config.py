@@ -24,6 +24,8 @@ MODES = ("none", "asymmetric", "symmetric")  # ordered: weakest first
 MODE_RANK = {mode: rank for rank, mode in enumerate(MODES)}
 DEFAULT_LISTEN = "0.0.0.0:8102"
 MAX_NAME = 64   # characters of a node name (what a handshake carries)
+BUILTIN_DATASETS = ("digits", "synthetic")   # shipped with the learning code (scikit-learn)
+MAX_TASK_DATASETS = 256
 
 
 def default_home() -> Path:
@@ -163,6 +165,9 @@ class Settings:
     handler_tasks: int = 32         # async handler tasks in flight per connection
     partial_budget: int = 256 << 20  # bytes of unfinished chunked messages, all connections together
     partial_timeout: float = 120.0  # seconds an unfinished chunked message may take
+    # Datasets delegated tasks may read, by name: a built-in or an absolute .csv/.npz path.
+    # A task names one of these; it never gives a path.
+    task_datasets: dict[str, str] = field(default_factory=lambda: {n: n for n in BUILTIN_DATASETS})
 
     def __post_init__(self) -> None:
         self.validate()
@@ -213,6 +218,10 @@ class Settings:
                      "unknown_partial_budget", "unknown_per_minute"):
             if getattr(self, name) < 1:
                 raise invalid(name, "connection, handshake, task and size limits must be at least 1")
+        try:
+            self.task_datasets = check_task_datasets(self.task_datasets)
+        except BadRequest as exc:
+            raise invalid("task_datasets", str(exc)) from None
 
     @property
     def listen_hostport(self) -> tuple[str, int]:
@@ -222,9 +231,25 @@ class Settings:
         return asdict(self)
 
 
+def check_task_datasets(datasets: Any) -> dict[str, str]:
+    """The ``task_datasets`` map, checked: at most 256 names of 1 to 64 characters, each
+    a built-in dataset or an absolute path to a .csv or .npz file."""
+    if not isinstance(datasets, dict) or len(datasets) > MAX_TASK_DATASETS:
+        raise BadRequest(f"task_datasets must be a map of at most {MAX_TASK_DATASETS} names to datasets")
+    for name, spec in datasets.items():
+        if not isinstance(name, str) or not 0 < len(name) <= 64 or not name.isprintable():
+            raise BadRequest(f"task_datasets: dataset name {name!r:.80} must be 1 to 64 printable characters")
+        if not isinstance(spec, str) or not (spec in BUILTIN_DATASETS or (
+                os.path.isabs(spec) and spec.lower().endswith((".csv", ".npz")))):
+            raise BadRequest(f"task_datasets: {name!r} -> {spec!r:.200} is neither a built-in dataset "
+                             f"({', '.join(BUILTIN_DATASETS)}) nor an absolute .csv/.npz path")
+    return dict(datasets)
+
+
 _ENV_PREFIX = "COVEY_"
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
-_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "bool": bool, "str": str, "list": list}
+_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "bool": bool, "str": str,
+                                             "list": list, "dict": dict}
 
 
 def _hostport(setting: str, text: str, default_host: str = "127.0.0.1") -> None:
@@ -243,6 +268,8 @@ def _coerce(name: str, raw: Any) -> Any:
     try:
         if kind == "list":
             return raw if isinstance(raw, list) else [s for s in str(raw).split(",") if s]
+        if kind == "dict":  # a map: as is from config.json, JSON text from the environment
+            return raw if isinstance(raw, dict) else json.loads(str(raw))
         if kind == "bool":
             if isinstance(raw, bool):
                 return raw

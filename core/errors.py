@@ -241,6 +241,37 @@ class RosterRefused(RefusedByPolicy):
     """The secure-aggregation roster is not made of enough known, signed participants."""
 
 
+# -- task delegation ---------------------------------------------------------------
+class UnknownTaskType(CoveyError):
+    """This executor does not run tasks of that type."""
+    code = "unknown_task_type"
+
+
+class ExecutorBusy(CoveyError):
+    """The executor is busy: its queue is full; try again later."""
+    code = "executor_busy"
+
+
+class TaskTimedOut(TimedOut):
+    """The task ran past its time limit and was stopped."""
+    code = "task_timeout"
+
+
+class MemoryLimitExceeded(CoveyError):
+    """The task exceeded its memory limit and was stopped."""
+    code = "memory_limit"
+
+
+class TaskFailed(CoveyError):
+    """The task failed while it ran."""
+    code = "task_failed"
+
+
+class ProofMismatch(CoveyError):
+    """The execution proof does not match this request, executor or result."""
+    code = "proof_mismatch"
+
+
 def _first_line(exc: CoveyError) -> str:
     return (type(exc).__doc__ or "").strip().splitlines()[0] if type(exc).__doc__ else type(exc).__name__
 

@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
             elif p.flag:
                 sub.add_argument(p.flag, dest=p.name, help=p.help, choices=p.choices,
                                  type=p.kind if p.kind in (int, float) else None)
+            elif p.kind is list:
+                sub.add_argument(p.name, help=p.help, nargs="*" if not p.required else "+")
             elif p.name == "key" and cmd.name == "crypto.psk.import":
                 sub.add_argument("file", help="file holding the network key")
             else:
