@@ -188,7 +188,8 @@ class Counters:
     def _row(self, peer: str) -> dict[str, int]:
         row = self._rows.get(peer)
         if row is None:
-            if peer not in (TOTAL, OTHER) and len(self._rows) >= self.max_peers + 2:
+            tracked = len(self._rows) - (TOTAL in self._rows) - (OTHER in self._rows)
+            if peer not in (TOTAL, OTHER) and tracked >= self.max_peers:
                 return self._row(OTHER)
             row = self._rows[peer] = {}
         return row
