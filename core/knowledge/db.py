@@ -281,6 +281,11 @@ class KnowledgeDB:
                                 f"ORDER BY updated DESC, author LIMIT ?", (limit,))
         return {r["author"]: int(r["seq"]) for r in rows}
 
+    def holds(self, author: str, seq: int) -> bool:
+        """Whether a packet of ``author`` with ``seq`` is stored."""
+        return self.store.query_one("SELECT 1 FROM know_packets WHERE author = ? AND seq = ?",
+                                    (author, seq)) is not None
+
     def held(self, author: str, lo: int, hi: int) -> list[int]:
         """The seqs of ``author`` held in [lo, hi] (bounded by what is stored)."""
         rows = self.store.query("SELECT seq FROM know_packets WHERE author = ? AND seq BETWEEN ? AND ? "

@@ -180,8 +180,7 @@ class KnowledgeEngine:
         if not gossip.may_accept(tier, banned):
             return None
         remote = proto.parse_have(have_reply)
-        return Pull(peer=peer, want=self.db.missing(remote).want, inflight=self.inflight,
-                    batch=self.pull_batch)
+        return self._pull(peer, self.db.missing(remote).want)
 
     def on_ihave(self, peer: str, tier: Tier | str, banned: bool, body: Any) -> Pull | None:
         """A lazy announcement: the Pull for what it names that we lack (None if nothing)."""
@@ -193,7 +192,11 @@ class KnowledgeEngine:
             lacking = [r for lo, hi in ranges for r in self.db.lacking(author, lo, hi)]
             if lacking:
                 want[author] = lacking
-        return Pull(peer=peer, want=want, inflight=self.inflight, batch=self.pull_batch) if want else None
+        return self._pull(peer, want) if want else None
+
+    def _pull(self, peer: str, want: proto.Ranges) -> Pull:
+        return Pull(peer=peer, want=want, inflight=self.inflight, batch=self.pull_batch,
+                    holds=self.db.holds)
 
     def peer_gone(self, peer: str) -> None:
         """The peer disconnected: what was asked from it may be asked elsewhere."""

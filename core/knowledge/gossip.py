@@ -283,7 +283,8 @@ class Pull:
 
     ``next_batch`` claims up to ``batch`` seqs in the shared Inflight table
     and returns them as a know.want range map; seqs already asked from
-    another peer are left to that peer. ``covers`` tells whether a reply
+    another peer are left to that peer, and seqs ``holds`` says we already
+    store (another pull brought them) are skipped. ``covers`` tells whether a reply
     packet was asked for; ``finish_batch`` releases what did not come. Seqs
     the peer did not deliver are dropped unless the reply said ``more`` and
     brought something (so a pull always ends); the next exchange retries.
@@ -294,6 +295,7 @@ class Pull:
     want: Ranges
     inflight: Inflight
     batch: int = 64
+    holds: Callable[[str, int], bool] = lambda author, seq: False  # already stored: never asked
     asked: set[tuple[str, int]] = field(default_factory=set)
     got: set[tuple[str, int]] = field(default_factory=set)
 
@@ -321,7 +323,7 @@ class Pull:
                 break
             if lo < hi:
                 self._queue.append((author, lo + 1, hi))
-            if self.inflight.claim(self.peer, author, lo):
+            if not self.holds(author, lo) and self.inflight.claim(self.peer, author, lo):
                 picked.setdefault(author, []).append(lo)
                 runs[author] = runs.get(author, 0) + new_run
                 self.asked.add((author, lo))
