@@ -145,15 +145,28 @@ def test_a_node_that_was_away_gets_everything_it_missed_once(make_nodes):
     assert away.engine.db.count == 60 and max(away.deliveries.values()) == 1
 
 
-def test_live_spread_in_a_ten_node_core_mesh_delivers_each_packet_at_most_twice(make_nodes):
-    """Eager push by the author, lazy announcements by relays, pulls through the in-flight table."""
+NEIGHBOURS = {
+    "mesh": lambda i, j, n: i != j,
+    "ring": lambda i, j, n: (i - j) % n in (1, n - 1),
+    "line": lambda i, j, n: abs(i - j) == 1,
+}
+
+
+@pytest.mark.parametrize("topology", sorted(NEIGHBOURS))
+def test_live_spread_in_a_ten_node_core_federation_delivers_each_packet_at_most_twice(make_nodes, topology):
+    """Eager push by the author, lazy announcements by relays, pulls through the in-flight table.
+
+    The line has MAX_HOPS + 1 nodes: its far end is exactly as far as a packet may travel.
+    """
     rng = random.Random(11)
-    nodes = make_nodes(10)
+    nodes = make_nodes(10 if topology != "line" else proto.MAX_HOPS + 1)
+    index = {n.id: i for i, n in enumerate(nodes)}
     by_id = {n.id: n for n in nodes}
     queue: list[tuple] = []
 
     def peers_of(node):
-        return [(n.id, CORE, False) for n in nodes if n is not node]
+        i = index[node.id]
+        return [(n.id, CORE, False) for j, n in enumerate(nodes) if NEIGHBOURS[topology](i, j, len(nodes))]
 
     def forward(node, verdict_or_plan, packet):
         for target in verdict_or_plan.eager:
