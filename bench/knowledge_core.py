@@ -27,13 +27,13 @@ import nacl.signing
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core import signed  # noqa: E402
-from core.identity import Identity  # noqa: E402
-from core.knowledge import protocol as proto  # noqa: E402
-from core.knowledge.db import KnowledgeDB  # noqa: E402
-from core.knowledge.engine import KnowledgeEngine  # noqa: E402
-from core.peers import Tier  # noqa: E402
-from core.store import Store  # noqa: E402
+from core import signed
+from core.identity import Identity
+from core.knowledge import protocol as proto
+from core.knowledge.db import KnowledgeDB
+from core.knowledge.engine import KnowledgeEngine
+from core.peers import Tier
+from core.store import Store
 
 AUTHORS = 8
 

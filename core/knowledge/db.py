@@ -23,7 +23,15 @@ from core.errors import CoveyError
 from core.store import Store
 
 from . import protocol as proto
-from .protocol import AmbiguousPacket, Equivocation, Packet, Query, Ranges, StoreFull, UnknownPacket
+from .protocol import (
+    AmbiguousPacket,
+    Equivocation,
+    Packet,
+    Query,
+    Ranges,
+    StoreFull,
+    UnknownPacket,
+)
 
 COMPONENT = "knowledge"
 SELF_TIER = "self"
@@ -114,7 +122,7 @@ class Missing:
 
 
 def _summary(row) -> dict:
-    out = {k: row[k] for k in row.keys()}
+    out = dict(zip(row.keys(), row))
     out["tags"] = json.loads(out["tags"])
     out["relay"] = bool(out["relay"])
     out["media_type"] = out["media_type"] or "text/plain"

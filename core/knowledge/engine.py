@@ -12,11 +12,17 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
-from core.errors import (CoveyError, InvalidSignature, MessageTooLarge, RefusedByPolicy,
-                         StaleMessage)
+from core.errors import (
+    CoveyError,
+    InvalidSignature,
+    MessageTooLarge,
+    RefusedByPolicy,
+    StaleMessage,
+)
 from core.peers import Tier
 
 from . import gossip
@@ -40,7 +46,7 @@ class Verdict:
     reason: str | None = None   # for "rejected": one of gossip.REASONS
     message: str = ""
     packet: Packet | None = None
-    forward: Forward = Forward()
+    forward: Forward = field(default_factory=Forward)
 
     @property
     def peer_fault(self) -> bool:

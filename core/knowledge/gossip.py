@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 from core.peers import Capability, Tier, allows, parse_tier
 
@@ -99,7 +99,7 @@ class SeenSet:
 
     def _expire(self, now: float) -> None:
         while self._ids:
-            pid, expires = next(iter(self._ids.items()))
+            expires = next(iter(self._ids.values()))
             if expires > now:
                 break
             self._ids.popitem(last=False)
@@ -120,7 +120,7 @@ class SeenSet:
 class TokenBucket:
     """``rate`` tokens per second up to ``burst``."""
 
-    __slots__ = ("rate", "burst", "tokens", "stamp")
+    __slots__ = ("burst", "rate", "stamp", "tokens")
 
     def __init__(self, rate: float, burst: float, now: float):
         if rate <= 0 or burst <= 0:
@@ -245,7 +245,7 @@ class Inflight:
 
     def _expire(self, now: float) -> None:
         while self._asked:
-            key, (_, expires) = next(iter(self._asked.items()))
+            _, expires = next(iter(self._asked.values()))
             if expires > now:
                 break
             self._asked.popitem(last=False)

@@ -36,8 +36,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import msgpack
 
@@ -71,7 +72,7 @@ MAX_QUERY_LIMIT = 50
 MAX_QUERY_OFFSET = 100_000
 
 ID_RE = re.compile(r"^[0-9a-f]{64}$")
-KIND_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,%d}$" % (MAX_KINDNAME - 1))
+KIND_RE = re.compile(rf"^[a-z0-9][a-z0-9._-]{{0,{MAX_KINDNAME - 1}}}$")
 MEDIA_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
 _BODY_KEYS = {"v", "seq", "kind", "title", "tags"}
 

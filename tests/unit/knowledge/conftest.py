@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from knowhelp import FakeClock  # noqa: F401  (re-exported for fixtures)
+from knowhelp import FakeClock
 
 from core.identity import Identity
 from core.knowledge.db import KnowledgeDB

@@ -7,7 +7,12 @@ from knowhelp import make
 from core.errors import InvalidSignature, MalformedMessage
 from core.knowledge import protocol as proto
 from core.knowledge.db import KnowledgeDB
-from core.knowledge.protocol import AmbiguousPacket, Equivocation, StoreFull, UnknownPacket
+from core.knowledge.protocol import (
+    AmbiguousPacket,
+    Equivocation,
+    StoreFull,
+    UnknownPacket,
+)
 from core.store import Store
 
 

@@ -182,7 +182,7 @@ def test_pulled_packets_are_not_rate_limited_but_must_have_been_asked(engine, id
     pull = Pull(peer=ids["b"].id, want={c.id: [(1, 6)]}, inflight=engine.inflight, batch=10)
     pull.next_batch()
     reply = proto.reply_body([push(p) for p in packets], False)
-    verdicts, more = engine.admit_reply(ids["b"].id, CORE, False, reply, pull)
+    verdicts, _ = engine.admit_reply(ids["b"].id, CORE, False, reply, pull)
     assert [v.status for v in verdicts] == ["accepted"] * 6 + ["rejected"]
     assert verdicts[-1].reason == "unsolicited" and verdicts[-1].peer_fault
     assert len(engine.inflight) == 0

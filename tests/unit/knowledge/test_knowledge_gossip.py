@@ -5,8 +5,17 @@ import pytest
 from knowhelp import FakeClock
 
 from core.knowledge import gossip
-from core.knowledge.gossip import (Buckets, Counters, Forward, Inflight, Pull, SeenSet, TokenBucket,
-                                   forward_plan, plan_batches)
+from core.knowledge.gossip import (
+    Buckets,
+    Counters,
+    Forward,
+    Inflight,
+    Pull,
+    SeenSet,
+    TokenBucket,
+    forward_plan,
+    plan_batches,
+)
 from core.knowledge.protocol import MAX_HOPS, MAX_RANGES, range_count
 from core.peers import Tier
 

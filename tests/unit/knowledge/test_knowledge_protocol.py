@@ -8,7 +8,12 @@ import pytest
 from knowhelp import NOW, make
 
 from core import signed
-from core.errors import InvalidSignature, MalformedMessage, MessageTooLarge, StaleMessage
+from core.errors import (
+    InvalidSignature,
+    MalformedMessage,
+    MessageTooLarge,
+    StaleMessage,
+)
 from core.knowledge import protocol as proto
 
 

@@ -109,7 +109,7 @@ def test_five_node_catch_up_converges_without_double_delivery(make_nodes, seed):
     nodes = make_nodes(5)
     outsiders = [Identity.generate(f"o{i}") for i in range(2)]
     authors = [n.identity for n in nodes] + outsiders
-    logs, union = seed_random_holdings(rng, nodes, authors, [rng.randint(5, 25) for _ in authors])
+    _, union = seed_random_holdings(rng, nodes, authors, [rng.randint(5, 25) for _ in authors])
     for _ in range(10):  # a gap filled in one round can extend heads in the next: bounded repeats
         if exchange_round(rng, nodes) == 0:
             break
