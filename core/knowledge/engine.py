@@ -138,7 +138,7 @@ class KnowledgeEngine:
         if self.db.has(packet.id):
             if relay:
                 self.db.upgrade(packet.id, hops=hops, received_from=peer, tier=Tier(tier).value)
-            self.seen.add(packet.id)
+                self.seen.add(packet.id)
             return Verdict("duplicate", message="already stored")
         packet = proto.verify(packet)
         proto.check_fresh(packet, self.clock())
@@ -150,7 +150,8 @@ class KnowledgeEngine:
             raise _Reject("rate_limited", f"author {packet.author[:16]} publishes faster than the limit")
         outcome = self.db.insert(packet, hops=hops, received_from=peer, tier=Tier(tier).value,
                                  relay=relay, now=self.clock())
-        self.seen.add(packet.id)
+        if relay:  # a packet held as not relayable must reach the store check again (upgrade)
+            self.seen.add(packet.id)
         if outcome != "inserted":
             return Verdict("duplicate", message="already stored", packet=packet)
         forward = gossip.forward_plan(self_id=self.self_id, author=packet.author, from_peer=peer,

@@ -258,3 +258,13 @@ def test_engine_works_on_a_reopened_store(tmp_path, ids):
     with Store(tmp_path / "x.db") as store:
         engine = KnowledgeEngine(KnowledgeDB(store), ids["a"].id)
         assert engine.publish(ids["a"], text="y")[0].seq == 2
+
+
+def test_a_sandbox_packet_seen_again_from_core_becomes_relayable(engine, ids):
+    """The seen-set must not hide the second arrival: it is what allows the packet onward."""
+    packet = make(ids["c"], 1)
+    assert engine.admit(ids["e"].id, SANDBOX, False, push(packet)).status == "accepted"
+    assert engine.answer_query(ids["d"].id, EXTERNAL, False, {})["packets"] == []
+    assert engine.admit(ids["b"].id, CORE, False, push(packet)).status == "duplicate"
+    assert [i["id"] for i in engine.answer_query(ids["d"].id, EXTERNAL, False, {})["packets"]] == [packet.id]
+    assert engine.db.get(packet.id).summary["received_from"] == ids["b"].id
