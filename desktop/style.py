@@ -1,9 +1,10 @@
-"""Shared look: the style sheet, fonts and the app icon from ``resources/``."""
+"""Shared look: the style sheet, fonts, the app icon from ``resources/`` and small text helpers."""
 from __future__ import annotations
 
 import logging
 
 from PySide6.QtGui import QFont, QIcon
+from PySide6.QtWidgets import QLabel
 
 from .resources_path import resources_dir
 
@@ -11,7 +12,8 @@ log = logging.getLogger("covey.desktop.style")
 RESOURCES = resources_dir()
 
 
-def mono_font(point_size: int = 10) -> QFont:
+def mono_font(point_size: int = -1) -> QFont:
+    """The monospace font for ids, keys and fingerprints (-1: the application's size)."""
     font = QFont("DejaVu Sans Mono", point_size)
     font.setStyleHint(QFont.Monospace)
     return font
@@ -30,3 +32,16 @@ def style_sheet() -> str:
 def app_icon() -> QIcon:
     path = RESOURCES / "covey.svg"
     return QIcon(str(path)) if path.exists() else QIcon()
+
+
+def grouped(text: str, size: int, per_line: int) -> str:
+    """``text`` in groups of ``size`` characters, ``per_line`` groups per line."""
+    groups = [text[i:i + size] for i in range(0, len(text), size)]
+    return "\n".join(" ".join(groups[i:i + per_line]) for i in range(0, len(groups), per_line))
+
+
+def caption(text: str) -> QLabel:
+    """A muted label naming the value beside it."""
+    label = QLabel(text)
+    label.setObjectName("caption")
+    return label

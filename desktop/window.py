@@ -1,4 +1,5 @@
-"""The main window: identity and encryption on the left, peers on the right."""
+"""The main window, built from the panel registry (``tabs.PANELS``): a banner across the top,
+the left column (this node, encryption, the selected peer) and the tabs on the right."""
 from __future__ import annotations
 
 import logging
@@ -7,12 +8,10 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QFrame, QLabel, QMainWindow, QScrollArea, QSplitter, QStatusBar, QTabWidget, QVBoxLayout,
                                QWidget)
 
+from . import tabs
 from .bridge import EventBridge
-from .crypto_panel import CryptoPanel, SecurityBanner
-from .identity_panel import IdentityPanel
-from .peers_panel import PeersPanel
 from .style import app_icon
-from .training_panel import TrainingPanel
+from .tabs import LEFT, TAB, TOP
 
 log = logging.getLogger("covey.desktop.window")
 STATUS_MS = 8000
@@ -31,25 +30,29 @@ class MainWindow(QMainWindow):
         self.setWindowIcon(app_icon())
         self.resize(1200, 800)
         self.bridge = EventBridge(node.events, self)
-
-        self.banner = SecurityBanner(node)
-        self.identity_panel = IdentityPanel(node)
-        self.crypto_panel = CryptoPanel(node)
-        self.peers_panel = PeersPanel(node)
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
-        self.tabs.addTab(self.peers_panel, "Peers")
 
-        left = QWidget()
-        left_layout = QVBoxLayout(left)
+        built = []
+        for panel in tabs.PANELS:
+            widget = panel.build(node)
+            setattr(self, panel.key, widget)
+            if widget is not None:
+                built.append((panel, widget))
+        top = [w for p, w in built if p.place == TOP]
+        # a tab may bring a panel for the left column (the peers tab: the selected peer's details)
+        left = [w for p, w in built if p.place == LEFT] + [
+            w.sidebar for p, w in built if p.place == TAB and getattr(w, "sidebar", None) is not None]
+
+        column = QWidget()
+        left_layout = QVBoxLayout(column)
         left_layout.setContentsMargins(0, 0, 0, 0)
-        left_layout.addWidget(self.identity_panel)
-        left_layout.addWidget(self.crypto_panel)
-        left_layout.addWidget(self.peers_panel.details)
+        for widget in left:
+            left_layout.addWidget(widget)
         left_layout.addStretch(1)
-        left.setMinimumWidth(400)
+        column.setMinimumWidth(400)
         scroll = QScrollArea()   # small screens: the left column scrolls rather than squeezes
-        scroll.setWidget(left)
+        scroll.setWidget(column)
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
@@ -62,7 +65,8 @@ class MainWindow(QMainWindow):
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.setContentsMargins(10, 10, 10, 6)
-        layout.addWidget(self.banner)
+        for widget in top:
+            layout.addWidget(widget)
         layout.addWidget(split, 1)
         self.setCentralWidget(central)
 
@@ -73,24 +77,22 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.mode_label)
         self.statusBar().addPermanentWidget(self.peer_count)
 
-        for panel in (self.banner, self.identity_panel, self.crypto_panel, self.peers_panel, self):
-            self.bridge.register(panel)
-        for panel in (self.identity_panel, self.crypto_panel, self.peers_panel):
-            panel.status.connect(self.show_status)
-        for panel in (self.crypto_panel, self.peers_panel):
-            panel.failed.connect(self.show_error)
+        for panel, widget in built:
+            if panel.place == TAB:
+                self.add_tab(widget, panel.title)
+            else:
+                self.bridge.register(widget)
+            if hasattr(widget, "status"):
+                widget.status.connect(self.show_status)
+            if hasattr(widget, "failed"):
+                widget.failed.connect(self.show_error)
+        self.bridge.register(self)
         self.peers_panel.count_changed.connect(self._show_count)
         self._show_count(self.peers_panel.model.connected_count())
         self._show_mode()
-        self.training_panel = None
-        if getattr(node, "learning", None) is not None:
-            self.training_panel = TrainingPanel(node)
-            self.add_tab(self.training_panel, "Training")
-            self.training_panel.status.connect(self.show_status)
-            self.training_panel.failed.connect(self.show_error)
 
     def add_tab(self, widget: QWidget, title: str) -> None:
-        """Room for later panels (chat, learning); they register with ``self.bridge``."""
+        """Show ``widget`` as a tab; it receives node events in its ``on_event_<name>`` methods."""
         self.tabs.addTab(widget, title)
         self.bridge.register(widget)
 

@@ -2,7 +2,7 @@
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
-from desktop.peers_model import CONNECTED, MODE
+from desktop.peers.peers_model import CONNECTED, MODE
 
 
 def choose(combo, mode: str) -> None:

@@ -2,7 +2,7 @@
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
-from desktop.peers_model import CONNECTED, ID, MODE, NAME, TIER
+from desktop.peers.peers_model import CONNECTED, ID, MODE, NAME, TIER
 
 
 def cell(window, peer_id: str, column: int) -> str | None:

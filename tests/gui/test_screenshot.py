@@ -2,7 +2,7 @@
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QApplication
 
-from desktop.peers_model import CONNECTED
+from desktop.peers.peers_model import CONNECTED
 
 
 def populate(window, make_node, run, address_of, qtbot):

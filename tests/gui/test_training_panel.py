@@ -65,7 +65,7 @@ class RoundRecorder(QObject):
 
 
 def test_the_app_does_not_import_pyqtgraph_until_the_training_tab_is_shown(window):
-    probe = "import sys, desktop.window, desktop.training_panel; print('pyqtgraph' in sys.modules)"
+    probe = "import sys, desktop.window, desktop.training.training_panel; print('pyqtgraph' in sys.modules)"
     fresh = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert fresh.stdout.strip() == "False"
     panel = window.training_panel
@@ -251,7 +251,7 @@ def test_the_auto_join_checkbox_switches_the_worker_role_and_is_remembered(windo
 
 
 def test_eta_reads_in_seconds_minutes_or_hours():
-    from desktop.training_panel import eta_text
+    from desktop.training.training_panel import eta_text
     assert eta_text(None) == ""
     assert eta_text(0.2) == "about 1 s left"
     assert eta_text(42) == "about 42 s left"

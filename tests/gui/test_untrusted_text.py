@@ -1,7 +1,7 @@
 """Text that comes from peers (their announced names) is shown as text, never rendered as markup."""
 from PySide6.QtCore import Qt
 
-from desktop.peers_model import NAME
+from desktop.peers.peers_model import NAME
 
 EVIL = '<img src="file:///etc/passwd"><b>mallory</b>'
 

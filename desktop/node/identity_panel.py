@@ -5,13 +5,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
-from .style import mono_font
-
-
-def grouped(text: str, size: int, per_line: int) -> str:
-    """``text`` in groups of ``size`` characters, ``per_line`` groups per line."""
-    groups = [text[i:i + size] for i in range(0, len(text), size)]
-    return "\n".join(" ".join(groups[i:i + per_line]) for i in range(0, len(groups), per_line))
+from ..style import caption, grouped, mono_font
 
 
 class IdentityPanel(QGroupBox):
@@ -43,14 +37,14 @@ class IdentityPanel(QGroupBox):
 
         grid = QGridLayout()
         grid.setColumnStretch(1, 1)
-        grid.addWidget(_caption("Fingerprint"), 0, 0, Qt.AlignTop)
+        grid.addWidget(caption("Fingerprint"), 0, 0, Qt.AlignTop)
         grid.addWidget(self.fingerprint, 0, 1)
-        grid.addWidget(_caption("ID"), 1, 0, Qt.AlignTop)
+        grid.addWidget(caption("ID"), 1, 0, Qt.AlignTop)
         id_row = QHBoxLayout()
         id_row.addWidget(self.id_label, 1)
         id_row.addWidget(self.copy_button, 0, Qt.AlignTop)
         grid.addLayout(id_row, 1, 1)
-        grid.addWidget(_caption("Listening"), 2, 0, Qt.AlignTop)
+        grid.addWidget(caption("Listening"), 2, 0, Qt.AlignTop)
         grid.addWidget(self.listen, 2, 1)
         layout = QVBoxLayout(self)
         layout.addWidget(self.name)
@@ -75,9 +69,3 @@ class IdentityPanel(QGroupBox):
         self.refresh()
 
     on_event_settings_changed = on_event_node_started
-
-
-def _caption(text: str) -> QLabel:
-    label = QLabel(text)
-    label.setObjectName("caption")
-    return label

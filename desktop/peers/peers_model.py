@@ -1,10 +1,13 @@
 """Table model of the peer book, rendered from ``node.list_peers()`` dicts."""
 from __future__ import annotations
 
+import bisect
 from datetime import datetime, timezone
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
-from PySide6.QtGui import QBrush, QColor, QFont
+from PySide6.QtGui import QBrush, QColor
+
+from ..style import mono_font
 
 COLUMNS = ("Name", "ID", "Tier", "Connected", "Mode", "Reputation", "Last seen")
 NAME, ID, TIER, CONNECTED, MODE, REPUTATION, LAST_SEEN = range(len(COLUMNS))
@@ -32,20 +35,65 @@ def relative_time(iso: str | None, now: datetime | None = None) -> str:
     return f"{int(seconds // 86400)} d ago"
 
 
+def _order(peer: dict) -> tuple:
+    """Connected peers first, then by name, then by id."""
+    return (not peer["connected"], (peer["name"] or "~").lower(), peer["id"])
+
+
 class PeersModel(QAbstractTableModel):
-    """One row per peer; replaced wholesale on each change (the book is small)."""
+    """One row per peer, kept in :func:`_order`; filled once, then changed a row at a time.
+
+    Row changes move rows rather than reset the model, so the selection stays on its peer.
+    """
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self._peers: list[dict] = []
-        self._mono = QFont("DejaVu Sans Mono")
-        self._mono.setStyleHint(QFont.Monospace)
+        self._mono = mono_font()
 
     # -- data in ---------------------------------------------------------------
     def set_peers(self, peers: list[dict]) -> None:
         self.beginResetModel()
-        self._peers = sorted(peers, key=lambda p: (not p["connected"], (p["name"] or "~").lower(), p["id"]))
+        self._peers = sorted(peers, key=_order)
         self.endResetModel()
+
+    def put(self, peer: dict) -> None:
+        """Insert the peer, or replace its row; the row moves to where the order puts it."""
+        row = self.row_of(peer["id"])
+        others = self._peers if row < 0 else self._peers[:row] + self._peers[row + 1:]
+        target = bisect.bisect_left([_order(p) for p in others], _order(peer))
+        if row < 0:
+            self.beginInsertRows(QModelIndex(), target, target)
+            self._peers.insert(target, peer)
+            self.endInsertRows()
+            return
+        if target != row:
+            # Qt counts the destination in the list before the move: one more when moving down
+            self.beginMoveRows(QModelIndex(), row, row, QModelIndex(), target + 1 if target > row else target)
+            del self._peers[row]
+            self._peers.insert(target, peer)
+            self.endMoveRows()
+        else:
+            self._peers[row] = peer
+        self.dataChanged.emit(self.index(target, 0), self.index(target, len(COLUMNS) - 1))
+
+    def update(self, peer_id: str, **changes) -> bool:
+        """Change some fields of one peer's row; False when the peer has no row."""
+        row = self.row_of(peer_id)
+        if row < 0:
+            return False
+        self.put({**self._peers[row], **changes})
+        return True
+
+    def remove(self, peer_id: str) -> bool:
+        """Drop the peer's row; False when it had none."""
+        row = self.row_of(peer_id)
+        if row < 0:
+            return False
+        self.beginRemoveRows(QModelIndex(), row, row)
+        del self._peers[row]
+        self.endRemoveRows()
+        return True
 
     def peer(self, row: int) -> dict:
         return self._peers[row]

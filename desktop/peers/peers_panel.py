@@ -1,7 +1,7 @@
 """The peers table and its actions: add, set tier, ban / unban, remove."""
 from __future__ import annotations
 
-import logging
+from datetime import datetime, timezone
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QMenu,
@@ -9,13 +9,13 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLab
                                QWidget)
 from qasync import asyncSlot
 
-from core.errors import human
+from core.errors import UnknownPeer
 
+from ..actions import run_action, run_action_now
 from .peer_details import PeerDetails
 from .peer_dialogs import AddPeerDialog
 from .peers_model import COLUMNS, NAME, PeersModel
 
-log = logging.getLogger("covey.desktop.peers")
 TIERS = ("core", "sandbox", "external", "unknown")
 TIER_HELP = {
     "core": "full trust: knowledge propagation, tasks, relay",
@@ -26,7 +26,7 @@ TIER_HELP = {
 
 
 class PeersPanel(QWidget):
-    """Renders ``node.list_peers()`` and turns clicks into node calls."""
+    """Renders ``node.list_peers()`` once, then follows the peer events row by row; clicks become node calls."""
 
     status = Signal(str)          # something worth telling the user
     failed = Signal(str)          # an action failed; the text is for a person
@@ -93,6 +93,7 @@ class PeersPanel(QWidget):
         layout.addWidget(self.empty)
         # shown by the window next to the identity panel, so the table keeps its height
         self.details = PeerDetails(TIER_HELP)
+        self.sidebar = self.details
         self.refresh()
 
     # -- state --------------------------------------------------------------------
@@ -102,6 +103,10 @@ class PeersPanel(QWidget):
         self.model.set_peers(self.node.list_peers())
         if selected is not None:
             self.select_peer(selected["id"])
+        self._changed()
+
+    def _changed(self) -> None:
+        """After any change of the rows: the empty hint, the buttons, the details, the count."""
         self.empty.setVisible(self.model.rowCount() == 0)
         self._update_actions()
         self.count_changed.emit(self.model.connected_count())
@@ -138,13 +143,49 @@ class PeersPanel(QWidget):
                 action.setEnabled(button.isEnabled())
             menu.exec(self.table.viewport().mapToGlobal(pos))
 
-    # -- events from the node --------------------------------------------------------
+    # -- events from the node: each names one peer, so only its row changes ---------------------
+    # The frequent ones (connections, reputation, LAN beacons) carry what changed; the rare,
+    # user-made ones re-read the one peer, which also picks up what the core changes without
+    # an event (the pin and name that `add_peer` sets on a peer that is already known).
     def on_event_peer_connected(self, event) -> None:
-        self.refresh()
+        data = event.data
+        self._update(event, connected=True, mode=data.get("mode"), address=data.get("address"),
+                     name=data.get("name") or None)
 
-    on_event_peer_disconnected = on_event_peer_added = on_event_peer_removed = on_event_peer_connected
-    on_event_tier_changed = on_event_peer_banned = on_event_peer_unbanned = on_event_peer_connected
-    on_event_reputation_changed = on_event_peer_discovered = on_event_peer_connected
+    def on_event_peer_disconnected(self, event) -> None:
+        self._update(event, connected=False,
+                     last_seen=datetime.fromtimestamp(event.at, timezone.utc).isoformat(timespec="seconds"))
+
+    def on_event_reputation_changed(self, event) -> None:
+        self._update(event, **_reputation(event))
+
+    def on_event_peer_discovered(self, event) -> None:
+        self._update(event, address=event.data.get("address"))
+
+    def on_event_peer_added(self, event) -> None:
+        self._update(event)
+
+    on_event_tier_changed = on_event_peer_banned = on_event_peer_unbanned = on_event_peer_added
+
+    def on_event_peer_removed(self, event) -> None:
+        if self.model.remove(str(event.data.get("peer"))):
+            self._changed()
+
+    def _update(self, event, **changes) -> None:
+        """Apply ``changes`` (those the payload had) to the event's peer; without a row or changes, read it."""
+        peer_id = event.data.get("peer")
+        if not isinstance(peer_id, str):
+            return
+        changes = {key: value for key, value in changes.items() if value is not None}
+        if not (changes and self.model.update(peer_id, **changes)):
+            self._read_peer(peer_id)
+        self._changed()
+
+    def _read_peer(self, peer_id: str) -> None:
+        try:
+            self.model.put(self.node.peer_view(self.node.resolve(peer_id)))
+        except UnknownPeer:   # gone again before we looked
+            self.model.remove(peer_id)
 
     # -- add -------------------------------------------------------------------------
     def open_add_dialog(self) -> AddPeerDialog:
@@ -156,58 +197,38 @@ class PeersPanel(QWidget):
     @asyncSlot(str, object, object)
     async def add_peer(self, address: str, key: str | None, name: str | None) -> None:
         dialog = self.add_dialog
-        if dialog is not None:
-            dialog.set_busy(True)
-        try:
-            peer = await self.node.add_peer(address, key=key, name=name)
-        except Exception as exc:  # every failure is shown, none crashes the window
-            log.info("add peer %s failed: %s", address, exc)
-            self.failed.emit(f"Could not add {address}: {human(exc)}")
+
+        def added(peer: dict) -> str:
             if dialog is not None:
-                dialog.set_busy(False)
-                dialog.show_error(human(exc))
-            return
-        if dialog is not None:
-            dialog.accept()
-        self.refresh()
-        self.select_peer(peer["id"])
-        state = "connected" if peer["connected"] else "added; not reachable yet, retrying in the background"
-        self.status.emit(f"Peer {peer['name'] or peer['id'][:12]} {state}")
+                dialog.accept()
+            self.model.put(peer)   # the name and pin the user gave come with no event
+            self._changed()
+            self.select_peer(peer["id"])
+            state = "connected" if peer["connected"] else "added; not reachable yet, retrying in the background"
+            return f"Peer {_label(peer)} {state}"
+        await run_action(self, self.node.add_peer(address, key=key, name=name), failure=f"Could not add {address}",
+                         busy=dialog.set_busy if dialog is not None else None,
+                         on_error=dialog.show_error if dialog is not None else None, success=added)
 
     # -- tier, ban, remove ----------------------------------------------------------------
     def set_tier(self, tier: str) -> None:
         peer = self.selected_peer()
-        if peer is None:
-            return
-        try:
-            self.node.trust(peer["id"], tier)
-        except Exception as exc:
-            self.failed.emit(f"Could not set the tier: {human(exc)}")
-            return
-        self.status.emit(f"{_label(peer)} is now {tier}")
+        if peer is not None:
+            run_action_now(self, lambda: self.node.trust(peer["id"], tier), failure="Could not set the tier",
+                           success=f"{_label(peer)} is now {tier}")
 
     @asyncSlot()
     async def ban_selected(self) -> None:
         peer = self.selected_peer()
-        if peer is None:
-            return
-        try:
-            await self.node.ban(peer["id"])
-        except Exception as exc:
-            self.failed.emit(f"Could not ban {_label(peer)}: {human(exc)}")
-            return
-        self.status.emit(f"{_label(peer)} is banned and disconnected")
+        if peer is not None:
+            await run_action(self, self.node.ban(peer["id"]), failure=f"Could not ban {_label(peer)}",
+                             success=f"{_label(peer)} is banned and disconnected")
 
     def unban_selected(self) -> None:
         peer = self.selected_peer()
-        if peer is None:
-            return
-        try:
-            self.node.unban(peer["id"])
-        except Exception as exc:
-            self.failed.emit(f"Could not unban {_label(peer)}: {human(exc)}")
-            return
-        self.status.emit(f"{_label(peer)} is no longer banned")
+        if peer is not None:
+            run_action_now(self, lambda: self.node.unban(peer["id"]), failure=f"Could not unban {_label(peer)}",
+                           success=f"{_label(peer)} is no longer banned")
 
     def confirm_remove(self) -> QMessageBox | None:
         peer = self.selected_peer()
@@ -231,13 +252,15 @@ class PeersPanel(QWidget):
 
     @asyncSlot(str, str)
     async def remove_peer(self, peer_id: str, label: str) -> None:
-        try:
-            await self.node.remove_peer(peer_id)
-        except Exception as exc:
-            self.failed.emit(f"Could not remove {label}: {human(exc)}")
-            return
-        self.status.emit(f"{label} removed")
+        await run_action(self, self.node.remove_peer(peer_id), failure=f"Could not remove {label}",
+                         success=f"{label} removed")
 
 
 def _label(peer: dict) -> str:
     return peer["name"] or peer["id"][:12]
+
+
+def _reputation(event) -> dict:
+    """The event's new reputation, rounded as ``node.peer_view`` rounds it (nothing if absent)."""
+    value = event.data.get("reputation")
+    return {"reputation": round(float(value), 4)} if isinstance(value, (int, float)) else {}

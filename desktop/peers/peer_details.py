@@ -4,7 +4,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFormLayout, QGroupBox, QLabel
 
-from .identity_panel import grouped
+from ..style import caption, grouped
 
 SOURCES = {"manual": "added by hand", "inbound": "connected to us", "lan": "found on the LAN",
            "bootstrap": "bootstrap list"}
@@ -26,11 +26,11 @@ class PeerDetails(QGroupBox):
             label.setWordWrap(True)
         form = QFormLayout(self)
         form.setLabelAlignment(Qt.AlignLeft)
-        form.addRow(_caption("Fingerprint"), self.fingerprint)
-        form.addRow(_caption("ID"), self.peer_id)
-        form.addRow(_caption("Address"), self.address)
-        form.addRow(_caption("Key"), self.key)
-        form.addRow(_caption("Tier"), self.tier)
+        form.addRow(caption("Fingerprint"), self.fingerprint)
+        form.addRow(caption("ID"), self.peer_id)
+        form.addRow(caption("Address"), self.address)
+        form.addRow(caption("Key"), self.key)
+        form.addRow(caption("Tier"), self.tier)
         hint = QLabel("Compare the fingerprint with the peer's owner (in person or by phone) "
                       "before raising its tier.")
         hint.setObjectName("hint")
@@ -62,10 +62,4 @@ def _value(name: str = "") -> QLabel:
     if name:
         label.setObjectName(name)
     label.setTextInteractionFlags(Qt.TextSelectableByMouse)
-    return label
-
-
-def _caption(text: str) -> QLabel:
-    label = QLabel(text)
-    label.setObjectName("caption")
     return label

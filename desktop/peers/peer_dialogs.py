@@ -5,6 +5,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit,
                                QVBoxLayout)
 
+from ..style import mono_font
+
 
 class AddPeerDialog(QDialog):
     """Asks for an address, an optional key to pin and an optional name.
@@ -22,7 +24,7 @@ class AddPeerDialog(QDialog):
         self.address = QLineEdit(placeholderText="host:port, e.g. 192.168.1.20:8102")
         self.key = QLineEdit(placeholderText="optional: the peer's id (64 hex digits) to pin")
         self.name = QLineEdit(placeholderText="optional: a name you will recognise")
-        self.key.setFont(_mono())
+        self.key.setFont(mono_font())
         form = QFormLayout()
         form.addRow("&Address", self.address)
         form.addRow("&Key", self.key)
@@ -71,10 +73,3 @@ class AddPeerDialog(QDialog):
     def show_error(self, text: str) -> None:
         self.error.setText(text)
         self.error.show()
-
-
-def _mono():
-    from PySide6.QtGui import QFont
-    font = QFont("DejaVu Sans Mono")
-    font.setStyleHint(QFont.Monospace)
-    return font

@@ -11,7 +11,8 @@ from PySide6.QtWidgets import (QComboBox, QFormLayout, QFrame, QGroupBox, QHBoxL
 from qasync import asyncSlot
 
 from core.config import MODE_RANK
-from core.errors import human
+
+from ..actions import run_action
 
 log = logging.getLogger("covey.desktop.crypto")
 MODE_LABELS = {
@@ -132,15 +133,13 @@ class CryptoPanel(QGroupBox):
     @asyncSlot()
     async def apply(self) -> None:
         mode, low = self.preferred.currentData(), self.minimum.currentData()
-        self.apply_button.setEnabled(False)
-        try:
-            view = await self.node.set_mode(mode, low)
-        except Exception as exc:
-            self.refresh()   # back to what is in force, then say why
-            self._fail(f"Could not change the encryption mode: {human(exc)}")
-            return
-        self.refresh(view)
-        self.status.emit(f"Encryption: {mode}, minimum {low}")
+
+        def applied(view: dict) -> str:
+            self.refresh(view)
+            return f"Encryption: {mode}, minimum {low}"
+        await run_action(self, self.node.set_mode(mode, low), failure="Could not change the encryption mode",
+                         busy=self.apply_button, on_error=lambda _: self.refresh(),   # back to what is in force
+                         error_label=self.error, success=applied)
 
     def generate_key_clicked(self) -> None:
         if not self._view["network_key"]:
@@ -159,23 +158,20 @@ class CryptoPanel(QGroupBox):
 
     @asyncSlot()
     async def generate_key(self) -> None:
-        try:
-            view = await self.node.psk_set()
-        except Exception as exc:
-            self._fail(f"Could not create a network key: {human(exc)}")
-            return
-        self.refresh(view)
-        self.status.emit("New network key created: symmetric mode is available. "
-                         "Give the key to your peers out of band (`covey crypto psk export FILE`).")
-
-    def _fail(self, text: str) -> None:
-        self.error.setText(text)
-        self.error.show()
-        self.failed.emit(text)
+        def created(view: dict) -> str:
+            self.refresh(view)
+            return ("New network key created: symmetric mode is available. "
+                    "Give the key to your peers out of band (`covey crypto psk export FILE`).")
+        await run_action(self, self.node.psk_set(), failure="Could not create a network key",
+                         busy=self.key_button, error_label=self.error, success=created)
 
 
 class SecurityBanner(QFrame):
-    """A warning across the window while unencrypted traffic is possible or happening."""
+    """A warning across the window while unencrypted traffic is possible or happening.
+
+    The peer list is read once; after that the connection events say which
+    connections are in clear text (their payload carries the peer, its name and mode).
+    """
 
     def __init__(self, node, parent=None):
         super().__init__(parent)
@@ -187,12 +183,12 @@ class SecurityBanner(QFrame):
         layout = QHBoxLayout(self)
         layout.setContentsMargins(12, 8, 12, 8)
         layout.addWidget(self.text, 1)
+        self.plain: dict[str, str] = {}   # peer id -> shown name of each connection in mode none
         self.refresh()
 
     def message(self) -> str:
         """The warning in force, or '' when every connection must be encrypted."""
         view = self.node.crypto_view()
-        plain = [p for p in self.node.list_peers() if p["connected"] and p["mode"] == "none"]
         parts = []
         if view["mode"] == "none":
             parts.append("<b>Encryption is OFF.</b> This node prefers mode <i>none</i>: anyone on "
@@ -201,17 +197,33 @@ class SecurityBanner(QFrame):
         elif view["min"] == "none":
             parts.append("<b>Unencrypted connections are accepted.</b> The minimum mode is "
                          "<i>none</i>: a peer that prefers no encryption can connect in clear text.")
-        if plain:
-            names = html.escape(", ".join(p["name"] or p["id"][:12] for p in plain[:5]))  # names come from peers
-            parts.append(f"<b>{len(plain)} connection(s) unencrypted right now:</b> {names}.")
+        if self.plain:
+            names = html.escape(", ".join(list(self.plain.values())[:5]))  # names come from peers
+            parts.append(f"<b>{len(self.plain)} connection(s) unencrypted right now:</b> {names}.")
         return " ".join(parts)
 
     def refresh(self) -> None:
+        """Re-read the connections in clear text, then redraw."""
+        self.plain = {p["id"]: p["name"] or p["id"][:12] for p in self.node.list_peers()
+                      if p["connected"] and p["mode"] == "none"}
+        self._draw()
+
+    def _draw(self) -> None:
         text = self.message()
         self.text.setText(text)
         self.setVisible(bool(text))
 
     def on_event_settings_changed(self, event) -> None:
-        self.refresh()
+        self._draw()
 
-    on_event_peer_connected = on_event_peer_disconnected = on_event_settings_changed
+    def on_event_peer_connected(self, event) -> None:
+        peer, data = event.data.get("peer"), event.data
+        if data.get("mode") == "none":
+            self.plain[peer] = data.get("name") or str(peer)[:12]
+        elif self.plain.pop(peer, None) is None:
+            return
+        self._draw()
+
+    def on_event_peer_disconnected(self, event) -> None:
+        if self.plain.pop(event.data.get("peer"), None) is not None:
+            self._draw()

@@ -13,8 +13,10 @@ from PySide6.QtWidgets import (QFrame, QGroupBox, QHBoxLayout, QLabel, QProgress
                                QVBoxLayout, QWidget)
 from qasync import asyncSlot
 
-from core.errors import CoveyError, human
+from core.errors import CoveyError
 
+from ..actions import run_action, run_action_now
+from ..bridge import Refresh
 from .training_form import TrainingForm
 from .training_tables import InvitationsBox, WorkersTable
 
@@ -42,15 +44,15 @@ class _Column(QWidget):
 
 
 class TrainingPanel(QWidget):
-    """Renders ``node.learning`` and turns clicks into its coroutines."""
+    """Renders the learning service and turns clicks into its coroutines."""
 
     status = Signal(str)
     failed = Signal(str)
 
-    def __init__(self, node, parent=None):
+    def __init__(self, node, learning, parent=None):
         super().__init__(parent)
         self.node = node
-        self.learning = node.learning
+        self.learning = learning
         self.task: str | None = None        # the coordinated task on screen
         self.spec: dict | None = None
         self.state: str | None = None
@@ -96,6 +98,7 @@ class TrainingPanel(QWidget):
         self.invitations.join_requested.connect(self.join)
         self.invitations.auto_join_changed.connect(self.set_auto_join)
         self.invitations.set_auto_join(self.learning.auto_join)
+        self.invitations_update = Refresh(self.refresh_invitations, self)   # one redraw per burst of events
         self.lower = QTabWidget()     # the latest round's workers | this node's invitations
         self.lower.addTab(self.workers, "Workers")
         self.lower.addTab(self.invitations, "Invitations")
@@ -251,7 +254,7 @@ class TrainingPanel(QWidget):
     def on_event_ml_state(self, event) -> None:
         data = event.data
         if data.get("role") == "worker":
-            self.refresh_invitations()
+            self.invitations_update.request()
             return
         task = data.get("task")
         if task != self.task:
@@ -281,59 +284,44 @@ class TrainingPanel(QWidget):
             self.lower.setCurrentWidget(self.invitations)
 
     def on_event_peer_connected(self, event) -> None:
-        self.refresh_invitations()   # coordinator names may have changed
+        self.invitations_update.request()   # coordinator names may have changed
 
     on_event_tier_changed = on_event_peer_connected
 
     # -- actions ---------------------------------------------------------------------------
     @asyncSlot(dict)
     async def start(self, options: dict) -> None:
-        self.form.set_busy(True)
-        try:
-            started = await self.learning.start_task(**options)
-        except Exception as exc:   # every refusal is shown, none crashes the window
-            log.info("training start refused: %s", exc)
-            self.form.show_refusal(human(exc))
-            self.failed.emit(f"Could not start training: {human(exc)}")
-            return
-        finally:
-            self.form.set_busy(False)
-        self.follow(started["task"])
-        self.status.emit(f"Training task {started['task']} started: {started['rounds']} rounds")
+        def started(view: dict) -> str:
+            self.follow(view["task"])
+            return f"Training task {view['task']} started: {view['rounds']} rounds"
+        # every refusal is shown under the form as well, where the options are
+        await run_action(self, self.learning.start_task(**options), failure="Could not start training",
+                         busy=self.form.set_busy, on_error=self.form.show_refusal, success=started)
 
     @asyncSlot()
     async def stop(self) -> None:
         if self.task is None:
             return
         task = self.task
-        self.form.stop_button.setEnabled(False)
-        try:
-            await self.learning.stop_task(task)
-        except Exception as exc:
-            self.form.set_running(self.state == "running")
-            self.failed.emit(f"Could not stop task {task}: {human(exc)}")
-            return
-        self._render()
-        self.status.emit(f"Training task {task} stopped at round {self.progress.value()}")
+
+        def stopped(_) -> str:
+            self._render()
+            return f"Training task {task} stopped at round {self.progress.value()}"
+        await run_action(self, self.learning.stop_task(task), failure=f"Could not stop task {task}",
+                         busy=self.form.stop_button,
+                         on_error=lambda _: self.form.set_running(self.state == "running"), success=stopped)
 
     @asyncSlot(str)
     async def join(self, task: str) -> None:
-        try:
-            view = await self.learning.join(task)
-        except Exception as exc:
+        def joined(view: dict) -> str:
             self.refresh_invitations()
-            self.failed.emit(f"Could not join task {task}: {human(exc)}")
-            return
-        self.refresh_invitations()
-        part = view.get("partition")
-        self.status.emit(f"Joined task {task}" + (f" (data partition {part})" if part is not None else ""))
+            part = view.get("partition")
+            return f"Joined task {task}" + (f" (data partition {part})" if part is not None else "")
+        await run_action(self, self.learning.join(task), failure=f"Could not join task {task}",
+                         on_error=lambda _: self.refresh_invitations(), success=joined)
 
     def set_auto_join(self, on: bool) -> None:
-        try:
-            self.learning.set_auto_join(on)
-        except Exception as exc:
-            self.invitations.set_auto_join(self.learning.auto_join)
-            self.failed.emit(f"Could not change auto-join: {human(exc)}")
-            return
-        self.status.emit("Invitations from trusted peers are joined automatically" if on
-                         else "Invitations wait for you to press Join")
+        run_action_now(self, lambda: self.learning.set_auto_join(on), failure="Could not change auto-join",
+                       on_error=lambda _: self.invitations.set_auto_join(self.learning.auto_join),
+                       success="Invitations from trusted peers are joined automatically" if on
+                       else "Invitations wait for you to press Join")

@@ -1,0 +1,1 @@
+"""Encryption: preferred and minimum mode, the network key, and the warning banner."""

@@ -1,0 +1,1 @@
+"""This node: who it is (name, fingerprint, id, listen addresses)."""

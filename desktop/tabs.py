@@ -1,0 +1,63 @@
+"""The panels of the main window, each declared once: where it goes, how it is built, what it needs.
+
+Adding a tab is a package under ``desktop/`` and one line in :data:`PANELS`.
+A panel that declares a ``service`` is built only when the node runs that
+service (``factory(node, service)``); the others are built as ``factory(node)``.
+The window keeps each built panel as ``window.<key>`` (None when it is not shown).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from PySide6.QtWidgets import QWidget
+
+from core.errors import CoveyError
+
+from .encryption.crypto_panel import CryptoPanel, SecurityBanner
+from .node.identity_panel import IdentityPanel
+from .peers.peers_panel import PeersPanel
+from .training.training_panel import TrainingPanel
+
+TOP, LEFT, TAB = "top", "left", "tab"   # across the window, the left column, the tabs on the right
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One panel of the window."""
+    key: str                                  # the window attribute that holds it
+    factory: Callable[..., QWidget]
+    place: str                                # TOP, LEFT or TAB
+    title: str = ""                           # the tab's title
+    service: str | None = None                # the core service it renders, if any
+
+    def build(self, node) -> QWidget | None:
+        """The panel for ``node``, or None when the service it needs does not run there."""
+        if self.service is None:
+            return self.factory(node)
+        service = find_service(node, self.service)
+        return None if service is None else self.factory(node, service)
+
+
+PANELS: tuple[Panel, ...] = (
+    Panel("banner", SecurityBanner, TOP),
+    Panel("identity_panel", IdentityPanel, LEFT),
+    Panel("crypto_panel", CryptoPanel, LEFT),
+    Panel("peers_panel", PeersPanel, TAB, "Peers"),
+    Panel("training_panel", TrainingPanel, TAB, "Training", service="learning"),
+)
+
+
+def find_service(node, name: str) -> Any | None:
+    """The node's service called ``name``, or None when the node does not run it.
+
+    Uses ``node.service(name)`` (the service registry of issue 7) where the node
+    has it; until then the service is the node attribute of that name.
+    """
+    lookup = getattr(node, "service", None)
+    if callable(lookup):
+        try:
+            return lookup(name)
+        except (LookupError, CoveyError):
+            return None
+    return getattr(node, name, None)

@@ -1,0 +1,1 @@
+"""Training: start, stop and watch federated tasks; join other nodes' tasks."""
