@@ -33,6 +33,8 @@ SETTINGS_CHANGED = "settings_changed"
 TOR_STATUS = "tor_status"        # bootstrap progress, running, onion
 ML_ROUND = "ml_round"
 ML_STATE = "ml_state"
+KNOWLEDGE_PACKET = "knowledge_packet"      # a packet was published here or accepted from a peer
+KNOWLEDGE_REJECTED = "knowledge_rejected"  # a packet from a peer was refused (reason; rate limited per peer)
 
 
 @dataclass(frozen=True)
