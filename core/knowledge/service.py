@@ -86,6 +86,7 @@ class _Link:
         self.sender: asyncio.Task | None = None
         self.pull_lock = asyncio.Lock()
         self.waiting = 0
+        self.sending = False
         self.tasks: set[asyncio.Task] = set()
 
     def queue_push(self, pid: str) -> bool:
@@ -397,26 +398,33 @@ class KnowledgeService:
     # -- sending -----------------------------------------------------------------------
     async def _send_loop(self, link: _Link) -> None:
         """Drain one peer's pushes and announcements; a failed send is logged, the next one tried."""
-        peer = link.peer
         while True:
             await link.wake.wait()
-            await asyncio.sleep(COALESCE)
-            link.wake.clear()
-            tier, banned = self._standing(peer)
-            if not gossip.relayable(tier) or banned:  # no longer CORE: nothing goes to it
-                link.pushes.clear()
-                link.announce.clear()
-                link.announced = 0
-                continue
-            for ranges in link.take_announcements():
-                try:
-                    await self.node.request(peer, "know.ihave", proto.ranges_body(ranges),
-                                            timeout=ANNOUNCE_TIMEOUT)
-                except CoveyError as exc:
-                    log.info("announcement to %s failed: %s", peer[:12], exc)
-            while link.pushes:
-                window = [link.pushes.popleft() for _ in range(min(PUSH_WINDOW, len(link.pushes)))]
-                await asyncio.gather(*(self._push(peer, pid) for pid in window))
+            link.sending = True
+            try:
+                await asyncio.sleep(COALESCE)
+                link.wake.clear()
+                await self._drain(link)
+            finally:
+                link.sending = False
+
+    async def _drain(self, link: _Link) -> None:
+        peer = link.peer
+        tier, banned = self._standing(peer)
+        if not gossip.relayable(tier) or banned:  # no longer CORE: nothing goes to it
+            link.pushes.clear()
+            link.announce.clear()
+            link.announced = 0
+            return
+        for ranges in link.take_announcements():
+            try:
+                await self.node.request(peer, "know.ihave", proto.ranges_body(ranges),
+                                        timeout=ANNOUNCE_TIMEOUT)
+            except CoveyError as exc:
+                log.info("announcement to %s failed: %s", peer[:12], exc)
+        while link.pushes:
+            window = [link.pushes.popleft() for _ in range(min(PUSH_WINDOW, len(link.pushes)))]
+            await asyncio.gather(*(self._push(peer, pid) for pid in window))
 
     async def _push(self, peer: str, pid: str) -> None:
         engine = self._ready()
@@ -431,6 +439,11 @@ class KnowledgeService:
             log.info("push of %s to %s failed: %s", pid[:16], peer[:12], exc)
             return
         engine.sent(peer)
+
+    def pending(self) -> int:
+        """Work queued or in flight on the links (pulls, pushes, announcements); 0 when idle."""
+        return sum(len(link.tasks) + len(link.pushes) + link.announced + link.sending
+                   for link in self._links.values())
 
     # -- what the commands and the GUI call -----------------------------------------------
     async def publish(self, *, text: str | None = None, data: bytes | None = None,
