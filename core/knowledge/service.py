@@ -58,6 +58,9 @@ MAX_ANNOUNCE = 8192        # sequence numbers waiting to be announced to one pee
 MAX_WAITING_PULLS = 32     # pulls queued behind the running one, per peer
 MAX_PREVIEW = 64 << 10     # characters of text `show` returns
 MAX_LIST = 1000
+MAX_STANDINGS = 4096       # cached (tier, banned) of peers
+STANDING_EVENTS = (ev.PEER_CONNECTED, ev.PEER_DISCONNECTED, ev.TIER_CHANGED, ev.PEER_BANNED,
+                   ev.PEER_UNBANNED, ev.PEER_ADDED, ev.PEER_REMOVED)
 
 # The error a rejected know.push is answered with, by the engine's reason.
 _REFUSALS: dict[str, type[CoveyError]] = {
@@ -143,6 +146,8 @@ class KnowledgeService:
         self._unsubscribe: list = []
         self._rejections = LogLimiter(per_window=20, window=10.0)
         self._stopped = False
+        self._standings: dict[str, tuple[Tier, bool]] = {}
+        self._connected_view: list[tuple[str, Tier, bool]] | None = None
         node.on_message("know.push", self._on_push)
         node.on_message("know.ihave", self._on_ihave)
         node.on_message("know.have", self._on_have)
@@ -154,7 +159,8 @@ class KnowledgeService:
         self.db = KnowledgeDB(self.node.store)
         self.engine = KnowledgeEngine(self.db, self.node.identity.id)
         bus = self.node.events
-        self._unsubscribe = [bus.on(ev.PEER_CONNECTED, self._on_connected),
+        self._unsubscribe = [bus.on(name, self._forget_standings) for name in STANDING_EVENTS]
+        self._unsubscribe += [bus.on(ev.PEER_CONNECTED, self._on_connected),
                              bus.on(ev.PEER_DISCONNECTED, self._on_disconnected),
                              bus.on(ev.TIER_CHANGED, self._on_tier_changed),
                              bus.on(ev.PEER_UNBANNED, self._on_tier_changed)]
@@ -208,14 +214,25 @@ class KnowledgeService:
             self.engine.save()
 
     # -- who is who --------------------------------------------------------------------
+    # Every packet needs the sender's standing and the connected peers' (for its forward plan):
+    # cached, and forgotten whenever an event says a tier, a ban or a connection changed.
     def _standing(self, peer: str) -> tuple[Tier, bool]:
-        rec = self.node.peers.get(peer)
-        if rec is None:
-            return Tier.UNKNOWN, False
-        return self.node.peers.tier_of(peer), rec.banned
+        cached = self._standings.get(peer)
+        if cached is None:
+            rec = self.node.peers.get(peer)
+            cached = (Tier.UNKNOWN, False) if rec is None else (self.node.peers.tier_of(peer), rec.banned)
+            if len(self._standings) < MAX_STANDINGS:
+                self._standings[peer] = cached
+        return cached
 
     def _connected(self) -> list[tuple[str, Tier, bool]]:
-        return [(peer, *self._standing(peer)) for peer in self.node.connected_peers()]
+        if self._connected_view is None:
+            self._connected_view = [(peer, *self._standing(peer)) for peer in self.node.connected_peers()]
+        return self._connected_view
+
+    def _forget_standings(self, event=None) -> None:
+        self._standings.clear()
+        self._connected_view = None
 
     def _link(self, peer: str) -> _Link:
         link = self._links.get(peer)
@@ -360,6 +377,7 @@ class KnowledgeService:
     def _after(self, peer: str, verdicts: list[Verdict]) -> int:
         """Act on intake verdicts: penalise peer faults, announce and report accepted packets."""
         accepted = 0
+        tier = self._standing(peer)[0].value
         for verdict in verdicts:
             if verdict.status == "rejected":
                 if verdict.peer_fault:
@@ -372,7 +390,7 @@ class KnowledgeService:
                     link = self._links.get(target)
                     if link is not None:
                         link.queue_announce(packet.author, packet.seq)
-                self._emit_packet(packet, peer, self.node.peers.tier_of(peer).value)
+                self._emit_packet(packet, peer, tier)
         return accepted
 
     def _fault(self, peer: str, reason: str | None, message: str) -> None:
