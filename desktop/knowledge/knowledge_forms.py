@@ -7,7 +7,7 @@ from PySide6.QtWidgets import (QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLin
 
 from core.knowledge.protocol import MAX_TAG, MAX_TAGS, MAX_TITLE
 
-from ..style import mono_font
+from ..style import grouped, mono_font
 from .knowledge_model import TIER_TEXT, size_text, when_text
 
 
@@ -107,10 +107,9 @@ class DetailsBox(QGroupBox):
         self.facts.setFont(mono_font())
         self.facts.setTextFormat(Qt.PlainText)
         self.facts.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        self.facts.setWordWrap(True)
         self.preview = QPlainTextEdit()
         self.preview.setReadOnly(True)
-        self.preview.setMinimumHeight(60)
+        self.preview.setMinimumHeight(40)
         self.preview.hide()
         self.export_button = QPushButton("Export…")
         self.export_button.setToolTip("Save this packet's file or text to a file of your choice")
@@ -144,14 +143,17 @@ class DetailsBox(QGroupBox):
         self._repolish(self.signature)
         self._repolish(self.heading)
         self.signature.show()
-        lines = [f"id       {view['id']}", f"author   {view['author']}",
+        file = f"  ({view['filename']}, {view['media_type']})" if view.get("filename") else ""
+        came = TIER_TEXT.get(view["tier"], view["tier"])
+        if view.get("received_from"):
+            came += f" peer {view['received_from'][:16]}"
+        lines = [f"id       {grouped(view['id'], 16, 2).replace(chr(10), chr(10) + ' ' * 9)}",
+                 f"author   {grouped(view['author'], 16, 2).replace(chr(10), chr(10) + ' ' * 9)}",
                  f"sequence {view['seq']}    kind {view['kind']}",
                  f"created  {when_text(view['created'])}",
-                 f"size     {size_text(view['size'])}" + (f"  ({view['filename']}, {view['media_type']})"
-                                                         if view.get("filename") else ""),
+                 f"size     {size_text(view['size'])}{file}",
                  f"tags     {', '.join(view['tags']) or '-'}",
-                 f"from     {TIER_TEXT.get(view['tier'], view['tier'])}"
-                 + (f" peer {view['received_from'][:16]}" if view.get("received_from") else "")]
+                 f"from     {came}"]
         self.facts.setText("\n".join(lines))
         text = view.get("text")
         self.preview.setVisible(text is not None)

@@ -120,9 +120,9 @@ class CountersTable(QTableWidget):
         self.verticalHeader().hide()
         self.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.setSelectionMode(QAbstractItemView.NoSelection)
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
-        for column in range(1, len(self.COLUMNS)):
-            self.horizontalHeader().setSectionResizeMode(column, QHeaderView.ResizeToContents)
+        self.setMinimumHeight(90)
 
     def show_status(self, status: dict, peer_name) -> None:
         rows = [(peer_name(p["id"]), p) for p in status["peers"]]

@@ -17,7 +17,7 @@ from qasync import asyncSlot
 from ..actions import run_action, run_action_now
 from ..bridge import Refresh
 from .knowledge_forms import DetailsBox, PublishBox
-from .knowledge_model import AUTHOR, TITLE, CountersTable, PacketFilter, PacketsModel, size_text
+from .knowledge_model import TITLE, CountersTable, PacketFilter, PacketsModel, size_text
 
 log = logging.getLogger("covey.desktop.knowledge")
 LIST_LIMIT = 1000
@@ -49,8 +49,10 @@ class KnowledgePanel(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.setSortingEnabled(True)
         self.table.verticalHeader().hide()
-        self.table.horizontalHeader().setSectionResizeMode(TITLE, QHeaderView.Stretch)
-        self.table.horizontalHeader().setSectionResizeMode(AUTHOR, QHeaderView.ResizeToContents)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(TITLE, QHeaderView.Stretch)
+        self.table.setMinimumHeight(120)
         self.table.selectionModel().selectionChanged.connect(self._selected)
 
         self.counters = CountersTable()
@@ -66,28 +68,30 @@ class KnowledgePanel(QWidget):
         top = QHBoxLayout()
         top.addWidget(self.filter, 1)
         top.addWidget(self.summary)
-        left = QWidget()
-        left_layout = QVBoxLayout(left)
-        left_layout.setContentsMargins(0, 0, 0, 0)
-        left_layout.addLayout(top)
-        left_split = QSplitter(Qt.Vertical)
-        left_split.addWidget(self.table)
-        left_split.addWidget(counters_box)
-        left_split.setStretchFactor(0, 3)
-        left_split.setStretchFactor(1, 1)
-        left_layout.addWidget(left_split, 1)
-        right = QSplitter(Qt.Vertical)
-        right.addWidget(self.details)
-        right.addWidget(self.publish_box)
-        split = QSplitter(Qt.Horizontal)
-        split.addWidget(left)
-        split.addWidget(right)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 2)
-        split.setChildrenCollapsible(False)
+        listing = QWidget()
+        listing_layout = QVBoxLayout(listing)
+        listing_layout.setContentsMargins(0, 0, 0, 0)
+        listing_layout.addLayout(top)
+        listing_layout.addWidget(self.table, 1)
+        beside = self.beside = QSplitter(Qt.Vertical)   # the selected packet above the counters
+        beside.addWidget(self.details)
+        beside.addWidget(counters_box)
+        beside.setStretchFactor(0, 3)
+        beside.setStretchFactor(1, 2)
+        lower = QSplitter(Qt.Horizontal)       # details and counters | the publish form
+        lower.addWidget(beside)
+        lower.addWidget(self.publish_box)
+        lower.setStretchFactor(0, 3)
+        lower.setStretchFactor(1, 2)
+        lower.setChildrenCollapsible(False)
+        self.split = QSplitter(Qt.Vertical)    # the list across the whole tab, the rest below
+        self.split.addWidget(listing)
+        self.split.addWidget(lower)
+        self.split.setChildrenCollapsible(False)
+        self._sized = False
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 4, 0, 0)
-        outer.addWidget(split)
+        outer.addWidget(self.split)
 
         self.packets_update = Refresh(self.reload, self)
         self.counters_update = Refresh(self.refresh_counters, self)
@@ -163,6 +167,12 @@ class KnowledgePanel(QWidget):
 
     def showEvent(self, event) -> None:
         self.refresh_counters()   # duplicates and sends raise no event: fresh whenever the tab is shown
+        if not self._sized:       # the list gets two fifths of the height the first time
+            self._sized = True
+            height = max(self.height(), 400)
+            self.split.setSizes([height * 2 // 5, height - height * 2 // 5])
+            lower = height - height * 2 // 5
+            self.beside.setSizes([lower * 7 // 10, lower - lower * 7 // 10])
         super().showEvent(event)
 
     # -- actions -----------------------------------------------------------------------------
