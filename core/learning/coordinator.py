@@ -33,6 +33,7 @@ from core.errors import (BadRequest, CoveyError, InvalidSignature, MalformedMess
 from core.peers import Capability
 from core.signed import NotTheSender, Verifier, seal
 
+from . import db
 from . import protocol as proto
 from . import roster as sa_roster
 
@@ -80,17 +81,17 @@ class _Round:
 class CoordinatorTask:
     """One task this node coordinates."""
 
-    def __init__(self, service, task: str, spec: proto.TaskSpec, state: str = "running",
+    def __init__(self, service, task_id: str, spec: proto.TaskSpec, state: str = "running",
                  created: float | None = None):
         from core.learning.checkpoint import CheckpointStore
         self.service = service
         self.node = service.node
-        self.task = task
+        self.id = task_id
         self.spec = spec
         self.state = state
         self.created = created or time.time()
         self.error: str | None = None
-        self.ckpt = CheckpointStore(self.node.home / "ml" / task)
+        self.ckpt = CheckpointStore(self.node.home / "ml" / task_id)
         self.verifier = Verifier(self.node.settings.clock_skew)
         self.participants: dict[str, int] = {}      # peer -> slot (join order; partition index)
         self.invited: set[str] = set()
@@ -108,21 +109,15 @@ class CoordinatorTask:
 
     # -- persistence ---------------------------------------------------------
     def save(self) -> None:
-        import json
-        self.node.store.execute(
-            "INSERT INTO ml_tasks(id, spec, state, error, created, updated) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT(id) DO UPDATE SET spec=excluded.spec, state=excluded.state, "
-            "error=excluded.error, updated=excluded.updated",
-            (self.task, json.dumps(self.spec.to_dict()), self.state, self.error, self.created, time.time()))
+        db.save_task(self.node.store, self.id, self.spec.to_dict(), self.state, self.error, self.created)
 
     def load_participants(self) -> None:
-        for row in self.node.store.query("SELECT peer, slot FROM ml_participants WHERE task = ?", (self.task,)):
-            self.participants[row["peer"]] = row["slot"]
+        self.participants.update(db.load_participants(self.node.store, self.id))
 
     def _set_state(self, state: str, error: str | None = None) -> None:
         self.state, self.error = state, error
         self.save()
-        self.node.events.emit(ev.ML_STATE, task=self.task, role="coordinator", state=state,
+        self.node.events.emit(ev.ML_STATE, task=self.id, role="coordinator", state=state,
                               round=self.round, rounds=self.spec.rounds, error=error)
 
     # -- lifecycle -------------------------------------------------------------
@@ -149,7 +144,7 @@ class CoordinatorTask:
             try:
                 await self._runner
             except asyncio.CancelledError:
-                log.debug("task %s loop cancelled", self.task)
+                log.debug("task %s loop cancelled", self.id)
         if state is not None and self.state == "running":
             self._set_state(state)
 
@@ -169,10 +164,10 @@ class CoordinatorTask:
         except asyncio.CancelledError:
             raise
         except CoveyError as exc:
-            log.error("task %s failed: %s", self.task, exc)
+            log.error("task %s failed: %s", self.id, exc)
             self._set_state("failed", str(exc))
         except Exception as exc:  # a bug must not leave the task "running" forever
-            log.exception("task %s failed", self.task)
+            log.exception("task %s failed", self.id)
             self._set_state("failed", f"internal error: {exc}")
 
     def _prepare(self) -> None:
@@ -222,26 +217,25 @@ class CoordinatorTask:
     async def invite(self, peer: str) -> None:
         self.invited.add(peer)
         try:
-            await self.node.request(peer, "ml.invite", {"task": self.task, "spec": self.spec.to_dict()},
+            await self.node.request(peer, "ml.invite", {"task": self.id, "spec": self.spec.to_dict()},
                                     timeout=ACK_TIMEOUT)
         except CoveyError as exc:
-            log.info("task %s: invitation to %s failed: %s", self.task, peer[:12], exc)
+            log.info("task %s: invitation to %s failed: %s", self.id, peer[:12], exc)
 
     def on_join(self, peer_id: str, body: dict) -> dict:
         self.node.peers.check(peer_id, Capability.LEARN_CONTRIBUTE)
         if self.node.peers.tier_of(peer_id).value not in self.spec.tiers:
-            raise RefusedByPolicy(f"task {self.task} takes updates only from tiers {', '.join(self.spec.tiers)}")
+            raise RefusedByPolicy(f"task {self.id} takes updates only from tiers {', '.join(self.spec.tiers)}")
         if self.state != "running":
-            raise RefusedByPolicy(f"task {self.task} is {self.state}")
+            raise RefusedByPolicy(f"task {self.id} is {self.state}")
         own = bool(body.get("own_data")) or self.spec.partition == "own"
         if peer_id not in self.participants:
             slot = len(self.participants)
             if not own and slot >= max(self.spec.clients, 1):
-                raise RefusedByPolicy(f"task {self.task} already has its {self.spec.clients} simulated clients")
+                raise RefusedByPolicy(f"task {self.id} already has its {self.spec.clients} simulated clients")
             self.participants[peer_id] = slot
-            self.node.store.execute("INSERT OR REPLACE INTO ml_participants(task, peer, slot, joined) "
-                                    "VALUES (?, ?, ?, ?)", (self.task, peer_id, slot, time.time()))
-            self.node.events.emit(ev.ML_STATE, task=self.task, role="coordinator", state=self.state,
+            db.add_participant(self.node.store, self.id, peer_id, slot)
+            self.node.events.emit(ev.ML_STATE, task=self.id, role="coordinator", state=self.state,
                                   joined=peer_id, participants=len(self.participants))
         slot = self.participants[peer_id]
         return {"partition": None if own else slot, "spec": self.spec.to_dict()}
@@ -291,7 +285,7 @@ class CoordinatorTask:
             await asyncio.wait_for(rs.all_in.wait(), max(0.0, rs.deadline_at - time.monotonic()))
         except asyncio.TimeoutError:
             late = rs.participants - rs.dropped - set(rs.accepted) - set(rs.rejected)
-            log.info("task %s round %d: deadline passed; %d worker(s) missing", self.task, number, len(late))
+            log.info("task %s round %d: deadline passed; %d worker(s) missing", self.id, number, len(late))
         rs.closed = True
         if spec.secure_agg:
             vector, kept = await self._secagg_finish(rs, global_flat)
@@ -304,8 +298,8 @@ class CoordinatorTask:
         return await self._commit(rs, vector, kept)
 
     def _retry(self, number: int, attempt: int, why: str) -> None:
-        log.warning("task %s round %d (attempt %d) will be retried: %s", self.task, number, attempt + 1, why)
-        self.node.events.emit(ev.ML_STATE, task=self.task, role="coordinator", state="running",
+        log.warning("task %s round %d (attempt %d) will be retried: %s", self.id, number, attempt + 1, why)
+        self.node.events.emit(ev.ML_STATE, task=self.id, role="coordinator", state="running",
                               round=self.round, retry=number, attempt=attempt, reason=why)
 
     def _fail(self, rs: _Round, why: str) -> None:
@@ -323,7 +317,7 @@ class CoordinatorTask:
         slot = rs.slots[peer]
         attack = spec.attack if spec.attack and slot < spec.attackers else None
         cap = rs.weight_cap
-        body = {"task": self.task, "round": rs.number, "attempt": rs.attempt, "round_id": rs.round_id,
+        body = {"task": self.id, "round": rs.number, "attempt": rs.attempt, "round_id": rs.round_id,
                 "weights": blob, "deadline": spec.deadline, "n_partitions": max(spec.clients, 1),
                 "partition": slot if slot < max(spec.clients, 1) and spec.partition != "own" else None,
                 "attack": attack, "weight_cap": cap, "spec": self._spec_dict,
@@ -332,7 +326,7 @@ class CoordinatorTask:
             return await self.node.request(peer, "ml.round", seal(self.node.identity, "ml.round", body),
                                            timeout=min(ACK_TIMEOUT, spec.deadline))
         except CoveyError as exc:
-            log.info("task %s round %d: worker %s did not take the round: %s", self.task, rs.number,
+            log.info("task %s round %d: worker %s did not take the round: %s", self.id, rs.number,
                      peer[:12], exc)
             return None
 
@@ -343,7 +337,7 @@ class CoordinatorTask:
         try:
             signer, body = self.verifier.admit(envelope, "ml.update", peer_id, self._authorize_update)
             upd = proto.parse_update(body)
-            if upd.task != self.task:
+            if upd.task != self.id:
                 raise MalformedMessage("update for another task")
             if rs is None or upd.round_id != rs.round_id or upd.round != rs.number:
                 return self._reject(rs, peer_id, "late" if upd.round <= self.round + 1 else "wrong_round",
@@ -394,11 +388,11 @@ class CoordinatorTask:
         """Before any signature check or replay memory: the signer (= sender) takes part and may contribute."""
         rs = self.current
         if signer not in self.participants and not (rs is not None and signer in rs.participants):
-            raise _Invalid("not_participant", f"{signer[:12]} is not a participant of task {self.task}",
+            raise _Invalid("not_participant", f"{signer[:12]} is not a participant of task {self.id}",
                            penalize=False)
         self.node.peers.check(signer, Capability.LEARN_CONTRIBUTE)
         if self.node.peers.tier_of(signer).value not in self.spec.tiers:
-            raise RefusedByPolicy(f"task {self.task} takes updates only from tiers {', '.join(self.spec.tiers)}")
+            raise RefusedByPolicy(f"task {self.id} takes updates only from tiers {', '.join(self.spec.tiers)}")
 
     def _check_update(self, data: bytes, ref_loss: float, tier: str):
         """Blocking: decode with shape/dtype/finiteness checks, then validate on the held-out set."""
@@ -423,7 +417,7 @@ class CoordinatorTask:
                 penalize: bool = True) -> dict:
         participant = peer_id in self.participants or (rs is not None and peer_id in rs.participants)
         (log.info if participant else log.debug)("task %s: rejected an update from %s (%s): %s",
-                                                 self.task, peer_id[:12], reason, message)
+                                                 self.id, peer_id[:12], reason, message)
         self.rejections[reason] += 1
         if rs is not None and not rs.closed and peer_id in rs.participants and peer_id not in rs.accepted:
             rs.rejected.setdefault(peer_id, reason)
@@ -435,20 +429,20 @@ class CoordinatorTask:
             except CoveyError as exc:
                 log.debug("no reputation change for %s: %s", peer_id[:12], exc)
         self.node.events.emit(ev.MESSAGE_REJECTED, peer=peer_id, type="ml.update", code=reason,
-                              reason=message[:200], task=self.task)
+                              reason=message[:200], task=self.id)
         return {"accepted": False, "reason": reason, "message": message[:300]}
 
     # -- aggregation -----------------------------------------------------------------
     def _aggregate(self, rs: _Round, global_flat: np.ndarray):
         """Blocking: run the aggregator; mark far-off updates of robust rules as outliers."""
-        from core.learning.aggregators import ROBUST, aggregate
+        from core.learning.aggregators import aggregate
         peers = sorted(rs.accepted)
         flats = [rs.accepted[p][0] for p in peers]
         counts = [1 if self.spec.dp else rs.accepted[p][1] for p in peers]
         result = aggregate(self.spec.aggregator, flats, counts, self.spec.f(len(peers)),
                            reference=global_flat)
         outliers: dict[str, str] = {}
-        if self.spec.aggregator in ROBUST and len(peers) >= 3:
+        if self.spec.rule.robust and len(peers) >= 3:
             dist = np.array([float(np.linalg.norm(f - result.vector)) for f in flats])
             cut = OUTLIER_FACTOR * float(np.median(dist))
             outliers = {peers[i]: "outlier" for i in range(len(peers)) if dist[i] > cut > 0}
@@ -500,17 +494,18 @@ class CoordinatorTask:
         n_out = len(outliers)
         if n_out:
             rs.reasons["outlier"] += n_out
-        record = {"round": rs.number, "accuracy": round(acc, 6), "loss": round(loss, 6),
-                  "accepted": len(rs.accepted) - n_out, "rejected": len(rs.rejected) + n_out,
-                  "missing": sum(1 for w in workers.values() if w["status"] == "missing"),
-                  "reasons": dict(rs.reasons), "seconds": round(time.monotonic() - rs.started, 4),
-                  "epsilon": epsilon, "attempt": rs.attempt, "workers": workers,
-                  "secure_agg": self.spec.secure_agg, "at": time.time()}
+        record = proto.RoundRecord(
+            round=rs.number, accuracy=round(acc, 6), loss=round(loss, 6),
+            accepted=len(rs.accepted) - n_out, rejected=len(rs.rejected) + n_out,
+            missing=sum(1 for w in workers.values() if w["status"] == "missing"),
+            reasons=dict(rs.reasons), seconds=round(time.monotonic() - rs.started, 4),
+            epsilon=epsilon, attempt=rs.attempt, workers=workers,
+            secure_agg=self.spec.secure_agg, at=time.time()).to_dict()
         await asyncio.to_thread(self.ckpt.save, rs.number, self.weights, record)
         self.round = rs.number
         self.history.append(record)
         self.current = None
-        self.node.events.emit(ev.ML_ROUND, task=self.task, rounds=self.spec.rounds, **record)
+        self.node.events.emit(ev.ML_ROUND, task=self.id, rounds=self.spec.rounds, **record)
         return record
 
     def _evaluate(self, weights, validation: bool) -> tuple[float, float]:
@@ -526,7 +521,7 @@ class CoordinatorTask:
         advertised = {}
         for p, envelope in keys.items():
             try:
-                advertised[p] = sa_roster.signed_keys(envelope, p, self.task, rs.round_id)
+                advertised[p] = sa_roster.signed_keys(envelope, p, self.id, rs.round_id)
             except CoveyError as exc:
                 log.warning("secure aggregation: keys of %s refused: %s", p[:12], exc)
         ready = sorted(advertised)
@@ -560,14 +555,14 @@ class CoordinatorTask:
             await asyncio.gather(*(self._sa_call(p, "ml.sa.relay", rs, {"blobs": relay[p]}, timeout)
                                    for p in relay))
         except CoveyError as exc:
-            log.warning("task %s round %d: secure aggregation setup failed: %s", self.task, rs.number, exc)
+            log.warning("task %s round %d: secure aggregation setup failed: %s", self.id, rs.number, exc)
             return None
         rs.dropped |= rs.participants - set(relay)
         return sa
 
     async def _sa_call(self, peer: str, msg_type: str, rs: _Round, extra: dict, timeout: float):
         try:
-            return await self.node.request(peer, msg_type, {"task": self.task, "round_id": rs.round_id,
+            return await self.node.request(peer, msg_type, {"task": self.id, "round_id": rs.round_id,
                                                             **extra}, timeout=timeout)
         except CoveyError as exc:
             log.info("secure aggregation: %s to %s failed: %s", msg_type, peer[:12], exc)
@@ -588,7 +583,7 @@ class CoordinatorTask:
                         log.warning("secure aggregation: bad unmask reply from %s: %s", p[:12], exc)
             total = await asyncio.to_thread(sa.result)
         except CoveyError as exc:
-            log.warning("task %s round %d: %s", self.task, rs.number, exc)
+            log.warning("task %s round %d: %s", self.id, rs.number, exc)
             return None, None
         problem = _implausible_sum(total, sa.total_weight, len(survivors), sa.params)
         if problem:
@@ -602,12 +597,10 @@ class CoordinatorTask:
         last = self.history[-1] if self.history else {}
         recent = [h["seconds"] for h in self.history[-5:]]
         eta = (sum(recent) / len(recent)) * (self.spec.rounds - self.round) if recent else None
-        return {"task": self.task, "role": "coordinator", "state": self.state, "round": self.round,
+        return {"task": self.id, "role": "coordinator", "state": self.state, "round": self.round,
                 "rounds": self.spec.rounds, "accuracy": last.get("accuracy"), "loss": last.get("loss"),
                 "epsilon": last.get("epsilon") if self.spec.dp else None,
-                "history": [{k: h.get(k) for k in ("round", "accuracy", "loss", "accepted", "rejected",
-                                                   "seconds", "epsilon", "reasons", "workers")}
-                            for h in self.history],
+                "history": [proto.round_view(h) for h in self.history],
                 "participants": len(self.participants), "rejections": dict(self.rejections),
                 "eta_seconds": None if eta is None or self.state != "running" else round(eta, 1),
                 "error": self.error, "spec": self.spec.to_dict(), "created": self.created}

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -26,6 +25,7 @@ from core.errors import BadRequest, CoveyError, MalformedMessage, RefusedByPolic
 from core.peers import Capability
 from core.signed import Verifier, seal
 
+from . import db
 from . import protocol as proto
 from . import roster as sa_roster
 from .protocol import UnknownTask
@@ -122,20 +122,11 @@ class WorkerRole:
 
     # -- persistence
     def load(self) -> None:
-        for row in self.node.store.query("SELECT * FROM ml_memberships"):
-            import json
-            self.members[row["task"]] = Membership(row["task"], row["coordinator"], json.loads(row["spec"]),
-                                                   row["state"], row["partition"], row["data"],
-                                                   row["last_round"])
+        for fields in db.load_memberships(self.node.store):
+            self.members[fields["task"]] = Membership(**fields)
 
     def _save(self, m: Membership) -> None:
-        import json
-        self.node.store.execute(
-            "INSERT INTO ml_memberships(task, coordinator, spec, state, partition, data, last_round, updated) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(task) DO UPDATE SET coordinator=excluded.coordinator, "
-            "spec=excluded.spec, state=excluded.state, partition=excluded.partition, data=excluded.data, "
-            "last_round=excluded.last_round, updated=excluded.updated",
-            (m.task, m.coordinator, json.dumps(m.spec), m.state, m.partition, m.data, m.last_round, time.time()))
+        db.save_membership(self.node.store, m)
 
     # -- the parameter budget
     @property
