@@ -191,23 +191,26 @@ class KnowledgeService:
         return self.engine
 
     async def _periodic(self) -> None:
-        """Save the counters every ``save_interval`` s; re-run the have exchange every ``sync_interval`` s."""
+        """Save the counters every ``save_interval`` s; re-run the have exchange every ``sync_interval`` s.
+
+        The intervals are read on every turn (at least once a second), so changing them takes effect.
+        """
         loop = asyncio.get_running_loop()
-        next_sync = loop.time() + self.sync_interval
-        next_save = loop.time() + self.save_interval
+        last_sync = last_save = loop.time()
         while True:
-            await asyncio.sleep(max(0.01, min(next_sync, next_save) - loop.time()))
+            due = min(last_sync + self.sync_interval, last_save + self.save_interval)
+            await asyncio.sleep(min(1.0, max(0.01, due - loop.time())))
             now = loop.time()
-            if now >= next_save:
+            if now >= last_save + self.save_interval:
+                last_save = now
                 try:
                     await asyncio.to_thread(self._save)
                 except CoveyError as exc:
                     log.warning("knowledge counters not saved: %s", exc)
-                next_save = now + self.save_interval
-            if now >= next_sync:
+            if now >= last_sync + self.sync_interval:
+                last_sync = now
                 for peer in self.node.connected_peers():
                     self.schedule_sync(peer)
-                next_sync = now + self.sync_interval
 
     def _save(self) -> None:
         if self.engine is not None:

@@ -49,3 +49,15 @@ async def test_a_node_offline_catches_up_from_a_relay_when_the_author_is_gone(fe
     c = await fed.start("c", port=port)
     await wait_until(lambda: all(kn(c).db.has(p["id"]) for p in published), timeout=30)
     assert counters(c)["duplicates"] == 0
+
+
+async def test_the_have_exchange_is_repeated_so_peers_that_only_pull_keep_up(fed):
+    """E is EXTERNAL at A: A never sends it anything, E pulls A's packets on its own schedule."""
+    a, e = await fed.start("a"), await fed.start("e")
+    await link(e, a, "core", "external")
+    await settle(a, e)
+    kn(e).sync_interval = 0.2
+    packet = await kn(a).publish(text="pulled, never pushed")
+    assert packet["pushed_to"] == []
+    await wait_until(lambda: kn(e).db.has(packet["id"]), timeout=20)
+    assert counters(a, e)["sent"] == 1 and counters(e)["accepted"] == 1
