@@ -16,7 +16,7 @@ class CoveyError(Exception):
     code = "error"
 
     def __init__(self, message: str = "", **details):
-        super().__init__(message or self.__doc__.strip().splitlines()[0])
+        super().__init__(message or _first_line(self))
         self.details = details
 
 
@@ -51,6 +51,11 @@ class StoreLocked(CoveyError):
     code = "store_locked"
 
 
+class StoreUnavailable(CoveyError):
+    """The database file could not be opened or written."""
+    code = "store_unavailable"
+
+
 # -- signatures and objects ---------------------------------------------------
 class InvalidSignature(CoveyError):
     """The signature does not verify."""
@@ -82,6 +87,34 @@ class UnsupportedVersion(CoveyError):
     code = "unsupported_version"
 
 
+class Invalid(CoveyError):
+    """The object failed validation.
+
+    ``reason`` is a short machine-readable word (e.g. ``shape``, ``late``) a
+    service answers the sender with and counts.
+    """
+    code = "invalid"
+
+    def __init__(self, reason: str, message: str = ""):
+        super().__init__(message or f"{_first_line(self).rstrip('.')} ({reason})", reason=reason)
+        self.reason = reason
+
+
+class NotAdmitted(CoveyError):
+    """A signed object from a peer was not admitted.
+
+    Raised by :mod:`core.admission` once the rejection is recorded (reputation,
+    event, log); ``rejection`` says why, ``__cause__`` is the typed error of
+    the failed step and ``code`` is that error's code (what the peer is told).
+    """
+    code = "not_admitted"
+
+    def __init__(self, rejection, cause: CoveyError):
+        super().__init__(str(cause) or rejection.message, reason=rejection.reason)
+        self.rejection = rejection
+        self.code = cause.code
+
+
 # -- peers and policy ---------------------------------------------------------
 class UnknownPeer(CoveyError):
     """No such peer in the peer book."""
@@ -101,6 +134,10 @@ class RefusedByPolicy(CoveyError):
 class PeerBanned(CoveyError):
     """The peer is banned."""
     code = "banned"
+
+
+class NotTheSender(RefusedByPolicy):
+    """The signed object is signed by another identity than the peer that sent it."""
 
 
 # -- transport ----------------------------------------------------------------
@@ -134,6 +171,21 @@ class ProxyUnreachable(CoveyError):
     code = "proxy_unreachable"
 
 
+class TorError(CoveyError):
+    """Tor could not be started or controlled."""
+    code = "tor_error"
+
+
+class ForeignBeacon(CoveyError):
+    """The beacon's fingerprint does not belong to its id."""
+    code = "fingerprint_mismatch"
+
+
+class TooManyPeers(CoveyError):
+    """Too many nodes announce themselves on this LAN; new ones are ignored."""
+    code = "too_many_peers"
+
+
 class TimedOut(CoveyError):
     """The operation timed out."""
     code = "timeout"
@@ -157,6 +209,61 @@ class NotRunning(CoveyError):
 class Unauthorized(CoveyError):
     """Missing or wrong control token."""
     code = "unauthorized"
+
+
+# -- learning -----------------------------------------------------------------
+class UnknownTask(CoveyError):
+    """No such training task on this node."""
+    code = "unknown_task"
+
+
+class UpdateRejected(Invalid):
+    """The model update was rejected."""
+    code = "update_rejected"
+
+
+class NotEnoughParticipants(CoveyError):
+    """Too few workers are left for secure aggregation to finish this round (fewer than the threshold)."""
+    code = "secagg_too_few"
+
+
+class UnmaskRefused(RefusedByPolicy):
+    """Refused to reveal secure-aggregation shares: the request could expose a single worker's update."""
+    code = "secagg_refused"
+
+
+class CorruptShare(BadRequest):
+    """A secure-aggregation share blob failed authentication (corrupted, or not addressed to this worker)."""
+    code = "secagg_corrupt_share"
+
+
+class RosterRefused(RefusedByPolicy):
+    """The secure-aggregation roster is not made of enough known, signed participants."""
+
+
+# -- knowledge ----------------------------------------------------------------
+class Equivocation(CoveyError):
+    """The author signed two different packets with the same sequence number."""
+    code = "equivocation"
+
+
+class UnknownPacket(CoveyError):
+    """No such knowledge packet on this node."""
+    code = "unknown_packet"
+
+
+class AmbiguousPacket(CoveyError):
+    """The packet id prefix matches more than one packet: give more of the id."""
+    code = "ambiguous_packet"
+
+
+class StoreFull(CoveyError):
+    """The knowledge store is full: no new packets are kept."""
+    code = "store_full"
+
+
+def _first_line(exc: CoveyError) -> str:
+    return (type(exc).__doc__ or "").strip().splitlines()[0] if type(exc).__doc__ else type(exc).__name__
 
 
 def _all_errors(cls: type = CoveyError) -> dict[str, type]:

@@ -19,7 +19,7 @@ from . import events as ev
 from core.net import wire
 from .config import MODE_RANK, Settings, offered_modes, load_settings, save_settings, with_changes, write_secret
 from core.net.connection import CLOSE_POLICY, CLOSE_REPLACED, CLOSE_SHUTDOWN, PeerConnection
-from .errors import (BadRequest, CoveyError, PeerBanned, PeerUnreachable, RateLimited,
+from .errors import (BadRequest, CoveyError, NotAdmitted, PeerBanned, PeerUnreachable, RateLimited,
                      RefusedByPolicy, TimedOut, UnknownPeer, from_code)
 from .events import EventBus
 from core.net.handshake import LocalEndpoint, random_psk
@@ -378,8 +378,10 @@ class Node:
     async def _reply_error(self, conn: PeerConnection, msg: wire.Message, exc: CoveyError,
                            code: str | None = None) -> None:
         code = code or exc.code
-        suppressed = self._rejections.allow(conn.peer_id)
-        if suppressed is not None:  # rate limited per peer: a flood of bad messages is no log flood
+        # rate limited per peer: a flood of bad messages is no log flood (the admission step
+        # reported what it did not admit already)
+        suppressed = None if isinstance(exc, NotAdmitted) else self._rejections.allow(conn.peer_id)
+        if suppressed is not None:
             self.events.emit(ev.MESSAGE_REJECTED, peer=conn.peer_id, type=msg.type, code=code,
                              reason=str(exc), suppressed=suppressed)
         if not conn.closed:

@@ -3,7 +3,8 @@
 `covey` opens the desktop app (headless when there is no display),
 `covey --headless` runs a node, `covey init` creates an identity, and every
 other subcommand talks to the running node of its home through the control
-API; their arguments come from the declarations in :mod:`core.commands`.
+API; their arguments come from the declarations the loader
+:func:`core.app.commands.load_commands` collects.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ VERSION = "0.1.0"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from core.commands import COMMANDS
+    from core.app.commands import load_commands
     parser = argparse.ArgumentParser(prog="covey", description="A node of a small private federation.")
     parser.add_argument("--home", help="the node's data directory (default: $COVEY_HOME or the user data dir)")
     parser.add_argument("--headless", action="store_true", help="run the node without a GUI")
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--dir", default="covey-cluster", help="cluster directory (default ./covey-cluster)")
         if action in ("kill", "start"):
             sub.add_argument("node", help="node name, e.g. node-3")
-    for cmd in COMMANDS.values():
+    for cmd in load_commands().values():
         sub = subparser(tuple(cmd.name.split(".")), cmd.help)
         for p in cmd.params:
             if p.name == "password":
@@ -335,9 +336,9 @@ def _cluster(action: str, args):
 
 
 def _command_args(name: str, args) -> dict:
-    from core.commands import COMMANDS
+    from core.app.commands import load_commands
     values = {}
-    for p in COMMANDS[name].params:
+    for p in load_commands()[name].params:
         if p.name == "password":
             if getattr(args, "password_file", None):
                 values["password"] = Path(args.password_file).read_text().rstrip("\r\n")
@@ -349,7 +350,7 @@ def _command_args(name: str, args) -> dict:
             value = getattr(args, p.name, None)
             if value not in (None, False):
                 values[p.name] = value
-    prepare = getattr(COMMANDS[name].run, "prepare_args", None)  # local files a command sends or names
+    prepare = getattr(load_commands()[name].run, "prepare_args", None)  # local files a command sends or names
     return prepare(values) if prepare is not None else values
 
 

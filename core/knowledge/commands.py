@@ -19,10 +19,13 @@ import binascii
 import os
 from pathlib import Path
 
-from core.commands import Param, command
+from core.commands import CommandSet, Param
 from core.errors import BadRequest, MessageTooLarge
 
 from . import protocol as proto
+
+COMMANDS = CommandSet()
+command = COMMANDS.command
 
 # Base64 of a 16 MiB file plus the JSON around it; text is at most 1 MiB (<= 6 MiB as JSON).
 MAX_PUBLISH_BODY = (proto.MAX_FILE_BYTES + 2) // 3 * 4 + (1 << 20)

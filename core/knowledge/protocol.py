@@ -43,7 +43,8 @@ from typing import Any
 import msgpack
 
 from core import signed
-from core.errors import CoveyError, MalformedMessage, MessageTooLarge, StaleMessage
+from core.errors import (AmbiguousPacket, Equivocation, MalformedMessage, MessageTooLarge,  # noqa: F401
+                         StaleMessage, StoreFull, UnknownPacket)  # the knowledge errors, named here too
 from core.identity import is_peer_id
 
 KIND = "knowledge.packet"
@@ -75,26 +76,6 @@ ID_RE = re.compile(r"^[0-9a-f]{64}$")
 KIND_RE = re.compile(rf"^[a-z0-9][a-z0-9._-]{{0,{MAX_KINDNAME - 1}}}$")
 MEDIA_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
 _BODY_KEYS = {"v", "seq", "kind", "title", "tags"}
-
-
-class Equivocation(CoveyError):
-    """The author signed two different packets with the same sequence number."""
-    code = "equivocation"
-
-
-class UnknownPacket(CoveyError):
-    """No such knowledge packet on this node."""
-    code = "unknown_packet"
-
-
-class AmbiguousPacket(CoveyError):
-    """The packet id prefix matches more than one packet: give more of the id."""
-    code = "ambiguous_packet"
-
-
-class StoreFull(CoveyError):
-    """The knowledge store is full: no new packets are kept."""
-    code = "store_full"
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,10 +28,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core import events as ev
-from core.errors import (BadRequest, CoveyError, InvalidSignature, MalformedMessage, PeerBanned,
-                         RefusedByPolicy, ReplayDetected, StaleMessage, UnknownPeer)
+from core.admission import Admission, Reason, Rejection
+from core.errors import (BadRequest, CoveyError, MalformedMessage, NotAdmitted, RefusedByPolicy,
+                         UpdateRejected)
 from core.peers import Capability
-from core.signed import NotTheSender, Verifier, seal
+from core.signed import seal
 
 from . import db
 from . import protocol as proto
@@ -47,9 +48,6 @@ OUTLIER_FACTOR = 3.0   # robust rules: farther than this times the median distan
 # An aggregate may raise the held-out loss of the previous global model by at most
 # (factor, margin); beyond that the round is not committed but retried.
 AGGREGATE_TOLERANCE = (2.0, 1.0)
-# Rejections that cost no reputation: a stale or replayed copy may come from anyone
-# resending an honest peer's message, and a non-participant has no stake here.
-NO_PENALTY = frozenset({"stale", "replay", "not_allowed"})
 
 
 @dataclass
@@ -92,7 +90,12 @@ class CoordinatorTask:
         self.created = created or time.time()
         self.error: str | None = None
         self.ckpt = CheckpointStore(self.node.home / "ml" / task_id)
-        self.verifier = Verifier(self.node.settings.clock_skew)
+        # The one admission step for updates; a non-participant has no stake here, so only
+        # participants' faults cost reputation (stale, replayed or unauthorised copies never do).
+        self.admission = Admission(self.node, "ml.update", Capability.LEARN_CONTRIBUTE,
+                                   accountable=self._participant, label="ml update",
+                                   words={Reason.NOT_SENDER: "not_participant"}, logger=log)
+        self.verifier = self.admission.verifier
         self.participants: dict[str, int] = {}      # peer -> slot (join order; partition index)
         self.invited: set[str] = set()
         self.history: list[dict] = []
@@ -332,76 +335,69 @@ class CoordinatorTask:
 
     # -- updates ------------------------------------------------------------------
     async def on_update(self, peer_id: str, envelope) -> dict:
-        """Authorise, verify, validate and keep (or reject with a reason) one worker's update."""
+        """Admit (authorise, verify, validate) and keep one worker's update, or reject it with a reason."""
         rs = self.current
         try:
-            signer, body = self.verifier.admit(envelope, "ml.update", peer_id, self._authorize_update)
-            upd = proto.parse_update(body)
-            if upd.task != self.id:
-                raise MalformedMessage("update for another task")
-            if rs is None or upd.round_id != rs.round_id or upd.round != rs.number:
-                return self._reject(rs, peer_id, "late" if upd.round <= self.round + 1 else "wrong_round",
-                                    f"update for round {upd.round}, which is not open")
-            if rs.closed:
-                return self._reject(rs, peer_id, "late", f"round {rs.number} closed at its deadline")
-            if signer in rs.accepted or signer in rs.rejected:
-                return self._reject(rs, peer_id, "duplicate", "a second update for the same round")
-            if upd.n_examples > rs.weight_cap:
-                return self._reject(rs, peer_id, "example_count",
-                                    f"{upd.n_examples} examples claimed; this round counts at most "
-                                    f"{rs.weight_cap} per update (the announced weight cap)")
-            if rs.sa is not None:
-                if upd.masked is None:
-                    raise MalformedMessage("this round uses secure aggregation: send a masked vector")
-                try:
-                    rs.sa.add_masked_input(signer, upd.masked)
-                except BadRequest as exc:
-                    return self._reject(rs, peer_id, "malformed", str(exc))
-                rs.accepted[signer] = (None, upd.n_examples, upd.loss, float("nan"))
-                rs.check_all_in()
-                return {"accepted": True, "reason": None}
-            if upd.weights is None:
-                raise MalformedMessage("this round does not use secure aggregation: send weights")
-            strict = self.node.peers.tier_of(signer).value
-            flat, norm, vloss = await asyncio.to_thread(self._check_update, upd.weights, rs.ref_loss, strict)
-            if rs.closed:
-                return self._reject(rs, peer_id, "late", f"round {rs.number} closed at its deadline")
-            rs.accepted[signer] = (flat, upd.n_examples, upd.loss, norm)
-            rs.check_all_in()
-            return {"accepted": True, "reason": None}
-        except _Invalid as exc:
-            return self._reject(rs, peer_id, exc.reason, str(exc), penalize=exc.penalize)
-        except NotTheSender as exc:
-            return self._reject(rs, peer_id, "not_participant", str(exc))
-        except InvalidSignature as exc:
-            return self._reject(rs, peer_id, "bad_signature", str(exc))
-        except ReplayDetected as exc:
-            return self._reject(rs, peer_id, "replay", str(exc))
-        except StaleMessage as exc:
-            return self._reject(rs, peer_id, "stale", str(exc))
-        except MalformedMessage as exc:
-            return self._reject(rs, peer_id, "malformed", str(exc))
-        except (RefusedByPolicy, PeerBanned, UnknownPeer) as exc:
-            return self._reject(rs, peer_id, "not_allowed", str(exc))
+            admitted = await self.admission.admit_async(
+                peer_id, envelope, authorize=self._authorize_update,
+                validate=lambda signer, body: self._validate_update(rs, signer, body), task=self.id)
+        except NotAdmitted as exc:
+            return self._rejected(rs, exc.rejection)
+        rs.accepted[admitted.signer] = admitted.value
+        rs.check_all_in()
+        return {"accepted": True, "reason": None}
 
     def _authorize_update(self, signer: str, body: dict) -> None:
-        """Before any signature check or replay memory: the signer (= sender) takes part and may contribute."""
-        rs = self.current
-        if signer not in self.participants and not (rs is not None and signer in rs.participants):
-            raise _Invalid("not_participant", f"{signer[:12]} is not a participant of task {self.id}",
-                           penalize=False)
-        self.node.peers.check(signer, Capability.LEARN_CONTRIBUTE)
+        """Before any signature check or replay memory: the signer (= sender) takes part and may contribute
+        (the admission then checks its LEARN_CONTRIBUTE capability)."""
+        if not self._participant(signer):
+            raise UpdateRejected("not_participant", f"{signer[:12]} is not a participant of task {self.id}")
         if self.node.peers.tier_of(signer).value not in self.spec.tiers:
             raise RefusedByPolicy(f"task {self.id} takes updates only from tiers {', '.join(self.spec.tiers)}")
 
+    def _participant(self, peer: str) -> bool:
+        rs = self.current
+        return peer in self.participants or (rs is not None and peer in rs.participants)
+
+    async def _validate_update(self, rs: _Round | None, signer: str, body: dict) -> tuple:
+        """The update fits the open round (secure aggregation: takes its masked vector); else raises.
+
+        Returns what the round keeps: ``(flat weights, n_examples, loss, norm)``.
+        """
+        upd = proto.parse_update(body)
+        if upd.task != self.id:
+            raise MalformedMessage("update for another task")
+        if rs is None or upd.round_id != rs.round_id or upd.round != rs.number:
+            raise UpdateRejected("late" if upd.round <= self.round + 1 else "wrong_round",
+                                 f"update for round {upd.round}, which is not open")
+        if rs.closed:
+            raise UpdateRejected("late", f"round {rs.number} closed at its deadline")
+        if signer in rs.accepted or signer in rs.rejected:
+            raise UpdateRejected("duplicate", "a second update for the same round")
+        if upd.n_examples > rs.weight_cap:
+            raise UpdateRejected("example_count", f"{upd.n_examples} examples claimed; this round counts at "
+                                                  f"most {rs.weight_cap} per update (the announced weight cap)")
+        if rs.sa is not None:
+            if upd.masked is None:
+                raise MalformedMessage("this round uses secure aggregation: send a masked vector")
+            try:
+                rs.sa.add_masked_input(signer, upd.masked)
+            except BadRequest as exc:
+                raise UpdateRejected("malformed", str(exc)) from None
+            return None, upd.n_examples, upd.loss, float("nan")
+        if upd.weights is None:
+            raise MalformedMessage("this round does not use secure aggregation: send weights")
+        strict = self.node.peers.tier_of(signer).value
+        flat, norm, vloss = await asyncio.to_thread(self._check_update, upd.weights, rs.ref_loss, strict)
+        if rs.closed:
+            raise UpdateRejected("late", f"round {rs.number} closed at its deadline")
+        return flat, upd.n_examples, upd.loss, norm
+
     def _check_update(self, data: bytes, ref_loss: float, tier: str):
-        """Blocking: decode with shape/dtype/finiteness checks, then validate on the held-out set."""
-        from core.learning.tensors import UpdateRejected, decode, flatten
+        """Blocking: decode with shape/dtype/finiteness checks (UpdateRejected), then validate on the held-out set."""
+        from core.learning.tensors import decode, flatten
         expected = 4 * sum(int(np.prod(s)) for s, _ in self.wspec.values())
-        try:
-            weights = decode(data, self.wspec, expected + 64 * 1024)
-        except UpdateRejected as exc:
-            raise _Invalid(exc.reason, str(exc)) from None
+        weights = decode(data, self.wspec, expected + 64 * 1024)
         flat = flatten(weights)
         norm = float(np.linalg.norm((flat - flatten(self.weights)).astype(np.float64)))
         vloss = math.nan
@@ -409,28 +405,24 @@ class CoordinatorTask:
             vloss, _ = self._evaluate(weights, True)
             factor, margin = TOLERANCE.get(tier, TOLERANCE["sandbox"])
             if not math.isfinite(vloss) or vloss > ref_loss * factor + margin:
-                raise _Invalid("validation", f"held-out loss {vloss:.3f} exceeds what this {tier} peer "
-                                             f"may reach ({ref_loss:.3f} x {factor} + {margin})")
+                raise UpdateRejected("validation", f"held-out loss {vloss:.3f} exceeds what this {tier} peer "
+                                                   f"may reach ({ref_loss:.3f} x {factor} + {margin})")
         return flat, norm, vloss
 
-    def _reject(self, rs: _Round | None, peer_id: str, reason: str, message: str,
-                penalize: bool = True) -> dict:
-        participant = peer_id in self.participants or (rs is not None and peer_id in rs.participants)
-        (log.info if participant else log.debug)("task %s: rejected an update from %s (%s): %s",
-                                                 self.id, peer_id[:12], reason, message)
+    def _reject(self, rs: _Round | None, peer_id: str, code: str, message: str) -> dict:
+        """Reject an admitted update found wrong later (e.g. an outlier at aggregation)."""
+        rejection = self.admission.reject(peer_id, Reason.INVALID, code, message, task=self.id)
+        return self._rejected(rs, rejection)
+
+    def _rejected(self, rs: _Round | None, rejection: Rejection) -> dict:
+        """Count a rejection (reported by the admission step) in the task and its round; the reply."""
+        peer_id, reason = rejection.peer, rejection.code
         self.rejections[reason] += 1
         if rs is not None and not rs.closed and peer_id in rs.participants and peer_id not in rs.accepted:
             rs.rejected.setdefault(peer_id, reason)
             rs.reasons[reason] += 1
             rs.check_all_in()
-        if penalize and participant and reason not in NO_PENALTY:
-            try:
-                self.node.peers.record_outcome(peer_id, False, f"ml update: {reason}")
-            except CoveyError as exc:
-                log.debug("no reputation change for %s: %s", peer_id[:12], exc)
-        self.node.events.emit(ev.MESSAGE_REJECTED, peer=peer_id, type="ml.update", code=reason,
-                              reason=message[:200], task=self.id)
-        return {"accepted": False, "reason": reason, "message": message[:300]}
+        return {"accepted": False, "reason": reason, "message": rejection.message[:300]}
 
     # -- aggregation -----------------------------------------------------------------
     def _aggregate(self, rs: _Round, global_flat: np.ndarray):
@@ -604,16 +596,6 @@ class CoordinatorTask:
                 "participants": len(self.participants), "rejections": dict(self.rejections),
                 "eta_seconds": None if eta is None or self.state != "running" else round(eta, 1),
                 "error": self.error, "spec": self.spec.to_dict(), "created": self.created}
-
-
-class _Invalid(CoveyError):
-    """The model update failed validation."""
-    code = "update_rejected"
-
-    def __init__(self, reason: str, message: str, penalize: bool = True):
-        super().__init__(message)
-        self.reason = reason
-        self.penalize = penalize
 
 
 def _num(x: float):

@@ -22,7 +22,7 @@ import math
 import re
 from dataclasses import asdict, dataclass, field, fields
 
-from core.errors import BadRequest, CoveyError, MalformedMessage
+from core.errors import BadRequest, MalformedMessage
 
 from .rules import AGGREGATORS, SECURE_AGG_RULES, Rule, rule
 from .rules import RULES as RULES  # re-exported: the GUI form reads the rules table from here
@@ -34,11 +34,6 @@ TIERS = ("core", "sandbox")
 ATTACKS = ("sign_flip", "noise", "label_flip")
 MODELS = ("mlp", "cnn")
 SECAGG_MIN_ROSTER = 3   # known participants a worker needs in a secure-aggregation roster
-
-
-class UnknownTask(CoveyError):
-    """No such training task on this node."""
-    code = "unknown_task"
 
 
 # Why the refused combinations are refused (shown by the CLI and GUI).

@@ -13,14 +13,13 @@ import os
 import secrets
 
 from core import events as ev
-from core.errors import CoveyError
+from core.errors import CoveyError, UnknownTask
 from core.peers import Capability
 
 from . import db
 from . import protocol as proto
 from .coordinator import CoordinatorTask
 from .db import MIGRATIONS
-from .protocol import UnknownTask
 from .worker import WorkerRole
 
 log = logging.getLogger("covey.learning")
