@@ -12,7 +12,7 @@ from core.errors import CoveyError, from_code, human
 
 CORE = Path(__file__).resolve().parents[2] / "core"
 # Exceptions that never leave their module (raised and caught inside it): they may stay there.
-PRIVATE_HELPERS = {("net/connection.py", "_ProtocolViolation")}
+PRIVATE_HELPERS = {("net/connection.py", "_ProtocolViolation"), ("knowledge/engine.py", "_Reject")}
 
 
 def _covey_errors() -> set[str]:
