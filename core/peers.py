@@ -78,6 +78,11 @@ MESSAGE_CAPABILITIES: dict[str, Capability] = {
     "ml.sa.roster": C.LEARN_CONTRIBUTE,
     "ml.sa.relay": C.LEARN_CONTRIBUTE,
     "ml.sa.unmask": C.LEARN_CONTRIBUTE,
+    "know.push": C.KNOWLEDGE_ACCEPT,     # packets we take: CORE, SANDBOX
+    "know.ihave": C.KNOWLEDGE_ACCEPT,
+    "know.have": C.QUERY,                # pulling and querying ours: CORE, SANDBOX, EXTERNAL
+    "know.want": C.QUERY,
+    "know.query": C.QUERY,
 }
 
 

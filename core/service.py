@@ -53,6 +53,7 @@ class Registration:
 REGISTRY: tuple[Registration, ...] = (
     Registration("learning", "core.learning.service:LearningService", "core.learning.commands"),
     Registration("delegation", "core.delegation.service:DelegationService", "core.delegation.commands"),
+    Registration("knowledge", "core.knowledge.service:KnowledgeService", "core.knowledge.commands"),
 )
 
 
