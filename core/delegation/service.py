@@ -7,7 +7,9 @@ admission step: the request's signer must be the sender, and a CORE peer
 Datasets come from the ``task_datasets`` setting, never from a request. As a requester it
 verifies every proof (signed by the executor, for our request digest, over the result bytes
 received) before it shows or records a result as verified. Both sides are recorded in the
-``tasks`` table (:mod:`core.delegation.db`).
+``tasks`` table (:mod:`core.delegation.db`), written behind the answer
+(:mod:`core.delegation.recorder`): every read here, and :meth:`DelegationService.stop`, writes
+what is queued first.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from core.delegation.encoding import decode_result, received_result
 from core.delegation.errors import EXIT_ERRORS, TaskFailed
 from core.delegation.executor import Executor, Served, check_datasets
 from core.delegation.proofs import verify_proof, verify_proof_digest
+from core.delegation.recorder import Recorder
 from core.delegation.request import TaskRequest, admit_request, build_request
 from core.delegation.tasks import MAX_WEIGHTS_BYTES, describe
 from core.errors import (BadRequest, CoveyError, InvalidSignature, MalformedMessage, MessageTooLarge,
@@ -48,6 +51,7 @@ class DelegationService:
         self.executor = Executor(node.identity, datasets=node.settings.task_datasets)
         self.verifier = Verifier(skew=node.settings.clock_skew)
         self.db: TaskDB | None = None
+        self.recorder: Recorder | None = None
         self._unsubscribe = None
         from core.delegation.http import HttpEndpoint
         self.http = HttpEndpoint(self)
@@ -58,6 +62,7 @@ class DelegationService:
     # -- lifecycle ---------------------------------------------------------------
     async def start(self) -> None:
         self.db = TaskDB(self.node.store)
+        self.recorder = Recorder(self.db, self.node.store, self._written)
         stale = self.db.interrupted()
         if stale:
             log.info("%d task(s) sent before the last stop will not be answered", stale)
@@ -72,6 +77,14 @@ class DelegationService:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self.recorder is not None:   # nothing queued is lost; what comes later is written at once
+            self.recorder.flush()
+            self.recorder.immediate = True
+
+    def flush(self) -> None:
+        """Write the task records still queued (the reads here do it themselves)."""
+        if self.recorder is not None:
+            self.recorder.flush()
 
     def _on_settings(self, event) -> None:
         if "task_datasets" in event.data.get("changes", ()):
@@ -115,23 +128,18 @@ class DelegationService:
         """Run an admitted request and record it; raises (RateLimited, ExecutorBusy, BadRequest,
         TaskTimedOut) when it never ran."""
         served = await self.executor.execute(request)
-        # Recorded on the next loop turn: the proof goes out first (the write is off its path).
-        asyncio.get_running_loop().call_soon(self._record_served, request, served, via)
+        pred = served.statement["predicate"]
+        # Queued: written on the next loop turn, after the proof went out.
+        self.recorder.add(task=request.task, role=proto.SERVED, type=request.type, peer=request.requester,
+                          via=via, state="done" if pred["exit"]["status"] == "ok" else "failed",
+                          request_digest=request.digest, request=request.summary(), created=pred["received"],
+                          verified=True, proof=served.proof, result=served.result_bytes,
+                          result_sha256=served.statement["subject"][0]["digest"]["sha256"], cost=pred["cost"],
+                          error=pred["exit"]["message"] or None, ended=pred["ended"])
         return served
 
-    def _record_served(self, request: TaskRequest, served: Served, via: str) -> None:
-        pred = served.statement["predicate"]
-        state = "done" if pred["exit"]["status"] == "ok" else "failed"
-        try:
-            self.db.add(task=request.task, role=proto.SERVED, type=request.type, peer=request.requester,
-                        via=via, state=state, request_digest=request.digest, request=request.summary(),
-                        created=pred["received"], verified=True, proof=served.proof,
-                        result=served.result_bytes, result_sha256=served.statement["subject"][0]["digest"]["sha256"],
-                        cost=pred["cost"], error=pred["exit"]["message"] or None)
-        except CoveyError as exc:   # the store closed meanwhile (shutdown): the requester has the proof
-            log.warning("task %s served but not recorded: %s", request.task[:8], exc)
-            return
-        self._changed(request.task, proto.SERVED, state, request.requester, request.type)
+    def _written(self, task: str, role: str, row: dict) -> None:
+        self._changed(task, role, row["state"], row["peer"], row["type"])
 
     def health(self) -> dict:
         """The executor's /health check: warn while its queue is full."""
@@ -160,25 +168,23 @@ class DelegationService:
         """Send a built request over the link (or HTTP), verify and record the answer."""
         via = "http" if http else "link"
         wait = max(0.0, sent.deadline - time.time()) + GRACE
-        answer = asyncio.ensure_future(self._send(peer_id, sent, http, wait))
-        await asyncio.sleep(0)   # the request goes out first; the executor works while we record it
-        self.db.add(task=sent.task, role=proto.SENT, type=sent.type, peer=peer_id, via=via,
-                    state="sent", request_digest=sent.digest, request=sent.summary(), created=sent.created)
-        self._changed(sent.task, proto.SENT, "sent", peer_id, sent.type)
+        # Queued: a fast task's row is written once, with its outcome, after the call returned.
+        self.recorder.add(task=sent.task, role=proto.SENT, type=sent.type, peer=peer_id, via=via,
+                          state="sent", request_digest=sent.digest, request=sent.summary(), created=sent.created)
         try:
-            proof, result_bytes = await answer
+            proof, result_bytes = await self._send(peer_id, sent, http, wait)
         except TimedOut as exc:
             if exc.code == "timeout":   # no answer at all (a task the executor stopped has a proof)
                 exc = TimedOut(f"task {sent.task[:8]} ({sent.type}) got no answer from "
                                f"{self._name(peer_id)} within {wait:g} s (its timeout was "
                                f"{sent.deadline - sent.created:g} s)", timeout=wait)
-            self._record_failure(sent, "failed", exc)
+            self._record_failure(peer_id, sent, "failed", exc)
             raise exc from None
         except (MalformedMessage, MessageTooLarge) as exc:
             self._reject(peer_id, sent, None, exc)
             raise
         except CoveyError as exc:
-            self._record_failure(sent, "refused", exc)
+            self._record_failure(peer_id, sent, "refused", exc)
             raise
         return self._accept(peer_id, sent, proof, result_bytes, via)
 
@@ -200,35 +206,36 @@ class DelegationService:
             raise
         pred = statement["predicate"]
         state = "done" if pred["exit"]["status"] == "ok" else "failed"
-        with self.node.store.transaction():   # one commit for the row and the executor's reputation
-            self.db.finish(sent.task, proto.SENT, state=state, verified=True, proof=proof, result=result_bytes,
-                           result_sha256=statement["subject"][0]["digest"]["sha256"], cost=pred["cost"],
-                           error=pred["exit"]["message"] or None)
-            if self.node.peers.get(peer_id) is not None:
-                self.node.peers.record_outcome(peer_id, True, "verified proof")
-        self._changed(sent.task, proto.SENT, state, peer_id, sent.type)
+        ended = time.time()
+        # Queued: one commit, after the call returned, for the row and the executor's reputation.
+        self.recorder.finish(sent.task, proto.SENT, peer=peer_id, type=sent.type, state=state, verified=True,
+                             proof=proof, result=result_bytes, result_sha256=statement["subject"][0]["digest"]["sha256"],
+                             cost=pred["cost"], error=pred["exit"]["message"] or None, ended=ended,
+                             after=lambda: self._reward(peer_id))
         if state == "failed":
             raise EXIT_ERRORS.get(pred["exit"]["status"], TaskFailed)(
                 f"{pred['exit']['message'] or pred['exit']['status']} (the proof is signed and verified: "
                 f"`covey tasks show {sent.task[:12]}`)")
         return {"task": sent.task, "type": sent.type, "role": proto.SENT, "peer": peer_id,
                 "peer_name": self._name(peer_id), "via": via, "state": state, "created": sent.created,
-                "ended": time.time(), "cost": pred["cost"], "verified": True, "error": None,
+                "ended": ended, "cost": pred["cost"], "verified": True, "error": None,
                 "args": sent.summary()["args"], "result": result,
                 "proof": {"dsse": proof, "statement": statement}}
 
+    def _reward(self, peer_id: str) -> None:
+        if self.node.peers.get(peer_id) is not None:
+            self.node.peers.record_outcome(peer_id, True, "verified proof")
+
     def _reject(self, peer_id: str, sent: TaskRequest, proof, exc: CoveyError) -> None:
-        """An answer that does not verify: recorded as rejected, and it costs the executor."""
-        self.db.finish(sent.task, proto.SENT, state="rejected", verified=False,
-                       proof=proof if isinstance(proof, dict) else None, error=f"{exc.code}: {exc}")
+        """An answer that does not verify: recorded as rejected, and it costs the executor (now)."""
+        self.recorder.finish(sent.task, proto.SENT, peer=peer_id, type=sent.type, state="rejected", verified=False,
+                             proof=proof if isinstance(proof, dict) else None, error=f"{exc.code}: {exc}")
         if self.node.peers.get(peer_id) is not None:
             self.node.peers.record_outcome(peer_id, False, f"task proof rejected: {exc.code}")
-        self._changed(sent.task, proto.SENT, "rejected", peer_id, sent.type)
 
-    def _record_failure(self, sent: TaskRequest, state: str, exc: CoveyError) -> None:
-        self.db.finish(sent.task, proto.SENT, state=state, verified=False, error=f"{exc.code}: {exc}")
-        row = self.db.get(sent.task)[0]
-        self._changed(sent.task, proto.SENT, state, row["peer"], sent.type)
+    def _record_failure(self, peer_id: str, sent: TaskRequest, state: str, exc: CoveyError) -> None:
+        self.recorder.finish(sent.task, proto.SENT, peer=peer_id, type=sent.type, state=state, verified=False,
+                             error=f"{exc.code}: {exc}")
 
     def _http_address(self, peer_id: str) -> str:
         rec = self.node.peers.get(peer_id)
@@ -239,11 +246,13 @@ class DelegationService:
     # -- views -----------------------------------------------------------------------
     def list(self, role: str | None = None, limit: int = 200) -> list[dict]:
         """Tasks sent and served, newest first (without results and proofs)."""
+        self.flush()
         return [self.view(r, brief=True) for r in self.db.list(limit, role)]
 
     def show(self, ref: str) -> dict:
         """One task (id or unique prefix) with its proof, re-verified now, per role."""
         ref = (ref or "").strip().lower()
+        self.flush()
         ids = self.db.find(ref) if len(ref) >= 4 and all(c in "0123456789abcdef" for c in ref) else []
         if len(ids) != 1:
             raise BadRequest(f"no task matches {ref!r:.40}; see `covey tasks list`" if not ids else
