@@ -158,10 +158,9 @@ class Executor:
     def prove(self, request: TaskRequest, run: RunResult, received: float) -> Served:
         """The signed proof of ``run`` for ``request`` and the result bytes it covers."""
         if run.error is None:
-            result = run.result
+            result_bytes = run.result_bytes if run.result_bytes is not None else encode_result(run.result)
         else:
-            result = {"error": {"code": run.status, "message": str(run.error)}}
-        result_bytes = encode_result(result)
+            result_bytes = encode_result({"error": {"code": run.status, "message": str(run.error)}})
         kind = task_type(request.type, self.types)
         quality = {k: run.result[k] for k in kind.quality_keys if run.error is None and k in run.result}
         statement = make_statement(

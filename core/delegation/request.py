@@ -69,12 +69,17 @@ def build_request(identity, type_name: str, args: dict, *, timeout: float = 30.0
     """Check ``args`` for ``type_name`` and seal a request that expires ``timeout`` s from now."""
     if not (isinstance(timeout, (int, float)) and 0 < timeout <= MAX_TIMEOUT):
         raise MalformedMessage(f"a task timeout must be in (0, {MAX_TIMEOUT:g}] s, got {timeout!r}")
-    task_type(type_name, types).check(args)
+    kind = task_type(type_name, types)
+    checked = kind.check(args)
     created = time.time() if now is None else float(now)
-    body = {"task": os.urandom(16).hex(), "type": type_name, "args": args,
-            "inputs": input_digests(args), "deadline": created + float(timeout)}
+    inputs = input_digests(args)
+    body = {"task": os.urandom(16).hex(), "type": type_name, "args": args, "inputs": inputs,
+            "deadline": created + float(timeout)}
     envelope = seal(identity, KIND, body, now=created)
-    return _parse(envelope, body, types, now=None)
+    # Built from checked parts: the fields are not parsed again (the executor does that).
+    return TaskRequest(envelope=envelope, digest=request_digest(envelope), task=body["task"],
+                       type=kind.name, args=checked, inputs=dict(inputs), deadline=body["deadline"],
+                       requester=identity.id, nonce=envelope["nonce"], created=created)
 
 
 def open_request(verifier: Verifier, envelope, *, now: float | None = None,

@@ -94,6 +94,13 @@ class DelegationService:
     def authorize(self, signer: str, body: dict | None = None) -> None:
         """Raise unless ``signer`` may delegate tasks to this node (the policy table's
         DELEGATE_TASKS), with a refusal that tells the requester which tier it needs."""
+        try:
+            self.node.peers.check(signer, Capability.DELEGATE_TASKS)   # the common case, one look-up
+        except CoveyError:
+            self._refuse(signer)
+
+    def _refuse(self, signer: str) -> None:
+        """Raise the refusal of ``signer``, worded for the requester."""
         rec = self.node.peers.get(signer)
         if rec is not None and rec.banned:
             raise PeerBanned("refused by policy: this node has banned your identity")
