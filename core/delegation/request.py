@@ -9,6 +9,7 @@ signature included: a proof names exactly one signed request.
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -30,9 +31,8 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 @dataclass(frozen=True)
 class TaskRequest:
-    """An opened request: its envelope, digest and checked fields."""
+    """An opened request: its envelope, checked fields and digest."""
     envelope: dict
-    digest: str
     task: str
     type: str
     args: dict            # checked and normalized by the task type
@@ -41,6 +41,11 @@ class TaskRequest:
     requester: str
     nonce: bytes
     created: float
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """The request digest, computed on first use (a requester's while the request travels)."""
+        return request_digest(self.envelope)
 
     @property
     def kind(self) -> TaskType:
@@ -77,7 +82,7 @@ def build_request(identity, type_name: str, args: dict, *, timeout: float = 30.0
             "deadline": created + float(timeout)}
     envelope = seal(identity, KIND, body, now=created)
     # Built from checked parts: the fields are not parsed again (the executor does that).
-    return TaskRequest(envelope=envelope, digest=request_digest(envelope), task=body["task"],
+    return TaskRequest(envelope=envelope, task=body["task"],
                        type=kind.name, args=checked, inputs=dict(inputs), deadline=body["deadline"],
                        requester=identity.id, nonce=envelope["nonce"], created=created)
 
@@ -127,6 +132,6 @@ def _parse(envelope: dict, body: dict, types: dict | None, now: float | None) ->
     if now is not None and now >= deadline:
         raise TaskTimedOut(f"task {task_id[:8]}'s deadline passed {now - deadline:.1f} s before it "
                            f"could start", timeout=deadline - created)
-    return TaskRequest(envelope=envelope, digest=request_digest(envelope), task=task_id,
+    return TaskRequest(envelope=envelope, task=task_id,
                        type=kind.name, args=args, inputs=dict(inputs), deadline=float(deadline),
                        requester=envelope["signer"], nonce=envelope["nonce"], created=created)

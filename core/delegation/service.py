@@ -135,15 +135,18 @@ class DelegationService:
         """Run an admitted request and record it; raises (RateLimited, ExecutorBusy, BadRequest,
         TaskTimedOut) when it never ran."""
         served = await self.executor.execute(request)
+        # Queued on the next loop turn, after the proof went out, and written on the one after.
+        asyncio.get_running_loop().call_soon(self._record_served, request, served, via)
+        return served
+
+    def _record_served(self, request: TaskRequest, served: Served, via: str) -> None:
         pred = served.statement["predicate"]
-        # Queued: written on the next loop turn, after the proof went out.
         self.recorder.add(task=request.task, role=proto.SERVED, type=request.type, peer=request.requester,
                           via=via, state="done" if pred["exit"]["status"] == "ok" else "failed",
                           request_digest=request.digest, request=request.summary(), created=pred["received"],
                           verified=True, proof=served.proof, result=served.result_bytes,
                           result_sha256=served.statement["subject"][0]["digest"]["sha256"], cost=pred["cost"],
                           error=pred["exit"]["message"] or None, ended=pred["ended"])
-        return served
 
     def _written(self, task: str, role: str, row: dict) -> None:
         self._changed(task, role, row["state"], row["peer"], row["type"])
@@ -175,11 +178,15 @@ class DelegationService:
         """Send a built request over the link (or HTTP), verify and record the answer."""
         via = "http" if http else "link"
         wait = max(0.0, sent.deadline - time.time()) + GRACE
-        # Queued: a fast task's row is written once, with its outcome, after the call returned.
-        self.recorder.add(task=sent.task, role=proto.SENT, type=sent.type, peer=peer_id, via=via,
-                          state="sent", request_digest=sent.digest, request=sent.summary(), created=sent.created)
+        # Queued on the next loop turn, while the request travels (its digest is computed then), and
+        # written with its outcome after the call returned (or on its own if the task takes longer).
+        record = _Once(self._record_sent, peer_id, sent, via)
+        asyncio.get_running_loop().call_soon(record)
         try:
-            proof, result_bytes = await self._send(peer_id, sent, http, wait)
+            try:
+                proof, result_bytes = await self._send(peer_id, sent, http, wait)
+            finally:
+                record()   # now, if the send failed before the loop turned (the outcome follows it)
         except TimedOut as exc:
             if exc.code == "timeout":   # no answer at all (a task the executor stopped has a proof)
                 exc = TimedOut(f"task {sent.task[:8]} ({sent.type}) got no answer from "
@@ -194,6 +201,10 @@ class DelegationService:
             self._record_failure(peer_id, sent, "refused", exc)
             raise
         return self._accept(peer_id, sent, proof, result_bytes, via)
+
+    def _record_sent(self, peer_id: str, sent: TaskRequest, via: str) -> None:
+        self.recorder.add(task=sent.task, role=proto.SENT, type=sent.type, peer=peer_id, via=via,
+                          state="sent", request_digest=sent.digest, request=sent.summary(), created=sent.created)
 
     async def _send(self, peer_id: str, sent: TaskRequest, http: bool, wait: float) -> tuple[dict, bytes]:
         if http:
@@ -318,6 +329,19 @@ class DelegationService:
 
     def _changed(self, task: str, role: str, state: str, peer: str, type_name: str) -> None:
         self.node.events.emit(ev.TASK_CHANGED, task=task, role=role, state=state, peer=peer, type=type_name)
+
+
+class _Once:
+    """A call made at most once: the first of a scheduled callback and a direct call wins."""
+    __slots__ = ("call", "args")
+
+    def __init__(self, call, *args):
+        self.call, self.args = call, args
+
+    def __call__(self) -> None:
+        if self.call is not None:
+            call, self.call = self.call, None
+            call(*self.args)
 
 
 def _reply_parts(reply) -> tuple[dict, bytes]:

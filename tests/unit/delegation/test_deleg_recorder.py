@@ -92,3 +92,4 @@ async def test_after_stop_each_row_is_written_at_once_and_a_closed_store_loses_n
     store.close()
     rec.add(**sent("t2"))   # the store closed: logged, never raised into the caller
     assert len(rec) == 0
+
