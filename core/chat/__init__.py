@@ -1,0 +1,1 @@
+"""End-to-end encrypted, ephemeral chat: key agreement, ratchet sessions, delivery, safety numbers."""
