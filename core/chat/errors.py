@@ -71,3 +71,8 @@ class OutboxFull(ChatError):
 class UnknownSession(ChatError):
     """The message belongs to no open session (closed, or from before a restart)."""
     code = "chat_unknown_session"
+
+
+class BadReceipt(ChatError):
+    """The peer acknowledged or read a message that was never sent."""
+    code = "chat_bad_receipt"
