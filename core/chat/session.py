@@ -67,8 +67,8 @@ class Session:
 
     def __init__(self, me: str, peer: str, ratchet: Ratchet, x3dh_ad: bytes, head: X3DHHead,
                  initiator: bool):
-        self.me = me
-        self.peer = peer
+        self._me = me
+        self._peer = peer
         self.initiator = initiator
         self.session_id = head.ek  # public: the initiator's ephemeral key names the session
         self._ratchet: Ratchet | None = ratchet
@@ -83,6 +83,15 @@ class Session:
 
     def __reduce_ex__(self, protocol):
         raise TypeError("a chat session stays in memory: it cannot be copied or pickled")
+
+    @property
+    def me(self) -> str:
+        return self._me
+
+    @property
+    def peer(self) -> str:
+        """The peer id; fixed for the session's life (it is bound into every message)."""
+        return self._peer
 
     @property
     def closed(self) -> bool:

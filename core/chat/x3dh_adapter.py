@@ -25,6 +25,7 @@ import x3dh
 import xeddsa
 from x3dh.identity_key_pair import IdentityKeyPairSeed
 from x3dh.pre_key_pair import PreKeyPair
+from x3dh.types import SecretType
 
 from core.config import write_secret
 from core.errors import InvalidSignature, MalformedMessage
@@ -73,6 +74,24 @@ class _State(x3dh.State):
         # private halves and bumps its version so the service republishes.
         if self._on_publish is not None:
             self._on_publish()
+
+    def prekeys(self) -> dict[bytes, bytes]:
+        """One-time prekeys, private -> public half (memoised: deriving them is the slow part)."""
+        memo = getattr(self, "_memo", {})
+        self._memo = {priv: memo.get(priv) or PreKeyPair(priv).pub for priv in self.model.pre_keys}
+        return self._memo
+
+    @property
+    def bundle(self) -> x3dh.Bundle:
+        # Same value as the library's property, which re-derives all ~100
+        # one-time public keys on every access (several per key agreement).
+        model = self.model
+        if model.identity_key.secret_type is not SecretType.SEED:
+            return super().bundle
+        spk = model.signed_pre_key
+        return x3dh.Bundle(identity_key=xeddsa.seed_to_ed25519_pub(model.identity_key.secret),
+                           signed_pre_key=xeddsa.priv_to_curve25519_pub(spk.priv),
+                           signed_pre_key_sig=spk.sig, pre_keys=frozenset(self.prekeys().values()))
 
     async def agree_passive(self, header: x3dh.Header) -> tuple[bytes, bytes, bytes]:
         """Passive X3DH without consuming the one-time prekey (see ChatKeys.consume)."""
@@ -130,15 +149,15 @@ class ChatKeys:
 
     def _save(self) -> None:
         model = self._state.model
-        live = {p.pub: p for p in (PreKeyPair(k) for k in model.pre_keys)}
+        live = {pub: priv for priv, pub in self._state.prekeys().items()}
         self._reserved = {pub: peer for pub, peer in self._reserved.items() if pub in live}
         doc = {
             "format": FILE_FORMAT,
             "identity": self._identity.id,
             "spk": _spk_doc(model.signed_pre_key),
             "old_spk": None if model.old_signed_pre_key is None else _spk_doc(model.old_signed_pre_key),
-            "prekeys": [{"priv": p.priv.hex(), "for": self._reserved.get(pub)}
-                        for pub, p in sorted(live.items())],
+            "prekeys": [{"priv": priv.hex(), "for": self._reserved.get(pub)}
+                        for pub, priv in sorted(live.items())],
         }
         write_secret(self._path, json.dumps(doc, sort_keys=True).encode())
 

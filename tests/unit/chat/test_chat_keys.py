@@ -28,6 +28,15 @@ def test_x3dh_identity_is_the_node_identity(peers):
     assert len(bundle.x3dh.pre_keys) == 1
 
 
+async def test_memoised_bundle_equals_the_librarys(peers):
+    import x3dh
+    a, b, _ = peers
+    await open_pair(a, b)   # a prekey used and refilled
+    state = b.keys._state
+    assert state.bundle == x3dh.BaseState.bundle.fget(state)
+    assert len(state.bundle.pre_keys) == PREKEY_TARGET
+
+
 def _resealed(signer: Identity, envelope: dict, **changes) -> dict:
     return seal(signer, "chat-bundle", {**envelope["body"], **changes})
 

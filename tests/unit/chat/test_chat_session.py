@@ -107,10 +107,10 @@ async def test_forged_sender_is_refused_by_the_associated_data(peers):
     a, b, c = peers
     sa, sb = await open_pair(a, b)
     wire = await sa.encrypt(b"from alice")
-    sb.peer = c.id            # B believes the message came from carol
+    sb._peer = c.id           # B believes the message came from carol
     with pytest.raises(DecryptFailed):
         await sb.decrypt(wire)
-    sb.peer = a.id
+    sb._peer = a.id
     assert await sb.decrypt(wire) == b"from alice"  # the refusal changed nothing
 
 
