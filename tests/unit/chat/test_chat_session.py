@@ -195,13 +195,24 @@ async def test_other_x3dh_header_raises_new_session_and_plain_message_is_not_ini
     assert text == b"again" and sb2.session_id != sb.session_id
 
 
-async def test_concurrent_decrypts_on_one_session_all_commit(peers):
+async def test_concurrent_decrypts_on_one_session_all_commit(peers, monkeypatch):
+    from core.chat.ratchet import AesGcm
+    plain_decrypt = AesGcm.decrypt
+
+    async def yielding_decrypt(ciphertext, key, associated_data):
+        await asyncio.sleep(0)  # let another decrypt run mid-way, as a real await would
+        return await plain_decrypt(ciphertext, key, associated_data)
+
+    monkeypatch.setattr(AesGcm, "decrypt", staticmethod(yielding_decrypt))
     a, b, _ = peers
     sa, sb = await open_pair(a, b)
     wires = [await sa.encrypt(f"m{i}".encode()) for i in range(40)]
     random.Random(3).shuffle(wires)
     texts = await asyncio.gather(*(sb.decrypt(w) for w in wires))
     assert sorted(texts) == sorted(f"m{i}".encode() for i in range(40))
+    for wire in wires:  # a lost state update would let some of these decrypt a second time
+        with pytest.raises((ReplayedMessage, DecryptFailed)):
+            await sb.decrypt(wire)
     assert await sa.decrypt(await sb.encrypt(b"after")) == b"after"
 
 
