@@ -18,15 +18,19 @@ setup: $(STAMP)
 
 # Debian packages the tests use for real: tor, a SOCKS5 server, a virtual screen.
 # policy-rc.d keeps the tor package from starting a system tor (it would contact public relays).
+# An existing policy-rc.d (container images ship one) is left as it is; one made here is removed.
+POLICY_RC ?= /usr/sbin/policy-rc.d
 debs:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
-	  policy=/usr/sbin/policy-rc.d; made=""; \
+	  policy=$(POLICY_RC); made=""; \
 	  if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' | $$SUDO tee $$policy >/dev/null; $$SUDO chmod +x $$policy; made=1; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
-	  [ -n "$$made" ] && $$SUDO rm -f $$policy; \
+	  status=$$?; \
+	  if [ -n "$$made" ]; then $$SUDO rm -f $$policy; fi; \
+	  exit $$status; \
 	fi
 
 run: $(STAMP)

@@ -1,6 +1,7 @@
 """Encryption: preferred / minimum mode, the network key, and the warning banner."""
 from __future__ import annotations
 
+import html
 import logging
 
 from PySide6.QtCore import Qt, Signal
@@ -63,6 +64,7 @@ class CryptoPanel(QGroupBox):
         self.key_button = QPushButton("Generate network key")
         self.key_button.clicked.connect(self.generate_key_clicked)
         self.error = QLabel()
+        self.error.setTextFormat(Qt.PlainText)
         self.error.setObjectName("error")
         self.error.setWordWrap(True)
         self.error.hide()
@@ -200,7 +202,7 @@ class SecurityBanner(QFrame):
             parts.append("<b>Unencrypted connections are accepted.</b> The minimum mode is "
                          "<i>none</i>: a peer that prefers no encryption can connect in clear text.")
         if plain:
-            names = ", ".join(p["name"] or p["id"][:12] for p in plain[:5])
+            names = html.escape(", ".join(p["name"] or p["id"][:12] for p in plain[:5]))  # names come from peers
             parts.append(f"<b>{len(plain)} connection(s) unencrypted right now:</b> {names}.")
         return " ".join(parts)
 

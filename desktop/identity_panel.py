@@ -39,6 +39,7 @@ class IdentityPanel(QGroupBox):
         self.listen.setFont(mono_font(9))
         for label in (self.name, self.fingerprint, self.id_label, self.listen):
             label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+            label.setTextFormat(Qt.PlainText)
 
         grid = QGridLayout()
         grid.setColumnStretch(1, 1)

@@ -58,6 +58,7 @@ class PeerDetails(QGroupBox):
 
 def _value(name: str = "") -> QLabel:
     label = QLabel()
+    label.setTextFormat(Qt.PlainText)  # peer names and addresses come from the network
     if name:
         label.setObjectName(name)
     label.setTextInteractionFlags(Qt.TextSelectableByMouse)

@@ -33,6 +33,7 @@ class AddPeerDialog(QDialog):
         hint.setWordWrap(True)
         hint.setObjectName("hint")
         self.error = QLabel()
+        self.error.setTextFormat(Qt.PlainText)
         self.error.setObjectName("error")
         self.error.setWordWrap(True)
         self.error.setTextInteractionFlags(Qt.TextSelectableByMouse)

@@ -101,6 +101,7 @@ class TrainingForm(QGroupBox):
         self.stop_button.setObjectName("danger")
         self.stop_button.setEnabled(False)
         self.refusal = QLabel()
+        self.refusal.setTextFormat(Qt.PlainText)
         self.refusal.setObjectName("error")
         self.refusal.setWordWrap(True)
         self.refusal.setVisible(False)

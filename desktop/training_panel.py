@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QFrame, QGroupBox, QHBoxLayout, QLabel, QProgressBar, QScrollArea, QTabWidget,
                                QVBoxLayout, QWidget)
 from qasync import asyncSlot
@@ -64,6 +64,7 @@ class TrainingPanel(QWidget):
         self.title = QLabel("No training task yet: choose the options above and press Start.")
         self.title.setObjectName("hint")
         self.metrics = QLabel()
+        self.metrics.setTextFormat(Qt.PlainText)
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
         self.progress.setFormat("no task")
@@ -72,6 +73,7 @@ class TrainingPanel(QWidget):
         self.eta = QLabel()
         self.eta.setObjectName("caption")
         self.detail = QLabel()        # retries and errors: why the task is not moving
+        self.detail.setTextFormat(Qt.PlainText)
         self.detail.setWordWrap(True)
         self.detail.hide()
         self.charts_holder = QWidget()
