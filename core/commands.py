@@ -193,13 +193,12 @@ async def _proxy_circuits(node):
 
 
 def _register_service_commands() -> None:
-    """Commands that services declare in their own modules (imported here, light only)."""
+    """Commands that services declare in their own modules (each REGISTRY line names its module)."""
     import importlib
-    importlib.import_module("core.learning.commands")  # registers ml.*
+    from .service import REGISTRY
+    for reg in REGISTRY:
+        if reg.commands:
+            importlib.import_module(reg.commands)  # registers ml.*, chat.*, ...
 
 
-try:
-    _register_service_commands()
-except ModuleNotFoundError as exc:  # the learning commands module is optional until it lands
-    if exc.name != "core.learning.commands":
-        raise
+_register_service_commands()

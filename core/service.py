@@ -50,6 +50,7 @@ class Registration:
 # The services a node runs, in start order. One line per service.
 REGISTRY: tuple[Registration, ...] = (
     Registration("learning", "core.learning.service:LearningService", "core.learning.commands"),
+    Registration("chat", "core.chat.service:ChatService", "core.chat.commands"),
 )
 
 

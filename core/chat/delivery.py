@@ -94,6 +94,16 @@ class Delivery:
         return seq
 
     @property
+    def base(self) -> int:
+        """The lowest seq still waiting (or the next one): the peer may skip everything below it."""
+        return next(iter(self._outbox), self._next_seq)
+
+    @property
+    def released(self) -> int:
+        """Receiver: every seq up to this one was released, in order."""
+        return self._released
+
+    @property
     def unacked(self) -> int:
         """How many sent-or-queued messages the peer has not acknowledged."""
         return len(self._outbox)
@@ -165,6 +175,21 @@ class Delivery:
         self._ack_due = True
         self._early[seq] = data.payload
         released = []
+        while self._released + 1 in self._early:
+            self._released += 1
+            released.append((self._released, self._early.pop(self._released)))
+        return released
+
+    def skip_to(self, base: int) -> list[tuple[int, bytes]]:
+        """The sender will never send seqs below ``base`` again (acknowledged, or forgotten by a
+        timer): stop waiting for them; returns the (seq, payload) pairs this releases, in order."""
+        if not _seq_ok(base):
+            raise MalformedMessage(f"base sequence number {base!r:.20} out of range")
+        if base - 1 <= self._released:
+            return []
+        self._released = base - 1
+        self._ack_due = True
+        released = [(seq, self._early.pop(seq)) for seq in sorted(s for s in self._early if s < base)]
         while self._released + 1 in self._early:
             self._released += 1
             released.append((self._released, self._early.pop(self._released)))

@@ -76,3 +76,13 @@ class UnknownSession(ChatError):
 class BadReceipt(ChatError):
     """The peer acknowledged or read a message that was never sent."""
     code = "chat_bad_receipt"
+
+
+class KeyChanged(ChatError):
+    """A verified contact now presents another key: refused until verified again."""
+    code = "chat_key_changed"
+
+
+class ConversationClosing(ChatError):
+    """The conversation is being closed; it starts again once the peer has wiped it too."""
+    code = "chat_closing"
