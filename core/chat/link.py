@@ -154,7 +154,7 @@ class Link:
 
     async def send_typing(self, on: bool) -> None:
         """A typing indicator: sent once, never retransmitted (only if a session exists)."""
-        if self.current is not None and self.owner.connected(self.peer):
+        if self.current is not None and self._closing is None and self.owner.connected(self.peer):
             await self._transmit(proto.encode_typing(on))
 
     async def ensure_bundle(self) -> None:
@@ -209,6 +209,8 @@ class Link:
             return self._retry_at
         self._retry_at = None
         acks, _ = self.inc.tick(now)
+        if self._closing is not None:
+            acks = []  # after our CLOSE nothing else goes out on these sessions: the peer wipes them
         for ack in acks:
             await self._transmit(proto.encode_ack(self.peer_epoch or bytes(proto.EPOCH), ack))
         if self._wipe_after_ack:
@@ -265,6 +267,8 @@ class Link:
     def _on_frame(self, kind: str, frame) -> None:
         if kind == proto.FRAME_DATA:
             epoch, data, base = frame
+            if self._closing is not None:
+                return  # sent before the peer saw our CLOSE: it drops it from its outbox then
             if epoch != self.peer_epoch:
                 self.peer_epoch = epoch      # the peer's sender started anew
                 self.inc = self._receiver()
