@@ -29,7 +29,7 @@ import os
 import time
 from collections import OrderedDict
 
-from core.errors import CoveyError, MalformedMessage, PeerUnreachable
+from core.errors import CoveyError, MalformedMessage, PeerUnreachable, RefusedByPolicy, UnknownPeer
 from core.chat import protocol as proto
 from core.chat.delivery import Ack, Data, Delivery
 from core.chat.errors import SessionClosed, UnknownSession
@@ -164,7 +164,12 @@ class Link:
 
     async def _fetch_bundle(self) -> Bundle:
         self.owner.check_peer(self.peer)
-        reply = await self.owner.node.request(self.peer, proto.BUNDLE, {}, timeout=BUNDLE_TIMEOUT)
+        try:
+            reply = await self.owner.node.request(self.peer, proto.BUNDLE, {}, timeout=BUNDLE_TIMEOUT)
+        except (RefusedByPolicy, UnknownPeer) as exc:  # its policy, not ours: say what to do
+            raise RefusedByPolicy(f"{self.peer[:12]} does not accept chat from this node yet; send it a "
+                                  f"contact request: `covey chat request {self.peer[:12]} TEXT` "
+                                  f"(it answered: {exc})", peer=self.peer) from None
         try:
             return verify_bundle(reply.get("bundle"), self.peer, self.keys.id)
         except CoveyError as exc:
