@@ -45,6 +45,9 @@ MAX_TAGS = 8192           # outgoing seqs remembered for read receipts
 BUNDLE_TIMEOUT = 10.0
 RETRY_MIN, RETRY_MAX = 1.0, 60.0
 WINDOW, REORDER, OUTBOX = 128, 256, 1000
+ACK_EVERY = 32            # data frames acknowledged at once at most ...
+ACK_DELAY = 0.005         # ... or this many seconds after the first one waiting (a delayed ack:
+                          # each ack turns the ratchet round, a DH step on both sides)
 
 
 def _sid(session: Session) -> bytes:
@@ -75,6 +78,8 @@ class Link:
         self._retry_at: float | None = None
         self._retry_delay = RETRY_MIN
         self._task: asyncio.Task | None = None
+        self._ack_waiting = 0                 # data frames received since our last ack
+        self._ack_since: float | None = None  # when the first of them arrived
         self._new_epochs()
 
     def __repr__(self) -> str:
@@ -213,7 +218,12 @@ class Link:
         if self._retry_at is not None and now < self._retry_at:
             return self._retry_at
         self._retry_at = None
-        acks, _ = self.inc.tick(now)
+        ack_at = self._ack_due_at(now)
+        if ack_at is None:
+            acks, _ = self.inc.tick(now)
+            self._ack_waiting, self._ack_since = 0, None
+        else:
+            acks = []
         if self._closing is not None:
             acks = []  # after our CLOSE nothing else goes out on these sessions: the peer wipes them
         for ack in acks:
@@ -232,7 +242,16 @@ class Link:
         self._retry_delay = RETRY_MIN
         if fresh:
             self.owner.on_sent(self, fresh)
+        if ack_at is not None:
+            wake = ack_at if wake is None else min(wake, ack_at)
         return wake
+
+    def _ack_due_at(self, now: float) -> float | None:
+        """None: acknowledge now; else the time the delayed ack falls due."""
+        if self._ack_since is None or self._ack_waiting >= ACK_EVERY or self._wipe_after_ack:
+            return None
+        due = self._ack_since + ACK_DELAY
+        return None if now >= due else due
 
     async def _transmit(self, plaintext: bytes) -> None:
         """Encrypt one frame (a fresh ratchet message) and send it; starts a session if needed."""
@@ -278,7 +297,10 @@ class Link:
                 self.peer_epoch = epoch      # the peer's sender started anew
                 self.inc = self._receiver()
             released = self.inc.skip_to(base) + self.inc.on_data(data)
-            self.poke()                      # acknowledge (duplicates too)
+            self._ack_waiting += 1           # acknowledge (duplicates too), soon
+            if self._ack_since is None:
+                self._ack_since = time.monotonic()
+            self.poke()
             for seq, payload in released:
                 try:
                     content = proto.decode_content(payload)
@@ -299,6 +321,8 @@ class Link:
 
     def _on_ack(self, ack: Ack) -> None:
         receipts = self.out.on_ack(ack)      # BadReceipt for a message never sent
+        if receipts.delivered:
+            self.poke()                      # the window moved: what waited behind it may go
         if self._closing is not None and self._closing in receipts.delivered:
             self._reset_all()
             self.owner.on_link_closed(self)

@@ -16,6 +16,8 @@ pickled: it lives in memory only.
 """
 from __future__ import annotations
 
+import copy
+import enum
 import os
 import struct
 from typing import NamedTuple
@@ -25,7 +27,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from doubleratchet import AEAD, AuthenticationFailedException, DoubleRatchet, Header
 from doubleratchet.recommended import HashFunction, kdf_hkdf, kdf_separate_hmacs
+from doubleratchet.kdf_chain import KDFChain
 from doubleratchet.recommended.diffie_hellman_ratchet_curve25519 import DiffieHellmanRatchet
+from doubleratchet.symmetric_key_ratchet import SymmetricKeyRatchet
 
 from core.errors import MalformedMessage, MessageTooLarge, UnsupportedVersion
 
@@ -94,8 +98,47 @@ class Ratchet(DoubleRatchet):
         raise TypeError("ratchet state stays in memory: it cannot be pickled")
 
 
+_IMMUTABLE = (bytes, str, int, float, bool, type(None), type, frozenset, enum.Enum)
+_MEMO = "_pub_memo"  # (priv, pub): two immutable bytes
+
+
+def _tree_copy(obj, memo: dict):
+    """A deep copy of the ratchet's state tree: its objects are copied, its leaves (bytes, ints,
+    KDF classes) shared, as deepcopy would leave them; anything else goes through deepcopy."""
+    clone = object.__new__(type(obj))
+    memo[id(obj)] = clone
+    state = {}
+    for key, value in obj.__dict__.items():
+        if isinstance(value, _IMMUTABLE) or key == _MEMO:
+            state[key] = value
+        elif isinstance(value, (KDFChain, SymmetricKeyRatchet)):
+            state[key] = memo.get(id(value)) or _tree_copy(value, memo)
+        else:
+            state[key] = copy.deepcopy(value, memo)
+    clone.__dict__.update(state)
+    return clone
+
+
+class CopyingDH(DiffieHellmanRatchet):
+    """The recommended Curve25519 DH ratchet with a faster deep copy.
+
+    The library deep-copies this object on every decrypt (and commits the copy on
+    success); the generic ``copy.deepcopy`` walk was most of a decrypt's time."""
+
+    def __deepcopy__(self, memo):
+        return _tree_copy(self, memo)
+
+    def _derive_pub(self, priv: bytes) -> bytes:
+        # Called for every message's header: remember the public half of the current private key
+        # (held by this instance only, replaced when the key turns, gone when it is wiped).
+        memo = self.__dict__.get("_pub_memo")
+        if memo is None or memo[0] != priv:
+            memo = self._pub_memo = (priv, DiffieHellmanRatchet._derive_pub(priv))
+        return memo[1]
+
+
 # Positional parameters shared by encrypt_initial_message/decrypt_initial_message.
-PARAMS = (DiffieHellmanRatchet, RootKDF, MessageKDF, b"\x02\x01", MAX_SKIP, MAX_SKIP, AesGcm)
+PARAMS = (CopyingDH, RootKDF, MessageKDF, b"\x02\x01", MAX_SKIP, MAX_SKIP, AesGcm)
 
 
 class X3DHHead(NamedTuple):

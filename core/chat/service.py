@@ -44,7 +44,7 @@ import time
 from core import events as ev
 from core.errors import CoveyError, UnknownPeer
 from core.net.limits import LogLimiter
-from core.peers import Capability, Tier, allows, parse_tier
+from core.peers import Capability, Tier
 
 from core.chat import protocol as proto
 from core.chat.conversation import DELIVERED, READ, SENT, Conversation
@@ -88,7 +88,7 @@ class ChatService:
         self.typing_enabled = True
         self._typing_sent: dict[str, float] = {}
         self._log_limit = LogLimiter()
-        self._changed = asyncio.Condition()
+        self._changed = asyncio.Event()     # set (and replaced) whenever a conversation changes
         self._expiry_wake: asyncio.Event | None = None
         self._expiry_task: asyncio.Task | None = None
         self._unsubscribe: list = []
@@ -131,12 +131,10 @@ class ChatService:
 
     # -- policy (used by links too) ----------------------------------------------------
     def connected(self, peer: str) -> bool:
+        """Connected, and its tier allows chat (the connection's limits carry the node's policy
+        decision, refreshed when the tier changes: cheaper than a peer-book lookup per frame)."""
         conn = self.node.connections.get(peer)
-        return conn is not None and not conn.closed and self.may_chat(peer)
-
-    def may_chat(self, peer: str) -> bool:
-        rec = self.node.peers.get(peer)
-        return rec is not None and allows(parse_tier(rec.tier), rec.banned, Capability.CHAT)
+        return conn is not None and not conn.closed and Capability.CHAT in conn.limits.allowed
 
     def check_peer(self, peer: str) -> None:
         """Raise unless our policy lets us chat with ``peer`` and its key is not a changed one."""
@@ -196,13 +194,10 @@ class ChatService:
         if conv is not None:
             conv.wipe()
 
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
     def _changed_soon(self) -> None:
-        if not self._stopped:
-            asyncio.ensure_future(self._notify())
+        """Wake every ``wait_messages`` (cheap: no task per message)."""
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     # -- callbacks from links -------------------------------------------------------------
     def on_content(self, link: Link, content: proto.Content) -> None:
@@ -341,11 +336,10 @@ class ChatService:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return []
-            async with self._changed:
-                try:
-                    await asyncio.wait_for(self._changed.wait(), remaining)
-                except asyncio.TimeoutError:
-                    return []
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                return []
 
     def conversation(self, ref: str) -> dict:
         """The summary of one conversation (timer, unread, verified, typing, connected)."""

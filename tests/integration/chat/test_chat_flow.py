@@ -208,3 +208,18 @@ async def test_contact_requests_are_rate_limited_per_peer(make_node):
     with pytest.raises(RateLimited):
         await chat(carol).request(alice.identity.id, "request 3")
     assert [r["text"] for r in chat(alice).requests()] == ["request 2"]  # one held per peer, the newest
+
+
+async def test_messages_behind_the_window_go_out_when_acks_arrive(make_node):
+    """Only WINDOW messages are in flight; an ack that moves the window sends the next ones at
+    once (not at the next resend, which is an hour away here)."""
+    from core.chat.link import WINDOW
+    alice, bob = await chat_pair(make_node)
+    await chat(alice).send("bob", "open the session")
+    await wait_until(lambda: texts(bob, alice) == ["open the session"])
+    link = chat(alice).links[bob.identity.id]
+    link.out.backoff_base = link.out.backoff_max = 3600.0
+    for i in range(WINDOW + 40):
+        await chat(alice).send("bob", f"burst {i}")
+    await wait_until(lambda: len(texts(bob, alice)) == WINDOW + 41, 30)
+    assert texts(bob, alice)[1:] == [f"burst {i}" for i in range(WINDOW + 40)]

@@ -309,3 +309,24 @@ def _reachable_bytes(root) -> set[bytes]:
             continue
         stack.extend(gc.get_referents(obj))
     return found
+
+
+async def test_ratchet_state_copy_is_deep_and_equal(tmp_path):
+    """The faster deep copy of the DH ratchet (taken on every decrypt) shares no mutable object
+    with the original and serialises to the same state."""
+    import copy
+
+    from core.chat.ratchet import CopyingDH
+    a, b = Peer(tmp_path, "a"), Peer(tmp_path, "b")
+    sa, sb = await open_pair(a, b)
+    await sa.decrypt(await sb.encrypt(b"reply"))
+    dh = sa._ratchet._DoubleRatchet__diffie_hellman_ratchet
+    assert isinstance(dh, CopyingDH)
+    clone = copy.deepcopy(dh)
+    assert clone.model == dh.model
+    for obj, other in ((clone, dh),):
+        for key, value in vars(obj).items():
+            if hasattr(value, "__dict__") and not isinstance(value, type):
+                assert value is not vars(other)[key]
+    await clone.next_encryption_key()      # advancing the clone leaves the original alone
+    assert clone.model != dh.model
