@@ -276,6 +276,7 @@ class ChatService:
             rec = self.node.peers.get(peer)
             conn = self.node.connections.get(peer)
             name = (rec.name if rec is not None else "") or (conn.peer_name if conn is not None else "")
+            name = "".join(ch for ch in str(name) if ch.isprintable())[:64]  # it came from the network
             self.inbox.add(peer, name, text)
         except CoveyError as exc:
             self.refused(peer, proto.REQUEST, exc)
