@@ -1,18 +1,24 @@
-"""Every node command, declared once: served by the control API, parsed by the CLI.
+"""How a ``covey`` command is declared: :class:`Param`, :class:`Command` and :class:`CommandSet`.
 
 A command is an async function ``(node, **params) -> JSON-able`` plus the
-parameters it takes. ``core.cli`` builds its argument parser from these
-declarations and ``core.control`` validates requests against them, so the
-two surfaces cannot drift apart.
+parameters it takes. Each module that declares commands (the node's own in
+``core.app.node_commands``, each service's in its ``commands`` module) holds
+one ``COMMANDS = CommandSet()`` and decorates its functions with
+``@COMMANDS.command(...)``; :func:`core.app.commands.load_commands` collects
+them. The CLI builds its argument parser from the collection and the control
+API validates requests against it, so the two surfaces cannot drift apart.
+This module only declares: it imports no command and no service.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from .config import MODES
 from .errors import BadRequest
 
+
+MAX_LIST = 64   # items of a list parameter (positional KEY=VALUE pairs)
 
 @dataclass(frozen=True)
 class Param:
@@ -54,151 +60,41 @@ class Command:
                 raise BadRequest(f"{self.name}: argument {p.name!r} must be {p.kind.__name__}")
             if isinstance(value, str) and len(value) > p.max_len:
                 raise BadRequest(f"{self.name}: argument {p.name!r} is too long")
+            if isinstance(value, list) and (len(value) > MAX_LIST or not all(
+                    isinstance(v, str) and len(v) <= p.max_len for v in value)):
+                raise BadRequest(f"{self.name}: {p.name} must be at most {MAX_LIST} texts")
             if p.choices and value not in p.choices:
                 raise BadRequest(f"{self.name}: {p.name} must be one of {', '.join(p.choices)}")
             clean[p.name] = value
         return clean
 
 
-COMMANDS: dict[str, Command] = {}
+class CommandSet:
+    """The commands one module declares, in declaration order (names unique)."""
 
+    def __init__(self) -> None:
+        self._commands: dict[str, Command] = {}
 
-def command(name: str, help: str, *params: Param):
-    def register(fn):
-        COMMANDS[name] = Command(name, help, fn, tuple(params))
-        return fn
-    return register
+    def command(self, name: str, help: str, *params: Param):
+        """Decorator: declare ``fn`` as the command ``name`` (``"peers.add"`` -> `covey peers add`)."""
+        def register(fn):
+            self.add(Command(name, help, fn, tuple(params)))
+            return fn
+        return register
 
+    def add(self, cmd: Command) -> None:
+        if cmd.name in self._commands:
+            raise ValueError(f"command {cmd.name!r} is declared twice")
+        self._commands[cmd.name] = cmd
 
-PEER = Param("peer", "peer id, unique id prefix, or name", max_len=128)
-TIERS = ("core", "sandbox", "external", "unknown")
+    def __iter__(self) -> Iterator[Command]:
+        return iter(self._commands.values())
 
+    def __len__(self) -> int:
+        return len(self._commands)
 
-@command("id", "show id, fingerprint, listen and onion addresses")
-async def _id(node):
-    return node.info()
+    def __contains__(self, name: object) -> bool:
+        return name in self._commands
 
-
-@command("peers.list", "list the peer book")
-async def _peers_list(node):
-    return node.list_peers()
-
-
-@command("peers.add", "add a peer by address (pin its key with --key)",
-         Param("address", "HOST:PORT of the peer", max_len=300),
-         Param("key", "the peer's id (64 hex) to pin", flag="--key", required=False),
-         Param("name", "a name for the peer", flag="--name", required=False, max_len=64))
-async def _peers_add(node, address, key=None, name=None):
-    return await node.add_peer(address, key=key, name=name)
-
-
-@command("peers.trust", "set a peer's trust tier", PEER, Param("tier", "trust tier", choices=TIERS))
-async def _peers_trust(node, peer, tier):
-    return node.trust(peer, tier)
-
-
-@command("peers.ban", "ban a peer (disconnects it)", PEER)
-async def _peers_ban(node, peer):
-    return await node.ban(peer)
-
-
-@command("peers.unban", "lift a ban", PEER)
-async def _peers_unban(node, peer):
-    return node.unban(peer)
-
-
-@command("peers.remove", "forget a peer", PEER)
-async def _peers_remove(node, peer):
-    return await node.remove_peer(peer)
-
-
-@command("crypto.mode", "show or set the encryption mode (and the minimum accepted)",
-         Param("mode", "asymmetric|symmetric|none", required=False, choices=MODES),
-         Param("min", "weakest mode accepted (defaults to MODE)", flag="--min", required=False,
-               choices=MODES))
-async def _crypto_mode(node, mode=None, min=None):
-    if mode is None:
-        if min is not None:
-            raise BadRequest("give MODE together with --min")
-        return node.crypto_view()
-    return await node.set_mode(mode, min)
-
-
-@command("crypto.psk.generate", "generate a new network key for symmetric mode")
-async def _psk_generate(node):
-    return await node.psk_set()
-
-
-@command("crypto.psk.import", "import a network key (64 hex digits)",
-         Param("key", "the key as hex", max_len=200))
-async def _psk_import(node, key):
-    try:
-        raw = bytes.fromhex(key.strip())
-    except ValueError:
-        raise BadRequest("the network key file must hold 64 hex digits") from None
-    return await node.psk_set(raw)
-
-
-@command("crypto.psk.export", "export the network key")
-async def _psk_export(node):
-    key = node.psk()
-    if key is None:
-        raise BadRequest("no network key: `covey crypto psk generate` or `covey crypto psk import FILE`")
-    return {"key": key.hex()}
-
-
-@command("proxy.show", "show proxy settings (the password is never shown)")
-async def _proxy_show(node):
-    return node.proxy_view()
-
-
-@command("proxy.set", "route outbound connections through SOCKS5 or Tor",
-         Param("socks5", "HOST:PORT of a SOCKS5 proxy", flag="--socks5", required=False, max_len=300),
-         Param("tor", "use Tor (our own tor, or a running one with --tor-control)", flag="--tor",
-               kind=bool, required=False),
-         Param("tor_control", "a running tor's control port HOST:PORT (cookie auth)",
-               flag="--tor-control", required=False, max_len=300),
-         Param("tor_config", "torrc lines our own tor joins with (e.g. a private network's "
-               "DirAuthority lines); saved as the tor_config setting", flag="--tor-config",
-               required=False, max_len=1024),
-         Param("user", "SOCKS5 user", flag="--user", required=False, max_len=255),
-         Param("password", "SOCKS5 password (read from --password-file by the CLI)",
-               required=False, max_len=255))
-async def _proxy_set(node, socks5=None, tor=None, tor_control=None, tor_config=None, user=None,
-                     password=None):
-    from .config import parse_hostport
-    if bool(socks5) == bool(tor):
-        raise BadRequest("give exactly one of --socks5 HOST:PORT or --tor")
-    if tor:
-        return await node.use_tor(tor_control, tor_config)
-    if tor_control or tor_config:
-        raise BadRequest("--tor-control and --tor-config go with --tor")
-    host, port = parse_hostport(socks5)
-    return await node.set_proxy("socks5", host, port, user or "", password)
-
-
-@command("proxy.off", "connect directly again")
-async def _proxy_off(node):
-    return await node.set_proxy("off", password="")
-
-
-@command("proxy.newnym", "ask tor for new circuits (new identity; tor allows one every 10 s)")
-async def _proxy_newnym(node):
-    return await node.route.new_identity()
-
-
-@command("proxy.circuits", "list tor's circuits")
-async def _proxy_circuits(node):
-    return await node.route.circuits()
-
-
-def _register_service_commands() -> None:
-    """Commands that services declare in their own modules (each REGISTRY line names its module)."""
-    import importlib
-    from .service import REGISTRY
-    for reg in REGISTRY:
-        if reg.commands:
-            importlib.import_module(reg.commands)  # registers ml.*, chat.*, ...
-
-
-_register_service_commands()
+    def __getitem__(self, name: str) -> Command:
+        return self._commands[name]

@@ -7,6 +7,7 @@ never part of the settings that are shown or returned.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -22,6 +23,9 @@ log = logging.getLogger("covey.config")
 MODES = ("none", "asymmetric", "symmetric")  # ordered: weakest first
 MODE_RANK = {mode: rank for rank, mode in enumerate(MODES)}
 DEFAULT_LISTEN = "0.0.0.0:8102"
+MAX_NAME = 64   # characters of a node name (what a handshake carries)
+BUILTIN_DATASETS = ("digits", "synthetic")   # shipped with the learning code (scikit-learn)
+MAX_TASK_DATASETS = 256
 
 
 def default_home() -> Path:
@@ -65,6 +69,56 @@ def check_mode(mode: str, what: str = "mode") -> str:
     if mode not in MODE_RANK:
         raise BadRequest(f"unknown {what} {mode!r}: choose one of {', '.join(MODES)}")
     return mode
+
+
+def invalid(setting: str, why: str) -> BadRequest:
+    """The error for one bad setting; it names the setting (``.setting``) so that
+    :func:`load_settings` can add where the value came from."""
+    exc = BadRequest(f"setting {setting}: {why}")
+    vars(exc).update(setting=setting, why=why)
+    return exc
+
+
+def _ipv4(setting: str, value: str) -> ipaddress.IPv4Address:
+    try:
+        return ipaddress.IPv4Address(value)
+    except ValueError:
+        raise invalid(setting, f"{value!r} is not an IPv4 address") from None
+
+
+def _check_port(setting: str, port: int, low: int = 1) -> None:
+    if not low <= port <= 65535:
+        raise invalid(setting, f"port {port} is not in {low}..65535")
+
+
+def parse_network_key(text: str) -> bytes:
+    """A network key given as hex (a file's or a field's text) -> its 32 bytes."""
+    try:
+        key = bytes.fromhex((text or "").strip())
+    except ValueError:
+        raise BadRequest("the network key file must hold 64 hex digits") from None
+    return check_network_key(key)
+
+
+def check_network_key(key: bytes) -> bytes:
+    if not isinstance(key, bytes) or len(key) != 32:
+        raise BadRequest("a network key is 32 bytes (64 hex digits)")
+    return key
+
+
+def read_network_key(path: Path) -> bytes | None:
+    """The key in ``path`` (network.key: 64 hex digits), None when there is none."""
+    try:
+        data = path.read_bytes().strip()
+    except FileNotFoundError:
+        return None
+    try:
+        key = bytes.fromhex(data.decode())
+    except ValueError:
+        raise BadRequest(f"{path} is not a valid network key; re-import it") from None
+    if len(key) != 32:
+        raise BadRequest(f"{path} must hold 32 bytes (64 hex digits)")
+    return key
 
 
 @dataclass
@@ -111,33 +165,63 @@ class Settings:
     handler_tasks: int = 32         # async handler tasks in flight per connection
     partial_budget: int = 256 << 20  # bytes of unfinished chunked messages, all connections together
     partial_timeout: float = 120.0  # seconds an unfinished chunked message may take
+    # Datasets delegated tasks may read, by name: a built-in or an absolute .csv/.npz path.
+    # A task names one of these; it never gives a path.
+    task_datasets: dict[str, str] = field(default_factory=lambda: {n: n for n in BUILTIN_DATASETS})
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        check_mode(self.mode)
-        check_mode(self.min_mode, "minimum mode")
+        """Check every setting; a bad one raises BadRequest naming it (see :func:`invalid`)."""
+        for name, kind in _FIELD_TYPES.items():
+            value = getattr(self, name)
+            ok = isinstance(value, _TYPES[kind]) and (kind == "bool" or not isinstance(value, bool))
+            if ok and isinstance(value, list):
+                ok = all(isinstance(v, str) for v in value)
+            if not ok:
+                raise invalid(name, f"{value!r} is not a valid {kind}")
+        if len(self.name) > MAX_NAME or not self.name.isprintable():
+            raise invalid("name", f"must be at most {MAX_NAME} printable characters")
+        for name in ("mode", "min_mode"):
+            if getattr(self, name) not in MODE_RANK:
+                raise invalid(name, f"unknown mode {getattr(self, name)!r}: choose one of {', '.join(MODES)}")
         if MODE_RANK[self.mode] < MODE_RANK[self.min_mode]:
-            raise BadRequest(f"preferred mode {self.mode} is weaker than the minimum {self.min_mode}")
-        parse_hostport(self.listen, default_host="0.0.0.0")
+            raise invalid("mode", f"preferred mode {self.mode} is weaker than the minimum {self.min_mode}")
+        _hostport("listen", self.listen, "0.0.0.0")
         if self.proxy_mode not in ("off", "socks5", "tor"):
-            raise BadRequest(f"proxy mode {self.proxy_mode!r}: choose off, socks5 or tor")
+            raise invalid("proxy_mode", f"{self.proxy_mode!r}: choose off, socks5 or tor")
+        _check_port("proxy_port", self.proxy_port, low=0)
         if self.tor_control:
-            parse_hostport(self.tor_control)
+            _hostport("tor_control", self.tor_control)
+        if not _ipv4("discovery_group", self.discovery_group).is_multicast:
+            raise invalid("discovery_group", f"{self.discovery_group!r} is not an IPv4 multicast "
+                          "address (224.0.0.0/4)")
+        _check_port("discovery_port", self.discovery_port)
+        if not self.discovery_interval > 0:
+            raise invalid("discovery_interval", "must be a positive number of seconds")
+        _ipv4("discovery_interface", self.discovery_interface)
+        for address in self.bootstrap:
+            _hostport("bootstrap", address)
         if not 0 < self.ban_threshold < 1:
-            raise BadRequest("ban threshold must be between 0 and 1")
+            raise invalid("ban_threshold", "must be between 0 and 1")
         if self.max_unknown_peers < 1 or not self.unknown_peer_ttl > 0:
-            raise BadRequest("max_unknown_peers must be at least 1 and unknown_peer_ttl positive")
+            raise invalid("max_unknown_peers", "must be at least 1 (and unknown_peer_ttl positive)")
         if self.max_frame < 4096 or self.max_message < self.max_frame:
-            raise BadRequest("max_frame must be >= 4096 and max_message >= max_frame")
-        if min(self.hello_timeout, self.http_idle_timeout, self.partial_timeout,
-               self.unknown_rate, self.peer_rate) <= 0:
-            raise BadRequest("timeouts and message rates must be positive")
-        if min(self.max_connections, self.tor_handshakes, self.max_unknown_connections,
-               self.unknown_max_message, self.handler_tasks, self.partial_budget,
-               self.unknown_partial_budget) < 1:
-            raise BadRequest("connection, handshake, task and size limits must be at least 1")
+            raise invalid("max_frame", "must be >= 4096 (and max_message >= max_frame)")
+        for name in ("hello_timeout", "http_idle_timeout", "partial_timeout", "unknown_rate",
+                     "peer_rate", "connect_timeout", "heartbeat", "clock_skew"):
+            if not getattr(self, name) > 0:
+                raise invalid(name, "timeouts and message rates must be positive")
+        for name in ("max_connections", "tor_handshakes", "max_unknown_connections", "max_handshakes",
+                     "unknown_max_message", "handler_tasks", "partial_budget",
+                     "unknown_partial_budget", "unknown_per_minute"):
+            if getattr(self, name) < 1:
+                raise invalid(name, "connection, handshake, task and size limits must be at least 1")
+        try:
+            self.task_datasets = check_task_datasets(self.task_datasets)
+        except BadRequest as exc:
+            raise invalid("task_datasets", str(exc)) from None
 
     @property
     def listen_hostport(self) -> tuple[str, int]:
@@ -147,52 +231,110 @@ class Settings:
         return asdict(self)
 
 
+def check_task_datasets(datasets: Any) -> dict[str, str]:
+    """The ``task_datasets`` map, checked: at most 256 names of 1 to 64 characters, each
+    a built-in dataset or an absolute path to a .csv or .npz file."""
+    if not isinstance(datasets, dict) or len(datasets) > MAX_TASK_DATASETS:
+        raise BadRequest(f"task_datasets must be a map of at most {MAX_TASK_DATASETS} names to datasets")
+    for name, spec in datasets.items():
+        if not isinstance(name, str) or not 0 < len(name) <= 64 or not name.isprintable():
+            raise BadRequest(f"task_datasets: dataset name {name!r:.80} must be 1 to 64 printable characters")
+        if not isinstance(spec, str) or not (spec in BUILTIN_DATASETS or (
+                os.path.isabs(spec) and spec.lower().endswith((".csv", ".npz")))):
+            raise BadRequest(f"task_datasets: {name!r} -> {spec!r:.200} is neither a built-in dataset "
+                             f"({', '.join(BUILTIN_DATASETS)}) nor an absolute .csv/.npz path")
+    return dict(datasets)
+
+
 _ENV_PREFIX = "COVEY_"
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "bool": bool, "str": str,
+                                             "list": list, "dict": dict}
+
+
+def _hostport(setting: str, text: str, default_host: str = "127.0.0.1") -> None:
+    try:
+        parse_hostport(text, default_host=default_host)
+    except BadRequest as exc:
+        raise invalid(setting, str(exc)) from None
+
+
+_FIELD_TYPES: dict[str, str] = {f.name: str(f.type).split("[")[0] for f in fields(Settings)}  # int, list, ...
 
 
 def _coerce(name: str, raw: Any) -> Any:
-    kind = {f.name: f.type for f in fields(Settings)}[name]
+    """A value from a file, the environment or a flag -> the setting's type (BadRequest if not)."""
+    kind = _FIELD_TYPES[name]
     try:
-        if kind in ("int", int):
-            return int(raw)
-        if kind in ("float", float):
-            return float(raw)
-        if kind in ("bool", bool):
-            return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes", "on")
-        if kind.startswith("list"):
+        if kind == "list":
             return raw if isinstance(raw, list) else [s for s in str(raw).split(",") if s]
-    except (TypeError, ValueError):
-        raise BadRequest(f"setting {name}: {raw!r} is not a valid {kind}") from None
-    return str(raw)
+        if kind == "dict":  # a map: as is from config.json, JSON text from the environment
+            return raw if isinstance(raw, dict) else json.loads(str(raw))
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in _TRUE + _FALSE:
+                return text in _TRUE
+            raise ValueError(raw)
+        if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+            raise TypeError(raw)
+        if kind == "int":
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError(raw)
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except (TypeError, ValueError, OverflowError):
+        raise invalid(name, f"{raw!r} is not a valid {kind}") from None
+    return raw if isinstance(raw, str) else str(raw)
 
 
 def load_settings(home: Path, overrides: dict[str, Any] | None = None) -> Settings:
-    """Defaults < home/config.json < COVEY_* environment < explicit overrides (flags)."""
+    """Defaults < home/config.json < COVEY_* environment < explicit overrides (flags).
+
+    Every setting is checked here, at load time: a bad one is a BadRequest that
+    names the setting and where its value came from."""
     names = {f.name for f in fields(Settings)}
     merged: dict[str, Any] = {}
+    source: dict[str, str] = {}
     path = home / "config.json"
-    if path.exists():
-        try:
-            data = json.loads(path.read_text())
-            if not isinstance(data, dict):
-                raise ValueError("not an object")
-        except (ValueError, OSError) as exc:
-            raise BadRequest(f"{path} is not valid JSON ({exc}); fix or move it aside") from None
-        merged.update({k: _coerce(k, v) for k, v in data.items() if k in names})
+    for key, value in _read_config(path).items():
+        if key in names:
+            merged[key], source[key] = value, str(path)
     for name in names:
         raw = os.environ.get(_ENV_PREFIX + name.upper())
         if raw is not None:
-            merged[name] = _coerce(name, raw)
+            merged[name], source[name] = raw, f"{_ENV_PREFIX}{name.upper()} in the environment"
     for key, value in (overrides or {}).items():
         if value is not None:
-            merged[key] = _coerce(key, value)
-    return Settings(**merged)
+            merged[key], source[key] = value, "the command line"
+    try:
+        return Settings(**{k: _coerce(k, v) for k, v in merged.items()})
+    except BadRequest as exc:
+        named = vars(exc)
+        where = source.get(named.get("setting", ""))
+        if where is None:
+            raise
+        raise invalid(named["setting"], f"{named['why']} (from {where})") from None
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (ValueError, OSError) as exc:
+        raise BadRequest(f"{path} is not valid JSON ({exc}); fix or move it aside") from None
+    if not isinstance(data, dict):
+        raise BadRequest(f"{path} is not valid JSON (not an object); fix or move it aside")
+    return data
 
 
 def save_settings(home: Path, changes: dict[str, Any]) -> None:
-    """Persist user changes to home/config.json (merged with what is there)."""
+    """Persist user changes to home/config.json (merged with what is there), crash-safe."""
     path = home / "config.json"
-    current = json.loads(path.read_text()) if path.exists() else {}
+    current = _read_config(path)
     current.update(changes)
     private_dir(home)
     write_atomic(path, json.dumps(current, indent=2, sort_keys=True).encode(), 0o600)

@@ -16,7 +16,7 @@ class CoveyError(Exception):
     code = "error"
 
     def __init__(self, message: str = "", **details):
-        super().__init__(message or self.__doc__.strip().splitlines()[0])
+        super().__init__(message or _first_line(self))
         self.details = details
 
 
@@ -51,6 +51,11 @@ class StoreLocked(CoveyError):
     code = "store_locked"
 
 
+class StoreUnavailable(CoveyError):
+    """The database file could not be opened or written."""
+    code = "store_unavailable"
+
+
 # -- signatures and objects ---------------------------------------------------
 class InvalidSignature(CoveyError):
     """The signature does not verify."""
@@ -82,6 +87,34 @@ class UnsupportedVersion(CoveyError):
     code = "unsupported_version"
 
 
+class Invalid(CoveyError):
+    """The object failed validation.
+
+    ``reason`` is a short machine-readable word (e.g. ``shape``, ``late``) a
+    service answers the sender with and counts.
+    """
+    code = "invalid"
+
+    def __init__(self, reason: str, message: str = ""):
+        super().__init__(message or f"{_first_line(self).rstrip('.')} ({reason})", reason=reason)
+        self.reason = reason
+
+
+class NotAdmitted(CoveyError):
+    """A signed object from a peer was not admitted.
+
+    Raised by :mod:`core.admission` once the rejection is recorded (reputation,
+    event, log); ``rejection`` says why, ``__cause__`` is the typed error of
+    the failed step and ``code`` is that error's code (what the peer is told).
+    """
+    code = "not_admitted"
+
+    def __init__(self, rejection, cause: CoveyError):
+        super().__init__(str(cause) or rejection.message, reason=rejection.reason)
+        self.rejection = rejection
+        self.code = cause.code
+
+
 # -- peers and policy ---------------------------------------------------------
 class UnknownPeer(CoveyError):
     """No such peer in the peer book."""
@@ -101,6 +134,10 @@ class RefusedByPolicy(CoveyError):
 class PeerBanned(CoveyError):
     """The peer is banned."""
     code = "banned"
+
+
+class NotTheSender(RefusedByPolicy):
+    """The signed object is signed by another identity than the peer that sent it."""
 
 
 # -- transport ----------------------------------------------------------------
@@ -134,6 +171,21 @@ class ProxyUnreachable(CoveyError):
     code = "proxy_unreachable"
 
 
+class TorError(CoveyError):
+    """Tor could not be started or controlled."""
+    code = "tor_error"
+
+
+class ForeignBeacon(CoveyError):
+    """The beacon's fingerprint does not belong to its id."""
+    code = "fingerprint_mismatch"
+
+
+class TooManyPeers(CoveyError):
+    """Too many nodes announce themselves on this LAN; new ones are ignored."""
+    code = "too_many_peers"
+
+
 class TimedOut(CoveyError):
     """The operation timed out."""
     code = "timeout"
@@ -157,6 +209,152 @@ class NotRunning(CoveyError):
 class Unauthorized(CoveyError):
     """Missing or wrong control token."""
     code = "unauthorized"
+
+
+# -- learning -----------------------------------------------------------------
+class UnknownTask(CoveyError):
+    """No such training task on this node."""
+    code = "unknown_task"
+
+
+class UpdateRejected(Invalid):
+    """The model update was rejected."""
+    code = "update_rejected"
+
+
+class NotEnoughParticipants(CoveyError):
+    """Too few workers are left for secure aggregation to finish this round (fewer than the threshold)."""
+    code = "secagg_too_few"
+
+
+class UnmaskRefused(RefusedByPolicy):
+    """Refused to reveal secure-aggregation shares: the request could expose a single worker's update."""
+    code = "secagg_refused"
+
+
+class CorruptShare(BadRequest):
+    """A secure-aggregation share blob failed authentication (corrupted, or not addressed to this worker)."""
+    code = "secagg_corrupt_share"
+
+
+class RosterRefused(RefusedByPolicy):
+    """The secure-aggregation roster is not made of enough known, signed participants."""
+
+
+# -- task delegation ---------------------------------------------------------------
+class UnknownTaskType(CoveyError):
+    """This executor does not run tasks of that type."""
+    code = "unknown_task_type"
+
+
+class ExecutorBusy(CoveyError):
+    """The executor is busy: its queue is full; try again later."""
+    code = "executor_busy"
+
+
+class TaskTimedOut(TimedOut):
+    """The task ran past its time limit and was stopped."""
+    code = "task_timeout"
+
+
+class MemoryLimitExceeded(CoveyError):
+    """The task exceeded its memory limit and was stopped."""
+    code = "memory_limit"
+
+
+class TaskFailed(CoveyError):
+    """The task failed while it ran."""
+    code = "task_failed"
+
+
+class ProofMismatch(CoveyError):
+    """The execution proof does not match this request, executor or result."""
+    code = "proof_mismatch"
+
+
+# -- chat (core/chat) -----------------------------------------------------------
+class ChatError(CoveyError):
+    """The chat message was refused."""
+    code = "chat_error"
+
+
+class BadBundle(InvalidSignature):
+    """The prekey bundle is not validly signed by the peer it claims to come from."""
+    code = "chat_bad_bundle"
+
+
+class KeyAgreementFailed(ChatError):
+    """The X3DH key agreement failed (unknown or already used prekey, or a bad key)."""
+    code = "chat_key_agreement"
+
+
+class ForgedSender(ChatError):
+    """The message claims a sender other than the peer it came from."""
+    code = "chat_forged_sender"
+
+
+class DecryptFailed(ChatError):
+    """The message does not decrypt: tampered, or not for this conversation."""
+    code = "chat_decrypt_failed"
+
+
+class ReplayedMessage(ReplayDetected):
+    """This chat message was decrypted before (replay)."""
+    code = "chat_replay"
+
+
+class TooManySkipped(ChatError):
+    """The message skips more message keys than the bound allows."""
+    code = "chat_skip_bound"
+
+
+class NewSession(ChatError):
+    """The message starts a new session (it carries another X3DH header): accept it as such."""
+    code = "chat_new_session"
+
+
+class SessionClosed(ChatError):
+    """The chat session was closed and wiped."""
+    code = "chat_session_closed"
+
+
+class PrekeysExhausted(ChatError):
+    """No one-time prekey is left to hand out."""
+    code = "chat_prekeys_exhausted"
+
+
+class CorruptPrekeyFile(CorruptKeyFile):
+    """The chat prekey file is damaged or belongs to another identity."""
+    code = "chat_corrupt_prekey_file"
+
+
+class OutboxFull(ChatError):
+    """Too many messages are waiting for acknowledgement in this conversation."""
+    code = "chat_outbox_full"
+
+
+class UnknownSession(ChatError):
+    """The message belongs to no open session (closed, or from before a restart)."""
+    code = "chat_unknown_session"
+
+
+class BadReceipt(ChatError):
+    """The peer acknowledged or read a message that was never sent."""
+    code = "chat_bad_receipt"
+
+
+class KeyChanged(ChatError):
+    """A verified contact now presents another key: refused until verified again."""
+    code = "chat_key_changed"
+
+
+class ConversationClosing(ChatError):
+    """The conversation is being closed; it starts again once the peer has wiped it too."""
+    code = "chat_closing"
+
+
+def _first_line(exc: CoveyError) -> str:
+    return (type(exc).__doc__ or "").strip().splitlines()[0] if type(exc).__doc__ else type(exc).__name__
 
 
 def _all_errors(cls: type = CoveyError) -> dict[str, type]:

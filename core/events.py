@@ -33,6 +33,7 @@ SETTINGS_CHANGED = "settings_changed"
 TOR_STATUS = "tor_status"        # bootstrap progress, running, onion
 ML_ROUND = "ml_round"
 ML_STATE = "ml_state"
+TASK_CHANGED = "task_changed"    # a delegated task was sent, answered or served (core.delegation)
 
 
 @dataclass(frozen=True)

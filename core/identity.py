@@ -183,6 +183,20 @@ class Identity:
         return identity
 
 
+def ensure_identity(home: Path, name: str = "", passphrase: bytes | None = None) -> tuple[Identity, bool]:
+    """The identity of ``home``, created (named ``name``, protected by ``passphrase`` if
+    given) when it has none: ``(identity, created)``. The one place an identity is made;
+    the home is created (or restricted) 0700 first."""
+    home = Path(home)
+    private_dir(home)
+    if Identity.exists(home):
+        return Identity.load(home, passphrase), False
+    identity = Identity.generate(name or "")
+    identity.save(home, passphrase)
+    log.info("created identity %s in %s", identity.id, home)
+    return identity, True
+
+
 def _as_bytes(passphrase: bytes | str) -> bytes:
     return passphrase.encode() if isinstance(passphrase, str) else bytes(passphrase)
 

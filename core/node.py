@@ -12,18 +12,20 @@ import logging
 import os
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Literal, overload
 
 from . import events as ev
 from core.net import wire
-from .config import MODE_RANK, Settings, offered_modes, load_settings, save_settings, with_changes, write_secret
+from .config import (MODE_RANK, Settings, check_network_key, load_settings, offered_modes, parse_network_key,
+                     read_network_key, save_settings, with_changes, write_secret)
 from core.net.connection import CLOSE_POLICY, CLOSE_REPLACED, CLOSE_SHUTDOWN, PeerConnection
-from .errors import (BadRequest, CoveyError, PeerBanned, PeerUnreachable, RateLimited,
+from .errors import (BadRequest, CoveyError, NotAdmitted, PeerBanned, PeerUnreachable, RateLimited,
                      RefusedByPolicy, TimedOut, UnknownPeer, from_code)
 from .events import EventBus
 from core.net.handshake import LocalEndpoint, random_psk
-from .identity import Identity, is_peer_id
+from .identity import Identity, ensure_identity, is_peer_id
 from core.net.limits import LogLimiter, PeerLimits, limits_for
 from .peers import MIN_PREFIX, Capability, PeerBook, Tier, keeps_connected, message_capability
 from core.net.proxy import read_password
@@ -44,6 +46,9 @@ BACKOFF_MIN, BACKOFF_MAX = 0.5, 60.0
 SWEEP_INTERVAL = 0.1  # how often unanswered requests are checked against their timeout
 MAX_LAN_DIALS = 4     # LAN peers dialled at once for the session (a beacon flood dials no more)
 USER_SOURCES = ("manual", "bootstrap")  # dials whose address the user gave
+DISCOVERY_SETTINGS = ("discovery", "discovery_group", "discovery_port", "discovery_interval",
+                      "discovery_interface")
+_UNREAD = object()
 
 
 class Node:
@@ -73,6 +78,8 @@ class Node:
         self._unknown_budget: dict[str, list[float]] = {}
         self._stopping = False
         self._services: dict[str, "Service"] = {}
+        self._psk: bytes | None | object = _UNREAD   # the network key, read once (see psk())
+        self._basis: tuple = ()                       # what the transport's endpoint was made of
         self.route = OutboundRoute(self)
         self.events.on(ev.PEER_BANNED, self._on_banned)
         for name in (ev.TIER_CHANGED, ev.PEER_BANNED, ev.PEER_UNBANNED, ev.PEER_ADDED, ev.PEER_REMOVED):
@@ -82,31 +89,29 @@ class Node:
 
     # -- lifecycle ---------------------------------------------------------------
     @classmethod
-    def open(cls, home: Path, overrides: dict | None = None, passphrase: bytes | None = None) -> "Node":
-        """Load identity and settings from ``home`` (NoIdentity if `covey init` was never run)."""
+    def open(cls, home: Path, overrides: dict | None = None, passphrase: bytes | None = None,
+             *, create_as: str | None = None) -> "Node":
+        """Load settings, then the identity of ``home``. A bad setting is a BadRequest naming
+        it (before anything is created); with no identity: NoIdentity, or with ``create_as``
+        a new identity of that name (``core.identity.ensure_identity``)."""
         home = Path(home)
-        identity = Identity.load(home, passphrase)
         settings = load_settings(home, overrides)
+        if create_as is None:
+            identity = Identity.load(home, passphrase)
+        else:
+            identity, _ = ensure_identity(home, create_as, passphrase)
         if settings.name and settings.name != identity.name:
             identity.name = settings.name
         return cls(home, identity, settings)
 
-    def psk(self) -> bytes | None:
-        path = self.home / PSK_FILE
-        if not path.exists():
-            return None
-        data = path.read_bytes().strip()
-        try:
-            key = bytes.fromhex(data.decode())
-        except ValueError:
-            raise BadRequest(f"{path} is not a valid network key; re-import it") from None
-        if len(key) != 32:
-            raise BadRequest(f"{path} must hold 32 bytes (64 hex digits)")
-        return key
+    def _endpoint_basis(self) -> tuple:
+        """What a LocalEndpoint is made of (a change of any needs a new one)."""
+        return (self.settings.mode, self.settings.min_mode, self.psk(), self.identity.name)
 
     def _endpoint(self) -> LocalEndpoint:
         # Over tor, inbound peers arrive from tor's 127.0.0.1: a listen port in the hello would
         # only be recorded as a loopback address they cannot dial (and leak the port).
+        self._basis = self._endpoint_basis()
         return LocalEndpoint.create(self.identity, self.settings.mode, self.settings.min_mode, self.psk(),
                                     announce_port=not self.route.via_tor)
 
@@ -229,7 +234,7 @@ class Node:
                 "fingerprint": self.identity.fingerprint, "listen": self.listen_addresses(),
                 "onion": self.route.onion(),
                 "mode": self.settings.mode, "min_mode": self.settings.min_mode,
-                "network_key": (self.home / PSK_FILE).exists(), "pid": os.getpid(),
+                "network_key": self.psk() is not None, "pid": os.getpid(),
                 "uptime": round(time.time() - self.started_at, 3)}
 
     def _health(self) -> dict:
@@ -378,8 +383,10 @@ class Node:
     async def _reply_error(self, conn: PeerConnection, msg: wire.Message, exc: CoveyError,
                            code: str | None = None) -> None:
         code = code or exc.code
-        suppressed = self._rejections.allow(conn.peer_id)
-        if suppressed is not None:  # rate limited per peer: a flood of bad messages is no log flood
+        # rate limited per peer: a flood of bad messages is no log flood (the admission step
+        # reported what it did not admit already)
+        suppressed = None if isinstance(exc, NotAdmitted) else self._rejections.allow(conn.peer_id)
+        if suppressed is not None:
             self.events.emit(ev.MESSAGE_REJECTED, peer=conn.peer_id, type=msg.type, code=code,
                              reason=str(exc), suppressed=suppressed)
         if not conn.closed:
@@ -673,13 +680,41 @@ class Node:
             await conn.close(CLOSE_POLICY, reason)
 
     # -- settings ---------------------------------------------------------------------
+    # One path for every user action; the GUI, the CLI and the control API call these.
+    # Each validates (all of Settings.validate, plus its own argument rules), persists
+    # (config.json via the crash-safe writer) and reconfigures only what the change touches.
     async def update_settings(self, **changes: Any) -> Settings:
-        """Apply a change, persist it, and reconnect what depends on it."""
-        new = with_changes(self.settings, **changes)
-        save_settings(self.home, changes)
+        """Apply a change of settings: validate it, persist it, reconfigure what it touches."""
+        return await self._change(changes)
+
+    async def _change(self, changes: dict[str, Any], *, persist: bool = True,
+                      proxy_password: str | None = None, announce: tuple[str, ...] = ()) -> Settings:
+        """Validate, persist (unless ``persist`` is False: an owned tor's SOCKS port differs
+        from run to run), then give the transport what changed, and only that: a new
+        endpoint (fresh Noise keys) when the mode, the network key or the name changed; the
+        same keys when only whether to announce the listen port did (tor on or off). The
+        transport rebuilds its outbound session only when the proxy or its password changed."""
+        old = self.settings
+        new = with_changes(old, **changes)
+        if ({"mode", "min_mode"} & set(changes) and "symmetric" in (new.mode, new.min_mode)
+                and self.psk() is None):
+            raise BadRequest("symmetric mode needs a network key: `covey crypto psk generate` "
+                             "or `covey crypto psk import FILE` first")
+        if persist and changes:
+            save_settings(self.home, {k: getattr(new, k) for k in changes})
         self.settings = new
-        self.transport.reconfigure(new, self._endpoint(), read_password(self.home))
-        self.events.emit(ev.SETTINGS_CHANGED, changes=sorted(changes))
+        if new.name and new.name != old.name:
+            self.identity.name = new.name
+        if self.transport is not None:   # not started: start() builds everything from the settings
+            local = self.transport.local
+            if self._endpoint_basis() != self._basis:
+                local = self._endpoint()
+            elif local.announce_port != (not self.route.via_tor):
+                local = replace(local, announce_port=not self.route.via_tor)
+            self.transport.reconfigure(new, local=local, proxy_password=proxy_password)
+            if any(getattr(old, k) != getattr(new, k) for k in DISCOVERY_SETTINGS):
+                await self._restart_discovery()
+        self.events.emit(ev.SETTINGS_CHANGED, changes=sorted(changes) + list(announce))
         # Connections negotiated under the old policy must renegotiate.
         weaker = [c for c in self.connections.values()
                   if MODE_RANK[c.mode] < MODE_RANK[new.min_mode]]
@@ -687,27 +722,62 @@ class Node:
             await conn.close(CLOSE_POLICY, f"this node now requires at least {new.min_mode}")
         return new
 
-    async def set_mode(self, mode: str, min_mode: str | None = None) -> dict:
-        changes = {"mode": mode, "min_mode": min_mode or mode}
-        if "symmetric" in changes.values() and self.psk() is None:
-            raise BadRequest("symmetric mode needs a network key: `covey crypto psk generate` "
-                             "or `covey crypto psk import FILE` first")
-        await self.update_settings(**changes)
+    async def _restart_discovery(self) -> None:
+        if self.discovery is not None:
+            await self.discovery.stop()
+            self.discovery = None
+        if self.settings.discovery and not self._stopping:
+            await self._start_discovery()
+
+    async def set_mode(self, mode: str | None, min_mode: str | None = None) -> dict:
+        """Set the preferred encryption mode and the weakest accepted (default: the same)."""
+        if mode is None:
+            raise BadRequest("give MODE together with --min")
+        await self._change({"mode": mode, "min_mode": min_mode or mode})
         return self.crypto_view()
 
     def crypto_view(self) -> dict:
+        key = self.psk()
         return {"mode": self.settings.mode, "min": self.settings.min_mode,
-                "network_key": (self.home / PSK_FILE).exists(),
-                "offered": offered_modes(self.settings.min_mode, self.psk() is not None)}
+                "network_key": key is not None, "offered": offered_modes(self.settings.min_mode, key is not None)}
 
-    async def psk_set(self, key: bytes | None = None) -> dict:
-        key = key if key is not None else random_psk()
-        if len(key) != 32:
-            raise BadRequest("a network key is 32 bytes (64 hex digits)")
+    def psk(self) -> bytes | None:
+        """The network key: read from network.key once, then kept in memory (psk_set replaces it)."""
+        if self._psk is _UNREAD:
+            self._psk = read_network_key(self.home / PSK_FILE)
+        return self._psk  # type: ignore[return-value]
+
+    async def psk_set(self, key: bytes | str | None = None) -> dict:
+        """Set the network key: random when None, or given as bytes or as hex text."""
+        if key is None:
+            key = random_psk()
+        key = parse_network_key(key) if isinstance(key, str) else check_network_key(key)
         write_secret(self.home / PSK_FILE, key.hex().encode() + b"\n")
-        self.transport.reconfigure(self.settings, self._endpoint(), read_password(self.home))
-        self.events.emit(ev.SETTINGS_CHANGED, changes=["network_key"])
+        self._psk = key
+        await self._change({}, persist=False, announce=("network_key",))
         return self.crypto_view()
+
+    async def set_name(self, name: str) -> dict:
+        """Rename this node: peers see the new name at their next handshake and in beacons."""
+        if not isinstance(name, str) or not name.strip():
+            raise BadRequest("a node name cannot be empty")
+        await self._change({"name": name.strip()})
+        return self.info()
+
+    async def set_discovery(self, enabled: bool | None = None, group: str | None = None,
+                            port: int | None = None, interval: float | None = None,
+                            interface: str | None = None) -> dict:
+        """Turn LAN discovery on or off, or change its group, port, interval or interface."""
+        given = {"discovery": enabled, "discovery_group": group, "discovery_port": port,
+                 "discovery_interval": interval, "discovery_interface": interface}
+        await self._change({k: v for k, v in given.items() if v is not None})
+        return self.discovery_view()
+
+    def discovery_view(self) -> dict:
+        s = self.settings
+        return {"enabled": s.discovery, "group": s.discovery_group, "port": s.discovery_port,
+                "interval": s.discovery_interval, "interface": s.discovery_interface,
+                "running": self.discovery is not None}
 
     # -- outbound route (direct, SOCKS5, tor): core.net.routing --------------------------
     @property
@@ -716,10 +786,19 @@ class Node:
 
     async def set_proxy(self, mode: str, host: str = "", port: int = 0, user: str = "",
                         password: str | None = None) -> dict:
+        """Off, a SOCKS5 proxy, or a tor SOCKS port used as a plain proxy (password None: keep)."""
         return await self.route.set_proxy(mode, host, port, user, password)
 
     async def use_tor(self, control: str | None = None, config: str | None = None) -> dict:
         return await self.route.use_tor(control, config)
+
+    async def choose_proxy(self, *, socks5: str | None = None, tor: bool = False,
+                           tor_control: str | None = None, tor_config: str | None = None,
+                           user: str | None = None, password: str | None = None) -> dict:
+        """The user's proxy choice as a form or `covey proxy set` gives it (see
+        :meth:`core.net.routing.OutboundRoute.choose` for the rules)."""
+        return await self.route.choose(socks5=socks5, tor=tor, tor_control=tor_control,
+                                       tor_config=tor_config, user=user, password=password)
 
     def proxy_view(self) -> dict:
         return self.route.view()

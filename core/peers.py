@@ -1,6 +1,6 @@
 """The peer book: who we know, how far we trust them, and what that allows.
 
-The policy table (DESIGN section 2) lives here and only here: every service
+The policy table (docs/design.md section 2) lives here and only here: every service
 asks :meth:`PeerBook.check` before acting for a peer.
 """
 from __future__ import annotations
@@ -55,7 +55,7 @@ class Capability(str, Enum):
 
 
 C = Capability
-# DESIGN section 2. UNKNOWN peers may connect (rate-limited by the transport)
+# docs/design.md section 2. UNKNOWN peers may connect (rate-limited by the transport)
 # and send a contact request, nothing else; banned peers may do nothing.
 POLICY: dict[Tier, frozenset[Capability]] = {
     Tier.CORE: frozenset(Capability),

@@ -2,8 +2,10 @@
 
 A service is a package under ``core/`` (learning, chat, knowledge, delegation)
 with the same files everywhere: ``service`` (the class below), ``commands``
-(its ``covey`` subcommands), ``protocol`` (its message bodies) and ``db`` when
-it persists. Adding one is a new package plus one line in :data:`REGISTRY`.
+(its ``covey`` subcommands: ``COMMANDS = core.commands.CommandSet()``, collected
+by ``core.app.commands.load_commands``), ``protocol`` (its message bodies) and
+``db`` when it persists. What it accepts signed from peers goes through
+``core.admission.Admission``; the errors it raises live in ``core.errors``. Adding one is a new package plus one line in :data:`REGISTRY`.
 
 The node builds each registered service with ``Service(node)``; the
 constructor registers its message handlers (``node.on_message``) and must not
@@ -51,6 +53,7 @@ class Registration:
 REGISTRY: tuple[Registration, ...] = (
     Registration("learning", "core.learning.service:LearningService", "core.learning.commands"),
     Registration("chat", "core.chat.service:ChatService", "core.chat.commands"),
+    Registration("delegation", "core.delegation.service:DelegationService", "core.delegation.commands"),
 )
 
 

@@ -6,11 +6,13 @@ signature covers ``b"covey/v1/" + kind + b"\\0" + canonical(fields)`` so a
 signature made for one kind of object is never valid for another, and the
 nonce and timestamp let receivers reject replays and stale copies.
 
-Objects that arrive from a peer go through :meth:`Verifier.admit`, the one
-admission step: the envelope's shape, the signer being the sender, the
+Objects that arrive from a peer go through :class:`core.admission.Admission`,
+the one admission step, which composes the pieces here in this order: the
+envelope's shape and the signer being the sender (:func:`check_sender`), the
 caller's authorisation (membership, tier, capability) and only then the clock,
-the signature and the replay memory, which is kept per signer so one signer's
-flood never pushes out another's nonces.
+the signature and the replay memory (:meth:`Verifier.open`), which is kept per
+signer so one signer's flood never pushes out another's nonces.
+:meth:`Verifier.admit` is the same order without the reporting.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import msgpack
 
 from collections.abc import Callable
 
-from core.errors import MalformedMessage, RefusedByPolicy, ReplayDetected, StaleMessage
+from core.errors import MalformedMessage, NotTheSender, ReplayDetected, StaleMessage
 from core.identity import is_peer_id, verify
 
 DEFAULT_SKEW = 120.0          # seconds a signed object may be older than our clock
@@ -142,8 +144,16 @@ def verify_only(envelope: dict, kind: str) -> tuple[str, dict]:
     return signer, envelope["body"]
 
 
-class NotTheSender(RefusedByPolicy):
-    """The signed object is signed by another identity than the peer that sent it."""
+def check_sender(envelope: Any, kind: str, sender: str) -> str:
+    """The first two admission checks: the envelope's shape, and its signer being ``sender``.
+
+    Returns the signer; raises MalformedMessage or NotTheSender. Nothing is verified yet.
+    """
+    _check_shape(envelope, kind)
+    signer = envelope["signer"]
+    if signer != sender:
+        raise NotTheSender(f"the signed {kind} is signed by {signer[:16]}, not by its sender {sender[:16]}")
+    return signer
 
 
 class _Window:
@@ -221,10 +231,7 @@ class Verifier:
         MalformedMessage, NotTheSender, whatever ``authorize`` raises,
         StaleMessage, InvalidSignature or ReplayDetected.
         """
-        _check_shape(envelope, kind)
-        signer = envelope["signer"]
-        if signer != sender:
-            raise NotTheSender(f"the signed {kind} is signed by {signer[:16]}, not by its sender {sender[:16]}")
+        signer = check_sender(envelope, kind, sender)
         if authorize is not None:
             authorize(signer, envelope["body"])
         return self.open(envelope, kind, now=now)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from core.errors import BadRequest, CoveyError, StoreCorrupt, StoreLocked
+from core.errors import BadRequest, StoreCorrupt, StoreLocked, StoreUnavailable
 from core.files import private_dir, private_file
 
 log = logging.getLogger("covey.store")
@@ -55,11 +55,6 @@ MIGRATIONS: list[Sequence[str]] = [
         "OR tier != 'unknown' OR banned = 1",
     ),
 ]
-
-
-class StoreUnavailable(CoveyError):
-    """The database file could not be opened or written."""
-    code = "store_unavailable"
 
 
 @dataclass

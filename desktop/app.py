@@ -13,7 +13,7 @@ from PySide6.QtCore import QSocketNotifier, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from core import logs
-from core.app.control import ControlServer
+from core.app.runtime import Runtime
 from core.errors import human
 
 from .startup import ask_name_dialog, ask_passphrase_dialog, open_node
@@ -25,38 +25,24 @@ STOP_DEADLINE = 3.0
 
 
 class Session:
-    """One running node with its control API and its window."""
+    """One running node (with its control API: ``core.app.runtime``) and its window."""
 
     def __init__(self, node):
         self.node = node
-        self.control: ControlServer | None = None
+        self.runtime = Runtime(node)
         self.window: MainWindow | None = None
         self.closed = asyncio.Event()
 
     async def open(self) -> None:
         """Start the node and the control API, then show the window."""
-        await self.node.start()
-        self.control = ControlServer(self.node)
-        try:
-            await self.control.start()
-        except BaseException:
-            await self.node.stop()
-            raise
+        await self.runtime.start()
         self.window = MainWindow(self.node)
         self.window.closed.connect(self.closed.set)
         self.window.show()
 
     async def close(self) -> None:
         """Stop the control API and the node (bounded: closing must not hang)."""
-        try:
-            await asyncio.wait_for(self._stop(), STOP_DEADLINE)
-        except asyncio.TimeoutError:
-            log.warning("shutdown took longer than %.0f s; exiting anyway", STOP_DEADLINE)
-
-    async def _stop(self) -> None:
-        if self.control is not None:
-            await self.control.stop()
-        await self.node.stop()
+        await self.runtime.stop(STOP_DEADLINE)
 
     async def run(self) -> str | None:
         """Open, wait for the window to close, close. Returns an error for the user, or None."""

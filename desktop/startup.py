@@ -1,7 +1,6 @@
 """Before the window: create the identity on first run and unlock a protected key."""
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Callable
 
@@ -13,7 +12,6 @@ from core.errors import PassphraseRequired, WrongPassphrase
 from core.identity import Identity
 from core.node import Node
 
-log = logging.getLogger("covey.desktop.startup")
 
 AskName = Callable[[str], "tuple[str, bytes | None] | None"]
 AskPassphrase = Callable[[str], "bytes | None"]
@@ -105,26 +103,24 @@ def ask_passphrase_dialog(home: Path) -> AskPassphrase:
 
 def open_node(home: Path, overrides: dict, passphrase: bytes | None,
               ask_name: AskName, ask_passphrase: AskPassphrase) -> Node | None:
-    """Create the identity if the home has none, unlock it, and build the node.
+    """Name a new identity if the home has none, unlock it, and build the node (the
+    identity itself is made by ``core.identity.ensure_identity``, through ``Node.open``).
 
     ``ask_name(default)`` returns (name, passphrase or None) or None (cancelled);
     ``ask_passphrase(error)`` returns a passphrase or None (cancelled). Returns
     None when the user cancels. Runs before the event loop starts.
     """
     home = Path(home)
-    home.mkdir(parents=True, exist_ok=True)
+    create_as = None
     if not Identity.exists(home):
         answer = ask_name(overrides.get("name") or "")
         if answer is None:
             return None
-        name, new_passphrase = answer
-        Identity.generate(name).save(home, new_passphrase)
-        log.info("created a new identity in %s", home)
-        passphrase = new_passphrase
+        create_as, passphrase = answer
     error = ""
     while True:
         try:
-            return Node.open(home, overrides, passphrase)
+            return Node.open(home, overrides, passphrase, create_as=create_as)
         except PassphraseRequired:
             error = ""
         except WrongPassphrase:

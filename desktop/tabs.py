@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QWidget
 from .encryption.crypto_panel import CryptoPanel, SecurityBanner
 from .node.identity_panel import IdentityPanel
 from .peers.peers_panel import PeersPanel
+from .tasks.tasks_panel import TasksPanel
 from .training.training_panel import TrainingPanel
 
 TOP, LEFT, TAB = "top", "left", "tab"   # across the window, the left column, the tabs on the right
@@ -44,6 +45,7 @@ PANELS: tuple[Panel, ...] = (
     Panel("crypto_panel", CryptoPanel, LEFT),
     Panel("peers_panel", PeersPanel, TAB, "Peers"),
     Panel("training_panel", TrainingPanel, TAB, "Training", service="learning"),
+    Panel("tasks_panel", TasksPanel, TAB, "Tasks", service="delegation"),
 )
 
 

@@ -15,7 +15,9 @@ import sys
 import time
 from pathlib import Path
 
+from core.app.client import call
 from core.errors import BadRequest, CoveyError, NotRunning, TimedOut
+from core.identity import ensure_identity
 
 STATE_FILE = "cluster.json"
 START_TIMEOUT = 20.0
@@ -73,7 +75,6 @@ def _spawn(node: dict) -> int:
 
 
 def _wait_ready(node: dict, pid: int) -> dict:
-    from core.app.cli import call
     home = Path(node["home"])
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
@@ -92,7 +93,6 @@ def _wait_ready(node: dict, pid: int) -> dict:
 
 def up(directory: Path, nodes: int, topology: str = "seed") -> dict:
     """Create (or restart) N nodes and connect them: every node <-> the seed, all CORE."""
-    from core.app.cli import call, init
     if not 1 <= nodes <= 64:
         raise BadRequest("--nodes must be between 1 and 64")
     if topology not in ("seed", "mesh"):
@@ -106,8 +106,8 @@ def up(directory: Path, nodes: int, topology: str = "seed") -> dict:
     for i in range(nodes):
         name = f"node-{i}"
         home = directory / name
-        info = init(home, name, None)
-        state["nodes"].append({"name": name, "home": str(home), "id": info["id"],
+        identity, _ = ensure_identity(home, name)
+        state["nodes"].append({"name": name, "home": str(home), "id": identity.id,
                                "role": "seed" if i == 0 else "peer", "port": 0, "pid": None})
     pids = [_spawn(n) for n in state["nodes"]]
     for node, pid in zip(state["nodes"], pids):
@@ -127,7 +127,6 @@ def up(directory: Path, nodes: int, topology: str = "seed") -> dict:
 
 
 def _trust_when_known(home: Path, peer_id: str) -> None:
-    from core.app.cli import call
     deadline = time.monotonic() + 10
     while True:
         try:
@@ -140,7 +139,6 @@ def _trust_when_known(home: Path, peer_id: str) -> None:
 
 
 def status(directory: Path) -> dict:
-    from core.app.cli import call
     import psutil
     state = load_state(directory)
     rows = []

@@ -1,7 +1,7 @@
 """Local control API: HTTP over a Unix socket in the home (POSIX), with a bearer token.
 
-``POST /v1/<command>`` with a JSON object of arguments runs one command of
-:mod:`core.commands`; the answer is ``{"result": ...}`` or
+``POST /v1/<command>`` with a JSON object of arguments runs one command
+that :func:`core.app.commands.load_commands` collects; the answer is ``{"result": ...}`` or
 ``{"error": {"code", "message"}}``. Where the server listens (``socket``, or
 ``url`` on the TCP fallback), the token and the server's pid are written to
 ``control.json`` (mode 0600) in the node's home, and removed on shutdown.
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from core.commands import COMMANDS
+from core.app.commands import load_commands
 from core.config import write_secret
 from core.files import private_dir
 from core.errors import BadRequest, CoveyError, Unauthorized, human
@@ -39,6 +39,8 @@ CONTROL_FILE = "control.json"
 SOCKET_FILE = "control.sock"
 MAX_SOCKET_PATH = 100  # sun_path holds 104-108 bytes depending on the OS
 MAX_BODY = 64 * 1024
+# The HTTP status of each error code (a code not listed takes its parent error's; else 400).
+# The message is core.errors.human's, the same sentence the CLI and the GUI show.
 STATUS = {"bad_request": 400, "malformed": 400, "unauthorized": 401, "unknown_peer": 404,
           "refused_by_policy": 403, "banned": 403, "ambiguous_peer": 409, "timeout": 504,
           "unreachable": 502, "proxy_unreachable": 502, "key_mismatch": 502,
@@ -54,6 +56,7 @@ class ControlServer:
         self.unix = unix_sockets() if unix is None else unix
         self.socket_path: Path | None = None
         self.token = secrets.token_hex(32)
+        self.commands = load_commands()
         self._runner: web.AppRunner | None = None
 
     @property
@@ -102,7 +105,7 @@ class ControlServer:
     async def _handle(self, request: web.Request) -> web.Response:
         try:
             self._authorize(request)
-            command = COMMANDS.get(request.match_info["name"])
+            command = self.commands.get(request.match_info["name"])
             if command is None:
                 raise BadRequest(f"unknown command {request.match_info['name']!r}")
             try:
@@ -112,7 +115,7 @@ class ControlServer:
             result = await command.run(self.node, **command.validate(args))
             return web.json_response({"result": result})
         except CoveyError as exc:
-            return _error(STATUS.get(exc.code, 400), exc.code, str(exc))
+            return _error(http_status(exc), exc.code, human(exc))
         except web.HTTPRequestEntityTooLarge:
             return _error(413, "too_large", "request body too large")
         except Exception as exc:  # a bug must answer, not hang the CLI
@@ -124,7 +127,7 @@ class ControlServer:
         try:
             self._authorize(request)
         except CoveyError as exc:
-            return _error(401, exc.code, str(exc))
+            return _error(401, exc.code, human(exc))
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await response.prepare(request)
         queue = self.node.events.subscribe()
@@ -137,6 +140,15 @@ class ControlServer:
             return response
         finally:
             self.node.events.unsubscribe(queue)
+
+
+def http_status(exc: CoveyError) -> int:
+    """The HTTP status for a typed error: its code's, else the nearest parent error's, else 400."""
+    for klass in type(exc).__mro__:
+        code = exc.code if klass is type(exc) else getattr(klass, "code", None)
+        if code in STATUS:
+            return STATUS[code]
+    return 400
 
 
 def unix_sockets() -> bool:

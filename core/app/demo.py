@@ -11,11 +11,11 @@ import tempfile
 from pathlib import Path
 
 from core.app import cluster
+from core.app.client import call
 
 
 def run(directory: Path | None = None, nodes: int = 4, rounds: int = 10, out=sys.stdout) -> dict:
     """Run the demo; returns the final training status (accuracy per round in ``history``)."""
-    from core.app.cli import call
     from core.learning.follow import follow_status
     directory = directory or Path(tempfile.mkdtemp(prefix="covey-demo-"))
     say = lambda text: (out.write(text + "\n"), out.flush())  # noqa: E731

@@ -4,11 +4,13 @@ Every command that names a PEER answers about that one conversation only.
 """
 from __future__ import annotations
 
-from core.commands import Param, command
+from core.commands import CommandSet, Param
 from core.errors import BadRequest
 
 from .protocol import MAX_REQUEST_TEXT, MAX_TEXT, TIMERS
 
+COMMANDS = CommandSet()
+command = COMMANDS.command
 PEER = Param("peer", "peer id, unique id prefix, or name", max_len=128)
 ON_OFF = ("on", "off")
 

@@ -1,8 +1,10 @@
 """Aggregation rules: small pure functions over a stacked ``[N, D]`` float32 tensor.
 
 Each rule returns the aggregate ``[D]`` (and, for the row-selecting rules,
-the indices of the rows it kept). :func:`aggregate` is the strategy wrapper
-the coordinator calls with flat numpy updates.
+the indices of the rows it kept). A small strategy per rule says how its
+function is called (:data:`STRATEGIES`); :func:`aggregate`, which the
+coordinator calls with flat numpy updates, looks the rule up in
+:mod:`core.learning.rules` and runs its strategy.
 
 Definitions used here (they differ between papers, so they are pinned down):
 * median: coordinate-wise; for even N the mean of the two middle values
@@ -18,13 +20,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from core.errors import BadRequest
 
-if TYPE_CHECKING:  # torch loads on first use, so the name lists below stay cheap to import
+from .rules import AGGREGATORS as AGGREGATORS  # re-exported for callers that list the rules
+from .rules import rule
+
+if TYPE_CHECKING:  # torch loads on first use, so this module stays cheap to import
     from torch import Tensor
 
 log = logging.getLogger(__name__)
@@ -131,10 +136,73 @@ def trimmed_mean(updates: Tensor, beta: float) -> Tensor:
     return out
 
 
-# -- strategy wrapper ---------------------------------------------------------
-AGGREGATORS = ("fedavg", "fedprox", "krum", "multikrum", "median", "trimmed-mean")
-ROBUST = frozenset({"krum", "multikrum", "median", "trimmed-mean"})
-SUM_BASED = frozenset({"fedavg", "fedprox"})  # the ones secure aggregation can serve
+# -- strategies -----------------------------------------------------------------
+# Which rule runs which strategy, and every property of a rule, is declared in
+# core.learning.rules; a strategy only says how its pure function is called.
+class WeightedMean:
+    """The base strategy (FedAvg): mean weighted by example counts; the others override what differs."""
+    name = "weighted_mean"
+    function: Callable[..., Any] = staticmethod(fedavg)   # the pure function over the stacked updates it runs
+    left_out = "zero_weight"          # why an update that did not shape the aggregate was left out
+
+    def combine(self, x: Tensor, counts: Sequence[int] | None, f: int, *, beta: float | None,
+                m: int | None) -> tuple[Tensor, list[int], int | None]:
+        """The aggregate of the stacked updates, the rows it kept, and the f it used (None: no f)."""
+        n = x.shape[0]
+        counts = [1] * n if counts is None else counts
+        return self.function(x, counts), [i for i in range(n) if counts[i] > 0], None
+
+
+class Krum(WeightedMean):
+    """Keeps the update with the lowest Krum score, lowering f to what the updates that came tolerate."""
+    name = "krum"
+    function = staticmethod(krum)
+    left_out = "krum_score"
+
+    def combine(self, x, counts, f, *, beta, m):
+        n = x.shape[0]
+        f_used = max(0, min(int(f), (n - 3) // 2))
+        if f_used != f:
+            log.warning("%s: %d updates tolerate at most f=%d (asked f=%d)", self.name, n, f_used, f)
+        vec, kept = self.select(x, f_used, m)
+        return vec, kept, f_used
+
+    def select(self, x: Tensor, f: int, m: int | None) -> tuple[Tensor, list[int]]:
+        return self.function(x, f)
+
+
+class MultiKrum(Krum):
+    """Averages the ``m`` updates with the lowest Krum scores."""
+    name = "multikrum"
+    function = staticmethod(multikrum)
+
+    def select(self, x, f, m):
+        return self.function(x, f, m)
+
+
+class Median(WeightedMean):
+    """Coordinate-wise median of all the updates."""
+    name = "median"
+    function = staticmethod(median)
+
+    def combine(self, x, counts, f, *, beta, m):
+        return self.function(x), list(range(x.shape[0])), None
+
+
+class TrimmedMean(WeightedMean):
+    """Trimmed mean; ``beta`` defaults to f/N (0.1 when f=0)."""
+    name = "trimmed_mean"
+    function = staticmethod(trimmed_mean)
+
+    def combine(self, x, counts, f, *, beta, m):
+        n = x.shape[0]
+        if beta is None:
+            beta = min(f / n, (n - 1) / (2 * n)) if f > 0 else 0.1
+        return self.function(x, beta), list(range(n)), None
+
+
+STRATEGIES: dict[str, WeightedMean] = {s.name: s for s in (WeightedMean(), Krum(), MultiKrum(), Median(),
+                                                            TrimmedMean())}
 
 
 @dataclass
@@ -148,9 +216,7 @@ class AggregateResult:
 
 def check_aggregator(name: str) -> str:
     """Return ``name`` if it is a known aggregator, else raise BadRequest."""
-    if name not in AGGREGATORS:
-        raise BadRequest(f"unknown aggregator {name!r}: choose one of {', '.join(AGGREGATORS)}")
-    return name
+    return rule(name).name
 
 
 def stack(updates: Sequence[np.ndarray], reference: np.ndarray | None = None) -> Tensor:
@@ -184,35 +250,20 @@ def aggregate(name: str, updates: Sequence[np.ndarray], counts: Sequence[int] | 
     after, which keeps Krum's distances precise; every rule here is
     translation-equivariant so the result is otherwise the same.
     """
-    check_aggregator(name)
+    spec = rule(name)
     n = len(updates)
     if n == 0:
         raise BadRequest("no updates to aggregate")
     if reference is not None:
         reference = np.asarray(reference, dtype=np.float32)
     x = stack(updates, reference)
-    everyone = list(range(n))
-    f_used = None
-    if name in SUM_BASED:
-        counts = [1] * n if counts is None else counts
-        vec, kept = fedavg(x, counts), [i for i in everyone if counts[i] > 0]
-    elif name in ("krum", "multikrum"):
-        f_used = max(0, min(int(f), (n - 3) // 2))
-        if n < 3:
-            raise BadRequest(f"{name} needs at least 3 updates (got {n})")
-        if f_used != f:
-            log.warning("%s: %d updates tolerate at most f=%d (asked f=%d)", name, n, f_used, f)
-        vec, kept = krum(x, f_used) if name == "krum" else multikrum(x, f_used, m)
-    elif name == "median":
-        vec, kept = median(x), everyone
-    else:
-        if beta is None:
-            beta = min(f / n, (n - 1) / (2 * n)) if f > 0 else 0.1
-        vec, kept = trimmed_mean(x, beta), everyone
+    if n < spec.min_updates:
+        raise BadRequest(f"{name} needs at least {spec.min_updates} updates (got {n})")
+    strategy = STRATEGIES[spec.strategy]
+    vec, kept, f_used = strategy.combine(x, counts, f, beta=beta, m=m)
     out = vec.numpy().astype(np.float32, copy=False)
     if reference is not None:
         out = out + reference
-    reason = "krum_score" if name in ("krum", "multikrum") else "zero_weight"
     kept_set = set(kept)
-    rejected = {i: reason for i in everyone if i not in kept_set}
+    rejected = {i: strategy.left_out for i in range(n) if i not in kept_set}
     return AggregateResult(vector=out, kept=kept, rejected=rejected, f_used=f_used)

@@ -1,9 +1,12 @@
 """The ``covey ml`` commands (declared once: served by the control API, parsed by the CLI)."""
 from __future__ import annotations
 
-from core.commands import Param, command
+from core.commands import CommandSet, Param
 
 from .protocol import AGGREGATORS, ATTACKS, MODELS
+
+COMMANDS = CommandSet()
+command = COMMANDS.command
 
 
 def _learning(node):

@@ -28,11 +28,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core import events as ev
-from core.errors import (BadRequest, CoveyError, InvalidSignature, MalformedMessage, PeerBanned,
-                         RefusedByPolicy, ReplayDetected, StaleMessage, UnknownPeer)
+from core.admission import Admission, Reason, Rejection
+from core.errors import (BadRequest, CoveyError, MalformedMessage, NotAdmitted, RefusedByPolicy,
+                         UpdateRejected)
 from core.peers import Capability
-from core.signed import NotTheSender, Verifier, seal
+from core.signed import seal
 
+from . import db
 from . import protocol as proto
 from . import roster as sa_roster
 
@@ -46,9 +48,6 @@ OUTLIER_FACTOR = 3.0   # robust rules: farther than this times the median distan
 # An aggregate may raise the held-out loss of the previous global model by at most
 # (factor, margin); beyond that the round is not committed but retried.
 AGGREGATE_TOLERANCE = (2.0, 1.0)
-# Rejections that cost no reputation: a stale or replayed copy may come from anyone
-# resending an honest peer's message, and a non-participant has no stake here.
-NO_PENALTY = frozenset({"stale", "replay", "not_allowed"})
 
 
 @dataclass
@@ -80,18 +79,23 @@ class _Round:
 class CoordinatorTask:
     """One task this node coordinates."""
 
-    def __init__(self, service, task: str, spec: proto.TaskSpec, state: str = "running",
+    def __init__(self, service, task_id: str, spec: proto.TaskSpec, state: str = "running",
                  created: float | None = None):
         from core.learning.checkpoint import CheckpointStore
         self.service = service
         self.node = service.node
-        self.task = task
+        self.id = task_id
         self.spec = spec
         self.state = state
         self.created = created or time.time()
         self.error: str | None = None
-        self.ckpt = CheckpointStore(self.node.home / "ml" / task)
-        self.verifier = Verifier(self.node.settings.clock_skew)
+        self.ckpt = CheckpointStore(self.node.home / "ml" / task_id)
+        # The one admission step for updates; a non-participant has no stake here, so only
+        # participants' faults cost reputation (stale, replayed or unauthorised copies never do).
+        self.admission = Admission(self.node, "ml.update", Capability.LEARN_CONTRIBUTE,
+                                   accountable=self._participant, label="ml update",
+                                   words={Reason.NOT_SENDER: "not_participant"}, logger=log)
+        self.verifier = self.admission.verifier
         self.participants: dict[str, int] = {}      # peer -> slot (join order; partition index)
         self.invited: set[str] = set()
         self.history: list[dict] = []
@@ -108,21 +112,15 @@ class CoordinatorTask:
 
     # -- persistence ---------------------------------------------------------
     def save(self) -> None:
-        import json
-        self.node.store.execute(
-            "INSERT INTO ml_tasks(id, spec, state, error, created, updated) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT(id) DO UPDATE SET spec=excluded.spec, state=excluded.state, "
-            "error=excluded.error, updated=excluded.updated",
-            (self.task, json.dumps(self.spec.to_dict()), self.state, self.error, self.created, time.time()))
+        db.save_task(self.node.store, self.id, self.spec.to_dict(), self.state, self.error, self.created)
 
     def load_participants(self) -> None:
-        for row in self.node.store.query("SELECT peer, slot FROM ml_participants WHERE task = ?", (self.task,)):
-            self.participants[row["peer"]] = row["slot"]
+        self.participants.update(db.load_participants(self.node.store, self.id))
 
     def _set_state(self, state: str, error: str | None = None) -> None:
         self.state, self.error = state, error
         self.save()
-        self.node.events.emit(ev.ML_STATE, task=self.task, role="coordinator", state=state,
+        self.node.events.emit(ev.ML_STATE, task=self.id, role="coordinator", state=state,
                               round=self.round, rounds=self.spec.rounds, error=error)
 
     # -- lifecycle -------------------------------------------------------------
@@ -149,7 +147,7 @@ class CoordinatorTask:
             try:
                 await self._runner
             except asyncio.CancelledError:
-                log.debug("task %s loop cancelled", self.task)
+                log.debug("task %s loop cancelled", self.id)
         if state is not None and self.state == "running":
             self._set_state(state)
 
@@ -169,10 +167,10 @@ class CoordinatorTask:
         except asyncio.CancelledError:
             raise
         except CoveyError as exc:
-            log.error("task %s failed: %s", self.task, exc)
+            log.error("task %s failed: %s", self.id, exc)
             self._set_state("failed", str(exc))
         except Exception as exc:  # a bug must not leave the task "running" forever
-            log.exception("task %s failed", self.task)
+            log.exception("task %s failed", self.id)
             self._set_state("failed", f"internal error: {exc}")
 
     def _prepare(self) -> None:
@@ -222,26 +220,25 @@ class CoordinatorTask:
     async def invite(self, peer: str) -> None:
         self.invited.add(peer)
         try:
-            await self.node.request(peer, "ml.invite", {"task": self.task, "spec": self.spec.to_dict()},
+            await self.node.request(peer, "ml.invite", {"task": self.id, "spec": self.spec.to_dict()},
                                     timeout=ACK_TIMEOUT)
         except CoveyError as exc:
-            log.info("task %s: invitation to %s failed: %s", self.task, peer[:12], exc)
+            log.info("task %s: invitation to %s failed: %s", self.id, peer[:12], exc)
 
     def on_join(self, peer_id: str, body: dict) -> dict:
         self.node.peers.check(peer_id, Capability.LEARN_CONTRIBUTE)
         if self.node.peers.tier_of(peer_id).value not in self.spec.tiers:
-            raise RefusedByPolicy(f"task {self.task} takes updates only from tiers {', '.join(self.spec.tiers)}")
+            raise RefusedByPolicy(f"task {self.id} takes updates only from tiers {', '.join(self.spec.tiers)}")
         if self.state != "running":
-            raise RefusedByPolicy(f"task {self.task} is {self.state}")
+            raise RefusedByPolicy(f"task {self.id} is {self.state}")
         own = bool(body.get("own_data")) or self.spec.partition == "own"
         if peer_id not in self.participants:
             slot = len(self.participants)
             if not own and slot >= max(self.spec.clients, 1):
-                raise RefusedByPolicy(f"task {self.task} already has its {self.spec.clients} simulated clients")
+                raise RefusedByPolicy(f"task {self.id} already has its {self.spec.clients} simulated clients")
             self.participants[peer_id] = slot
-            self.node.store.execute("INSERT OR REPLACE INTO ml_participants(task, peer, slot, joined) "
-                                    "VALUES (?, ?, ?, ?)", (self.task, peer_id, slot, time.time()))
-            self.node.events.emit(ev.ML_STATE, task=self.task, role="coordinator", state=self.state,
+            db.add_participant(self.node.store, self.id, peer_id, slot)
+            self.node.events.emit(ev.ML_STATE, task=self.id, role="coordinator", state=self.state,
                                   joined=peer_id, participants=len(self.participants))
         slot = self.participants[peer_id]
         return {"partition": None if own else slot, "spec": self.spec.to_dict()}
@@ -291,7 +288,7 @@ class CoordinatorTask:
             await asyncio.wait_for(rs.all_in.wait(), max(0.0, rs.deadline_at - time.monotonic()))
         except asyncio.TimeoutError:
             late = rs.participants - rs.dropped - set(rs.accepted) - set(rs.rejected)
-            log.info("task %s round %d: deadline passed; %d worker(s) missing", self.task, number, len(late))
+            log.info("task %s round %d: deadline passed; %d worker(s) missing", self.id, number, len(late))
         rs.closed = True
         if spec.secure_agg:
             vector, kept = await self._secagg_finish(rs, global_flat)
@@ -304,8 +301,8 @@ class CoordinatorTask:
         return await self._commit(rs, vector, kept)
 
     def _retry(self, number: int, attempt: int, why: str) -> None:
-        log.warning("task %s round %d (attempt %d) will be retried: %s", self.task, number, attempt + 1, why)
-        self.node.events.emit(ev.ML_STATE, task=self.task, role="coordinator", state="running",
+        log.warning("task %s round %d (attempt %d) will be retried: %s", self.id, number, attempt + 1, why)
+        self.node.events.emit(ev.ML_STATE, task=self.id, role="coordinator", state="running",
                               round=self.round, retry=number, attempt=attempt, reason=why)
 
     def _fail(self, rs: _Round, why: str) -> None:
@@ -323,7 +320,7 @@ class CoordinatorTask:
         slot = rs.slots[peer]
         attack = spec.attack if spec.attack and slot < spec.attackers else None
         cap = rs.weight_cap
-        body = {"task": self.task, "round": rs.number, "attempt": rs.attempt, "round_id": rs.round_id,
+        body = {"task": self.id, "round": rs.number, "attempt": rs.attempt, "round_id": rs.round_id,
                 "weights": blob, "deadline": spec.deadline, "n_partitions": max(spec.clients, 1),
                 "partition": slot if slot < max(spec.clients, 1) and spec.partition != "own" else None,
                 "attack": attack, "weight_cap": cap, "spec": self._spec_dict,
@@ -332,82 +329,75 @@ class CoordinatorTask:
             return await self.node.request(peer, "ml.round", seal(self.node.identity, "ml.round", body),
                                            timeout=min(ACK_TIMEOUT, spec.deadline))
         except CoveyError as exc:
-            log.info("task %s round %d: worker %s did not take the round: %s", self.task, rs.number,
+            log.info("task %s round %d: worker %s did not take the round: %s", self.id, rs.number,
                      peer[:12], exc)
             return None
 
     # -- updates ------------------------------------------------------------------
     async def on_update(self, peer_id: str, envelope) -> dict:
-        """Authorise, verify, validate and keep (or reject with a reason) one worker's update."""
+        """Admit (authorise, verify, validate) and keep one worker's update, or reject it with a reason."""
         rs = self.current
         try:
-            signer, body = self.verifier.admit(envelope, "ml.update", peer_id, self._authorize_update)
-            upd = proto.parse_update(body)
-            if upd.task != self.task:
-                raise MalformedMessage("update for another task")
-            if rs is None or upd.round_id != rs.round_id or upd.round != rs.number:
-                return self._reject(rs, peer_id, "late" if upd.round <= self.round + 1 else "wrong_round",
-                                    f"update for round {upd.round}, which is not open")
-            if rs.closed:
-                return self._reject(rs, peer_id, "late", f"round {rs.number} closed at its deadline")
-            if signer in rs.accepted or signer in rs.rejected:
-                return self._reject(rs, peer_id, "duplicate", "a second update for the same round")
-            if upd.n_examples > rs.weight_cap:
-                return self._reject(rs, peer_id, "example_count",
-                                    f"{upd.n_examples} examples claimed; this round counts at most "
-                                    f"{rs.weight_cap} per update (the announced weight cap)")
-            if rs.sa is not None:
-                if upd.masked is None:
-                    raise MalformedMessage("this round uses secure aggregation: send a masked vector")
-                try:
-                    rs.sa.add_masked_input(signer, upd.masked)
-                except BadRequest as exc:
-                    return self._reject(rs, peer_id, "malformed", str(exc))
-                rs.accepted[signer] = (None, upd.n_examples, upd.loss, float("nan"))
-                rs.check_all_in()
-                return {"accepted": True, "reason": None}
-            if upd.weights is None:
-                raise MalformedMessage("this round does not use secure aggregation: send weights")
-            strict = self.node.peers.tier_of(signer).value
-            flat, norm, vloss = await asyncio.to_thread(self._check_update, upd.weights, rs.ref_loss, strict)
-            if rs.closed:
-                return self._reject(rs, peer_id, "late", f"round {rs.number} closed at its deadline")
-            rs.accepted[signer] = (flat, upd.n_examples, upd.loss, norm)
-            rs.check_all_in()
-            return {"accepted": True, "reason": None}
-        except _Invalid as exc:
-            return self._reject(rs, peer_id, exc.reason, str(exc), penalize=exc.penalize)
-        except NotTheSender as exc:
-            return self._reject(rs, peer_id, "not_participant", str(exc))
-        except InvalidSignature as exc:
-            return self._reject(rs, peer_id, "bad_signature", str(exc))
-        except ReplayDetected as exc:
-            return self._reject(rs, peer_id, "replay", str(exc))
-        except StaleMessage as exc:
-            return self._reject(rs, peer_id, "stale", str(exc))
-        except MalformedMessage as exc:
-            return self._reject(rs, peer_id, "malformed", str(exc))
-        except (RefusedByPolicy, PeerBanned, UnknownPeer) as exc:
-            return self._reject(rs, peer_id, "not_allowed", str(exc))
+            admitted = await self.admission.admit_async(
+                peer_id, envelope, authorize=self._authorize_update,
+                validate=lambda signer, body: self._validate_update(rs, signer, body), task=self.id)
+        except NotAdmitted as exc:
+            return self._rejected(rs, exc.rejection)
+        rs.accepted[admitted.signer] = admitted.value
+        rs.check_all_in()
+        return {"accepted": True, "reason": None}
 
     def _authorize_update(self, signer: str, body: dict) -> None:
-        """Before any signature check or replay memory: the signer (= sender) takes part and may contribute."""
-        rs = self.current
-        if signer not in self.participants and not (rs is not None and signer in rs.participants):
-            raise _Invalid("not_participant", f"{signer[:12]} is not a participant of task {self.task}",
-                           penalize=False)
-        self.node.peers.check(signer, Capability.LEARN_CONTRIBUTE)
+        """Before any signature check or replay memory: the signer (= sender) takes part and may contribute
+        (the admission then checks its LEARN_CONTRIBUTE capability)."""
+        if not self._participant(signer):
+            raise UpdateRejected("not_participant", f"{signer[:12]} is not a participant of task {self.id}")
         if self.node.peers.tier_of(signer).value not in self.spec.tiers:
-            raise RefusedByPolicy(f"task {self.task} takes updates only from tiers {', '.join(self.spec.tiers)}")
+            raise RefusedByPolicy(f"task {self.id} takes updates only from tiers {', '.join(self.spec.tiers)}")
+
+    def _participant(self, peer: str) -> bool:
+        rs = self.current
+        return peer in self.participants or (rs is not None and peer in rs.participants)
+
+    async def _validate_update(self, rs: _Round | None, signer: str, body: dict) -> tuple:
+        """The update fits the open round (secure aggregation: takes its masked vector); else raises.
+
+        Returns what the round keeps: ``(flat weights, n_examples, loss, norm)``.
+        """
+        upd = proto.parse_update(body)
+        if upd.task != self.id:
+            raise MalformedMessage("update for another task")
+        if rs is None or upd.round_id != rs.round_id or upd.round != rs.number:
+            raise UpdateRejected("late" if upd.round <= self.round + 1 else "wrong_round",
+                                 f"update for round {upd.round}, which is not open")
+        if rs.closed:
+            raise UpdateRejected("late", f"round {rs.number} closed at its deadline")
+        if signer in rs.accepted or signer in rs.rejected:
+            raise UpdateRejected("duplicate", "a second update for the same round")
+        if upd.n_examples > rs.weight_cap:
+            raise UpdateRejected("example_count", f"{upd.n_examples} examples claimed; this round counts at "
+                                                  f"most {rs.weight_cap} per update (the announced weight cap)")
+        if rs.sa is not None:
+            if upd.masked is None:
+                raise MalformedMessage("this round uses secure aggregation: send a masked vector")
+            try:
+                rs.sa.add_masked_input(signer, upd.masked)
+            except BadRequest as exc:
+                raise UpdateRejected("malformed", str(exc)) from None
+            return None, upd.n_examples, upd.loss, float("nan")
+        if upd.weights is None:
+            raise MalformedMessage("this round does not use secure aggregation: send weights")
+        strict = self.node.peers.tier_of(signer).value
+        flat, norm, vloss = await asyncio.to_thread(self._check_update, upd.weights, rs.ref_loss, strict)
+        if rs.closed:
+            raise UpdateRejected("late", f"round {rs.number} closed at its deadline")
+        return flat, upd.n_examples, upd.loss, norm
 
     def _check_update(self, data: bytes, ref_loss: float, tier: str):
-        """Blocking: decode with shape/dtype/finiteness checks, then validate on the held-out set."""
-        from core.learning.tensors import UpdateRejected, decode, flatten
+        """Blocking: decode with shape/dtype/finiteness checks (UpdateRejected), then validate on the held-out set."""
+        from core.learning.tensors import decode, flatten
         expected = 4 * sum(int(np.prod(s)) for s, _ in self.wspec.values())
-        try:
-            weights = decode(data, self.wspec, expected + 64 * 1024)
-        except UpdateRejected as exc:
-            raise _Invalid(exc.reason, str(exc)) from None
+        weights = decode(data, self.wspec, expected + 64 * 1024)
         flat = flatten(weights)
         norm = float(np.linalg.norm((flat - flatten(self.weights)).astype(np.float64)))
         vloss = math.nan
@@ -415,40 +405,36 @@ class CoordinatorTask:
             vloss, _ = self._evaluate(weights, True)
             factor, margin = TOLERANCE.get(tier, TOLERANCE["sandbox"])
             if not math.isfinite(vloss) or vloss > ref_loss * factor + margin:
-                raise _Invalid("validation", f"held-out loss {vloss:.3f} exceeds what this {tier} peer "
-                                             f"may reach ({ref_loss:.3f} x {factor} + {margin})")
+                raise UpdateRejected("validation", f"held-out loss {vloss:.3f} exceeds what this {tier} peer "
+                                                   f"may reach ({ref_loss:.3f} x {factor} + {margin})")
         return flat, norm, vloss
 
-    def _reject(self, rs: _Round | None, peer_id: str, reason: str, message: str,
-                penalize: bool = True) -> dict:
-        participant = peer_id in self.participants or (rs is not None and peer_id in rs.participants)
-        (log.info if participant else log.debug)("task %s: rejected an update from %s (%s): %s",
-                                                 self.task, peer_id[:12], reason, message)
+    def _reject(self, rs: _Round | None, peer_id: str, code: str, message: str) -> dict:
+        """Reject an admitted update found wrong later (e.g. an outlier at aggregation)."""
+        rejection = self.admission.reject(peer_id, Reason.INVALID, code, message, task=self.id)
+        return self._rejected(rs, rejection)
+
+    def _rejected(self, rs: _Round | None, rejection: Rejection) -> dict:
+        """Count a rejection (reported by the admission step) in the task and its round; the reply."""
+        peer_id, reason = rejection.peer, rejection.code
         self.rejections[reason] += 1
         if rs is not None and not rs.closed and peer_id in rs.participants and peer_id not in rs.accepted:
             rs.rejected.setdefault(peer_id, reason)
             rs.reasons[reason] += 1
             rs.check_all_in()
-        if penalize and participant and reason not in NO_PENALTY:
-            try:
-                self.node.peers.record_outcome(peer_id, False, f"ml update: {reason}")
-            except CoveyError as exc:
-                log.debug("no reputation change for %s: %s", peer_id[:12], exc)
-        self.node.events.emit(ev.MESSAGE_REJECTED, peer=peer_id, type="ml.update", code=reason,
-                              reason=message[:200], task=self.task)
-        return {"accepted": False, "reason": reason, "message": message[:300]}
+        return {"accepted": False, "reason": reason, "message": rejection.message[:300]}
 
     # -- aggregation -----------------------------------------------------------------
     def _aggregate(self, rs: _Round, global_flat: np.ndarray):
         """Blocking: run the aggregator; mark far-off updates of robust rules as outliers."""
-        from core.learning.aggregators import ROBUST, aggregate
+        from core.learning.aggregators import aggregate
         peers = sorted(rs.accepted)
         flats = [rs.accepted[p][0] for p in peers]
         counts = [1 if self.spec.dp else rs.accepted[p][1] for p in peers]
         result = aggregate(self.spec.aggregator, flats, counts, self.spec.f(len(peers)),
                            reference=global_flat)
         outliers: dict[str, str] = {}
-        if self.spec.aggregator in ROBUST and len(peers) >= 3:
+        if self.spec.rule.robust and len(peers) >= 3:
             dist = np.array([float(np.linalg.norm(f - result.vector)) for f in flats])
             cut = OUTLIER_FACTOR * float(np.median(dist))
             outliers = {peers[i]: "outlier" for i in range(len(peers)) if dist[i] > cut > 0}
@@ -500,17 +486,18 @@ class CoordinatorTask:
         n_out = len(outliers)
         if n_out:
             rs.reasons["outlier"] += n_out
-        record = {"round": rs.number, "accuracy": round(acc, 6), "loss": round(loss, 6),
-                  "accepted": len(rs.accepted) - n_out, "rejected": len(rs.rejected) + n_out,
-                  "missing": sum(1 for w in workers.values() if w["status"] == "missing"),
-                  "reasons": dict(rs.reasons), "seconds": round(time.monotonic() - rs.started, 4),
-                  "epsilon": epsilon, "attempt": rs.attempt, "workers": workers,
-                  "secure_agg": self.spec.secure_agg, "at": time.time()}
+        record = proto.RoundRecord(
+            round=rs.number, accuracy=round(acc, 6), loss=round(loss, 6),
+            accepted=len(rs.accepted) - n_out, rejected=len(rs.rejected) + n_out,
+            missing=sum(1 for w in workers.values() if w["status"] == "missing"),
+            reasons=dict(rs.reasons), seconds=round(time.monotonic() - rs.started, 4),
+            epsilon=epsilon, attempt=rs.attempt, workers=workers,
+            secure_agg=self.spec.secure_agg, at=time.time()).to_dict()
         await asyncio.to_thread(self.ckpt.save, rs.number, self.weights, record)
         self.round = rs.number
         self.history.append(record)
         self.current = None
-        self.node.events.emit(ev.ML_ROUND, task=self.task, rounds=self.spec.rounds, **record)
+        self.node.events.emit(ev.ML_ROUND, task=self.id, rounds=self.spec.rounds, **record)
         return record
 
     def _evaluate(self, weights, validation: bool) -> tuple[float, float]:
@@ -526,7 +513,7 @@ class CoordinatorTask:
         advertised = {}
         for p, envelope in keys.items():
             try:
-                advertised[p] = sa_roster.signed_keys(envelope, p, self.task, rs.round_id)
+                advertised[p] = sa_roster.signed_keys(envelope, p, self.id, rs.round_id)
             except CoveyError as exc:
                 log.warning("secure aggregation: keys of %s refused: %s", p[:12], exc)
         ready = sorted(advertised)
@@ -560,14 +547,14 @@ class CoordinatorTask:
             await asyncio.gather(*(self._sa_call(p, "ml.sa.relay", rs, {"blobs": relay[p]}, timeout)
                                    for p in relay))
         except CoveyError as exc:
-            log.warning("task %s round %d: secure aggregation setup failed: %s", self.task, rs.number, exc)
+            log.warning("task %s round %d: secure aggregation setup failed: %s", self.id, rs.number, exc)
             return None
         rs.dropped |= rs.participants - set(relay)
         return sa
 
     async def _sa_call(self, peer: str, msg_type: str, rs: _Round, extra: dict, timeout: float):
         try:
-            return await self.node.request(peer, msg_type, {"task": self.task, "round_id": rs.round_id,
+            return await self.node.request(peer, msg_type, {"task": self.id, "round_id": rs.round_id,
                                                             **extra}, timeout=timeout)
         except CoveyError as exc:
             log.info("secure aggregation: %s to %s failed: %s", msg_type, peer[:12], exc)
@@ -588,7 +575,7 @@ class CoordinatorTask:
                         log.warning("secure aggregation: bad unmask reply from %s: %s", p[:12], exc)
             total = await asyncio.to_thread(sa.result)
         except CoveyError as exc:
-            log.warning("task %s round %d: %s", self.task, rs.number, exc)
+            log.warning("task %s round %d: %s", self.id, rs.number, exc)
             return None, None
         problem = _implausible_sum(total, sa.total_weight, len(survivors), sa.params)
         if problem:
@@ -602,25 +589,13 @@ class CoordinatorTask:
         last = self.history[-1] if self.history else {}
         recent = [h["seconds"] for h in self.history[-5:]]
         eta = (sum(recent) / len(recent)) * (self.spec.rounds - self.round) if recent else None
-        return {"task": self.task, "role": "coordinator", "state": self.state, "round": self.round,
+        return {"task": self.id, "role": "coordinator", "state": self.state, "round": self.round,
                 "rounds": self.spec.rounds, "accuracy": last.get("accuracy"), "loss": last.get("loss"),
                 "epsilon": last.get("epsilon") if self.spec.dp else None,
-                "history": [{k: h.get(k) for k in ("round", "accuracy", "loss", "accepted", "rejected",
-                                                   "seconds", "epsilon", "reasons", "workers")}
-                            for h in self.history],
+                "history": [proto.round_view(h) for h in self.history],
                 "participants": len(self.participants), "rejections": dict(self.rejections),
                 "eta_seconds": None if eta is None or self.state != "running" else round(eta, 1),
                 "error": self.error, "spec": self.spec.to_dict(), "created": self.created}
-
-
-class _Invalid(CoveyError):
-    """The model update failed validation."""
-    code = "update_rejected"
-
-    def __init__(self, reason: str, message: str, penalize: bool = True):
-        super().__init__(message)
-        self.reason = reason
-        self.penalize = penalize
 
 
 def _num(x: float):

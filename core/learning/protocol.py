@@ -22,28 +22,24 @@ import math
 import re
 from dataclasses import asdict, dataclass, field, fields
 
-from core.errors import BadRequest, CoveyError, MalformedMessage
+from core.errors import BadRequest, MalformedMessage
+
+from .rules import AGGREGATORS, SECURE_AGG_RULES, Rule, rule
+from .rules import RULES as RULES  # re-exported: the GUI form reads the rules table from here
 
 TASK_ID = re.compile(r"^[0-9a-f]{16}$")
 ROUND_ID_BYTES = 16
 MAX_ROUNDS = 10_000
 TIERS = ("core", "sandbox")
-AGGREGATORS = ("fedavg", "fedprox", "krum", "multikrum", "median", "trimmed-mean")
-SUM_BASED = ("fedavg", "fedprox")
 ATTACKS = ("sign_flip", "noise", "label_flip")
 MODELS = ("mlp", "cnn")
 SECAGG_MIN_ROSTER = 3   # known participants a worker needs in a secure-aggregation roster
 
 
-class UnknownTask(CoveyError):
-    """No such training task on this node."""
-    code = "unknown_task"
-
-
 # Why the refused combinations are refused (shown by the CLI and GUI).
 SECAGG_AGGREGATOR = ("secure aggregation hides every single update from the coordinator, so it cannot "
-                     "run {agg}, which must look at each update; use --aggregator fedavg or fedprox "
-                     "with --secure-agg, or drop --secure-agg")
+                     "run {agg}, which must look at each update; use --aggregator "
+                     + " or ".join(SECURE_AGG_RULES) + " with --secure-agg, or drop --secure-agg")
 SECAGG_VALIDATION = ("secure aggregation hides every single update from the coordinator, so it cannot "
                      "validate each update on its held-out set; use --validate off with --secure-agg")
 DP_VALIDATION = ("with differential privacy every single update carries noise far larger than its "
@@ -98,6 +94,11 @@ class TaskSpec:
         return asdict(self)
 
     @property
+    def rule(self) -> Rule:
+        """The aggregation rule's row of the rules table."""
+        return rule(self.aggregator)
+
+    @property
     def dp(self) -> bool:
         return self.dp_noise is not None
 
@@ -117,8 +118,8 @@ class TaskSpec:
         _int_in(self, "batch", 1, 65536)
         _typed(self, "aggregator", str, choices=AGGREGATORS)
         _float_in(self, "prox_mu", 0.0, 1e6)
-        if self.aggregator == "fedprox" and self.prox_mu == 0.0:
-            self.prox_mu = 0.01
+        if self.prox_mu == 0.0:
+            self.prox_mu = self.rule.prox_mu
         if self.byzantine is not None:
             _int_in(self, "byzantine", 0, 1000)
         _int_in(self, "min_clients", 1, 10_000)
@@ -132,7 +133,7 @@ class TaskSpec:
         _float_in(self, "dp_delta", 0.0, 1.0, low_open=True)
         _typed(self, "secure_agg", bool)
         _typed(self, "validate", bool)
-        if self.secure_agg and self.aggregator not in SUM_BASED:
+        if self.secure_agg and not self.rule.secure_agg:
             raise BadRequest(SECAGG_AGGREGATOR.format(agg=self.aggregator))
         if self.secure_agg and self.validate:
             raise BadRequest(SECAGG_VALIDATION)
@@ -172,7 +173,41 @@ class TaskSpec:
             return self.byzantine
         if self.attackers:
             return self.attackers
-        return max(1, n_updates // 5) if self.aggregator in ("krum", "multikrum", "trimmed-mean") else 0
+        return max(1, n_updates // 5) if self.rule.takes_f else 0
+
+
+# -- the result of a round ----------------------------------------------------------
+ROUND_STATUS_FIELDS = ("round", "accuracy", "loss", "accepted", "rejected", "seconds", "epsilon", "reasons",
+                       "workers")
+
+
+@dataclass
+class RoundRecord:
+    """What a committed round returns: checkpointed with its weights, emitted as ``ml_round``,
+    and read as it is by ``ml status`` (its :data:`ROUND_STATUS_FIELDS`), the charts and the worker table."""
+    round: int
+    accuracy: float
+    loss: float
+    accepted: int
+    rejected: int
+    missing: int
+    reasons: dict[str, int]
+    seconds: float
+    epsilon: float | None
+    attempt: int
+    # peer -> {"slot", "status": accepted|outlier|rejected|missing, and n_examples, train_loss,
+    # norm, used (an update that came in) or reason (a rejected one)}: failed workers are data too
+    workers: dict[str, dict]
+    secure_agg: bool
+    at: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def round_view(record: dict) -> dict:
+    """The fields of a round record that ``ml status`` shows (a record from an older checkpoint may lack some)."""
+    return {k: record.get(k) for k in ROUND_STATUS_FIELDS}
 
 
 def _typed(spec, name, kind, choices=None):

@@ -22,14 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from core.errors import CoveyError, RefusedByPolicy
+from core.errors import CoveyError, RosterRefused
 from core.signed import seal, verify_only
 
 KIND = "ml.sa.keys"
-
-
-class RosterRefused(RefusedByPolicy):
-    """The secure-aggregation roster is not made of enough known, signed participants."""
 
 
 def sign_keys(identity, task: str, round_id: bytes, keys: dict) -> dict:

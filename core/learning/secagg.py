@@ -60,7 +60,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from core.errors import BadRequest, CoveyError, RefusedByPolicy
+from core.errors import BadRequest, CorruptShare, NotEnoughParticipants, UnmaskRefused
 from core.learning import shamir
 
 _PROTOCOL = b"covey/secagg/v1"
@@ -69,21 +69,6 @@ _NONCE_BYTES = 12
 _MAX_BLOB_BYTES = 1024
 _MAX_ID_CHARS = 256
 _INT32_LIMIT = 2**31
-
-
-class NotEnoughParticipants(CoveyError):
-    """Too few workers are left for secure aggregation to finish this round (fewer than the threshold)."""
-    code = "secagg_too_few"
-
-
-class UnmaskRefused(RefusedByPolicy):
-    """Refused to reveal secure-aggregation shares: the request could expose a single worker's update."""
-    code = "secagg_refused"
-
-
-class CorruptShare(BadRequest):
-    """A secure-aggregation share blob failed authentication (corrupted, or not addressed to this worker)."""
-    code = "secagg_corrupt_share"
 
 
 @dataclass(frozen=True)

@@ -8,31 +8,22 @@ checkpoint. Nothing here imports torch at module level.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import secrets
 
 from core import events as ev
-from core.errors import CoveyError
+from core.errors import CoveyError, UnknownTask
 from core.peers import Capability
 
+from . import db
 from . import protocol as proto
 from .coordinator import CoordinatorTask
-from .protocol import UnknownTask
+from .db import MIGRATIONS
 from .worker import WorkerRole
 
 log = logging.getLogger("covey.learning")
 
-MIGRATIONS = [
-    ["CREATE TABLE ml_tasks (id TEXT PRIMARY KEY, spec TEXT NOT NULL, state TEXT NOT NULL, "
-     "error TEXT, created REAL NOT NULL, updated REAL NOT NULL)",
-     "CREATE TABLE ml_participants (task TEXT NOT NULL, peer TEXT NOT NULL, slot INTEGER NOT NULL, "
-     "joined REAL NOT NULL, PRIMARY KEY (task, peer))",
-     "CREATE TABLE ml_memberships (task TEXT PRIMARY KEY, coordinator TEXT NOT NULL, spec TEXT NOT NULL, "
-     "state TEXT NOT NULL, partition INTEGER, data TEXT, last_round INTEGER NOT NULL DEFAULT 0, "
-     "updated REAL NOT NULL)"],
-]
 AUTO_JOIN_ENV = "COVEY_ML_AUTO_JOIN"
 
 
@@ -60,19 +51,19 @@ class LearningService:
         if store.get_setting("ml.auto_join") is not None:
             self.auto_join = bool(store.get_setting("ml.auto_join"))
         self.worker.load()
-        for row in store.query("SELECT * FROM ml_tasks ORDER BY created"):
+        for row in db.load_tasks(store):
             try:
-                spec = proto.TaskSpec.from_dict(json.loads(row["spec"]))
+                spec = proto.TaskSpec.from_dict(db.spec_of(row))
             except (CoveyError, ValueError) as exc:
                 log.error("task %s has an unreadable spec (%s); leaving it alone", row["id"], exc)
                 continue
             task = CoordinatorTask(self, row["id"], spec, row["state"], row["created"])
             task.error = row["error"]
             task.load_participants()
-            self.tasks[task.task] = task
+            self.tasks[task.id] = task
             await asyncio.to_thread(self._load_history, task)  # status is right before the loop resumes
             if task.state == "running":
-                log.info("resuming training task %s from round %d", task.task, task.round)
+                log.info("resuming training task %s from round %d", task.id, task.round)
                 task.launch()
         self._unsubscribe = self.node.events.on(ev.PEER_CONNECTED, self._on_peer_connected)
 
@@ -141,7 +132,7 @@ class LearningService:
             if not self.tasks and not self.worker.members:
                 raise UnknownTask("no training tasks yet: `covey ml start` creates one")
             if self.tasks:
-                task = max(self.tasks.values(), key=lambda t: t.created).task
+                task = max(self.tasks.values(), key=lambda t: t.created).id
             else:
                 task = next(reversed(self.worker.members))
         out = self._view(task)

@@ -8,22 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.errors import CoveyError
+from core.errors import UpdateRejected
 
 Spec = dict[str, tuple[tuple[int, ...], str]]
 
-REASONS = ("too_large", "malformed", "shape", "dtype", "non_finite")
-
-
-class UpdateRejected(CoveyError):
-    """The model update was rejected."""
-    code = "update_rejected"
-
-    def __init__(self, reason: str, message: str = ""):
-        if reason not in REASONS:
-            raise ValueError(f"unknown rejection reason {reason!r}")
-        super().__init__(message or f"the model update was rejected ({reason})", reason=reason)
-        self.reason = reason
+REASONS = ("too_large", "malformed", "shape", "dtype", "non_finite")   # what decode rejects for
 
 
 def encode(weights: dict[str, np.ndarray]) -> bytes:

@@ -16,19 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
-from core.errors import BadRequest, CoveyError, MalformedMessage, RefusedByPolicy
+from core.errors import BadRequest, CoveyError, MalformedMessage, RefusedByPolicy, UnknownTask
+from core.admission import Admission
 from core.peers import Capability
-from core.signed import Verifier, seal
+from core.signed import seal
 
+from . import db
 from . import protocol as proto
 from . import roster as sa_roster
-from .protocol import UnknownTask
 
 DEFAULT_MAX_PARAMS = 5_000_000   # the largest model a worker trains unless its user raises the budget
 MAX_PARAMS_SETTING = "ml.max_params"
@@ -110,7 +110,10 @@ class WorkerRole:
     def __init__(self, service):
         self.service = service
         self.node = service.node
-        self.verifier = Verifier(self.node.settings.clock_skew)
+        # Rounds come from the coordinator the user joined under; a bad one is refused and
+        # reported, and (as before the one admission step) costs the coordinator no reputation.
+        self.admission = Admission(self.node, "ml.round", Capability.LEARN_CONTRIBUTE,
+                                   accountable=False, logger=log)
         self.members: dict[str, Membership] = {}
         self._rounds: dict[bytes, _RoundWork] = {}
         node = self.node
@@ -122,20 +125,11 @@ class WorkerRole:
 
     # -- persistence
     def load(self) -> None:
-        for row in self.node.store.query("SELECT * FROM ml_memberships"):
-            import json
-            self.members[row["task"]] = Membership(row["task"], row["coordinator"], json.loads(row["spec"]),
-                                                   row["state"], row["partition"], row["data"],
-                                                   row["last_round"])
+        for fields in db.load_memberships(self.node.store):
+            self.members[fields["task"]] = Membership(**fields)
 
     def _save(self, m: Membership) -> None:
-        import json
-        self.node.store.execute(
-            "INSERT INTO ml_memberships(task, coordinator, spec, state, partition, data, last_round, updated) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(task) DO UPDATE SET coordinator=excluded.coordinator, "
-            "spec=excluded.spec, state=excluded.state, partition=excluded.partition, data=excluded.data, "
-            "last_round=excluded.last_round, updated=excluded.updated",
-            (m.task, m.coordinator, json.dumps(m.spec), m.state, m.partition, m.data, m.last_round, time.time()))
+        db.save_membership(self.node.store, m)
 
     # -- the parameter budget
     @property
@@ -231,8 +225,8 @@ class WorkerRole:
 
     # -- rounds
     def _on_round(self, peer_id: str, envelope: dict) -> dict:
-        signer, body = self.verifier.admit(envelope, "ml.round", peer_id,
-                                           lambda signer, body: self._member(signer, body.get("task")))
+        signer, body = self.admission.open(peer_id, envelope,
+                                           authorize=lambda signer, body: self._member(signer, body.get("task")))
         ann = proto.parse_round(body, self.node.settings.max_message)
         m = self._member(peer_id, ann.task)
         spec = proto.TaskSpec.from_dict(m.spec)

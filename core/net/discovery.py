@@ -72,10 +72,12 @@ import msgpack
 
 from core.errors import (
     CoveyError,
+    ForeignBeacon,
     MalformedMessage,
     MessageTooLarge,
     ReplayDetected,
     StaleMessage,
+    TooManyPeers,
     UnsupportedVersion,
 )
 from core.identity import fingerprint_of, verify
@@ -98,16 +100,6 @@ _ID_RE = re.compile(r"[0-9a-f]{64}")
 _MAX_SOURCES = 4096     # distinct sources tracked per rate window (bounds memory under spoofing)
 _MAX_PEERS = 1024       # distinct live peers kept (anyone can mint identities)
 _MAX_NONCES = 16384     # nonces remembered for replay detection
-
-
-class ForeignBeacon(CoveyError):
-    """The beacon's fingerprint does not belong to its id."""
-    code = "fingerprint_mismatch"
-
-
-class TooManyPeers(CoveyError):
-    """Too many nodes announce themselves on this LAN; new ones are ignored."""
-    code = "too_many_peers"
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ import logging
 from pathlib import Path
 
 from core import events as ev
-from core.config import with_changes
+from core.config import parse_hostport, with_changes
 from core.errors import BadRequest, CoveyError, ProxyUnreachable
-from core.net.proxy import public_proxy, read_password, save_password
+from core.net.proxy import public_proxy, save_password
 from core.net.tor import TorController
 
 log = logging.getLogger("covey.routing")
@@ -62,12 +62,16 @@ class OutboundRoute:
 
     async def set_proxy(self, mode: str, host: str = "", port: int = 0, user: str = "",
                         password: str | None = None) -> dict:
-        """Off, a SOCKS5 proxy, or a tor SOCKS port used as a plain proxy (no control port)."""
+        """Off, a SOCKS5 proxy, or a tor SOCKS port used as a plain proxy (no control port).
+
+        ``password`` None keeps the saved one, "" removes it. Checked before anything stops."""
+        changes = {"proxy_mode": mode, "proxy_host": host, "proxy_port": port, "proxy_user": user}
+        with_changes(self.node.settings, **changes)
         await self.stop()
         self.tor_managed, self.tor_error = False, None
         if password is not None:
             save_password(self.node.home, password)
-        await self.node.update_settings(proxy_mode=mode, proxy_host=host, proxy_port=port, proxy_user=user)
+        await self.node._change(changes, proxy_password=password)
         return self.view()
 
     async def use_tor(self, control: str | None = None, config: str | None = None) -> dict:
@@ -79,17 +83,33 @@ class OutboundRoute:
         DirAuthority lines) our own tor joins with.
         Raises why tor did not start; dials fail closed meanwhile.
         """
-        changes = {}
+        changes = {"proxy_mode": "tor", "proxy_host": "", "proxy_port": 0, "proxy_user": "",
+                   "tor_control": control or ""}
         if config is not None:
             if control:
                 raise BadRequest("--tor-config is for a tor this node starts; it cannot go with --tor-control")
             changes["tor_config"] = _readable_config(config)
+        with_changes(self.node.settings, **changes)
         await self.stop()
         save_password(self.node.home, None)
-        await self.node.update_settings(proxy_mode="tor", proxy_host="", proxy_port=0, proxy_user="",
-                                        tor_control=control or "", **changes)
+        await self.node._change(changes, proxy_password="")
         await self._start_tor()
         return self.view()
+
+    async def choose(self, *, socks5: str | None = None, tor: bool = False,
+                     tor_control: str | None = None, tor_config: str | None = None,
+                     user: str | None = None, password: str | None = None) -> dict:
+        """The user's choice, as a form or `covey proxy set` gives it: exactly one of a
+        SOCKS5 proxy (HOST:PORT, optional user and password) or tor (ours, optionally
+        with ``tor_config``, or a running one at ``tor_control``)."""
+        if bool(socks5) == bool(tor):
+            raise BadRequest("give exactly one of --socks5 HOST:PORT or --tor")
+        if tor:
+            return await self.use_tor(tor_control, tor_config)
+        if tor_control or tor_config:
+            raise BadRequest("--tor-control and --tor-config go with --tor")
+        host, port = parse_hostport(socks5 or "")
+        return await self.set_proxy("socks5", host, port, user or "", password)
 
     async def _start_tor(self) -> None:
         node, s = self.node, self.node.settings
@@ -107,8 +127,7 @@ class OutboundRoute:
         self.tor, self.tor_error = tor, None
         host, port = tor.socks
         # In memory only: an owned tor's SOCKS port changes from run to run.
-        node.settings = with_changes(node.settings, proxy_host=host, proxy_port=port)
-        node.transport.reconfigure(node.settings, node._endpoint(), read_password(node.home))
+        await node._change({"proxy_host": host, "proxy_port": port}, persist=False)
         node._spawn(self._publish_onion(tor))
 
     async def _publish_onion(self, tor: TorController) -> None:

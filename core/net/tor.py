@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 
 from core.config import parse_hostport
 from core.errors import (BadRequest, CorruptKeyFile, CoveyError, ProxyUnreachable, RateLimited,
-                     TimedOut)
+                         TimedOut, TorError)
 from core.files import write_atomic
 
 log = logging.getLogger("covey.tor")
@@ -42,11 +42,6 @@ CONTROL_FILE_WAIT = 30.0   # seconds for a launched tor to open its control port
 KEY_TYPE = "ED25519-V3"
 
 StatusCallback = Callable[[dict], Any]
-
-
-class TorError(CoveyError):
-    """Tor could not be started or controlled."""
-    code = "tor_error"
 
 
 class TorController:

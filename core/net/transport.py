@@ -1,5 +1,9 @@
 """The aiohttp server (``/covey/v1`` WebSocket + ``GET /health``) and the dialer.
 
+Services may serve plain HTTP on the same port (:meth:`Transport.add_http_route`, e.g.
+``POST /tasks``) and add checks to ``/health`` (:meth:`Transport.add_health_check`), which
+answers in the ``application/health+json`` shape (status pass/warn/fail, version, checks).
+
 Both run the handshake of :mod:`core.handshake` and hand an authenticated
 :class:`~core.net.connection.PeerConnection` to the node. Floods are bounded
 before any expensive work:
@@ -43,6 +47,10 @@ _TOR_SOURCES = ("127.0.0.1", "::1")  # where the onion service (a local tor) con
 Admit = Callable[[str, str], None]                       # (peer_id, remote host) -> raises to refuse
 OnConnection = Callable[[PeerConnection], Awaitable[None]]
 Limits = Callable[[str], PeerLimits]                     # peer_id -> its limits
+HttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+HealthCheck = Callable[[], dict]   # -> one health+json check: {"status": "pass|warn|fail", ...}
+HEALTH_TYPE = "application/health+json"
+_HEALTH_RANK = {"pass": 0, "warn": 1, "fail": 2}
 
 
 class _Slot:
@@ -87,6 +95,8 @@ class Transport:
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._server_tasks: set[asyncio.Task] = set()
+        self._http_routes: dict[tuple[str, str], HttpHandler] = {}   # (METHOD, path) -> handler
+        self._health_checks: dict[str, HealthCheck] = {}
 
     # -- lifecycle ---------------------------------------------------------------
     async def start(self) -> int:
@@ -94,6 +104,7 @@ class Transport:
         app = web.Application(client_max_size=1024)
         app.router.add_get("/health", self._health)
         app.router.add_get(wire.WS_PATH, self._accept)
+        app.router.add_route("*", "/{path:.*}", self._route)   # what services add (add_http_route)
         raise_fd_limit()
         limit_accept_errors()
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5,
@@ -134,19 +145,79 @@ class Transport:
             await self._runner.cleanup()
             self._runner = None
 
-    def reconfigure(self, settings: Settings, local: LocalEndpoint, proxy_password: str = "") -> None:
-        """Apply new settings (mode, key, proxy) to future connections."""
-        local.listen_port = self.port
-        self.settings, self.local, self.proxy_password = settings, local, proxy_password
+    def reconfigure(self, settings: Settings, *, local: LocalEndpoint | None = None,
+                    proxy_password: str | None = None) -> None:
+        """Apply new settings to future connections, touching only what changed: the
+        endpoint when a new one is given (mode, network key, name), the outbound HTTP
+        session only when the proxy or its password changed (None: the password stays)."""
+        proxy_changed = (_proxy_of(settings) != _proxy_of(self.settings)
+                         or proxy_password is not None and proxy_password != self.proxy_password)
+        self.settings = settings
+        if local is not None:
+            local.listen_port = self.port
+            self.local = local
+        if proxy_password is not None:
+            self.proxy_password = proxy_password
         self.budget.limit = settings.partial_budget
         self.unknown_budget.limit = settings.unknown_partial_budget
-        if self._session is not None:
+        if proxy_changed and self._session is not None:
             old, self._session = self._session, None
             asyncio.get_running_loop().create_task(old.close())
 
-    # -- inbound -----------------------------------------------------------------
+    # -- plain HTTP routes of services and /health ----------------------------------
+    def add_http_route(self, method: str, path: str, handler: HttpHandler) -> None:
+        """Serve ``method path`` on the node's port with ``handler`` (a service's route; it
+        bounds and reads the body itself: the app's own body limit is 1 KiB)."""
+        key = (method.upper(), path)
+        if key in self._http_routes or path in ("/health", wire.WS_PATH):
+            raise ValueError(f"{method} {path} is already served")
+        self._http_routes[key] = handler
+
+    def remove_http_route(self, method: str, path: str) -> None:
+        self._http_routes.pop((method.upper(), path), None)
+
+    def add_health_check(self, name: str, check: HealthCheck) -> None:
+        """Report ``check()`` under ``checks[name]`` of /health (name as "component:measurement")."""
+        self._health_checks[name] = check
+
+    def remove_health_check(self, name: str) -> None:
+        self._health_checks.pop(name, None)
+
+    async def _route(self, request: web.Request) -> web.StreamResponse:
+        handler = self._http_routes.get((request.method, request.path))
+        if handler is not None:
+            return await handler(request)
+        if any(path == request.path for _, path in self._http_routes):
+            return web.json_response({"error": {"code": "bad_request", "message":
+                                      f"{request.method} is not served at {request.path}"}}, status=405)
+        return web.json_response({"error": {"code": "not_found", "message":
+                                  f"nothing is served at {request.path[:100]}"}}, status=404)
+
     async def _health(self, request: web.Request) -> web.Response:
-        return web.json_response({"ok": True, **self.health()})
+        """application/health+json: overall status (the worst check's), version, checks; plus
+        the node's own fields (ok, id, peers) that probes and scripts read."""
+        node = self.health()
+        server = self._runner.server if self._runner is not None else None
+        checks = {"transport:connections": [{
+            "componentType": "system", "observedValue": len(server.connections) if server else 0,
+            "observedUnit": "connections", "status": "pass"}],
+            "transport:peers": [{"componentType": "system", "observedValue": node.get("peers", 0),
+                                 "observedUnit": "peers", "status": "pass"}]}
+        for name, check in list(self._health_checks.items()):
+            try:
+                entry = dict(check())
+            except Exception as exc:  # a broken check reports itself; /health still answers
+                entry = {"status": "fail", "output": f"{type(exc).__name__}: {exc}"[:200]}
+            if entry.get("status") not in _HEALTH_RANK:
+                entry["status"] = "fail"
+            checks[name] = [entry]
+        status = max((e[0]["status"] for e in checks.values()), key=_HEALTH_RANK.__getitem__)
+        body = {"status": status, "version": "1", "releaseId": _release(),
+                "serviceId": node.get("id"), "description": "Covey node",
+                "checks": checks, "ok": status != "fail", **node}
+        return web.json_response(body, status=503 if status == "fail" else 200, content_type=HEALTH_TYPE)
+
+    # -- inbound -----------------------------------------------------------------
 
     async def _accept(self, request: web.Request) -> web.StreamResponse:
         host = request.remote or "?"
@@ -257,6 +328,11 @@ class Transport:
         return conn
 
     # -- outbound ----------------------------------------------------------------
+    def http_client(self) -> aiohttp.ClientSession:
+        """The session services use for plain HTTP to peers: the same route as peer links
+        (direct, SOCKS5 or tor; it fails closed when the proxy is down)."""
+        return self._client()
+
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             s = self.settings
@@ -335,6 +411,15 @@ class Transport:
                               partial_timeout=s.partial_timeout)
 
 
+def _release() -> str:
+    """The installed covey version (health+json ``releaseId``)."""
+    from importlib import metadata
+    try:
+        return metadata.version("covey")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 async def _receive(ws, peer: str = "the peer") -> bytes:
     """One binary handshake frame; a close or anything else ends the handshake with its reason."""
     msg = await ws.receive()
@@ -345,6 +430,10 @@ async def _receive(ws, peer: str = "the peer") -> bytes:
     if msg.type == aiohttp.WSMsgType.CLOSE:
         raise HandshakeFailed(f"{peer} closed the connection: {msg.extra or 'no reason given'}")
     raise HandshakeFailed(f"{peer} closed the connection during the handshake")
+
+
+def _proxy_of(settings: Settings) -> tuple:
+    return settings.proxy_mode, settings.proxy_host, settings.proxy_port, settings.proxy_user
 
 
 def _dial_error(settings: Settings, address: str, exc: Exception) -> CoveyError:

@@ -11,24 +11,8 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QGridLayout
                                QLabel, QPushButton, QSpinBox, QVBoxLayout)
 
 from core.errors import CoveyError, human
-from core.learning.protocol import AGGREGATORS, ATTACKS, MODELS, TaskSpec
+from core.learning.protocol import ATTACKS, MODELS, RULES, TaskSpec
 
-AGGREGATOR_LABELS = {
-    "fedavg": "FedAvg",
-    "fedprox": "FedProx",
-    "krum": "Krum",
-    "multikrum": "Multi-Krum",
-    "median": "Median",
-    "trimmed-mean": "Trimmed mean",
-}
-AGGREGATOR_HELP = {
-    "fedavg": "Mean of the updates weighted by example counts",
-    "fedprox": "FedAvg with a proximal term that keeps local training near the global model",
-    "krum": "Robust: picks the update closest to its neighbours; tolerates a few attackers",
-    "multikrum": "Robust: averages the updates Krum ranks best; tolerates a few attackers",
-    "median": "Robust: coordinate-wise median; tolerates a minority of attackers",
-    "trimmed-mean": "Robust: drops the extremes of each coordinate, then averages",
-}
 ATTACK_LABELS = {"sign_flip": "sign flip", "noise": "scaled noise", "label_flip": "label flip"}
 DATASETS = ("digits", "synthetic")
 
@@ -68,8 +52,8 @@ class TrainingForm(QGroupBox):
             self.dataset.addItem(name, name)
         self.dataset.setToolTip("The coordinator's held-out set; each worker trains on its own share")
         self.aggregator = QComboBox()
-        for name in AGGREGATORS:
-            self.aggregator.addItem(AGGREGATOR_LABELS.get(name, name), name)
+        for rule in RULES.values():   # names, labels and help come from the core's rules table
+            self.aggregator.addItem(rule.label, rule.name)
         self.rounds = _spin(1, 10_000, 10, "How many rounds of train-locally-then-aggregate")
         self.epochs = _spin(1, 1000, defaults.epochs, "Local epochs each worker trains per round")
         self.lr = _real(0.0001, 10.0, defaults.lr, 4, 0.01, "Local learning rate")
@@ -90,8 +74,8 @@ class TrainingForm(QGroupBox):
         self.attack.setToolTip("Simulate attacking workers to watch robust aggregation reject them")
         self.attackers = _spin(0, 10_000, 0, "How many workers attack")
 
-        for index, name in enumerate(AGGREGATORS):
-            self.aggregator.setItemData(index, AGGREGATOR_HELP.get(name, ""), Qt.ToolTipRole)
+        for index, rule in enumerate(RULES.values()):
+            self.aggregator.setItemData(index, rule.help, Qt.ToolTipRole)
         for combo in (self.model, self.dataset, self.aggregator, self.attack):
             combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(5)

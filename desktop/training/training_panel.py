@@ -121,7 +121,7 @@ class TrainingPanel(QWidget):
 
         newest = max(self.learning.tasks.values(), key=lambda t: t.created, default=None)
         if newest is not None:
-            self.follow(newest.task)
+            self.follow(newest.id)
         self.refresh_invitations()
 
     # -- charts (lazy) ---------------------------------------------------------------

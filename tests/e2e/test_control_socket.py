@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from core.app.cli import control_request
+from core.app.client import control_request
 from core.errors import NotRunning
 
 from .conftest import covey

@@ -99,7 +99,7 @@ def test_commands_without_a_running_node_say_how_to_start_one(tmp_path):
 
 
 def test_control_api_refuses_missing_wrong_token_and_malformed_requests(headless):
-    from core.app.cli import control_request
+    from core.app.client import control_request
     a = headless("a")
     control = json.loads((a.home / "control.json").read_text())
     assert stat.S_IMODE(os.stat(a.home / "control.json").st_mode) == 0o600

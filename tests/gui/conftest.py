@@ -19,7 +19,7 @@ from core.node import Node  # noqa: E402
 
 @pytest.fixture
 def qloop(qapp):
-    """A qasync loop sharing the Qt event loop that qtbot drives (see NOTES.md)."""
+    """A qasync loop sharing the Qt event loop that qtbot drives (see docs/notes.md)."""
     from desktop.style import style_sheet
     qapp.setStyleSheet(style_sheet())
     loop = qasync.QEventLoop(qapp, already_running=True)

@@ -1,7 +1,7 @@
 """The desktop session: node + control API + window, stopped cleanly on close."""
 import asyncio
 
-from core.app.cli import call
+from core.app.client import call
 from core.config import Settings
 from core.identity import Identity
 from core.node import Node

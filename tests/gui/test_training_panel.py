@@ -187,6 +187,22 @@ def test_secure_aggregation_with_a_robust_rule_shows_the_core_refusal(window, qt
     assert window.node.service("learning").tasks == {}
 
 
+def test_the_form_lists_the_rules_table_with_its_labels_and_help(qtbot, monkeypatch):
+    import dataclasses
+
+    from core.learning.protocol import RULES
+    from desktop.training.training_form import TrainingForm
+    monkeypatch.setitem(RULES, "median", dataclasses.replace(RULES["median"], label="Median (renamed)",
+                                                             help="read from the table"))
+    form = TrainingForm()
+    qtbot.addWidget(form)
+    combo = form.aggregator
+    assert [combo.itemData(i) for i in range(combo.count())] == list(RULES)
+    assert [combo.itemText(i) for i in range(combo.count())] == [r.label for r in RULES.values()]
+    assert [combo.itemData(i, Qt.ToolTipRole) for i in range(combo.count())] == [r.help for r in RULES.values()]
+    assert combo.itemText(combo.findData("median")) == "Median (renamed)"
+
+
 def test_a_refusal_found_only_at_start_is_shown_and_no_task_is_created(window, qtbot):
     panel = training_tab(window)
     form = panel.form
@@ -272,7 +288,7 @@ def test_a_finished_run_renders_to_png(window, make_node, run, qtbot, address_of
     rows = {r["Peer"]: r for r in panel.workers.rows()}
     assert rows[window.node.peers.get(attacker).name]["Status"].startswith("banned (reputation")
     assert len(rows) == 3
-    window.show_status(f"Training task {task.task} finished")
+    window.show_status(f"Training task {task.id} finished")
     QApplication.processEvents()
     path = artifacts / "training-tab.png"
     assert window.grab().save(str(path))

@@ -40,7 +40,7 @@ async def test_a_strangers_flood_of_signed_updates_neither_enters_the_replay_mem
     task = coord.service("learning").tasks[started["task"]]
     task.verifier.max_entries = 20   # a small memory, so 40 envelopes overflow it
     throwaways = [Identity.generate(f"throwaway{i}") for i in range(20)]
-    body = {"task": task.task, "round": 1, "round_id": bytes(16), "n_examples": 1, "loss": 0.0,
+    body = {"task": task.id, "round": 1, "round_id": bytes(16), "n_examples": 1, "loss": 0.0,
             "weights": b"x"}
     ahead = time.time() + 100   # inside the old +120 s skew: it raised the shared replay floor
 
@@ -52,9 +52,9 @@ async def test_a_strangers_flood_of_signed_updates_neither_enters_the_replay_mem
 
     # all at once, as a flood arrives (one at a time, the stranger would be banned after three)
     await asyncio.gather(*(send(s) for s in [stranger.identity] * 20 + throwaways))
-    await wait_until(lambda: all(task.task in w.service("learning").worker.members for w in workers), 30)
+    await wait_until(lambda: all(task.id in w.service("learning").worker.members for w in workers), 30)
     for w in workers:
-        await w.service("learning").join(task.task)
+        await w.service("learning").join(task.id)
     await wait_until(lambda: task.state != "running", 60, step=0.05)
     assert task.state == "done" and [h["round"] for h in task.history] == [1, 2]
     for w in workers:
@@ -88,7 +88,7 @@ async def _joined(make_node, n: int = 3, **options):
 
 def _forged_round(coord, task, *, spec: dict | None = None, secagg: dict | None = None, number: int = 2) -> dict:
     """A round the coordinator seals itself, as its own code would, but with what the test chooses."""
-    body = {"task": task.task, "round": number, "attempt": 0, "round_id": bytes(range(16)),
+    body = {"task": task.id, "round": number, "attempt": 0, "round_id": bytes(range(16)),
             "weights": encode(task.weights), "deadline": 20.0, "n_partitions": 3, "partition": 0,
             "attack": None, "weight_cap": 1000, "spec": spec if spec is not None else task.spec.to_dict(),
             "secagg": secagg}

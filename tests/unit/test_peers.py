@@ -10,7 +10,7 @@ from core.identity import Identity
 from core.peers import Capability, PeerBook, Tier, allows
 from core.store import Store
 
-# DESIGN section 2, transcribed cell by cell (yes = 1). Columns: CORE, SANDBOX,
+# docs/design.md section 2, transcribed cell by cell (yes = 1). Columns: CORE, SANDBOX,
 # EXTERNAL, UNKNOWN, BANNED.
 TABLE = {
     Capability.CONNECT:             (1, 1, 1, 1, 0),

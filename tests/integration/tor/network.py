@@ -9,7 +9,7 @@ loopback-only network namespace::
 :func:`in_loopback_only_namespace` is the guard: :meth:`PrivateTorNetwork.start`
 refuses to run without it, and the fixtures skip the tor tests instead.
 
-What makes the network reliable on these machines (see NOTES.md, "Tor and
+What makes the network reliable on these machines (see docs/notes.md, "Tor and
 SOCKS5"): ``DirCache 0`` on relays, the Stable flag without uptime
 requirements on authorities, ``UseEntryGuards 0`` on clients, a 10 s voting
 interval, no IPv6, no GeoIP files, the Vanilla scheduler, and clients started

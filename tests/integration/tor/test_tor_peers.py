@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.commands import COMMANDS
+from core.app.commands import load_commands
 from core.node import Node
 
 from ..conftest import wait_until
@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.tor, pytest.mark.timeout(180),
 
 async def test_an_inbound_peer_over_tor_keeps_its_pinned_onion(make_node, network_torrc, running_tor):
     alice = await make_node("alice", connect_timeout=60.0)
-    view = await COMMANDS["proxy.set"].run(alice, tor=True, tor_config=str(network_torrc))
+    view = await load_commands()["proxy.set"].run(alice, tor=True, tor_config=str(network_torrc))
     assert view["tor"]["owned"] and alice.settings.tor_config == str(network_torrc)
     bob = await make_node("bob", connect_timeout=60.0)
     await bob.use_tor(f"127.0.0.1:{running_tor.control_port}")

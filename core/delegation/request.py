@@ -1,0 +1,127 @@
+"""The signed task request: built by the requester, opened (checked) by the executor.
+
+Sealed with core.signed as kind ``task.request``. The envelope's ``signer``,
+``nonce`` and ``ts`` are the request's requester, nonce and created time; the
+body holds ``task`` (32 hex digits), ``type``, ``args``, ``inputs`` (sha256
+hex of every bytes-valued argument, by name) and ``deadline`` (unix time).
+The request digest is sha256 of the canonical encoding of the whole envelope,
+signature included: a proof names exactly one signed request.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from dataclasses import dataclass
+
+from core.delegation.encoding import sha256_hex
+from core.delegation.errors import TaskTimedOut
+from core.delegation.tasks import TaskType, task_type
+from core.errors import MalformedMessage
+from core.signed import Verifier, canonical, seal, verify_only
+
+KIND = "task.request"
+MAX_TIMEOUT = 600.0
+_BODY_KEYS = frozenset({"task", "type", "args", "inputs", "deadline"})
+_TASK_ID = re.compile(r"[0-9a-f]{32}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """An opened request: its envelope, digest and checked fields."""
+    envelope: dict
+    digest: str
+    task: str
+    type: str
+    args: dict            # checked and normalized by the task type
+    inputs: dict
+    deadline: float
+    requester: str
+    nonce: bytes
+    created: float
+
+    @property
+    def kind(self) -> TaskType:
+        return task_type(self.type)
+
+    def summary(self) -> dict:
+        """The request for display: bytes arguments replaced by their size and digest."""
+        args = {k: ({"bytes": len(v), "sha256": self.inputs[k]} if isinstance(v, bytes) else v)
+                for k, v in self.args.items()}
+        return {"task": self.task, "type": self.type, "args": args, "inputs": dict(self.inputs),
+                "deadline": self.deadline, "nonce": self.nonce.hex(), "requester": self.requester,
+                "created": self.created, "digest": self.digest}
+
+
+def request_digest(envelope: dict) -> str:
+    """sha256 hex of the canonical bytes of a sealed request envelope."""
+    return sha256_hex(canonical(envelope))
+
+
+def input_digests(args: dict) -> dict[str, str]:
+    return {k: sha256_hex(v) for k, v in sorted(args.items()) if isinstance(v, (bytes, bytearray))}
+
+
+def build_request(identity, type_name: str, args: dict, *, timeout: float = 30.0,
+                  now: float | None = None, types: dict | None = None) -> TaskRequest:
+    """Check ``args`` for ``type_name`` and seal a request that expires ``timeout`` s from now."""
+    if not (isinstance(timeout, (int, float)) and 0 < timeout <= MAX_TIMEOUT):
+        raise MalformedMessage(f"a task timeout must be in (0, {MAX_TIMEOUT:g}] s, got {timeout!r}")
+    task_type(type_name, types).check(args)
+    created = time.time() if now is None else float(now)
+    body = {"task": os.urandom(16).hex(), "type": type_name, "args": args,
+            "inputs": input_digests(args), "deadline": created + float(timeout)}
+    envelope = seal(identity, KIND, body, now=created)
+    return _parse(envelope, body, types, now=None)
+
+
+def open_request(verifier: Verifier, envelope, *, now: float | None = None,
+                 types: dict | None = None) -> TaskRequest:
+    """Executor side: signature, clock, replay (the verifier), then every field.
+
+    Raises MalformedMessage, InvalidSignature, StaleMessage, ReplayDetected,
+    UnknownTaskType, BadRequest (an argument) or TaskTimedOut (deadline passed).
+    """
+    _, body = verifier.open(envelope, KIND, now=now)
+    return _parse(envelope, body, types, now=time.time() if now is None else now)
+
+
+def admit_request(verifier: Verifier, envelope, *, sender: str, authorize, now: float | None = None,
+                  types: dict | None = None) -> TaskRequest:
+    """Executor side, through the one admission step (``Verifier.admit``): the envelope's shape,
+    the signer being ``sender``, ``authorize(signer, body)`` (the tier), then clock, signature
+    and replay, and last every field. Raises what :func:`open_request` raises, plus NotTheSender
+    and whatever ``authorize`` raises."""
+    _, body = verifier.admit(envelope, KIND, sender, authorize, now=now)
+    return _parse(envelope, body, types, now=time.time() if now is None else now)
+
+
+def load_request(envelope, *, types: dict | None = None) -> TaskRequest:
+    """A stored request re-read later: signature and fields, no clock or replay check."""
+    _, body = verify_only(envelope, KIND)
+    return _parse(envelope, body, types, now=None)
+
+
+def _parse(envelope: dict, body: dict, types: dict | None, now: float | None) -> TaskRequest:
+    if set(body) != _BODY_KEYS:
+        raise MalformedMessage(f"task request fields must be {sorted(_BODY_KEYS)}, got {sorted(map(str, body))[:10]}")
+    task_id, deadline, inputs = body["task"], body["deadline"], body["inputs"]
+    if not isinstance(task_id, str) or not _TASK_ID.fullmatch(task_id):
+        raise MalformedMessage("task id must be 32 lowercase hex digits")
+    kind = task_type(body["type"], types)
+    args = kind.check(body["args"])
+    if not isinstance(inputs, dict) or inputs != input_digests(body["args"]):
+        raise MalformedMessage("the request's input digests do not match its bytes arguments")
+    created = float(envelope["ts"])
+    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not math.isfinite(deadline) \
+            or not created < deadline <= created + MAX_TIMEOUT:
+        raise MalformedMessage(f"the deadline must be after the creation time and at most "
+                               f"{MAX_TIMEOUT:g} s later")
+    if now is not None and now >= deadline:
+        raise TaskTimedOut(f"task {task_id[:8]}'s deadline passed {now - deadline:.1f} s before it "
+                           f"could start", timeout=deadline - created)
+    return TaskRequest(envelope=envelope, digest=request_digest(envelope), task=task_id,
+                       type=kind.name, args=args, inputs=dict(inputs), deadline=float(deadline),
+                       requester=envelope["signer"], nonce=envelope["nonce"], created=created)
