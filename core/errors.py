@@ -270,6 +270,25 @@ class TaskFailed(CoveyError):
 class ProofMismatch(CoveyError):
     """The execution proof does not match this request, executor or result."""
     code = "proof_mismatch"
+# -- knowledge ----------------------------------------------------------------
+class Equivocation(CoveyError):
+    """The author signed two different packets with the same sequence number."""
+    code = "equivocation"
+
+
+class UnknownPacket(CoveyError):
+    """No such knowledge packet on this node."""
+    code = "unknown_packet"
+
+
+class AmbiguousPacket(CoveyError):
+    """The packet id prefix matches more than one packet: give more of the id."""
+    code = "ambiguous_packet"
+
+
+class StoreFull(CoveyError):
+    """The knowledge store is full: no new packets are kept."""
+    code = "store_full"
 
 
 # -- chat (core/chat) -----------------------------------------------------------

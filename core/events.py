@@ -34,6 +34,8 @@ TOR_STATUS = "tor_status"        # bootstrap progress, running, onion
 ML_ROUND = "ml_round"
 ML_STATE = "ml_state"
 TASK_CHANGED = "task_changed"    # a delegated task was sent, answered or served (core.delegation)
+KNOWLEDGE_PACKET = "knowledge_packet"      # a packet was published here or accepted from a peer
+KNOWLEDGE_REJECTED = "knowledge_rejected"  # a packet from a peer was refused (reason; rate limited per peer)
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,11 @@ MESSAGE_CAPABILITIES: dict[str, Capability] = {
     "chat.msg": C.CHAT,
     "chat.reset": C.CHAT,
     "chat.request": C.CONTACT_REQUEST,   # the one thing an UNKNOWN peer may send
+    "know.push": C.KNOWLEDGE_ACCEPT,     # packets we take: CORE, SANDBOX
+    "know.ihave": C.KNOWLEDGE_ACCEPT,
+    "know.have": C.QUERY,                # pulling and querying ours: CORE, SANDBOX, EXTERNAL
+    "know.want": C.QUERY,
+    "know.query": C.QUERY,
 }
 
 

@@ -54,6 +54,7 @@ REGISTRY: tuple[Registration, ...] = (
     Registration("learning", "core.learning.service:LearningService", "core.learning.commands"),
     Registration("chat", "core.chat.service:ChatService", "core.chat.commands"),
     Registration("delegation", "core.delegation.service:DelegationService", "core.delegation.commands"),
+    Registration("knowledge", "core.knowledge.service:KnowledgeService", "core.knowledge.commands"),
 )
 
 

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QWidget
 
 
 from .encryption.crypto_panel import CryptoPanel, SecurityBanner
+from .knowledge.knowledge_panel import KnowledgePanel
 from .node.identity_panel import IdentityPanel
 from .peers.peers_panel import PeersPanel
 from .tasks.tasks_panel import TasksPanel
@@ -45,6 +46,7 @@ PANELS: tuple[Panel, ...] = (
     Panel("crypto_panel", CryptoPanel, LEFT),
     Panel("peers_panel", PeersPanel, TAB, "Peers"),
     Panel("training_panel", TrainingPanel, TAB, "Training", service="learning"),
+    Panel("knowledge_panel", KnowledgePanel, TAB, "Knowledge", service="knowledge"),
     Panel("tasks_panel", TasksPanel, TAB, "Tasks", service="delegation"),
 )
 

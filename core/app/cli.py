@@ -238,7 +238,8 @@ def _command_args(name: str, args) -> dict:
             value = getattr(args, p.name, None)
             if value not in (None, False):
                 values[p.name] = value
-    return values
+    prepare = getattr(load_commands()[name].run, "prepare_args", None)  # local files a command sends or names
+    return prepare(values) if prepare is not None else values
 
 
 def _has_display() -> bool:

@@ -31,7 +31,7 @@ from aiohttp import web
 from core.app.commands import load_commands
 from core.config import write_secret
 from core.files import private_dir
-from core.errors import BadRequest, CoveyError, Unauthorized, human
+from core.errors import BadRequest, CoveyError, MessageTooLarge, Unauthorized, human
 
 log = logging.getLogger("covey.control")
 
@@ -41,7 +41,7 @@ MAX_SOCKET_PATH = 100  # sun_path holds 104-108 bytes depending on the OS
 MAX_BODY = 64 * 1024
 # The HTTP status of each error code (a code not listed takes its parent error's; else 400).
 # The message is core.errors.human's, the same sentence the CLI and the GUI show.
-STATUS = {"bad_request": 400, "malformed": 400, "unauthorized": 401, "unknown_peer": 404,
+STATUS = {"too_large": 413, "bad_request": 400, "malformed": 400, "unauthorized": 401, "unknown_peer": 404,
           "refused_by_policy": 403, "banned": 403, "ambiguous_peer": 409, "timeout": 504,
           "unreachable": 502, "proxy_unreachable": 502, "key_mismatch": 502,
           "mode_mismatch": 502, "network_key_mismatch": 502, "handshake_failed": 502}
@@ -108,8 +108,9 @@ class ControlServer:
             command = self.commands.get(request.match_info["name"])
             if command is None:
                 raise BadRequest(f"unknown command {request.match_info['name']!r}")
+            body = await _read_body(request, getattr(command.run, "max_body", MAX_BODY), command.name)
             try:
-                args = await request.json() if request.can_read_body else {}
+                args = json.loads(body) if body else {}
             except (ValueError, UnicodeDecodeError):
                 raise BadRequest("request body is not valid JSON") from None
             result = await command.run(self.node, **command.validate(args))
@@ -140,6 +141,20 @@ class ControlServer:
             return response
         finally:
             self.node.events.unsubscribe(queue)
+
+
+async def _read_body(request: web.Request, limit: int, name: str) -> bytes:
+    """The request body, refused (413) as soon as it passes ``limit``: a command declares a larger
+    limit than MAX_BODY with a ``max_body`` attribute (knowledge.publish carries a file)."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise MessageTooLarge(f"request body of {declared} bytes is above the limit of {limit} for {name}")
+    data = bytearray()
+    async for chunk in request.content.iter_chunked(1 << 16):
+        data += chunk
+        if len(data) > limit:
+            raise MessageTooLarge(f"request body is above the limit of {limit} bytes for {name}")
+    return bytes(data)
 
 
 def http_status(exc: CoveyError) -> int:

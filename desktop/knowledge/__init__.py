@@ -1,0 +1,1 @@
+"""The Knowledge tab: signed packets, publishing, the signature check and the gossip counters."""
