@@ -52,6 +52,7 @@ class Registration:
 # The services a node runs, in start order. One line per service.
 REGISTRY: tuple[Registration, ...] = (
     Registration("learning", "core.learning.service:LearningService", "core.learning.commands"),
+    Registration("chat", "core.chat.service:ChatService", "core.chat.commands"),
     Registration("delegation", "core.delegation.service:DelegationService", "core.delegation.commands"),
     Registration("knowledge", "core.knowledge.service:KnowledgeService", "core.knowledge.commands"),
 )

@@ -112,6 +112,9 @@ def show(name: str, result) -> str:
         if result.get("invitations"):
             lines.append(f"invitations: {', '.join(result['invitations'])} (join with `covey ml join TASK`)")
         return "\n".join(lines)
+    if name == "chat.read":
+        from core.chat.commands import line
+        return "\n".join(line(m) for m in result) if result else "no messages"
     if name == "peers.list":
         if not result:
             return "no peers yet: `covey peers add HOST:PORT`, or wait for LAN discovery"
@@ -186,6 +189,10 @@ def main(argv: list[str] | None = None, open_desktop=None) -> int:
         elif name == "ml.status" and args.follow:  # a live progress bar until the task ends
             from core.learning.follow import follow_task
             result = follow_task(call, home, _command_args(name, args))
+        elif name == "chat.read" and args.follow:  # new messages as they arrive, until Ctrl-C
+            from core.chat.commands import follow_messages
+            follow_messages(call, home, _command_args(name, args), sys.stdout, as_json=args.json)
+            return 0
         else:
             result = call(home, name, _command_args(name, args))
             if name == "crypto.psk.export":
