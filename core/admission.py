@@ -40,7 +40,7 @@ from core.signed import Verifier, check_sender
 
 log = logging.getLogger("covey.admission")
 
-Authorize = Callable[[str, dict], None]
+Authorize = Callable[[str, dict], object]  # raises to refuse; what it returns is ignored
 Validate = Callable[[str, dict], Any]
 
 

@@ -295,8 +295,8 @@ def _first_line(exc: CoveyError) -> str:
     return (type(exc).__doc__ or "").strip().splitlines()[0] if type(exc).__doc__ else type(exc).__name__
 
 
-def _all_errors(cls: type = CoveyError) -> dict[str, type]:
-    found = {cls.code: cls}
+def _all_errors(cls: type[CoveyError] = CoveyError) -> dict[str, type[CoveyError]]:
+    found: dict[str, type[CoveyError]] = {cls.code: cls}
     for sub in cls.__subclasses__():
         for code, klass in _all_errors(sub).items():
             found.setdefault(code, klass)

@@ -160,7 +160,7 @@ class _Window:
     """One signer's remembered nonces (bounded), oldest first in a heap."""
     __slots__ = ("seen", "expiry", "floor")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.seen: dict[bytes, float] = {}
         self.expiry: list[tuple[float, bytes]] = []
         self.floor = -math.inf  # this signer's objects older than this are refused

@@ -24,6 +24,7 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,6 +38,12 @@ from core.signed import seal
 from . import db
 from . import protocol as proto
 from . import roster as sa_roster
+
+if TYPE_CHECKING:  # numpy/torch-heavy modules, imported when a task runs
+    from .data import Dataset
+    from .privacy import PrivacyAccountant
+    from .secagg import SecAggCoordinator, SecAggParams
+    from .tensors import Spec
 
 log = logging.getLogger("covey.learning.coordinator")
 
@@ -67,7 +74,7 @@ class _Round:
     dropped: set[str] = field(default_factory=set)
     reasons: Counter = field(default_factory=Counter)
     closed: bool = False
-    sa: object | None = None
+    sa: SecAggCoordinator | None = None
     all_in: asyncio.Event = field(default_factory=asyncio.Event)
 
     def check_all_in(self) -> None:
@@ -103,9 +110,9 @@ class CoordinatorTask:
         self.round = 0
         self.weights: dict[str, np.ndarray] | None = None
         self.current: _Round | None = None
-        self.accountant = None
-        self.data = None
-        self.wspec = None
+        self.accountant: PrivacyAccountant | None = None
+        self.data: Dataset | None = None      # held-out data, weight spec and weights: set by _prepare
+        self.wspec: Spec | None = None
         self._runner: asyncio.Task | None = None
         self._spec_dict = spec.to_dict()  # sent with every announcement; the spec never changes
         self._global_loss: float | None = None  # held-out loss of the current global model
@@ -179,28 +186,33 @@ class CoordinatorTask:
         from .worker import _dataset
         spec = self.spec
         self.data = _dataset(spec.dataset, spec.seed)
-        image = tuple(spec.image_shape) if spec.image_shape else None
-        self.wspec = weight_spec(spec.model, spec.n_features, spec.n_classes, image, spec.hidden)
+        self.wspec = wspec = weight_spec(spec.model, spec.n_features, spec.n_classes, spec.image, spec.hidden)
         latest = self.ckpt.latest()
         if latest is None:
-            model = build_model(spec.model, spec.n_features, spec.n_classes, image, seed=spec.seed,
+            model = build_model(spec.model, spec.n_features, spec.n_classes, spec.image, seed=spec.seed,
                                 hidden=spec.hidden)
             self.weights = get_weights(model)
             self.ckpt.save(0, self.weights, {"round": 0})
         else:
             self.round, stored, _ = latest
-            missing = [k for k in self.wspec if k not in stored]
+            missing = [k for k in wspec if k not in stored]
             if missing:
                 raise BadRequest(f"checkpoint of round {self.round} does not fit the model (missing {missing})")
-            self.weights = {k: stored[k] for k in self.wspec}  # safetensors sorts names; keep model order
+            self.weights = {k: stored[k] for k in wspec}  # safetensors sorts names; keep model order
             self.history = [h["meta"] for h in self.ckpt.history() if 0 < h["round"] <= self.round]
             self.rejections = Counter()
             for h in self.history:
                 self.rejections.update(h.get("reasons", {}))
-        if spec.dp:
+        if spec.dp_noise is not None:  # spec.dp
             from core.learning.privacy import PrivacyAccountant
             self.accountant = PrivacyAccountant(spec.dp_noise, 1.0, spec.dp_delta)
             self.accountant.step(self.round)
+
+    def _loaded(self) -> tuple[Dataset, Spec, dict[str, np.ndarray]]:
+        """What :meth:`_prepare` loaded: held-out data, weight spec, global weights (rounds run after it)."""
+        if self.data is None or self.wspec is None or self.weights is None:
+            raise RuntimeError(f"task {self.id} is used before its data and model were loaded")
+        return self.data, self.wspec, self.weights
 
     # -- participants ----------------------------------------------------------
     def _allowed(self, peer: str) -> bool:
@@ -262,27 +274,30 @@ class CoordinatorTask:
                                          f"{spec.round_minimum} needed")
             return None
         from core.learning.tensors import encode, flatten
+        _, _, weights = self._loaded()
         now = time.monotonic()
         rs = _Round(number, attempt, os.urandom(proto.ROUND_ID_BYTES), set(eligible),
                     now + spec.deadline, now, weight_cap=self._weight_cap(),
                     slots={p: self.participants[p] for p in eligible})
-        blob = await asyncio.to_thread(encode, self.weights)
-        global_flat = flatten(self.weights)
+        blob = await asyncio.to_thread(encode, weights)
+        global_flat = flatten(weights)
         if spec.validate:
-            rs.ref_loss = (await asyncio.to_thread(self._evaluate, self.weights, True))[0]
+            rs.ref_loss = (await asyncio.to_thread(self._evaluate, weights, True))[0]
         self.current = rs
-        secagg = None
+        secagg: SecAggParams | None = None
         if spec.secure_agg:
             from core.learning.secagg import SecAggParams, default_threshold
             secagg = SecAggParams(round_id=rs.round_id, threshold=default_threshold(len(eligible)),
                                   dim=len(global_flat))
         acks = await asyncio.gather(*(self._announce(p, rs, blob, secagg) for p in eligible))
-        keys = {p: a.get("keys") for p, a in zip(eligible, acks) if isinstance(a, dict)}
-        rs.dropped |= {p for p, a in zip(eligible, acks) if a is None}
-        if spec.secure_agg:
-            rs.sa = await self._secagg_setup(rs, secagg, keys)
-            if rs.sa is None:
-                return self._fail(rs, "too few workers for secure aggregation")
+        keys = {p: a.get("keys") for p, a in zip(eligible, acks, strict=True) if isinstance(a, dict)}
+        rs.dropped |= {p for p, a in zip(eligible, acks, strict=True) if a is None}
+        sa: SecAggCoordinator | None = None
+        if secagg is not None:  # spec.secure_agg
+            sa = rs.sa = await self._secagg_setup(rs, secagg, keys)
+            if sa is None:
+                self._fail(rs, "too few workers for secure aggregation")
+                return None
         rs.check_all_in()
         try:
             await asyncio.wait_for(rs.all_in.wait(), max(0.0, rs.deadline_at - time.monotonic()))
@@ -290,14 +305,16 @@ class CoordinatorTask:
             late = rs.participants - rs.dropped - set(rs.accepted) - set(rs.rejected)
             log.info("task %s round %d: deadline passed; %d worker(s) missing", self.id, number, len(late))
         rs.closed = True
-        if spec.secure_agg:
-            vector, kept = await self._secagg_finish(rs, global_flat)
+        if sa is not None:  # spec.secure_agg
+            vector, kept = await self._secagg_finish(rs, sa, global_flat)
         else:
             if len(rs.accepted) < spec.min_clients:
-                return self._fail(rs, f"{len(rs.accepted)} updates accepted, {spec.min_clients} needed")
+                self._fail(rs, f"{len(rs.accepted)} updates accepted, {spec.min_clients} needed")
+                return None
             vector, kept = await asyncio.to_thread(self._aggregate, rs, global_flat)
         if vector is None:
-            return self._fail(rs, rs.why or "secure aggregation could not unmask the sum")
+            self._fail(rs, rs.why or "secure aggregation could not unmask the sum")
+            return None
         return await self._commit(rs, vector, kept)
 
     def _retry(self, number: int, attempt: int, why: str) -> None:
@@ -306,16 +323,17 @@ class CoordinatorTask:
                               round=self.round, retry=number, attempt=attempt, reason=why)
 
     def _fail(self, rs: _Round, why: str) -> None:
+        """Close the round without committing it; it is retried."""
         rs.closed = True
         self.current = None
         self._retry(rs.number, rs.attempt, why)
-        return None
 
     def _weight_cap(self) -> int:
         """The most examples one update may count for: twice a simulated partition's size."""
-        return max(1, math.ceil(len(self.data.y_train) / max(self.spec.clients, 1)) * 2)
+        data, _, _ = self._loaded()
+        return max(1, math.ceil(len(data.y_train) / max(self.spec.clients, 1)) * 2)
 
-    async def _announce(self, peer: str, rs: _Round, blob: bytes, secagg) -> dict | None:
+    async def _announce(self, peer: str, rs: _Round, blob: bytes, secagg: SecAggParams | None) -> dict | None:
         spec = self.spec
         slot = rs.slots[peer]
         attack = spec.attack if spec.attack and slot < spec.attackers else None
@@ -343,6 +361,7 @@ class CoordinatorTask:
                 validate=lambda signer, body: self._validate_update(rs, signer, body), task=self.id)
         except NotAdmitted as exc:
             return self._rejected(rs, exc.rejection)
+        assert rs is not None  # _validate_update admits nothing while no round is open
         rs.accepted[admitted.signer] = admitted.value
         rs.check_all_in()
         return {"accepted": True, "reason": None}
@@ -396,10 +415,11 @@ class CoordinatorTask:
     def _check_update(self, data: bytes, ref_loss: float, tier: str):
         """Blocking: decode with shape/dtype/finiteness checks (UpdateRejected), then validate on the held-out set."""
         from core.learning.tensors import decode, flatten
-        expected = 4 * sum(int(np.prod(s)) for s, _ in self.wspec.values())
-        weights = decode(data, self.wspec, expected + 64 * 1024)
+        _, wspec, global_weights = self._loaded()
+        expected = 4 * sum(int(np.prod(s)) for s, _ in wspec.values())
+        weights = decode(data, wspec, expected + 64 * 1024)
         flat = flatten(weights)
-        norm = float(np.linalg.norm((flat - flatten(self.weights)).astype(np.float64)))
+        norm = float(np.linalg.norm((flat - flatten(global_weights)).astype(np.float64)))
         vloss = math.nan
         if self.spec.validate:
             vloss, _ = self._evaluate(weights, True)
@@ -445,9 +465,10 @@ class CoordinatorTask:
         """Check the aggregate against the previous model on the held-out set, then make it the global model."""
         from core.learning.tensors import unflatten
         kept_set, outliers = kept
-        candidate = unflatten(np.asarray(vector, dtype=np.float32), self.wspec)
+        _, wspec, weights = self._loaded()
+        candidate = unflatten(np.asarray(vector, dtype=np.float32), wspec)
         if self._global_loss is None:
-            self._global_loss = (await asyncio.to_thread(self._evaluate, self.weights, False))[0]
+            self._global_loss = (await asyncio.to_thread(self._evaluate, weights, False))[0]
         loss, acc = await asyncio.to_thread(self._evaluate, candidate, False)
         factor, margin = AGGREGATE_TOLERANCE
         previous = self._global_loss
@@ -456,8 +477,9 @@ class CoordinatorTask:
         # contribution instead (secure aggregation checks the clip on the unmasked sum).
         wild = not self.spec.dp and math.isfinite(previous) and loss > previous * factor + margin
         if not math.isfinite(loss) or wild:
-            return self._fail(rs, f"the aggregate's held-out loss {loss:.3f} is far above the previous "
-                                  f"model's {previous:.3f} (at most x{factor} + {margin}); not committed")
+            self._fail(rs, f"the aggregate's held-out loss {loss:.3f} is far above the previous "
+                           f"model's {previous:.3f} (at most x{factor} + {margin}); not committed")
+            return None
         self.weights, self._global_loss = candidate, loss
         for peer, reason in outliers.items():
             self._reject(rs, peer, reason, "update far from the robust aggregate")
@@ -471,9 +493,9 @@ class CoordinatorTask:
         if self.accountant is not None:
             self.accountant.step()
             epsilon = round(self.accountant.epsilon(), 6)
-        workers = {}
+        workers: dict[str, dict[str, object]] = {}
         for peer in sorted(rs.participants):
-            entry = {"slot": rs.slots.get(peer)}
+            entry: dict[str, object] = {"slot": rs.slots.get(peer)}
             if peer in rs.accepted:
                 _, n, wloss, norm = rs.accepted[peer]
                 entry.update(n_examples=n, train_loss=_num(wloss), norm=_num(norm),
@@ -500,15 +522,14 @@ class CoordinatorTask:
         self.node.events.emit(ev.ML_ROUND, task=self.id, rounds=self.spec.rounds, **record)
         return record
 
-    def _evaluate(self, weights, validation: bool) -> tuple[float, float]:
+    def _evaluate(self, weights: dict[str, np.ndarray], validation: bool) -> tuple[float, float]:
         from core.learning.train import evaluate
-        d, spec = self.data, self.spec
+        (d, _, _), spec = self._loaded(), self.spec
         X, y = (d.X_test[::2], d.y_test[::2]) if validation else (d.X_test, d.y_test)
-        image = tuple(spec.image_shape) if spec.image_shape else None
-        return evaluate(weights, X, y, spec.model, spec.n_features, spec.n_classes, image, spec.hidden)
+        return evaluate(weights, X, y, spec.model, spec.n_features, spec.n_classes, spec.image, spec.hidden)
 
     # -- secure aggregation ------------------------------------------------------------
-    async def _secagg_setup(self, rs: _Round, params, keys: dict):
+    async def _secagg_setup(self, rs: _Round, params: SecAggParams, keys: dict) -> SecAggCoordinator | None:
         from core.learning.secagg import SecAggCoordinator
         advertised = {}
         for p, envelope in keys.items():
@@ -536,7 +557,7 @@ class CoordinatorTask:
             replies = await asyncio.gather(*(self._sa_call(p, "ml.sa.roster", rs,
                                                            {"roster": roster, "signed": signed}, timeout)
                                              for p in roster))
-            for p, reply in zip(roster, replies):
+            for p, reply in zip(roster, replies, strict=True):
                 if reply is not None:
                     try:
                         sa.add_shares(p, reply.get("blobs"))
@@ -560,14 +581,13 @@ class CoordinatorTask:
             log.info("secure aggregation: %s to %s failed: %s", msg_type, peer[:12], exc)
             return None
 
-    async def _secagg_finish(self, rs: _Round, global_flat: np.ndarray):
-        sa = rs.sa
+    async def _secagg_finish(self, rs: _Round, sa: SecAggCoordinator, global_flat: np.ndarray):
         try:
             request = sa.unmask_request()
             survivors = request["survivors"]
             replies = await asyncio.gather(*(self._sa_call(p, "ml.sa.unmask", rs, request, ACK_TIMEOUT)
                                              for p in survivors))
-            for p, reply in zip(survivors, replies):
+            for p, reply in zip(survivors, replies, strict=True):
                 if reply is not None:
                     try:
                         sa.add_unmask_response(p, reply)

@@ -7,7 +7,7 @@ arguments agree on names, shapes and order without exchanging code.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -18,8 +18,18 @@ if TYPE_CHECKING:  # torch is heavy: import it only when a model is built
 
 DEFAULT_HIDDEN = 32
 
+ImageShape = tuple[int, int]  # (height, width) of an image dataset
 
-def _build_mlp(n_features: int, n_classes: int, image_shape, hidden: int):
+
+def as_image_shape(value: Sequence[int] | None) -> ImageShape | None:
+    """``[height, width]`` (a task spec's list, or a tuple) as a hashable pair; None or empty -> None."""
+    if not value:
+        return None
+    h, w = value
+    return h, w
+
+
+def _build_mlp(n_features: int, n_classes: int, image_shape: ImageShape | None, hidden: int):
     from torch import nn
     return nn.Sequential(
         nn.Flatten(),
@@ -29,7 +39,7 @@ def _build_mlp(n_features: int, n_classes: int, image_shape, hidden: int):
     )
 
 
-def _build_cnn(n_features: int, n_classes: int, image_shape, hidden: int):
+def _build_cnn(n_features: int, n_classes: int, image_shape: ImageShape | None, hidden: int):
     from torch import nn
     if image_shape is None:
         raise BadRequest("the cnn model needs an image dataset (such as digits); use mlp for tabular data")
@@ -65,12 +75,12 @@ def _check_args(name: str, n_features: int, n_classes: int, hidden: int) -> None
 
 
 def build_model(name: str, n_features: int, n_classes: int,
-                image_shape: tuple[int, int] | None = None, seed: int = 0,
+                image_shape: ImageShape | None = None, seed: int = 0,
                 hidden: int = DEFAULT_HIDDEN) -> "torch.nn.Module":
     """Build model ``name`` with deterministic initial weights for ``seed``."""
     import torch
     _check_args(name, n_features, n_classes, hidden)
-    image_shape = tuple(image_shape) if image_shape is not None else None
+    image_shape = as_image_shape(image_shape)  # callers may pass the spec's list
     with torch.random.fork_rng(devices=[]):  # do not disturb the caller's RNG
         torch.manual_seed(seed)
         return MODELS[name](n_features, n_classes, image_shape, hidden)
@@ -100,16 +110,16 @@ def set_weights(model, weights: dict[str, np.ndarray]) -> None:
 
 
 @lru_cache(maxsize=32)
-def _spec(model_name: str, n_features: int, n_classes: int, image_shape, hidden: int):
+def _spec(model_name: str, n_features: int, n_classes: int, image_shape: ImageShape | None, hidden: int):
     model = build_model(model_name, n_features, n_classes, image_shape, hidden=hidden)
     return tuple((k, tuple(v.shape), "float32") for k, v in model.state_dict().items())
 
 
 def weight_spec(model_name: str, n_features: int, n_classes: int,
-                image_shape: tuple[int, int] | None = None,
+                image_shape: ImageShape | None = None,
                 hidden: int = DEFAULT_HIDDEN) -> dict[str, tuple[tuple[int, ...], str]]:
     """``name -> (shape, dtype)`` of the model's weights, in order; used to validate updates."""
-    image_shape = tuple(image_shape) if image_shape is not None else None
+    image_shape = as_image_shape(image_shape)  # callers may pass the spec's list
     return {k: (shape, dtype) for k, shape, dtype in
             _spec(model_name, n_features, n_classes, image_shape, hidden)}
 
@@ -120,7 +130,7 @@ def n_parameters(spec: dict[str, tuple[tuple[int, ...], str]]) -> int:
 
 
 def count_parameters(model_name: str, n_features: int, n_classes: int,
-                     image_shape: tuple[int, int] | None = None, hidden: int = DEFAULT_HIDDEN) -> int:
+                     image_shape: ImageShape | None = None, hidden: int = DEFAULT_HIDDEN) -> int:
     """How many scalars the model has, by arithmetic (nothing is built, so a huge model costs nothing).
 
     Equals ``n_parameters(weight_spec(...))``; a model that cannot be built

@@ -161,11 +161,16 @@ class TaskSpec:
         """Workers a round needs: min_clients, and at least SECAGG_MIN_ROSTER with secure aggregation."""
         return max(self.min_clients, SECAGG_MIN_ROSTER) if self.secure_agg else self.min_clients
 
+    @property
+    def image(self) -> tuple[int, int] | None:
+        """``image_shape`` as the (height, width) pair the model functions take."""
+        from core.learning.models import as_image_shape
+        return as_image_shape(self.image_shape)
+
     def n_params(self) -> int:
         """The model's parameter count (by arithmetic: nothing is built)."""
         from core.learning.models import count_parameters
-        image = tuple(self.image_shape) if self.image_shape else None
-        return count_parameters(self.model, self.n_features, self.n_classes, image, self.hidden)
+        return count_parameters(self.model, self.n_features, self.n_classes, self.image, self.hidden)
 
     def f(self, n_updates: int) -> int:
         """How many Byzantine updates the robust rules tolerate this round."""

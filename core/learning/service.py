@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import secrets
+from typing import Callable
 
 from core import events as ev
 from core.errors import CoveyError, UnknownTask
@@ -33,7 +34,7 @@ class LearningService:
     name = "learning"
     migrations = MIGRATIONS
 
-    def __init__(self, node):
+    def __init__(self, node) -> None:
         self.node = node
         self.tasks: dict[str, CoordinatorTask] = {}
         self._spawned: set[asyncio.Task] = set()
@@ -43,7 +44,7 @@ class LearningService:
         node.on_message("ml.join", self._on_join, capability=contribute)
         node.on_message("ml.update", self._on_update, capability=contribute)
         node.on_message("ml.info", self._on_info, capability=contribute)
-        self._unsubscribe = None
+        self._unsubscribe: Callable[[], None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------
     async def start(self) -> None:
@@ -121,7 +122,7 @@ class LearningService:
 
     def _may_contribute(self, peer: str, spec: proto.TaskSpec) -> bool:
         try:
-            self.node.peers.check(peer, "learn_contribute")
+            self.node.peers.check(peer, Capability.LEARN_CONTRIBUTE)
         except CoveyError:
             return False
         return self.node.peers.tier_of(peer).value in spec.tiers
@@ -231,6 +232,5 @@ def _fill_shape(spec: proto.TaskSpec) -> None:
     data = _dataset(spec.dataset, spec.seed)
     spec.n_features, spec.n_classes = data.n_features, data.n_classes
     spec.image_shape = list(data.image_shape) if data.image_shape else None
-    weight_spec(spec.model, spec.n_features, spec.n_classes,
-                tuple(spec.image_shape) if spec.image_shape else None, spec.hidden)
+    weight_spec(spec.model, spec.n_features, spec.n_classes, spec.image, spec.hidden)
     spec.check()

@@ -71,7 +71,7 @@ def unflatten(vec: np.ndarray, spec: Spec) -> dict[str, np.ndarray]:
     if sum(sizes) != vec.size:
         raise UpdateRejected("shape", f"vector has {vec.size} values, the model has {sum(sizes)}")
     out, at = {}, 0
-    for (name, (shape, dtype)), size in zip(spec.items(), sizes):
+    for (name, (shape, dtype)), size in zip(spec.items(), sizes, strict=True):
         out[name] = vec[at:at + size].astype(dtype, copy=True).reshape(shape)
         at += size
     return out

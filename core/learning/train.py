@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.errors import BadRequest
-from core.learning.models import DEFAULT_HIDDEN, build_model, get_weights, set_weights
+from core.learning.models import DEFAULT_HIDDEN, ImageShape, as_image_shape, build_model, get_weights, set_weights
 from core.learning.tensors import flatten, unflatten
 
 
@@ -46,7 +46,7 @@ class TrainConfig:
             raise BadRequest(f"momentum must be in [0, 1) (got {self.momentum})")
         if (self.dp_clip is None) != (self.dp_noise is None):
             raise BadRequest("differential privacy needs both a clipping norm and a noise multiplier")
-        if self.dp_clip is not None:
+        if self.dp_clip is not None and self.dp_noise is not None:  # both or neither (checked above)
             if not (math.isfinite(self.dp_clip) and self.dp_clip > 0):
                 raise BadRequest(f"DP clipping norm must be positive (got {self.dp_clip})")
             if not (math.isfinite(self.dp_noise) and self.dp_noise >= 0):
@@ -76,7 +76,7 @@ def _pin_threads(n: int | None) -> None:
 
 def train_local(global_weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
                 cfg: TrainConfig, n_features: int, n_classes: int,
-                image_shape: tuple[int, int] | None = None) -> LocalResult:
+                image_shape: ImageShape | None = None) -> LocalResult:
     """Train from ``global_weights`` on local data for ``cfg.epochs`` epochs of minibatch SGD."""
     import torch
     import torch.nn.functional as F
@@ -85,8 +85,7 @@ def train_local(global_weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndar
     if len(X) == 0 or len(X) != len(y):
         raise BadRequest(f"local data must be non-empty with one label per row ({len(X)} rows, {len(y)} labels)")
     _pin_threads(cfg.num_threads)
-    model = _thread_model(cfg.model, n_features, n_classes, tuple(image_shape) if image_shape else None,
-                          cfg.hidden)
+    model = _thread_model(cfg.model, n_features, n_classes, as_image_shape(image_shape), cfg.hidden)
     set_weights(model, global_weights)  # every parameter and buffer: nothing of the last use survives
     anchor = [p.detach().clone() for p in model.parameters()] if cfg.prox_mu > 0 else None
     Xt = torch.as_tensor(np.asarray(X, dtype=np.float32))
@@ -107,7 +106,7 @@ def train_local(global_weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndar
             total += float(loss.detach()) * len(idx)
             seen += len(idx)
             if anchor is not None:  # FedProx: mu/2 * ||w - w_global||^2
-                prox = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor))
+                prox = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True))
                 loss = loss + 0.5 * cfg.prox_mu * prox
             loss.backward()
             _sgd_step(params, momentum_buffers, cfg.lr, cfg.momentum)
@@ -119,7 +118,7 @@ def train_local(global_weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndar
     g = flatten(global_weights)
     delta = flatten(trained) - g
     dp_steps = 0
-    if cfg.dp:
+    if cfg.dp_clip is not None and cfg.dp_noise is not None:  # cfg.dp: validate() made them both or neither
         from core.learning.privacy import clip_and_noise
         rng = np.random.default_rng([cfg.seed, 0xD9])
         delta = clip_and_noise(delta, cfg.dp_clip, cfg.dp_noise, rng)
@@ -158,7 +157,8 @@ _models_lock = threading.Lock()
 _MAX_MODELS = 64
 
 
-def _thread_model(model_name: str, n_features: int, n_classes: int, image_shape, hidden: int):
+def _thread_model(model_name: str, n_features: int, n_classes: int, image_shape: ImageShape | None,
+                  hidden: int):
     """A model of this shape, built once per thread and reused for training and evaluation:
     building one (seeded init) cost more than a local round of the digits MLP. Callers
     always overwrite all its weights first.
@@ -180,7 +180,7 @@ def _thread_model(model_name: str, n_features: int, n_classes: int, image_shape,
 
 
 def evaluate(weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, model_name: str,
-             n_features: int, n_classes: int, image_shape: tuple[int, int] | None = None,
+             n_features: int, n_classes: int, image_shape: ImageShape | None = None,
              hidden: int = DEFAULT_HIDDEN, num_threads: int | None = 1) -> tuple[float, float]:
     """(mean cross-entropy loss, accuracy) of ``weights`` on ``(X, y)``."""
     import torch
@@ -189,8 +189,7 @@ def evaluate(weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, model
     if len(X) == 0:
         raise BadRequest("cannot evaluate on an empty set")
     _pin_threads(num_threads)
-    model = _thread_model(model_name, n_features, n_classes,
-                              tuple(image_shape) if image_shape else None, hidden)
+    model = _thread_model(model_name, n_features, n_classes, as_image_shape(image_shape), hidden)
     set_weights(model, weights)
     model.eval()
     with torch.no_grad():
@@ -201,7 +200,7 @@ def evaluate(weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, model
     return loss, acc
 
 
-def warm_up(model_name: str, n_features: int, n_classes: int, image_shape=None,
+def warm_up(model_name: str, n_features: int, n_classes: int, image_shape: ImageShape | None = None,
             hidden: int = DEFAULT_HIDDEN) -> None:
     """Pay torch's one-time costs (imports, the optimizer's first step: over a second,
     several when many processes start at once) before a round's deadline is running."""

@@ -18,6 +18,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,6 +31,11 @@ from . import db
 from . import protocol as proto
 from . import roster as sa_roster
 
+if TYPE_CHECKING:  # numpy/torch-heavy modules, imported when a round runs
+    from .data import Dataset
+    from .secagg import SecAggWorker
+    from .service import LearningService
+
 DEFAULT_MAX_PARAMS = 5_000_000   # the largest model a worker trains unless its user raises the budget
 MAX_PARAMS_SETTING = "ml.max_params"
 
@@ -37,7 +43,7 @@ log = logging.getLogger("covey.learning.worker")
 
 
 @lru_cache(maxsize=8)
-def _dataset(name: str, seed: int):
+def _dataset(name: str, seed: int) -> Dataset:
     from core.learning.data import load_dataset
     return load_dataset(name, seed=seed)
 
@@ -54,8 +60,7 @@ def _prepare(spec: dict, data: str | None) -> None:
     from core.learning.train import warm_up
     task = proto.TaskSpec.from_dict(spec)
     _dataset(data or _network_dataset(task), task.seed)
-    warm_up(task.model, task.n_features, task.n_classes,
-            tuple(task.image_shape) if task.image_shape else None, task.hidden)
+    warm_up(task.model, task.n_features, task.n_classes, task.image, task.hidden)
 
 
 def _network_dataset(spec: proto.TaskSpec) -> str:
@@ -100,14 +105,14 @@ class Membership:
 @dataclass
 class _RoundWork:
     ann: proto.RoundAnnouncement
-    sa: object | None = None
+    sa: SecAggWorker | None = None
     shares_in: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class WorkerRole:
     """Handles ml.invite / ml.round / ml.sa.* for the tasks this node works on."""
 
-    def __init__(self, service):
+    def __init__(self, service: LearningService) -> None:
         self.service = service
         self.node = service.node
         # Rounds come from the coordinator the user joined under; a bad one is refused and
@@ -244,8 +249,8 @@ class WorkerRole:
             params = SecAggParams.from_dict(ann.secagg)
             if params.round_id != ann.round_id or params.dim != spec.n_params():
                 raise MalformedMessage("the secure-aggregation parameters do not fit this round's model")
-            work.sa = SecAggWorker(self.node.identity.id, params)
-            reply["keys"] = sa_roster.sign_keys(self.node.identity, ann.task, ann.round_id, work.sa.advertise())
+            work.sa = sa = SecAggWorker(self.node.identity.id, params)
+            reply["keys"] = sa_roster.sign_keys(self.node.identity, ann.task, ann.round_id, sa.advertise())
         self._forget_old_rounds()
         self._rounds[ann.round_id] = work
         self.service.spawn(self._train_and_send(m, spec, work))
@@ -263,10 +268,11 @@ class WorkerRole:
             n_examples = max(1, min(result.n_examples, ann.weight_cap))
             body = {"task": ann.task, "round": ann.round, "round_id": ann.round_id,
                     "n_examples": n_examples, "loss": result.loss}
-            if work.sa is not None:
+            sa = work.sa
+            if sa is not None:
                 await asyncio.wait_for(work.shares_in.wait(), ann.deadline)
                 weight = 1.0 if spec.dp else n_examples / ann.weight_cap
-                body["masked"] = await asyncio.to_thread(work.sa.masked_input, delta, weight)
+                body["masked"] = await asyncio.to_thread(sa.masked_input, delta, weight)
             else:
                 from core.learning.tensors import encode
                 body["weights"] = await asyncio.to_thread(encode, result.weights)
@@ -289,8 +295,7 @@ class WorkerRole:
         from core.learning.models import weight_spec
         from core.learning.tensors import decode, flatten
         from core.learning.train import TrainConfig, train_local
-        image = tuple(spec.image_shape) if spec.image_shape else None
-        wspec = weight_spec(spec.model, spec.n_features, spec.n_classes, image, spec.hidden)
+        wspec = weight_spec(spec.model, spec.n_features, spec.n_classes, spec.image, spec.hidden)
         global_w = decode(ann.weights, wspec, self.node.settings.max_message)
         X, y = local_data(spec, m.partition, ann.n_partitions, m.data)
         if ann.attack == "label_flip":
@@ -299,28 +304,30 @@ class WorkerRole:
         cfg = TrainConfig(model=spec.model, epochs=spec.epochs, lr=spec.lr, batch=spec.batch,
                           prox_mu=spec.prox_mu, seed=seed, dp_clip=spec.dp_clip, dp_noise=spec.dp_noise,
                           hidden=spec.hidden)
-        result = train_local(global_w, X, y, cfg, spec.n_features, spec.n_classes, image)
+        result = train_local(global_w, X, y, cfg, spec.n_features, spec.n_classes, spec.image)
         if ann.attack in ("sign_flip", "noise"):
             result.weights = apply_attack(ann.attack, global_w, result.weights, np.random.default_rng(seed))
         delta = flatten(result.weights) - flatten(global_w)
         return result, delta
 
     # -- secure aggregation phases
-    def _work(self, peer_id: str, body: dict) -> tuple[_RoundWork, Membership]:
+    def _work(self, peer_id: str, body: dict) -> tuple[_RoundWork, SecAggWorker, Membership]:
+        """The secure-aggregation round ``body`` names, its worker state, and the membership it runs under."""
         proto.task_id(body)
         work = self._rounds.get(proto.need(body, "round_id", bytes))
-        if work is None or work.sa is None or work.ann.task != body["task"]:
+        sa = work.sa if work is not None else None
+        if work is None or sa is None or work.ann.task != body["task"]:
             raise MalformedMessage("no secure-aggregation round with that id here")
-        return work, self._member(peer_id, work.ann.task)
+        return work, sa, self._member(peer_id, work.ann.task)
 
     def _on_roster(self, peer_id: str, body: dict) -> dict:
-        work, m = self._work(peer_id, body)
+        work, sa, m = self._work(peer_id, body)
         roster = proto.need(body, "roster", dict)
         spec = proto.TaskSpec.from_dict(m.spec)
         sa_roster.check_roster(roster, proto.need(body, "signed", dict), me=self.node.identity.id,
                                task=m.task, round_id=work.ann.round_id, known=self._vouched,
                                minimum=spec.round_minimum)
-        return {"blobs": work.sa.share_keys(roster)}
+        return {"blobs": sa.share_keys(roster)}
 
     def _vouched(self, peer_id: str) -> bool:
         """Whether this node's user trusts ``peer_id`` as a learning participant (CORE/SANDBOX, not banned)."""
@@ -331,14 +338,14 @@ class WorkerRole:
         return True
 
     def _on_relay(self, peer_id: str, body: dict) -> dict:
-        work, _ = self._work(peer_id, body)
-        work.sa.receive_shares(proto.need(body, "blobs", dict))
+        work, sa, _ = self._work(peer_id, body)
+        sa.receive_shares(proto.need(body, "blobs", dict))
         work.shares_in.set()
         return {"ok": True}
 
     def _on_unmask(self, peer_id: str, body: dict) -> dict:
-        work, _ = self._work(peer_id, body)
-        return work.sa.unmask(proto.need(body, "survivors", list), proto.need(body, "dropped", list))
+        _, sa, _ = self._work(peer_id, body)
+        return sa.unmask(proto.need(body, "survivors", list), proto.need(body, "dropped", list))
 
 
 def _normal(spec: dict) -> dict:

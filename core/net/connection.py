@@ -221,7 +221,7 @@ class PeerConnection:
                     data = self._open(frame.data)
                     if data is None:
                         continue
-                    if type(data) is list:
+                    if isinstance(data, list):
                         self._tokens -= len(data)
                         if self._tokens < 0:
                             await self._throttle()

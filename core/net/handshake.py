@@ -137,8 +137,10 @@ def parse_choice(data: bytes, local: LocalEndpoint, peer: str = "the peer") -> s
     """Initiator: read the responder's choice (or its refusal) -> mode."""
     reply = wire.unpack_plain(data)
     if reply.get("error") == "mode_mismatch":
-        theirs = [m for m in reply.get("modes", []) if m in MODE_RANK]
-        their_min = reply.get("min") if reply.get("min") in MODE_RANK else "symmetric"
+        modes = reply.get("modes")
+        theirs = [m for m in modes if isinstance(m, str) and m in MODE_RANK] if isinstance(modes, list) else []
+        raw_min = reply.get("min")
+        their_min = raw_min if isinstance(raw_min, str) and raw_min in MODE_RANK else "symmetric"
         raise mismatch_error(local.offered(), local.min, theirs, their_min, peer)
     if "error" in reply:
         raise HandshakeFailed(f"{peer} refused the connection: {str(reply.get('message', reply['error']))[:200]}")

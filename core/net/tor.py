@@ -25,12 +25,15 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from core.config import parse_hostport
 from core.errors import (BadRequest, CorruptKeyFile, CoveyError, ProxyUnreachable, RateLimited,
                          TimedOut, TorError)
 from core.files import write_atomic
+
+if TYPE_CHECKING:
+    from stem.control import Controller
 
 log = logging.getLogger("covey.tor")
 
@@ -69,7 +72,7 @@ class TorController:
         self.running = False
         self._service_id: str | None = None
         self._virtual_port = DEFAULT_VIRTUAL_PORT
-        self._controller = None
+        self._controller: Controller | None = None
         self._proc: subprocess.Popen | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._bootstrapped: asyncio.Event | None = None
@@ -84,21 +87,21 @@ class TorController:
         self._bootstrapped = asyncio.Event()
         self.bootstrap, self.summary, self._built = 0, "starting", set()
         try:
-            if self.owned:
-                await self._launch()
-                host, port = self.control
+            if self.control_address is None:  # owned
+                host, port = await self._launch()
             else:
                 host, port = parse_hostport(self.control_address)
-                self.control = (host, port)
-            self._controller = await asyncio.to_thread(self._connect, host, port)
-            progress, summary, built = await asyncio.to_thread(self._follow)
+            self.control = (host, port)
+            controller = await asyncio.to_thread(self._connect, host, port)
+            self._controller = controller
+            socks, progress, summary, built = await asyncio.to_thread(self._follow, controller)
         except BaseException:
             await self._shutdown()
             raise
         self.running = True
         self._built |= built
         log.info("tor %s: control %s:%d, socks %s:%d", "launched" if self.owned else "attached",
-                 *self.control, *self.socks)
+                 host, port, *socks)
         if not self._set_bootstrap(progress, summary):
             self._emit()
 
@@ -305,7 +308,8 @@ class TorController:
                 f"Log notice file {self.dir / 'notice.log'}", "RunAsDaemon 0",
                 f"__OwningControllerProcess {os.getpid()}", *extra]
 
-    async def _launch(self) -> None:
+    async def _launch(self) -> tuple[str, int]:
+        """Start an owned tor; returns its control address once it wrote it."""
         binary = shutil.which(self.tor_binary)
         if binary is None:
             raise TorError(f"tor is not installed ({self.tor_binary!r} not found); install the "
@@ -327,8 +331,7 @@ class TorController:
             if port_file.exists():
                 text = port_file.read_text().strip()
                 if text.startswith("PORT="):
-                    self.control = parse_hostport(text[5:])
-                    return
+                    return parse_hostport(text[5:])
             if time.monotonic() > deadline:
                 raise TorError(f"tor did not open its control port within {CONTROL_FILE_WAIT:g} s; "
                                f"see {self.dir / 'notice.log'}")
@@ -349,7 +352,7 @@ class TorController:
         return bad[-1].split("] ", 1)[-1] if bad else f"see {path}"
 
     # -- control connection (worker threads) ----------------------------------------------
-    def _connect(self, host: str, port: int):
+    def _connect(self, host: str, port: int) -> Controller:
         import stem
         from stem.connection import AuthenticationFailure
         from stem.control import Controller
@@ -367,22 +370,22 @@ class TorController:
         # it exits when this connection closes, even if this process is killed.
         return controller
 
-    def _follow(self) -> tuple[str, str, set[str]]:
-        """Learn the SOCKS port, subscribe to events; returns (progress, summary, built circuits)."""
+    def _follow(self, controller: Controller) -> tuple[tuple[str, int], str, str, set[str]]:
+        """Learn the SOCKS port, subscribe to events; returns (socks, progress, summary, built circuits)."""
         from stem.control import EventType, Listener
-        controller = self._controller
         listeners = controller.get_listeners(Listener.SOCKS, [])
         if not listeners:
             raise TorError("this tor has no SocksPort; enable one (SocksPort 9050)")
         host, port = listeners[0]
-        self.socks = ("127.0.0.1" if host in ("0.0.0.0", "") else host, int(port))
+        socks = ("127.0.0.1" if host in ("0.0.0.0", "") else host, int(port))
+        self.socks = socks
         controller.add_event_listener(self._on_client_status, EventType.STATUS_CLIENT)
         controller.add_event_listener(self._on_circuit, EventType.CIRC)
         controller.add_status_listener(self._on_state)
         phase = controller.get_info("status/bootstrap-phase", "")
         args = dict(part.split("=", 1) for part in _split_quoted(phase) if "=" in part)
         built = {c.id for c in controller.get_circuits([]) if c.status == "BUILT"}
-        return args.get("PROGRESS", "0"), args.get("SUMMARY", ""), built
+        return socks, args.get("PROGRESS", "0"), args.get("SUMMARY", ""), built
 
     def _shutdown_controller(self) -> None:
         controller, self._controller = self._controller, None
@@ -403,7 +406,7 @@ class TorController:
             proc.kill()
             await asyncio.to_thread(proc.wait, 5)
 
-    def _require_controller(self):
+    def _require_controller(self) -> Controller:
         self._check_process()
         if self._controller is None or not self.running:
             raise ProxyUnreachable("tor is not running; start it first")
@@ -478,7 +481,9 @@ def _target(host: str, port: int) -> str:
 
 def _split_quoted(text: str) -> list[str]:
     """Split ``A=1 B="two words"`` on spaces outside quotes (quotes removed)."""
-    parts, current, quoted = [], [], False
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
     for ch in text:
         if ch == '"':
             quoted = not quoted
