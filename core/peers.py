@@ -303,7 +303,7 @@ class PeerBook:
         with self._lock:
             rec = self.get(peer_id)
             created = rec is None
-            if created:
+            if rec is None:
                 rec = PeerRecord(id=peer_id, tier=Tier.UNKNOWN.value, reputation=START_REPUTATION,
                                  source=source or "manual", added_at=self._clock())
                 if not kept:

@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                 sub.add_argument(p.flag, dest=p.name, action="store_true", help=p.help)
             elif p.flag:
                 sub.add_argument(p.flag, dest=p.name, help=p.help, choices=p.choices,
-                                 type=p.kind if p.kind in (int, float) else None)
+                                 type=p.kind if p.kind in (int, float) else str)  # str: the text as given
             elif p.kind is list:
                 sub.add_argument(p.name, help=p.help, nargs="*" if not p.required else "+")
             elif p.name == "key" and cmd.name == "crypto.psk.import":
@@ -124,7 +124,7 @@ def show(name: str, result) -> str:
                          "yes" if p["connected"] else "no", p["mode"] or "-", f"{p['reputation']:.2f}",
                          p["address"] or "-"))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
     if isinstance(result, dict):
         return "\n".join(f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}"
                          for k, v in result.items())

@@ -12,6 +12,7 @@ received) before it shows or records a result as verified. Both sides are record
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import os
 import time
@@ -38,12 +39,13 @@ PENALISED = (InvalidSignature, ReplayDetected, NotTheSender)   # dishonest, not 
 
 
 class DelegationService:
-    """Runs tasks for CORE peers and delegates tasks to them."""
+    """Runs tasks for CORE peers and delegates tasks to them. (Its ``list`` method shadows the
+    builtin in the class body: annotations after it spell ``builtins.list``.)"""
 
     name = "delegation"
     migrations = MIGRATIONS
 
-    def __init__(self, node):
+    def __init__(self, node) -> None:
         self.node = node
         self.executor = Executor(node.identity, datasets=node.settings.task_datasets)
         self.verifier = Verifier(skew=node.settings.clock_skew)
@@ -54,6 +56,13 @@ class DelegationService:
         # CONNECT at the door: who may delegate is decided by authorize() inside the admission
         # step, the same for links and HTTP, with a refusal worded for the requester.
         node.on_message(proto.REQUEST, self._on_request, capability=Capability.CONNECT)
+
+    @property
+    def _tasks(self) -> TaskDB:
+        """The tasks table (made by start())."""
+        if self.db is None:
+            raise RuntimeError("the delegation service is not started")
+        return self.db
 
     # -- lifecycle ---------------------------------------------------------------
     async def start(self) -> None:
@@ -123,7 +132,7 @@ class DelegationService:
         pred = served.statement["predicate"]
         state = "done" if pred["exit"]["status"] == "ok" else "failed"
         try:
-            self.db.add(task=request.task, role=proto.SERVED, type=request.type, peer=request.requester,
+            self._tasks.add(task=request.task, role=proto.SERVED, type=request.type, peer=request.requester,
                         via=via, state=state, request_digest=request.digest, request=request.summary(),
                         created=pred["received"], verified=True, proof=served.proof,
                         result=served.result_bytes, result_sha256=served.statement["subject"][0]["digest"]["sha256"],
@@ -162,7 +171,7 @@ class DelegationService:
         wait = max(0.0, sent.deadline - time.time()) + GRACE
         answer = asyncio.ensure_future(self._send(peer_id, sent, http, wait))
         await asyncio.sleep(0)   # the request goes out first; the executor works while we record it
-        self.db.add(task=sent.task, role=proto.SENT, type=sent.type, peer=peer_id, via=via,
+        self._tasks.add(task=sent.task, role=proto.SENT, type=sent.type, peer=peer_id, via=via,
                     state="sent", request_digest=sent.digest, request=sent.summary(), created=sent.created)
         self._changed(sent.task, proto.SENT, "sent", peer_id, sent.type)
         try:
@@ -201,7 +210,7 @@ class DelegationService:
         pred = statement["predicate"]
         state = "done" if pred["exit"]["status"] == "ok" else "failed"
         with self.node.store.transaction():   # one commit for the row and the executor's reputation
-            self.db.finish(sent.task, proto.SENT, state=state, verified=True, proof=proof, result=result_bytes,
+            self._tasks.finish(sent.task, proto.SENT, state=state, verified=True, proof=proof, result=result_bytes,
                            result_sha256=statement["subject"][0]["digest"]["sha256"], cost=pred["cost"],
                            error=pred["exit"]["message"] or None)
             if self.node.peers.get(peer_id) is not None:
@@ -219,15 +228,15 @@ class DelegationService:
 
     def _reject(self, peer_id: str, sent: TaskRequest, proof, exc: CoveyError) -> None:
         """An answer that does not verify: recorded as rejected, and it costs the executor."""
-        self.db.finish(sent.task, proto.SENT, state="rejected", verified=False,
+        self._tasks.finish(sent.task, proto.SENT, state="rejected", verified=False,
                        proof=proof if isinstance(proof, dict) else None, error=f"{exc.code}: {exc}")
         if self.node.peers.get(peer_id) is not None:
             self.node.peers.record_outcome(peer_id, False, f"task proof rejected: {exc.code}")
         self._changed(sent.task, proto.SENT, "rejected", peer_id, sent.type)
 
     def _record_failure(self, sent: TaskRequest, state: str, exc: CoveyError) -> None:
-        self.db.finish(sent.task, proto.SENT, state=state, verified=False, error=f"{exc.code}: {exc}")
-        row = self.db.get(sent.task)[0]
+        self._tasks.finish(sent.task, proto.SENT, state=state, verified=False, error=f"{exc.code}: {exc}")
+        row = self._tasks.get(sent.task)[0]
         self._changed(sent.task, proto.SENT, state, row["peer"], sent.type)
 
     def _http_address(self, peer_id: str) -> str:
@@ -239,16 +248,16 @@ class DelegationService:
     # -- views -----------------------------------------------------------------------
     def list(self, role: str | None = None, limit: int = 200) -> list[dict]:
         """Tasks sent and served, newest first (without results and proofs)."""
-        return [self.view(r, brief=True) for r in self.db.list(limit, role)]
+        return [self.view(r, brief=True) for r in self._tasks.list(limit, role)]
 
     def show(self, ref: str) -> dict:
         """One task (id or unique prefix) with its proof, re-verified now, per role."""
         ref = (ref or "").strip().lower()
-        ids = self.db.find(ref) if len(ref) >= 4 and all(c in "0123456789abcdef" for c in ref) else []
+        ids = self._tasks.find(ref) if len(ref) >= 4 and all(c in "0123456789abcdef" for c in ref) else []
         if len(ids) != 1:
             raise BadRequest(f"no task matches {ref!r:.40}; see `covey tasks list`" if not ids else
                              f"{ref!r} matches several tasks: {', '.join(i[:12] for i in ids)}; give more")
-        rows = self.db.get(ids[0])
+        rows = self._tasks.get(ids[0])
         views = [self.view(r) | {"verification": self.verification(r)} for r in rows]
         return views[0] if len(views) == 1 else {"task": ids[0], "roles": views}
 
@@ -287,7 +296,7 @@ class DelegationService:
                                                            "statement": _statement(row["proof"])}
         return out
 
-    def types(self) -> list[dict]:
+    def types(self) -> builtins.list[dict]:
         """The task types this node runs, with their arguments and the datasets it offers."""
         specs = {t: [vars(a) | {"choices": list(a.choices)} for a in proto.arg_specs(t)] for t in proto.ARGS}
         return [d | {"args": specs.get(d["type"], []), "datasets": sorted(self.executor.datasets)
