@@ -227,7 +227,8 @@ class Link:
         if self._closing is not None:
             acks = []  # after our CLOSE nothing else goes out on these sessions: the peer wipes them
         for ack in acks:
-            await self._transmit(proto.encode_ack(self.peer_epoch or bytes(proto.EPOCH), ack))
+            if isinstance(ack, Ack):   # the incoming half only ever produces acks
+                await self._transmit(proto.encode_ack(self.peer_epoch or bytes(proto.EPOCH), ack))
         if self._wipe_after_ack:
             self._wipe_after_ack = False
             self._reset_all()
@@ -301,7 +302,7 @@ class Link:
             if self._ack_since is None:
                 self._ack_since = time.monotonic()
             self.poke()
-            for seq, payload in released:
+            for _seq, payload in released:
                 try:
                     content = proto.decode_content(payload)
                 except CoveyError as exc:

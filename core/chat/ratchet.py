@@ -128,7 +128,9 @@ class CopyingDH(DiffieHellmanRatchet):
     def __deepcopy__(self, memo):
         return _tree_copy(self, memo)
 
-    def _derive_pub(self, priv: bytes) -> bytes:
+    # The library declares this a staticmethod and calls it through the instance; ours memoises
+    # per instance, so it must be a method (a narrower signature mypy cannot see is safe here).
+    def _derive_pub(self, priv: bytes) -> bytes:  # type: ignore[override]
         # Called for every message's header: remember the public half of the current private key
         # (held by this instance only, replaced when the key turns, gone when it is wiped).
         memo = self.__dict__.get("_pub_memo")

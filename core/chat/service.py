@@ -42,7 +42,7 @@ import logging
 import time
 
 from core import events as ev
-from core.errors import CoveyError, UnknownPeer
+from core.errors import CoveyError, PeerUnreachable, UnknownPeer
 from core.net.limits import LogLimiter
 from core.peers import Capability, Tier
 
@@ -77,7 +77,7 @@ class ChatService:
     name = "chat"
     migrations = MIGRATIONS
 
-    def __init__(self, node):
+    def __init__(self, node) -> None:
         self.node = node
         self.keys: ChatKeys | None = None
         self.contacts: Contacts | None = None
@@ -89,7 +89,7 @@ class ChatService:
         self._typing_sent: dict[str, float] = {}
         self._log_limit = LogLimiter()
         self._changed = asyncio.Event()     # set (and replaced) whenever a conversation changes
-        self._expiry_wake: asyncio.Event | None = None
+        self._expiry_wake = asyncio.Event()
         self._expiry_task: asyncio.Task | None = None
         self._unsubscribe: list = []
         self._stopped = False
@@ -99,6 +99,18 @@ class ChatService:
         node.on_message(proto.RESET, self._on_reset, capability=chat)
         node.on_message(proto.REQUEST, self._on_request, capability=Capability.CONTACT_REQUEST)
 
+    @property
+    def _keys(self) -> ChatKeys:
+        if self.keys is None:
+            raise PeerUnreachable("the chat service is not started")
+        return self.keys
+
+    @property
+    def _contacts(self) -> Contacts:
+        if self.contacts is None:
+            raise PeerUnreachable("the chat service is not started")
+        return self.contacts
+
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
         self.keys = await asyncio.to_thread(ChatKeys.load_or_create, self.node.home, self.node.identity)
@@ -106,7 +118,7 @@ class ChatService:
         store = self.node.store
         self.read_receipts = bool(store.get_setting(SETTING_RECEIPTS, True))
         self.typing_enabled = bool(store.get_setting(SETTING_TYPING, True))
-        self._expiry_wake = asyncio.Event()
+        self._expiry_wake.clear()
         self._expiry_task = asyncio.ensure_future(self._expire_loop())
         on = self.node.events.on
         self._unsubscribe = [on(ev.PEER_CONNECTED, self._on_connected),
@@ -140,7 +152,7 @@ class ChatService:
         """Raise unless our policy lets us chat with ``peer`` and its key is not a changed one."""
         self.node.peers.check(peer, Capability.CHAT)
         rec = self.node.peers.get(peer)
-        clash = self.contacts.conflict(peer, rec.name, rec.address)
+        clash = self._contacts.conflict(peer, rec.name, rec.address)
         if clash is not None:
             self.node.events.emit(CHAT_KEY_CHANGED, peer=peer, verified_peer=clash["peer"], name=clash["name"])
             exc = KeyChanged(
@@ -166,7 +178,7 @@ class ChatService:
     def _link(self, peer: str) -> Link:
         link = self.links.get(peer)
         if link is None:
-            link = self.links[peer] = Link(self, self.keys, peer, read_receipts=self.read_receipts)
+            link = self.links[peer] = Link(self, self._keys, peer, read_receipts=self.read_receipts)
             link.start()
         return link
 
@@ -248,7 +260,7 @@ class ChatService:
     def _on_bundle(self, peer: str, body: dict) -> dict:
         try:
             self.check_peer(peer)
-            return {"bundle": self.keys.bundle_for(peer)}
+            return {"bundle": self._keys.bundle_for(peer)}
         except CoveyError as exc:
             self.refused(peer, proto.BUNDLE, exc)
             raise
@@ -363,7 +375,7 @@ class ChatService:
                 "timer_set_by": ("me" if conv.timer_set_by == self.node.identity.id else "peer")
                 if conv is not None and conv.timer_set_by else None,
                 "typing": bool(conv and conv.peer_typing),
-                "verified": self.contacts.verified(peer) is not None,
+                "verified": self._contacts.verified(peer) is not None,
                 "connected": self.connected(peer), "encrypted": bool(link and link.sessions),
                 "closing": bool(link and link.closing)}
 
@@ -400,8 +412,8 @@ class ChatService:
         """The safety number with the peer; ``mark`` stores that the user verified it."""
         rec = self.node.resolve(ref)
         number = safety_number(self.node.identity.id, rec.id)
-        row = self.contacts.mark(rec.id, rec.name, rec.address) if mark else self.contacts.verified(rec.id)
-        clash = self.contacts.conflict(rec.id, rec.name, rec.address)
+        row = self._contacts.mark(rec.id, rec.name, rec.address) if mark else self._contacts.verified(rec.id)
+        clash = self._contacts.conflict(rec.id, rec.name, rec.address)
         return {"peer": rec.id, "name": rec.name, "safety_number": number, "grouped": grouped(number),
                 "verified": row is not None, "verified_at": row["verified_at"] if row else None,
                 "key_changed": clash is not None}

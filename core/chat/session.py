@@ -31,8 +31,8 @@ from doubleratchet import (AuthenticationFailedException, DecryptionFailedExcept
                            DoSProtectionException, DuplicateMessageException, EncryptedMessage)
 
 from core.errors import MalformedMessage, MessageTooLarge
-from core.chat.errors import (DecryptFailed, ForgedSender, NewSession, ReplayedMessage, SessionClosed,
-                              TooManySkipped, UnknownSession)
+from core.chat.errors import (DecryptFailed, ForgedSender, KeyAgreementFailed, NewSession, ReplayedMessage,
+                              SessionClosed, TooManySkipped, UnknownSession)
 from core.chat.ratchet import MAX_PLAINTEXT, MAX_SKIP, PARAMS, Ratchet, X3DHHead, decode, encode
 from core.chat.x3dh_adapter import Bundle, ChatKeys
 
@@ -106,6 +106,8 @@ class Session:
         if bundle.peer != peer_id:
             raise ForgedSender(f"bundle of {bundle.peer[:16]} used for {peer_id[:16]}")
         secret, x3dh_ad, header = await keys.agree_active(bundle)
+        if header.pre_key is None:   # our bundles always carry one (ChatKeys.bundle_for reserves it)
+            raise KeyAgreementFailed(f"the bundle of {peer_id[:16]} carries no one-time prekey")
         head = X3DHHead(header.identity_key, header.ephemeral_key, header.signed_pre_key, header.pre_key)
         ad = _ad(x3dh_ad, keys.id, peer_id, head)
         ratchet, msg = await Ratchet.encrypt_initial_message(
@@ -150,11 +152,11 @@ class Session:
         """Decrypt one message from the peer; raises a typed ChatError (state unchanged) if refused."""
         wire = decode(data)
         async with self._lock:
-            self._live()
+            ratchet = self._live()
             if wire.x3dh is not None and (self.initiator or wire.x3dh != self._head):
                 raise NewSession(f"{self.peer[:16]} started a new session")
             with _refusals(self.peer):
-                plaintext = await self._ratchet.decrypt_message(
+                plaintext = await ratchet.decrypt_message(
                     EncryptedMessage(wire.header, wire.ciphertext),
                     _ad(self._x3dh_ad, self.peer, self.me, wire.x3dh))
             self._attach = False  # the peer has the session: no need to send the header again

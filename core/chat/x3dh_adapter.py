@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import x3dh
 import xeddsa
@@ -63,7 +63,7 @@ class Bundle(NamedTuple):
 class _State(x3dh.State):
     """The library's self-managing X3DH state, told how to encode keys and whom to notify."""
 
-    _on_publish = None  # set by ChatKeys once the state is built
+    _on_publish: Callable[[], None] | None = None  # set by ChatKeys once the state is built
 
     @staticmethod
     def _encode_public_key(key_format: x3dh.IdentityKeyFormat, pub: bytes) -> bytes:
