@@ -4,7 +4,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 DEBS    := tor microsocks xvfb libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libegl1 libxkbcommon-x11-0 iproute2 util-linux
 
-.PHONY: run test setup debs bench clean
+.PHONY: run test setup debs lint bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -41,9 +41,14 @@ run: $(STAMP)
 # otherwise an unprivileged user namespace (unshare -rn).
 TOR_NS  := $(if $(filter 0,$(shell id -u)),unshare -n,unshare -rn)
 
-test: $(STAMP) debs
+test: $(STAMP) debs lint
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -p no:cacheprovider tests
 	$(TOR_NS) sh -c 'ip link set lo up && exec $(PY) -m pytest -q -p no:cacheprovider -m tor tests/integration/tor'
+
+# pyflakes + bugbear on the code, and the types of the core: zero findings allowed.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check core desktop bench
+	$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	for b in bench/*.py; do $(PY) $$b; done

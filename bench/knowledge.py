@@ -78,7 +78,7 @@ async def mesh(nodes: list[Node]) -> None:
         for b in nodes[i + 1:]:
             await a.add_peer(f"127.0.0.1:{b.transport.port}")
     for a in nodes:
-        await until(lambda: len(a.connected_peers()) == len(nodes) - 1, 30, "full mesh")
+        await until(lambda a=a: len(a.connected_peers()) == len(nodes) - 1, 30, "full mesh")
         for b in nodes:
             if b is not a:
                 a.trust(b.identity.id, "core")
@@ -96,7 +96,7 @@ async def spread(nodes: list[Node], count: int, rng: random.Random, timeout: flo
         if i % 50 == 49:
             await asyncio.sleep(0)     # let gossip run while publishing, as real publishers would
     t_published = time.perf_counter() - t0
-    await until(lambda: all(kn(n).db.count == h + count for n, h in zip(nodes, have)), timeout, "full spread")
+    await until(lambda: all(kn(n).db.count == h + count for n, h in zip(nodes, have, strict=True)), timeout, "full spread")
     elapsed = time.perf_counter() - t0
     await until(lambda: all(kn(n).pending() == 0 for n in nodes), 60, "quiet after spread")
     received = sum(copies(n) for n in nodes) - before

@@ -54,7 +54,7 @@ def one_round(dim: int, inputs: list[np.ndarray], drop_after_sharing: int = 0) -
     for i in ids:
         timed("receive_shares", workers[i].receive_shares, relay[i])
     maskers = ids[drop_after_sharing:]
-    for i, vec in zip(maskers, inputs):
+    for i, vec in zip(maskers, inputs, strict=False):   # dropped workers send no input
         data = timed("masked_input", workers[i].masked_input, vec)
         timed("coordinator_collect", coordinator.add_masked_input, i, data)
     request = coordinator.unmask_request()

@@ -249,18 +249,22 @@ def _seed_from(path: Path, doc: dict, passphrase: bytes | None) -> bytes:
     return seed
 
 
+def _bounded_int(path: Path, doc: dict, key: str, bounds: tuple[int, int]) -> int:
+    value, (low, high) = doc.get(key), bounds
+    if type(value) is not int or not low <= value <= high:
+        raise _corrupt(path, f"{key} {value!r} is out of range")
+    return value
+
+
 def _decrypt_seed(path: Path, doc: dict, passphrase: bytes | None) -> bytes:
     kdf = doc.get("kdf")
     if not isinstance(kdf, dict) or kdf.get("alg") != "argon2id":
         raise _corrupt(path, "the key derivation parameters are missing or unknown")
     salt = _hex_field(path, kdf, "salt")
-    ops, mem = kdf.get("opslimit"), kdf.get("memlimit")
     if len(salt) != nacl.pwhash.argon2id.SALTBYTES:
         raise _corrupt(path, "the salt has the wrong length")
-    for value, (low, high), label in ((ops, _OPSLIMIT_RANGE, "opslimit"),
-                                      (mem, _MEMLIMIT_RANGE, "memlimit")):
-        if type(value) is not int or not low <= value <= high:
-            raise _corrupt(path, f"{label} {value!r} is out of range")
+    ops = _bounded_int(path, kdf, "opslimit", _OPSLIMIT_RANGE)
+    mem = _bounded_int(path, kdf, "memlimit", _MEMLIMIT_RANGE)
     box = _hex_field(path, doc, "box")
     if len(box) != nacl.secret.SecretBox.NONCE_SIZE + nacl.secret.SecretBox.MACBYTES + _SEED_BYTES:
         raise _corrupt(path, "the encrypted seed has the wrong length")

@@ -28,11 +28,18 @@ def setup(level: str = "info") -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
+# Events never logged: chat activity (who talks to whom, when, typing) is ephemeral like the
+# messages themselves, whose text no event carries anyway (the GUI reads it from the service).
+UNLOGGED_PREFIXES = ("chat_",)
+
+
 def log_events(bus) -> None:
-    """Log every core event as one structured line."""
+    """Log every core event as one structured line (except chat activity)."""
     log = logging.getLogger("covey.event")
 
     def write(event) -> None:
+        if event.name.startswith(UNLOGGED_PREFIXES):
+            return
         log.info(event.name, extra={"fields": {"event": event.name, **event.data}})
 
     bus.on(None, write)

@@ -34,6 +34,7 @@ from core.net.routing import OutboundRoute
 from core.net.transport import Transport
 
 if TYPE_CHECKING:
+    from core.net.discovery import Beacon, Discovery
     from .learning.service import LearningService
     from .service import Service
 
@@ -48,7 +49,6 @@ MAX_LAN_DIALS = 4     # LAN peers dialled at once for the session (a beacon floo
 USER_SOURCES = ("manual", "bootstrap")  # dials whose address the user gave
 DISCOVERY_SETTINGS = ("discovery", "discovery_group", "discovery_port", "discovery_interval",
                       "discovery_interface")
-_UNREAD = object()
 
 
 class Node:
@@ -62,7 +62,7 @@ class Node:
         self.store: Store | None = None
         self.peers: PeerBook | None = None
         self.transport: Transport | None = None
-        self.discovery = None
+        self.discovery: Discovery | None = None
         self.started_at = 0.0
         self.connections: dict[str, PeerConnection] = {}
         self._handlers: dict[str, Handler] = {}
@@ -78,7 +78,8 @@ class Node:
         self._unknown_budget: dict[str, list[float]] = {}
         self._stopping = False
         self._services: dict[str, "Service"] = {}
-        self._psk: bytes | None | object = _UNREAD   # the network key, read once (see psk())
+        self._psk: bytes | None = None                # the network key, read once (see psk())
+        self._psk_read = False
         self._basis: tuple = ()                       # what the transport's endpoint was made of
         self.route = OutboundRoute(self)
         self.events.on(ev.PEER_BANNED, self._on_banned)
@@ -118,30 +119,30 @@ class Node:
     async def start(self) -> None:
         """Open the database, listen, start discovery and reconnect to known peers."""
         self.started_at = time.time()
-        self.store = Store(self.home / DB_FILE)
-        self.peers = PeerBook(self.store, self.events, ban_threshold=self.settings.ban_threshold,
-                              max_unkept=self.settings.max_unknown_peers,
-                              unkept_ttl=self.settings.unknown_peer_ttl,
-                              in_use=lambda peer_id: peer_id in self.connections)
-        self.peers.expire()
-        self.transport = Transport(self._endpoint(), self.settings, admit=self._admit,
-                                   on_connection=self._run_connection, health=self._health,
-                                   proxy_password=read_password(self.home), limits=self._limits)
+        self.store = store = Store(self.home / DB_FILE)
+        self.peers = peers = PeerBook(store, self.events, ban_threshold=self.settings.ban_threshold,
+                                      max_unkept=self.settings.max_unknown_peers,
+                                      unkept_ttl=self.settings.unknown_peer_ttl,
+                                      in_use=lambda peer_id: peer_id in self.connections)
+        peers.expire()
+        self.transport = transport = Transport(
+            self._endpoint(), self.settings, admit=self._admit, on_connection=self._run_connection,
+            health=self._health, proxy_password=read_password(self.home), limits=self._limits)
         try:
-            await self.transport.start()
+            await transport.start()
             if self.settings.discovery:
                 await self._start_discovery()
         except BaseException:
-            await self.transport.stop()
-            self.store.close()
+            await transport.stop()
+            store.close()
             raise
         from .service import build_services
         self._services = build_services(self)
         for service in self._services.values():
-            self.store.ensure_schema(service.name, service.migrations)
+            store.ensure_schema(service.name, service.migrations)
             await service.start()
         await self.route.start()
-        for rec in self.peers.list():
+        for rec in peers.list():
             if keeps_connected(rec):
                 self._keep(rec.id)
         for address in self.settings.bootstrap:
@@ -150,13 +151,13 @@ class Node:
 
     async def _start_discovery(self) -> None:
         from core.net.discovery import Discovery
-        self.discovery = Discovery(
-            self.identity, self.transport.port, group=self.settings.discovery_group,
+        self.discovery = discovery = Discovery(
+            self.identity, self._net.port, group=self.settings.discovery_group,
             port=self.settings.discovery_port, interval=self.settings.discovery_interval,
             interface=self.settings.discovery_interface, on_found=self._on_discovered,
             on_lost=self._on_lost)
         try:
-            await self.discovery.start()
+            await discovery.start()
         except (OSError, CoveyError) as exc:
             log.warning("LAN discovery unavailable: %s", exc)
             self.discovery = None
@@ -217,6 +218,21 @@ class Node:
     def has_service(self, name: str) -> bool:
         return name in self._services
 
+    # -- what exists only while started --------------------------------------------
+    # ``store``, ``peers`` and ``transport`` stay None until start(); the code that runs
+    # only on a started node reads them through these (a clear error instead of None).
+    @property
+    def _book(self) -> PeerBook:
+        if self.peers is None:
+            raise RuntimeError("the node is not started (no peer book yet)")
+        return self.peers
+
+    @property
+    def _net(self) -> Transport:
+        if self.transport is None:
+            raise RuntimeError("the node is not started (no transport yet)")
+        return self.transport
+
     # -- info --------------------------------------------------------------------
     def listen_addresses(self) -> list[str]:
         host, _ = self.settings.listen_hostport
@@ -253,7 +269,7 @@ class Node:
     def list_peers(self) -> list[dict]:
         """The peer book, then the nodes heard on the LAN that are not in it (``discovered``:
         held in memory by discovery, bounded and expiring, until the user adds or trusts one)."""
-        views = [self.peer_view(r) for r in self.peers.list()]
+        views = [self.peer_view(r) for r in self._book.list()]
         in_book = {v["id"] for v in views}
         for beacon in self.discovery.peers() if self.discovery is not None else []:
             if beacon.id not in in_book and beacon.id != self.identity.id:
@@ -359,7 +375,7 @@ class Node:
     def _refusal(self, peer_id: str, capability: Capability) -> CoveyError:
         """The typed error that explains why the peer may not do ``capability``."""
         try:
-            self.peers.check(peer_id, capability)
+            self._book.check(peer_id, capability)
         except CoveyError as exc:
             return exc
         return RefusedByPolicy(f"peer {peer_id[:12]} may not use this message type")  # tier changed meanwhile
@@ -406,8 +422,9 @@ class Node:
     def _limits(self, peer_id: str) -> PeerLimits:
         """The flow limits of a peer, from its tier (UNKNOWN when not in the book). A stranger
         (UNKNOWN and never added or touched by the user) gets the tight limits."""
-        rec = self.peers.get(peer_id) if self.peers is not None else None
-        tier = self.peers.tier_of(peer_id) if rec is not None else Tier.UNKNOWN
+        peers = self.peers
+        rec = peers.get(peer_id) if peers is not None else None
+        tier = peers.tier_of(peer_id) if peers is not None and rec is not None else Tier.UNKNOWN
         return limits_for(self.settings, tier, rec is not None and rec.banned,
                           stranger=tier is Tier.UNKNOWN and not (rec is not None and rec.kept))
 
@@ -425,7 +442,7 @@ class Node:
         """Policy at the door: banned peers never, unknown ones rate-limited per address."""
         if peer_id == self.identity.id:
             raise RefusedByPolicy("that is this node's own identity")
-        rec = self.peers.get(peer_id)
+        rec = self._book.get(peer_id)
         if rec is not None and rec.banned:
             raise PeerBanned("this node has banned your identity")
         if rec is None or rec.tier == Tier.UNKNOWN.value:
@@ -459,15 +476,15 @@ class Node:
             await loser.close(CLOSE_REPLACED, "duplicate connection")
             if not keep_new:
                 return
-        known = self.peers.get(peer_id)
+        known = self._book.get(peer_id)
         if source is None:
             source = "manual" if conn.initiator else "inbound"
         # The name a peer announces fills an empty one; it never overrides the user's choice.
-        rec = self.peers.add_or_update(peer_id, name=None if known and known.name else conn.peer_name or None,
+        rec = self._book.add_or_update(peer_id, name=None if known and known.name else conn.peer_name or None,
                                        address=self._address_to_record(known, conn, address, source),
                                        source=None if known else source, mode=conn.mode,
                                        kept=True if source in USER_SOURCES else None)
-        self.peers.seen(peer_id, mode=conn.mode)
+        self._book.seen(peer_id, mode=conn.mode)
         self.connections[peer_id] = conn
         conn.on_message = self._dispatch
         self.events.emit(ev.PEER_CONNECTED, peer=peer_id, name=rec.name, mode=conn.mode,
@@ -480,8 +497,8 @@ class Node:
         finally:
             if self.connections.get(peer_id) is conn:
                 del self.connections[peer_id]
-                if self.peers.get(peer_id) is not None and self.store is not None and not self._stopping:
-                    self.peers.seen(peer_id)
+                if self._book.get(peer_id) is not None and self.store is not None and not self._stopping:
+                    self._book.seen(peer_id)
                 self.events.emit(ev.PEER_DISCONNECTED, peer=peer_id, reason=conn.close_reason)
                 log.info("disconnected from %s: %s", peer_id[:12], conn.close_reason)
 
@@ -507,7 +524,7 @@ class Node:
                    source: str = "manual") -> PeerConnection:
         """Connect to ``address``, authenticate, and register the connection."""
         self.route.check()
-        conn = await self.transport.dial(address, expected_id)
+        conn = await self._net.dial(address, expected_id)
         task = self._spawn(self._run_connection(conn, address, source))
         for _ in range(50):  # registration happens on the first loop turn of the task
             if self.connections.get(conn.peer_id) is conn or task.done() or conn.closed:
@@ -524,9 +541,9 @@ class Node:
         delay = BACKOFF_MIN
         try:
             while not self._stopping:
-                rec = self.peers.get(peer_id)
-                if rec is None or not keeps_connected(rec):
-                    return
+                rec = self._book.get(peer_id)
+                if rec is None or not keeps_connected(rec) or rec.address is None:
+                    return  # (keeps_connected already implies an address)
                 conn = self.connections.get(peer_id)
                 if conn is not None and not conn.closed:
                     await conn.wait_closed()
@@ -553,7 +570,7 @@ class Node:
         except CoveyError as exc:
             log.warning("bootstrap peer %s: %s", address, exc)
 
-    def _on_discovered(self, beacon) -> None:
+    def _on_discovered(self, beacon: Beacon) -> None:
         """A node heard on the LAN. It stays in discovery's memory (bounded, expiring), out of
         the peer book, until the user adds or trusts it; it is dialled once for this session
         (a stranger, UNKNOWN), with no keeper and without moving any stored address."""
@@ -561,7 +578,7 @@ class Node:
             return
         address = _join(beacon.host, beacon.port)
         self.events.emit(ev.PEER_DISCOVERED, peer=beacon.id, name=beacon.name, address=address)
-        rec = self.peers.get(beacon.id)
+        rec = self._book.get(beacon.id)
         conn = self.connections.get(beacon.id)
         if (rec is not None and rec.banned) or (conn is not None and not conn.closed):
             return
@@ -592,16 +609,16 @@ class Node:
                 raise BadRequest("--key must be the peer's id: 64 hex digits (see `covey id` on that node)")
             if key == self.identity.id:
                 raise BadRequest("that is this node's own key")
-            self.peers.add_or_update(key, name=name, address=address, source=source, pinned=True,
+            self._book.add_or_update(key, name=name, address=address, source=source, pinned=True,
                                      kept=True)
             self._keep(key)
             try:
                 await asyncio.wait_for(self._await_connected(key), self.settings.connect_timeout)
             except asyncio.TimeoutError:
                 log.info("peer %s added; not reachable yet, retrying in the background", address)
-            return self.peer_view(self.peers.get(key))
+            return self.peer_view(self._book.resolve(key))  # UnknownPeer if removed meanwhile
         conn = await self.dial(address, source=source)
-        rec = self.peers.add_or_update(conn.peer_id, name=name, address=address, pinned=True, kept=True)
+        rec = self._book.add_or_update(conn.peer_id, name=name, address=address, pinned=True, kept=True)
         self._apply_limits(rec.id)  # added by the user: no longer a stranger
         if keeps_connected(rec):
             self._keep(rec.id)
@@ -614,18 +631,18 @@ class Node:
     def resolve(self, ref: str) -> PeerRecord:
         """A peer of the book, or a node heard on the LAN (which the user's action adds to the book)."""
         try:
-            return self.peers.resolve(ref)
+            return self._book.resolve(ref)
         except UnknownPeer:
             beacon = self._discovered(ref)
             if beacon is None:
                 raise
-            return self.peers.add_or_update(beacon.id, name=beacon.name, source="lan",
+            return self._book.add_or_update(beacon.id, name=beacon.name, source="lan",
                                             address=_join(beacon.host, beacon.port))
 
     def peer_info(self, peer_id: str) -> dict:
         """The view of one peer of the book or one node heard on the LAN, by exact id; reading
         never adds anything to the book (UnknownPeer when it is neither)."""
-        rec = self.peers.get(peer_id)
+        rec = self._book.get(peer_id)
         if rec is not None:
             return self.peer_view(rec)
         for beacon in self.discovery.peers() if self.discovery is not None else []:
@@ -633,7 +650,7 @@ class Node:
                 return self.peer_view(_discovered_record(beacon), discovered=True)
         raise UnknownPeer(f"no peer {peer_id[:16]} in the peer book or on the LAN")
 
-    def _discovered(self, ref: str):
+    def _discovered(self, ref: str) -> Beacon | None:
         """The one LAN node (not in the book) named by ``ref`` (id, id prefix, name), or None."""
         text = (ref or "").strip()
         lowered = text.lower()
@@ -643,25 +660,25 @@ class Node:
         return found[0] if len(found) == 1 else None
 
     def trust(self, ref: str, tier: str) -> dict:
-        rec = self.peers.set_tier(self.resolve(ref).id, tier)
+        rec = self._book.set_tier(self.resolve(ref).id, tier)
         if keeps_connected(rec):
             self._keep(rec.id)   # trusted: the node now keeps it connected
         return self.peer_view(rec)
 
     async def ban(self, ref: str) -> dict:
-        rec = self.peers.ban(self.resolve(ref).id)
+        rec = self._book.ban(self.resolve(ref).id)
         await self._drop(rec.id, "banned")
         return self.peer_view(rec)
 
     def unban(self, ref: str) -> dict:
-        rec = self.peers.unban(self.resolve(ref).id)
+        rec = self._book.unban(self.resolve(ref).id)
         if keeps_connected(rec):
             self._keep(rec.id)
         return self.peer_view(rec)
 
     async def remove_peer(self, ref: str) -> dict:
         rec = self.resolve(ref)
-        self.peers.remove(rec.id)
+        self._book.remove(rec.id)
         await self._drop(rec.id, "removed from the peer book")
         return {"removed": rec.id}
 
@@ -743,9 +760,10 @@ class Node:
 
     def psk(self) -> bytes | None:
         """The network key: read from network.key once, then kept in memory (psk_set replaces it)."""
-        if self._psk is _UNREAD:
+        if not self._psk_read:
             self._psk = read_network_key(self.home / PSK_FILE)
-        return self._psk  # type: ignore[return-value]
+            self._psk_read = True
+        return self._psk
 
     async def psk_set(self, key: bytes | str | None = None) -> dict:
         """Set the network key: random when None, or given as bytes or as hex text."""
@@ -753,7 +771,7 @@ class Node:
             key = random_psk()
         key = parse_network_key(key) if isinstance(key, str) else check_network_key(key)
         write_secret(self.home / PSK_FILE, key.hex().encode() + b"\n")
-        self._psk = key
+        self._psk, self._psk_read = key, True
         await self._change({}, persist=False, announce=("network_key",))
         return self.crypto_view()
 
@@ -808,7 +826,7 @@ def _join(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _discovered_record(beacon) -> PeerRecord:
+def _discovered_record(beacon: Beacon) -> PeerRecord:
     """How a LAN node that is not in the book is shown: a stranger heard at its beacon's address."""
     return PeerRecord(id=beacon.id, name=beacon.name, address=_join(beacon.host, beacon.port),
                       source="lan", last_seen=beacon.ts)

@@ -78,6 +78,10 @@ MESSAGE_CAPABILITIES: dict[str, Capability] = {
     "ml.sa.roster": C.LEARN_CONTRIBUTE,
     "ml.sa.relay": C.LEARN_CONTRIBUTE,
     "ml.sa.unmask": C.LEARN_CONTRIBUTE,
+    "chat.bundle": C.CHAT,               # our prekey bundle: only to peers we chat with
+    "chat.msg": C.CHAT,
+    "chat.reset": C.CHAT,
+    "chat.request": C.CONTACT_REQUEST,   # the one thing an UNKNOWN peer may send
     "know.push": C.KNOWLEDGE_ACCEPT,     # packets we take: CORE, SANDBOX
     "know.ihave": C.KNOWLEDGE_ACCEPT,
     "know.have": C.QUERY,                # pulling and querying ours: CORE, SANDBOX, EXTERNAL
@@ -299,7 +303,7 @@ class PeerBook:
         with self._lock:
             rec = self.get(peer_id)
             created = rec is None
-            if created:
+            if rec is None:
                 rec = PeerRecord(id=peer_id, tier=Tier.UNKNOWN.value, reputation=START_REPUTATION,
                                  source=source or "manual", added_at=self._clock())
                 if not kept:

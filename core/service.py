@@ -18,17 +18,23 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import ClassVar, Protocol, Sequence, runtime_checkable
+from typing import Protocol, Sequence, runtime_checkable
 
 
 @runtime_checkable
 class Service(Protocol):
     """What the node needs from a service."""
 
-    name: ClassVar[str]
-    # Store schema of this service: a list of migrations, each a list of SQL statements
-    # (applied once, in order, under the component ``name``; see Store.ensure_schema).
-    migrations: ClassVar[Sequence[Sequence[str]]]
+    # Read-only members, so a service may declare them as plain class attributes
+    # (``name = "chat"``, ``migrations = MIGRATIONS``) with any sequence types.
+    @property
+    def name(self) -> str:
+        """The service's registry name (also its component name in the store)."""
+
+    @property
+    def migrations(self) -> Sequence[Sequence[str]]:
+        """Store schema of this service: a list of migrations, each a list of SQL statements
+        (applied once, in order, under the component ``name``; see Store.ensure_schema)."""
 
     async def start(self) -> None:
         """Begin work (the store is open, the transport listening)."""
@@ -52,6 +58,7 @@ class Registration:
 # The services a node runs, in start order. One line per service.
 REGISTRY: tuple[Registration, ...] = (
     Registration("learning", "core.learning.service:LearningService", "core.learning.commands"),
+    Registration("chat", "core.chat.service:ChatService", "core.chat.commands"),
     Registration("delegation", "core.delegation.service:DelegationService", "core.delegation.commands"),
     Registration("knowledge", "core.knowledge.service:KnowledgeService", "core.knowledge.commands"),
 )

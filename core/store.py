@@ -228,6 +228,14 @@ class Store:
         with self._lock, self._translate():
             return self.conn.execute(sql, params).fetchone()
 
+    def query_row(self, sql: str, params: Sequence[Any] | dict = ()) -> sqlite3.Row:
+        """The first row of a query that always has one (an aggregate, or a row that is never
+        deleted and was just found): LookupError if there is none after all."""
+        row = self.query_one(sql, params)
+        if row is None:
+            raise LookupError(f"the store has no row for {sql[:80]!r}")
+        return row
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator["Store"]:
         """Group writes atomically: ``with store.transaction(): ...`` commits at the end or rolls back.

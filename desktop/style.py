@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import logging
 
-from PySide6.QtGui import QFont, QIcon
-from PySide6.QtWidgets import QLabel
+from PySide6.QtGui import QColor, QFont, QIcon
+from PySide6.QtWidgets import QLabel, QTableWidgetItem
 
 from .resources_path import resources_dir
 
@@ -45,3 +45,17 @@ def caption(text: str) -> QLabel:
     label = QLabel(text)
     label.setObjectName("caption")
     return label
+
+
+# Colours of states in tables (done / failed / muted), one place for every area.
+GOOD, BAD, MUTED = QColor("#2e7d32"), QColor("#b71c1c"), QColor("#6b7383")
+
+
+def table_item(text: str, color: QColor | None = None, tip: str = "") -> QTableWidgetItem:
+    """A read-only table cell with an optional text colour and tooltip."""
+    item = QTableWidgetItem(text)
+    if color is not None:
+        item.setForeground(color)
+    if tip:
+        item.setToolTip(tip)
+    return item

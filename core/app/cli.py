@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                 sub.add_argument(p.flag, dest=p.name, action="store_true", help=p.help)
             elif p.flag:
                 sub.add_argument(p.flag, dest=p.name, help=p.help, choices=p.choices,
-                                 type=p.kind if p.kind in (int, float) else None)
+                                 type=p.kind if p.kind in (int, float) else str)  # str: the text as given
             elif p.kind is list:
                 sub.add_argument(p.name, help=p.help, nargs="*" if not p.required else "+")
             elif p.name == "key" and cmd.name == "crypto.psk.import":
@@ -112,6 +112,9 @@ def show(name: str, result) -> str:
         if result.get("invitations"):
             lines.append(f"invitations: {', '.join(result['invitations'])} (join with `covey ml join TASK`)")
         return "\n".join(lines)
+    if name == "chat.read":
+        from core.chat.commands import line
+        return "\n".join(line(m) for m in result) if result else "no messages"
     if name == "peers.list":
         if not result:
             return "no peers yet: `covey peers add HOST:PORT`, or wait for LAN discovery"
@@ -121,7 +124,7 @@ def show(name: str, result) -> str:
                          "yes" if p["connected"] else "no", p["mode"] or "-", f"{p['reputation']:.2f}",
                          p["address"] or "-"))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
     if isinstance(result, dict):
         return "\n".join(f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}"
                          for k, v in result.items())
@@ -186,6 +189,10 @@ def main(argv: list[str] | None = None, open_desktop=None) -> int:
         elif name == "ml.status" and args.follow:  # a live progress bar until the task ends
             from core.learning.follow import follow_task
             result = follow_task(call, home, _command_args(name, args))
+        elif name == "chat.read" and args.follow:  # new messages as they arrive, until Ctrl-C
+            from core.chat.commands import follow_messages
+            follow_messages(call, home, _command_args(name, args), sys.stdout, as_json=args.json)
+            return 0
         else:
             result = call(home, name, _command_args(name, args))
             if name == "crypto.psk.export":

@@ -110,7 +110,7 @@ def up(directory: Path, nodes: int, topology: str = "seed") -> dict:
         state["nodes"].append({"name": name, "home": str(home), "id": identity.id,
                                "role": "seed" if i == 0 else "peer", "port": 0, "pid": None})
     pids = [_spawn(n) for n in state["nodes"]]
-    for node, pid in zip(state["nodes"], pids):
+    for node, pid in zip(state["nodes"], pids, strict=True):
         info = _wait_ready(node, pid)
         node["pid"], node["port"] = pid, int(info["listen"][0].rsplit(":", 1)[1])
     save_state(directory, state)

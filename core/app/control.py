@@ -67,20 +67,29 @@ class ControlServer:
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_post("/v1/{name}", self._handle)
         app.router.add_get("/v1/events", self._events)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.2)
-        await self._runner.setup()
+        self._runner = runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                              shutdown_timeout=0.2)
+        await runner.setup()
+        site: web.BaseSite
         if self.unix:
             self.socket_path = socket_path(self.node.home)
-            site = web.UnixSite(self._runner, str(self.socket_path))
+            site = web.UnixSite(runner, str(self.socket_path))
             await site.start()
             os.chmod(self.socket_path, 0o600)
             where = {"socket": str(self.socket_path)}
         else:
-            site = web.TCPSite(self._runner, self.host, self.port)
+            site = web.TCPSite(runner, self.host, self.port)
             await site.start()
-            self.port = site._server.sockets[0].getsockname()[1]
+            self.port = runner.addresses[0][1]   # the one site's first socket (the port chosen for 0)
             where = {"url": f"http://{self.host}:{self.port}"}
         write_secret(self.path, json.dumps({**where, "token": self.token, "pid": os.getpid()}).encode())
+
+    @property
+    def endpoint(self) -> str:
+        """Where local clients reach this server (the Unix socket, or the TCP URL)."""
+        if self.socket_path is not None:
+            return f"unix:{self.socket_path}"
+        return f"http://{self.host}:{self.port}"
 
     async def stop(self) -> None:
         try:

@@ -18,14 +18,14 @@ async def serve(home: Path, overrides: dict, passphrase: bytes | None, *, ready=
     runtime = Runtime.open(home, overrides, passphrase, create_as=overrides.get("name") or "")
     node = runtime.node
     logs.log_events(node.events)
-    await runtime.start()
+    control = await runtime.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     info = node.info()
     log.info("node running", extra={"fields": {"id": info["id"], "listen": info["listen"],
-                                                "control": f"http://127.0.0.1:{runtime.control.port}"}})
+                                                "control": control.endpoint}})
     if ready is not None:
         ready(node)
     try:

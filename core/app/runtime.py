@@ -32,8 +32,9 @@ class Runtime:
         the event loop serves anything else."""
         return cls(Node.open(home, overrides, passphrase, create_as=create_as))
 
-    async def start(self) -> None:
-        """Start the node, then its control API (the node is stopped again if that fails)."""
+    async def start(self) -> ControlServer:
+        """Start the node, then its control API (the node is stopped again if that fails);
+        returns the control API."""
         await self.node.start()
         control = ControlServer(self.node)
         try:
@@ -42,6 +43,7 @@ class Runtime:
             await self.node.stop()
             raise
         self.control = control
+        return control
 
     async def stop(self, deadline: float) -> bool:
         """Stop the control API, then the node, within ``deadline`` seconds (closing must

@@ -1,6 +1,7 @@
 """Validation of task arguments: every field typed, bounded and named in the error."""
 from __future__ import annotations
 
+import builtins
 import math
 from typing import Any
 
@@ -13,13 +14,15 @@ class Args:
     """Reads a request's ``args`` map; each getter checks type and range.
 
     Call :meth:`done` last: a key no getter asked for is refused, so a typo
-    is an error rather than a silently ignored option.
+    is an error rather than a silently ignored option. (The getters are named after
+    the types they return, so the annotations below spell those ``builtins.int`` etc.)
     """
 
     def __init__(self, task_type: str, args: Any):
         if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
             raise BadRequest(f"{task_type}: arguments must be a map with string keys")
-        self.task_type, self.args, self.used = task_type, args, set()
+        self.task_type, self.args = task_type, args
+        self.used: set[str] = set()
 
     def _get(self, key: str, default: Any) -> Any:
         self.used.add(key)
@@ -37,14 +40,16 @@ class Args:
             raise self.bad(key, f"an integer from {lo} to {hi}", value)
         return value
 
-    def float(self, key: str, lo: float, hi: float, default: Any = _MISSING) -> float:
+    def float(self, key: builtins.str, lo: builtins.float, hi: builtins.float,
+              default: Any = _MISSING) -> builtins.float:
         value = self._get(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)) \
                 or not math.isfinite(value) or not lo <= value <= hi:
             raise self.bad(key, f"a number from {lo} to {hi}", value)
         return float(value)
 
-    def str(self, key: str, max_len: int, default: Any = _MISSING, choices=None) -> str:
+    def str(self, key: builtins.str, max_len: builtins.int, default: Any = _MISSING,
+            choices=None) -> builtins.str:
         value = self._get(key, default)
         if not isinstance(value, str) or len(value) > max_len:
             raise self.bad(key, f"text of at most {max_len} characters", value)
@@ -52,15 +57,15 @@ class Args:
             raise self.bad(key, f"one of {', '.join(choices)}", value)
         return value
 
-    def bytes(self, key: str, max_len: int, default: Any = _MISSING) -> bytes:
+    def bytes(self, key: builtins.str, max_len: builtins.int, default: Any = _MISSING) -> builtins.bytes:
         value = self._get(key, default)
         if not isinstance(value, (bytes, bytearray)) or not 0 < len(value) <= max_len:
             shown = f"{len(value)} bytes" if isinstance(value, (bytes, bytearray)) else type(value).__name__
             raise BadRequest(f"{self.task_type}: argument {key!r} must be 1 to {max_len} bytes (got {shown})")
         return bytes(value)
 
-    def floats(self, key: str, n_min: int, n_max: int, lo: float, hi: float,
-               default: Any = _MISSING) -> list[float]:
+    def floats(self, key: builtins.str, n_min: builtins.int, n_max: builtins.int, lo: builtins.float,
+               hi: builtins.float, default: Any = _MISSING) -> list[builtins.float]:
         value = self._get(key, default)
         if not isinstance(value, (list, tuple)) or not n_min <= len(value) <= n_max:
             raise self.bad(key, f"a list of {n_min} to {n_max} numbers", value)
@@ -72,7 +77,7 @@ class Args:
             out.append(float(item))
         return out
 
-    def optional(self, key: str) -> bool:
+    def optional(self, key: builtins.str) -> bool:
         """True if ``key`` was given (and marks it as known)."""
         self.used.add(key)
         return key in self.args

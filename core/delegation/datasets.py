@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ def row_bytes(X: np.ndarray, y: np.ndarray) -> list[bytes]:
     """Each row's bytes: features as <f4, then the label as <i8."""
     feats = np.ascontiguousarray(X, dtype="<f4")
     labels = np.ascontiguousarray(y, dtype="<i8")
-    return [f.tobytes() + l.tobytes() for f, l in zip(feats, labels)]
+    return [f.tobytes() + l.tobytes() for f, l in zip(feats, labels, strict=True)]
 
 
 def merkle_root(leaves: list[bytes]) -> bytes:
@@ -97,7 +98,7 @@ def stats(spec: str, args: dict) -> dict:
     if lo == hi:  # a constant column: one bin of width 1 around it
         lo, hi = lo - 0.5, hi + 0.5
     counts, edges = np.histogram(v, bins=args["bins"], range=(lo, hi))
-    out = {"count": float(len(v)), "mean": float(v.mean()), "std": float(v.std()),
+    out: dict[str, Any] = {"count": float(len(v)), "mean": float(v.mean()), "std": float(v.std()),
            "quantiles": [float(q) for q in np.quantile(v, args["quantiles"])],
            "histogram": [float(c) for c in counts]}
     sigma = args["noise_sigma"]

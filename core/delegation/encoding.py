@@ -26,11 +26,11 @@ def canonical_json(obj: Any) -> bytes:
         raise MalformedMessage(f"value cannot be encoded as canonical JSON: {exc}") from exc
 
 
-def sha256_hex(data: bytes) -> str:
+def sha256_hex(data: bytes | bytearray) -> str:
     return hashlib.sha256(bytes(data)).hexdigest()
 
 
-def encode_result(result: dict) -> bytes:
+def encode_result(result: object) -> bytes:
     """A task result as the bytes the proof's subject digest covers."""
     if not isinstance(result, dict):
         raise MalformedMessage(f"a task result must be a map, got {type(result).__name__}")

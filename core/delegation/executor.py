@@ -78,7 +78,8 @@ class Executor:
         self._slots = asyncio.Semaphore(max_running)
         self._outstanding: dict[str, int] = {}   # peer -> running + queued (entries at 0 removed)
         self.running = 0
-        self.counters = collections.Counter()    # fixed keys: served, and refusals by code
+        # fixed keys: served, and refusals by code
+        self.counters: collections.Counter[str] = collections.Counter()
 
     @property
     def queued(self) -> int:
@@ -158,11 +159,13 @@ class Executor:
     def prove(self, request: TaskRequest, run: RunResult, received: float) -> Served:
         """The signed proof of ``run`` for ``request`` and the result bytes it covers."""
         if run.error is None:
-            result_bytes = run.result_bytes if run.result_bytes is not None else encode_result(run.result)
+            result = run.raise_for_status()
+            result_bytes = run.result_bytes if run.result_bytes is not None else encode_result(result)
         else:
-            result_bytes = encode_result({"error": {"code": run.status, "message": str(run.error)}})
+            result = {"error": {"code": run.status, "message": str(run.error)}}
+            result_bytes = encode_result(result)
         kind = task_type(request.type, self.types)
-        quality = {k: run.result[k] for k in kind.quality_keys if run.error is None and k in run.result}
+        quality = {k: result[k] for k in kind.quality_keys if run.error is None and k in result}
         statement = make_statement(
             task=request.task, type=request.type, request_digest=request.digest,
             executor=self.identity.id, requester=request.requester, received=received,

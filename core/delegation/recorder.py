@@ -28,8 +28,8 @@ class _Pending:
 
     def __init__(self) -> None:
         self.row: dict | None = None        # a new row (TaskDB.add), None: the row is stored already
-        self.outcome: dict | None = None    # the outcome of a stored row (TaskDB.finish's fields)
-        self.meta: dict | None = None       # its peer and type (for on_written)
+        self.outcome: dict = {}             # the outcome of a stored row (TaskDB.finish's fields)
+        self.meta: dict = {}                # its peer and type (for on_written)
         self.after: list[Callable[[], None]] = []   # more writes for the same transaction
 
 
@@ -85,7 +85,7 @@ class Recorder:
             log.warning("%d task record(s) not written: %s", len(batch), exc)
             return
         for (task, role), entry in batch.items():
-            row = entry.row or {**entry.meta, **entry.outcome}
+            row = entry.row if entry.row is not None else {**entry.meta, **entry.outcome}
             self.on_written(task, role, row)
 
     def _entry(self, task: str, role: str) -> _Pending:

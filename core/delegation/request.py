@@ -77,14 +77,12 @@ def build_request(identity, type_name: str, args: dict, *, timeout: float = 30.0
     kind = task_type(type_name, types)
     checked = kind.check(args)
     created = time.time() if now is None else float(now)
-    inputs = input_digests(args)
-    body = {"task": os.urandom(16).hex(), "type": type_name, "args": args, "inputs": inputs,
-            "deadline": created + float(timeout)}
+    task_id, inputs, deadline = os.urandom(16).hex(), input_digests(args), created + float(timeout)
+    body = {"task": task_id, "type": type_name, "args": args, "inputs": inputs, "deadline": deadline}
     envelope = seal(identity, KIND, body, now=created)
     # Built from checked parts: the fields are not parsed again (the executor does that).
-    return TaskRequest(envelope=envelope, task=body["task"],
-                       type=kind.name, args=checked, inputs=dict(inputs), deadline=body["deadline"],
-                       requester=identity.id, nonce=envelope["nonce"], created=created)
+    return TaskRequest(envelope=envelope, task=task_id, type=kind.name, args=checked, inputs=dict(inputs),
+                       deadline=deadline, requester=identity.id, nonce=envelope["nonce"], created=created)
 
 
 def open_request(verifier: Verifier, envelope, *, now: float | None = None,

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import msgpack
 import psutil
@@ -72,6 +73,8 @@ class RunResult:
         """The result, or raise the typed error that ended the run."""
         if self.error is not None:
             raise self.error
+        if self.result is None:   # never so: a run without an error has a result (run_task, run_inline)
+            raise TaskFailed(f"task {self.task_type} ended without a result")
         return self.result
 
 
@@ -157,14 +160,16 @@ def _error_for(kind: str, limits: Limits, streams: _Streams, returncode: int | N
     if overflow:
         return None, TaskFailed(f"task {kind} wrote more than its output limit of "
                                 f"{limits.output_bytes} bytes; it was killed"), {}
-    reply = None
+    reply: Any = None
     try:
         reply = msgpack.unpackb(bytes(streams.out), raw=False) if streams.out else None
     except (ValueError, msgpack.UnpackException):
         log.warning("task child sent an unreadable reply (%d bytes)", len(streams.out))
     if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
         return None, _died(kind, limits, returncode, streams), {}
-    rusage = reply.get("rusage") if isinstance(reply.get("rusage"), dict) else {}
+    rusage = reply.get("rusage")
+    if not isinstance(rusage, dict):
+        rusage = {}
     if reply["ok"]:
         try:
             encode_result(reply.get("result"))

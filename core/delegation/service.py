@@ -14,6 +14,7 @@ what is queued first.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import os
 import time
@@ -41,12 +42,13 @@ PENALISED = (InvalidSignature, ReplayDetected, NotTheSender)   # dishonest, not 
 
 
 class DelegationService:
-    """Runs tasks for CORE peers and delegates tasks to them."""
+    """Runs tasks for CORE peers and delegates tasks to them. (Its ``list`` method shadows the
+    builtin in the class body: annotations after it spell ``builtins.list``.)"""
 
     name = "delegation"
     migrations = MIGRATIONS
 
-    def __init__(self, node):
+    def __init__(self, node) -> None:
         self.node = node
         self.executor = Executor(node.identity, datasets=node.settings.task_datasets)
         self.verifier = Verifier(skew=node.settings.clock_skew)
@@ -58,6 +60,20 @@ class DelegationService:
         # CONNECT at the door: who may delegate is decided by authorize() inside the admission
         # step, the same for links and HTTP, with a refusal worded for the requester.
         node.on_message(proto.REQUEST, self._on_request, capability=Capability.CONNECT)
+
+    @property
+    def _tasks(self) -> TaskDB:
+        """The tasks table (made by start())."""
+        if self.db is None:
+            raise RuntimeError("the delegation service is not started")
+        return self.db
+
+    @property
+    def _records(self) -> Recorder:
+        """The tasks table's write-behind queue (made by start())."""
+        if self.recorder is None:
+            raise RuntimeError("the delegation service is not started")
+        return self.recorder
 
     # -- lifecycle ---------------------------------------------------------------
     async def start(self) -> None:
@@ -141,7 +157,7 @@ class DelegationService:
 
     def _record_served(self, request: TaskRequest, served: Served, via: str) -> None:
         pred = served.statement["predicate"]
-        self.recorder.add(task=request.task, role=proto.SERVED, type=request.type, peer=request.requester,
+        self._records.add(task=request.task, role=proto.SERVED, type=request.type, peer=request.requester,
                           via=via, state="done" if pred["exit"]["status"] == "ok" else "failed",
                           request_digest=request.digest, request=request.summary(), created=pred["received"],
                           verified=True, proof=served.proof, result=served.result_bytes,
@@ -203,7 +219,7 @@ class DelegationService:
         return self._accept(peer_id, sent, proof, result_bytes, via)
 
     def _record_sent(self, peer_id: str, sent: TaskRequest, via: str) -> None:
-        self.recorder.add(task=sent.task, role=proto.SENT, type=sent.type, peer=peer_id, via=via,
+        self._records.add(task=sent.task, role=proto.SENT, type=sent.type, peer=peer_id, via=via,
                           state="sent", request_digest=sent.digest, request=sent.summary(), created=sent.created)
 
     async def _send(self, peer_id: str, sent: TaskRequest, http: bool, wait: float) -> tuple[dict, bytes]:
@@ -226,7 +242,7 @@ class DelegationService:
         state = "done" if pred["exit"]["status"] == "ok" else "failed"
         ended = time.time()
         # Queued: one commit, after the call returned, for the row and the executor's reputation.
-        self.recorder.finish(sent.task, proto.SENT, peer=peer_id, type=sent.type, state=state, verified=True,
+        self._records.finish(sent.task, proto.SENT, peer=peer_id, type=sent.type, state=state, verified=True,
                              proof=proof, result=result_bytes, result_sha256=statement["subject"][0]["digest"]["sha256"],
                              cost=pred["cost"], error=pred["exit"]["message"] or None, ended=ended,
                              after=lambda: self._reward(peer_id))
@@ -246,13 +262,13 @@ class DelegationService:
 
     def _reject(self, peer_id: str, sent: TaskRequest, proof, exc: CoveyError) -> None:
         """An answer that does not verify: recorded as rejected, and it costs the executor (now)."""
-        self.recorder.finish(sent.task, proto.SENT, peer=peer_id, type=sent.type, state="rejected", verified=False,
+        self._records.finish(sent.task, proto.SENT, peer=peer_id, type=sent.type, state="rejected", verified=False,
                              proof=proof if isinstance(proof, dict) else None, error=f"{exc.code}: {exc}")
         if self.node.peers.get(peer_id) is not None:
             self.node.peers.record_outcome(peer_id, False, f"task proof rejected: {exc.code}")
 
     def _record_failure(self, peer_id: str, sent: TaskRequest, state: str, exc: CoveyError) -> None:
-        self.recorder.finish(sent.task, proto.SENT, peer=peer_id, type=sent.type, state=state, verified=False,
+        self._records.finish(sent.task, proto.SENT, peer=peer_id, type=sent.type, state=state, verified=False,
                              error=f"{exc.code}: {exc}")
 
     def _http_address(self, peer_id: str) -> str:
@@ -265,17 +281,17 @@ class DelegationService:
     def list(self, role: str | None = None, limit: int = 200) -> list[dict]:
         """Tasks sent and served, newest first (without results and proofs)."""
         self.flush()
-        return [self.view(r, brief=True) for r in self.db.list(limit, role)]
+        return [self.view(r, brief=True) for r in self._tasks.list(limit, role)]
 
     def show(self, ref: str) -> dict:
         """One task (id or unique prefix) with its proof, re-verified now, per role."""
         ref = (ref or "").strip().lower()
         self.flush()
-        ids = self.db.find(ref) if len(ref) >= 4 and all(c in "0123456789abcdef" for c in ref) else []
+        ids = self._tasks.find(ref) if len(ref) >= 4 and all(c in "0123456789abcdef" for c in ref) else []
         if len(ids) != 1:
             raise BadRequest(f"no task matches {ref!r:.40}; see `covey tasks list`" if not ids else
                              f"{ref!r} matches several tasks: {', '.join(i[:12] for i in ids)}; give more")
-        rows = self.db.get(ids[0])
+        rows = self._tasks.get(ids[0])
         views = [self.view(r) | {"verification": self.verification(r)} for r in rows]
         return views[0] if len(views) == 1 else {"task": ids[0], "roles": views}
 
@@ -314,7 +330,7 @@ class DelegationService:
                                                            "statement": _statement(row["proof"])}
         return out
 
-    def types(self) -> list[dict]:
+    def types(self) -> builtins.list[dict]:
         """The task types this node runs, with their arguments and the datasets it offers."""
         specs = {t: [vars(a) | {"choices": list(a.choices)} for a in proto.arg_specs(t)] for t in proto.ARGS}
         return [d | {"args": specs.get(d["type"], []), "datasets": sorted(self.executor.datasets)

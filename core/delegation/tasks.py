@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from core.delegation.args import Args
 from core.delegation.errors import UnknownTaskType
@@ -23,7 +23,7 @@ class TaskType:
     """One kind of task: what it needs, how it is checked and run, and its default limits."""
     name: str
     summary: str
-    check: Callable[[dict], dict]            # raw args -> normalized args, raises BadRequest
+    check: Callable[[Any], dict]             # raw args (any value) -> normalized args, raises BadRequest
     run: Callable[[dict, dict], dict]        # (args, context) -> JSON-compatible result
     limits: Limits = field(default_factory=Limits)
     needs_dataset: bool = False
@@ -89,7 +89,7 @@ def _check_digest(raw: dict) -> dict:
 
 def _check_stats(raw: dict) -> dict:
     a = Args("dataset.stats", raw)
-    out = {"dataset": _check_dataset_name(a)}
+    out: dict[str, Any] = {"dataset": _check_dataset_name(a)}
     column = raw.get("column")
     out["column"] = a.str("column", 5) if column == "label" else a.int("column", 0, 1_000_000)
     out["quantiles"] = a.floats("quantiles", 1, 32, 0.0, 1.0, [0.25, 0.5, 0.75])

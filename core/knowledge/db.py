@@ -14,6 +14,7 @@ author: over every packet (what we ask peers for) and over relayable ones
 """
 from __future__ import annotations
 
+import builtins
 import json
 import time
 from dataclasses import dataclass
@@ -122,7 +123,7 @@ class Missing:
 
 
 def _summary(row) -> dict:
-    out = dict(zip(row.keys(), row))
+    out = dict(zip(row.keys(), row, strict=True))
     out["tags"] = json.loads(out["tags"])
     out["relay"] = bool(out["relay"])
     out["media_type"] = out["media_type"] or "text/plain"
@@ -130,7 +131,8 @@ def _summary(row) -> dict:
 
 
 class KnowledgeDB:
-    """Packets in SQLite, bounded in count and bytes."""
+    """Packets in SQLite, bounded in count and bytes. (Its ``list`` method shadows the
+    builtin in the class body: annotations after it spell ``builtins.list``.)"""
 
     def __init__(self, store: Store, *, max_packets: int = DEFAULT_MAX_PACKETS,
                  max_bytes: int = DEFAULT_MAX_BYTES):
@@ -140,7 +142,7 @@ class KnowledgeDB:
         self.max_packets = max_packets
         self.max_bytes = max_bytes
         store.ensure_schema(COMPONENT, MIGRATIONS)
-        row = store.query_one("SELECT COUNT(*) AS n, COALESCE(SUM(LENGTH(raw)), 0) AS b FROM know_packets")
+        row = store.query_row("SELECT COUNT(*) AS n, COALESCE(SUM(LENGTH(raw)), 0) AS b FROM know_packets")
         self.count, self.bytes = int(row["n"]), int(row["b"])
 
     # -- writing -------------------------------------------------------------
@@ -242,7 +244,7 @@ class KnowledgeDB:
     def get(self, ref: str) -> Stored:
         """The stored packet named by an id or a unique prefix (UnknownPacket, AmbiguousPacket)."""
         pid = self.resolve(ref)
-        row = self.store.query_one(f"SELECT {_SUMMARY_COLUMNS}, raw FROM know_packets WHERE id = ?", (pid,))
+        row = self.store.query_row(f"SELECT {_SUMMARY_COLUMNS}, raw FROM know_packets WHERE id = ?", (pid,))
         summary = _summary(row)
         raw = bytes(summary.pop("raw"))
         return Stored(summary=summary, raw=raw)
@@ -258,7 +260,7 @@ class KnowledgeDB:
         return [_summary(r) for r in rows]
 
     @staticmethod
-    def _filters(author, tag, kind, relay_only) -> tuple[str, list[Any]]:
+    def _filters(author, tag, kind, relay_only) -> tuple[str, builtins.list[Any]]:
         clauses, params = [], []
         if author is not None:
             clauses.append("author = ?")
@@ -275,7 +277,7 @@ class KnowledgeDB:
 
     def next_seq(self, author: str) -> int:
         """The sequence number for the author's next packet."""
-        row = self.store.query_one("SELECT MAX(seq) AS s FROM know_packets WHERE author = ?", (author,))
+        row = self.store.query_row("SELECT MAX(seq) AS s FROM know_packets WHERE author = ?", (author,))
         return int(row["s"] or 0) + 1
 
     # -- catch-up ------------------------------------------------------------
@@ -294,13 +296,13 @@ class KnowledgeDB:
         return self.store.query_one("SELECT 1 FROM know_packets WHERE author = ? AND seq = ?",
                                     (author, seq)) is not None
 
-    def held(self, author: str, lo: int, hi: int) -> list[int]:
+    def held(self, author: str, lo: int, hi: int) -> builtins.list[int]:
         """The seqs of ``author`` held in [lo, hi] (bounded by what is stored)."""
         rows = self.store.query("SELECT seq FROM know_packets WHERE author = ? AND seq BETWEEN ? AND ? "
                                 "ORDER BY seq", (author, lo, hi))
         return [r["seq"] for r in rows]
 
-    def lacking(self, author: str, lo: int, hi: int) -> list[tuple[int, int]]:
+    def lacking(self, author: str, lo: int, hi: int) -> builtins.list[tuple[int, int]]:
         """The ranges inside [lo, hi] of ``author`` we do not hold."""
         out, nxt = [], lo
         for seq in self.held(author, lo, hi):
@@ -334,7 +336,7 @@ class KnowledgeDB:
         return Missing(want=want, offer=offer)
 
     def serve(self, ranges: Ranges, *, max_count: int = proto.MAX_REPLY_PACKETS,
-              max_bytes: int = proto.MAX_REPLY_BYTES) -> tuple[list[dict], bool]:
+              max_bytes: int = proto.MAX_REPLY_BYTES) -> tuple[builtins.list[dict], bool]:
         """Reply items for a know.want: relayable packets in ``ranges``, bounded; ``more`` if cut short.
 
         Each item carries the stored hop count + 1; packets already at the hop
@@ -351,16 +353,17 @@ class KnowledgeDB:
                     (author, lo, hi, proto.MAX_HOPS, max_count + 1 - len(rows)))
         return self._pick(rows, max_count, max_bytes)
 
-    def query(self, q: Query) -> tuple[list[dict], bool]:
+    def query(self, q: Query) -> tuple[builtins.list[dict], bool]:
         """Reply items for a know.query (relayable packets only, newest first), bounded."""
         where, params = self._filters(q.author, q.tag, q.kind, True)
         rows = self.store.query(f"SELECT id, LENGTH(raw) AS n FROM know_packets {where} "
                                 f"ORDER BY created DESC, id LIMIT ? OFFSET ?", (*params, q.limit + 1, q.offset))
         return self._pick(rows, q.limit, proto.MAX_REPLY_BYTES)
 
-    def _pick(self, rows, max_count: int, max_bytes: int) -> tuple[list[dict], bool]:
+    def _pick(self, rows, max_count: int, max_bytes: int) -> tuple[builtins.list[dict], bool]:
         """Items for the first rows within the bounds (one packet always fits); True if some were left."""
-        ids, total = [], 0
+        ids: builtins.list[str] = []
+        total = 0
         for row in rows:
             if len(ids) >= max_count or (ids and total + row["n"] > max_bytes):
                 break
@@ -368,10 +371,10 @@ class KnowledgeDB:
             total += row["n"]
         return self._items(ids), len(ids) < len(rows)
 
-    def _items(self, ids: list[str]) -> list[dict]:
+    def _items(self, ids: builtins.list[str]) -> builtins.list[dict]:
         items = []
         for pid in ids:
-            row = self.store.query_one("SELECT raw, hops FROM know_packets WHERE id = ?", (pid,))
+            row = self.store.query_row("SELECT raw, hops FROM know_packets WHERE id = ?", (pid,))
             items.append(proto.item(pid, bytes(row["raw"]), row["hops"] + 1))
         return items
 

@@ -114,15 +114,17 @@ class KnowledgeEngine:
         try:
             verdict = self._admit(peer, tier, banned, body, pull, peers)
         except _Reject as rej:
-            verdict = Verdict("rejected", rej.reason, str(rej))
+            return self._refuse(peer, rej.reason, str(rej))
         except CoveyError as exc:
-            verdict = Verdict("rejected", _reason(exc), str(exc))
-        if verdict.status == "rejected":
-            self.counters.reject(peer, verdict.reason)
-            log.info("knowledge from %s refused (%s): %s", peer[:16], verdict.reason, verdict.message)
-        else:
-            self.counters.add(peer, "accepted" if verdict.status == "accepted" else "duplicates")
+            return self._refuse(peer, _reason(exc), str(exc))
+        self.counters.add(peer, "accepted" if verdict.status == "accepted" else "duplicates")
         return verdict
+
+    def _refuse(self, peer: str, reason: str, message: str) -> Verdict:
+        """Count and log one refused packet; its verdict."""
+        self.counters.reject(peer, reason)
+        log.info("knowledge from %s refused (%s): %s", peer[:16], reason, message)
+        return Verdict("rejected", reason, message)
 
     def _admit(self, peer, tier, banned, body, pull, peers) -> Verdict:
         if not gossip.may_accept(tier, banned):

@@ -219,7 +219,7 @@ class Counters:
     def view(self) -> dict:
         """``{"total": {...}, "peers": {peer: {...}}}`` with ``rejected`` as {reason: n}."""
         def shape(values: dict[str, int]) -> dict:
-            out = {name: values.get(name, 0) for name in COUNTER_NAMES}
+            out: dict[str, int | dict[str, int]] = {name: values.get(name, 0) for name in COUNTER_NAMES}
             out["rejected"] = {k.split(".", 1)[1]: v for k, v in sorted(values.items())
                                if k.startswith("rejected.")}
             return out
@@ -351,7 +351,7 @@ class Pull:
 def plan_batches(want: Ranges, batch: int = 64) -> list[Ranges]:
     """Split ``want`` into know.want bodies of at most ``batch`` seqs (no in-flight table)."""
     pull = Pull(peer="", want=want, inflight=Inflight(max_entries=1 << 62), batch=batch)
-    out = []
+    out: list[Ranges] = []
     while True:
         ranges = pull.next_batch()
         if not ranges:

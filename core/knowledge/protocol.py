@@ -36,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -247,7 +247,7 @@ def make_body(seq: int, *, kind: str = "note", title: str = "", tags: Iterable[s
     body: dict = {"v": VERSION, "seq": seq, "kind": kind, "title": title, "tags": clean_tags(tags)}
     if text is not None:
         body["text"] = text
-    else:
+    elif file is not None:   # (exactly one of the two, checked above)
         name, media, data = file
         body["file"] = {"name": name, "type": media, "data": bytes(data)}
     _fields(body)
@@ -328,7 +328,7 @@ def open_packet(raw: Any, *, claimed_id: str | None = None, now: float | None = 
 
 
 # -- message bodies -------------------------------------------------------------------
-def _map(body: Any, what: str, required: set[str], optional: set[str] = frozenset()) -> dict:
+def _map(body: Any, what: str, required: AbstractSet[str], optional: AbstractSet[str] = frozenset()) -> dict:
     if not isinstance(body, dict):
         raise MalformedMessage(f"{what} body must be a map")
     keys = set(body)

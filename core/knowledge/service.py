@@ -135,7 +135,7 @@ class KnowledgeService:
     name = "knowledge"
     migrations = MIGRATIONS
 
-    def __init__(self, node):
+    def __init__(self, node) -> None:
         self.node = node
         self.db: KnowledgeDB | None = None
         self.engine: KnowledgeEngine | None = None
@@ -189,6 +189,13 @@ class KnowledgeService:
         if self.engine is None or self._stopped:
             raise PeerUnreachable("the knowledge service is not running on this node")
         return self.engine
+
+    @property
+    def _packets(self) -> KnowledgeDB:
+        """The packet store (made by start())."""
+        if self.db is None:
+            raise PeerUnreachable("the knowledge service is not running on this node")
+        return self.db
 
     async def _periodic(self) -> None:
         """Save the counters every ``save_interval`` s; re-run the have exchange every ``sync_interval`` s.
@@ -450,7 +457,7 @@ class KnowledgeService:
     async def _push(self, peer: str, pid: str) -> None:
         engine = self._ready()
         try:
-            stored = self.db.get(pid)
+            stored = self._packets.get(pid)
         except CoveyError as exc:
             log.info("packet %s not pushed: %s", pid[:16], exc)
             return
@@ -483,7 +490,7 @@ class KnowledgeService:
         fields: dict[str, Any] = {"kind": kind or "note", "title": title or "", "tags": list(tags)}
         if text is not None:
             fields["text"] = text
-        else:
+        elif data is not None:   # (exactly one of text and data is given, checked above)
             if len(data) > proto.MAX_FILE_BYTES:
                 raise MessageTooLarge(f"the file has {len(data)} bytes; a packet holds at most "
                                       f"{proto.MAX_FILE_BYTES} (16 MiB)")
@@ -505,7 +512,7 @@ class KnowledgeService:
             tag = proto.check_tag(tag.strip().lower())
         if kind is not None:
             kind = proto.check_kind(kind)
-        return self.db.list(author=author, tag=tag, kind=kind, limit=max(1, min(limit, MAX_LIST)),
+        return self._packets.list(author=author, tag=tag, kind=kind, limit=max(1, min(limit, MAX_LIST)),
                             offset=offset)
 
     def _author(self, ref: str) -> str:
@@ -520,7 +527,7 @@ class KnowledgeService:
     def show(self, ref: str) -> dict:
         """One packet with its signature checked again from the stored bytes, and its text."""
         self._ready()
-        stored = self.db.get(ref)
+        stored = self._packets.get(ref)
         out = dict(stored.summary)
         try:
             packet = stored.open()
@@ -539,7 +546,7 @@ class KnowledgeService:
     async def export(self, ref: str, path: str | os.PathLike) -> dict:
         """Write a packet's content (re-verified first) to ``path`` (absolute); returns what was written."""
         self._ready()
-        stored = self.db.get(ref)
+        stored = self._packets.get(ref)
         target = Path(path)
         if not target.is_absolute():
             raise BadRequest(f"export needs an absolute path, got {str(path)!r:.200}")
@@ -581,7 +588,7 @@ class KnowledgeService:
             except CoveyError as exc:
                 packets.append({"id": pid, "verified": False, "problem": str(exc)})
                 continue
-            view = {**packet.summary(), "verified": True, "problem": None, "stored": self.db.has(pid)}
+            view = {**packet.summary(), "verified": True, "problem": None, "stored": self._packets.has(pid)}
             if packet.text is not None:
                 view["text"] = packet.text[:MAX_PREVIEW]
             packets.append(view)

@@ -179,6 +179,20 @@ def _thread_model(model_name: str, n_features: int, n_classes: int, image_shape:
     return model
 
 
+def logits(weights: dict[str, np.ndarray], X: np.ndarray, model_name: str, n_features: int,
+           n_classes: int, image_shape: ImageShape | None = None, hidden: int = DEFAULT_HIDDEN,
+           num_threads: int | None = 1):
+    """The model's outputs (a torch tensor, no gradient) for every row of ``X`` under ``weights``."""
+    import torch
+
+    _pin_threads(num_threads)
+    model = _thread_model(model_name, n_features, n_classes, as_image_shape(image_shape), hidden)
+    set_weights(model, weights)
+    model.eval()
+    with torch.no_grad():
+        return model(torch.as_tensor(np.asarray(X, dtype=np.float32)))
+
+
 def evaluate(weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, model_name: str,
              n_features: int, n_classes: int, image_shape: ImageShape | None = None,
              hidden: int = DEFAULT_HIDDEN, num_threads: int | None = 1) -> tuple[float, float]:
@@ -188,15 +202,11 @@ def evaluate(weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, model
 
     if len(X) == 0:
         raise BadRequest("cannot evaluate on an empty set")
-    _pin_threads(num_threads)
-    model = _thread_model(model_name, n_features, n_classes, as_image_shape(image_shape), hidden)
-    set_weights(model, weights)
-    model.eval()
+    out = logits(weights, X, model_name, n_features, n_classes, image_shape, hidden, num_threads)
     with torch.no_grad():
-        logits = model(torch.as_tensor(np.asarray(X, dtype=np.float32)))
         yt = torch.as_tensor(np.asarray(y, dtype=np.int64))
-        loss = float(F.cross_entropy(logits, yt))
-        acc = float((logits.argmax(1) == yt).float().mean())
+        loss = float(F.cross_entropy(out, yt))
+        acc = float((out.argmax(1) == yt).float().mean())
     return loss, acc
 
 

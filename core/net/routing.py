@@ -23,7 +23,7 @@ log = logging.getLogger("covey.routing")
 class OutboundRoute:
     """The node's proxy settings and, when tor is chosen, its tor controller."""
 
-    def __init__(self, node):
+    def __init__(self, node) -> None:
         self.node = node
         self.tor: TorController | None = None
         self.tor_error: str | None = None
@@ -125,6 +125,8 @@ class OutboundRoute:
             node.events.emit(ev.ERROR, message=f"tor: {exc}")
             raise
         self.tor, self.tor_error = tor, None
+        if tor.socks is None:   # never so: start() learns the SOCKS port or raises
+            raise RuntimeError("tor started without a SOCKS port")
         host, port = tor.socks
         # In memory only: an owned tor's SOCKS port changes from run to run.
         await node._change({"proxy_host": host, "proxy_port": port}, persist=False)

@@ -124,7 +124,7 @@ class Transport:
         return self.port
 
     def _protocol(self) -> asyncio.Protocol:
-        server = self._runner.server
+        server = self._runner.server if self._runner is not None else None
         if server is None or len(server.connections) >= self.settings.max_connections:
             self.refused_connections += 1
             return _Refuse()
@@ -273,7 +273,7 @@ class Transport:
             counts: dict[str, int] = {}
             for h in in_pool:
                 counts[h.host] = counts.get(h.host, 0) + 1
-            heaviest = max(counts, key=counts.get)   # the address holding the most slots pays
+            heaviest = max(counts, key=lambda h: counts[h])   # the address holding the most slots pays
             candidates = [h for h in in_pool if h.host == heaviest]
         else:
             return True
@@ -319,7 +319,7 @@ class Transport:
             raise
         conn = self._connection(ws, hs, initiator=False, remote=host, listen_port=hello["port"])
         try:
-            self.admit(hs.peer_id, host)
+            self.admit(conn.peer_id, host)
         except CoveyError as exc:
             await conn.send(wire.Message("error", {"code": exc.code, "message": str(exc)}))
             await conn.close(CLOSE_POLICY, str(exc))
@@ -380,9 +380,10 @@ class Transport:
         hs = NoiseHandshake(self.local, mode, True, hello, choice)
         await ws.send_bytes(hs.initiator_step1())
         msg3 = hs.initiator_step2(await _receive(ws, peer))
-        if expected_id and hs.peer_id != expected_id:
+        peer_id = _authenticated(hs)
+        if expected_id and peer_id != expected_id:
             raise KeyMismatch(
-                f"{peer} presented key {hs.peer_id[:16]}… but {expected_id[:16]}… is pinned for it: "
+                f"{peer} presented key {peer_id[:16]}… but {expected_id[:16]}… is pinned for it: "
                 "possible man in the middle; connection refused")
         await ws.send_bytes(msg3)
         conn = self._connection(ws, hs, initiator=True, remote=address, listen_port=0)
@@ -403,12 +404,19 @@ class Transport:
 
     def _connection(self, ws, hs: NoiseHandshake, *, initiator: bool, remote: str,
                     listen_port: int) -> PeerConnection:
-        s = self.settings
-        return PeerConnection(ws, hs.channel(), hs.peer_id, hs.peer_name, initiator=initiator,
+        s, peer_id = self.settings, _authenticated(hs)
+        return PeerConnection(ws, hs.channel(), peer_id, hs.peer_name, initiator=initiator,
                               remote=remote, listen_port=listen_port, max_frame=s.max_frame,
-                              max_message=s.max_message, limits=self.limits(hs.peer_id),
+                              max_message=s.max_message, limits=self.limits(peer_id),
                               budget=self.budget, unknown_budget=self.unknown_budget,
                               partial_timeout=s.partial_timeout)
+
+
+def _authenticated(hs: NoiseHandshake) -> str:
+    """The peer's id once the handshake has authenticated it."""
+    if hs.peer_id is None:   # never so after the last handshake step: it sets the id or raises
+        raise HandshakeFailed("the handshake ended without authenticating the peer")
+    return hs.peer_id
 
 
 def _release() -> str:

@@ -9,28 +9,17 @@ import json
 import time
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QAbstractItemView, QGroupBox, QHeaderView, QLabel, QPlainTextEdit, QSplitter,
-                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+                               QTableWidget, QVBoxLayout, QWidget)
 from qasync import asyncSlot
 
 from ..actions import run_action
 from ..bridge import Refresh
-from ..style import mono_font
+from ..style import BAD, GOOD, MUTED, mono_font, table_item
 from .tasks_form import RunForm
 
 COLUMNS = ("Task", "Role", "Type", "Peer", "State", "Proof", "CPU s", "Wall s", "Peak MB", "When")
-GOOD, BAD, MUTED = QColor("#2e7d32"), QColor("#b71c1c"), QColor("#6b7383")
 STATE_COLOR = {"done": GOOD, "failed": BAD, "refused": BAD, "rejected": BAD, "sent": MUTED}
-
-
-def _item(text: str, color: QColor | None = None, tip: str = "") -> QTableWidgetItem:
-    item = QTableWidgetItem(text)
-    if color is not None:
-        item.setForeground(color)
-    if tip:
-        item.setToolTip(tip)
-    return item
 
 
 def proof_text(view: dict) -> str:
@@ -138,12 +127,12 @@ class TasksPanel(QWidget):
         self.table.setRowCount(len(self.rows))
         for r, view in enumerate(self.rows):
             cost = view["cost"] or {}
-            cells = (_item(view["task"][:12], tip=view["task"]), _item(view["role"]), _item(view["type"]),
-                     _item(view["peer_name"], tip=view["peer"]),
-                     _item(view["state"], STATE_COLOR.get(view["state"]), view["error"] or ""),
-                     _item(proof_text(view), GOOD if view["verified"] else MUTED),
-                     _item(_num(cost.get("cpu_seconds"))), _item(_num(cost.get("wall_seconds"))),
-                     _item(_num(cost.get("peak_rss_mb"), 1)), _item(_when(view["created"])))
+            cells = (table_item(view["task"][:12], tip=view["task"]), table_item(view["role"]), table_item(view["type"]),
+                     table_item(view["peer_name"], tip=view["peer"]),
+                     table_item(view["state"], STATE_COLOR.get(view["state"]), view["error"] or ""),
+                     table_item(proof_text(view), GOOD if view["verified"] else MUTED),
+                     table_item(_num(cost.get("cpu_seconds"))), table_item(_num(cost.get("wall_seconds"))),
+                     table_item(_num(cost.get("peak_rss_mb"), 1)), table_item(_when(view["created"])))
             for c, cell in enumerate(cells):
                 self.table.setItem(r, c, cell)
             if view["task"] == selected:

@@ -6,9 +6,10 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QLabel,
                                QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
+from ..style import BAD, GOOD, MUTED, table_item
+
 WORKER_COLUMNS = ("Peer", "Role", "Update norm", "Examples", "Train loss", "Status")
 INVITE_COLUMNS = ("Task", "Coordinator", "Model", "Aggregator", "Rounds", "State", "Parameters")
-GOOD, BAD, MUTED = QColor("#2e7d32"), QColor("#b71c1c"), QColor("#6b7383")
 REASONS = {   # the coordinator's rejection codes, as a person reads them
     "validation": "failed validation on the held-out set",
     "late": "arrived after the deadline",
@@ -43,15 +44,6 @@ def _table(columns: tuple[str, ...]) -> QTableWidget:
         header.setSectionResizeMode(col, QHeaderView.ResizeToContents)
     header.setStretchLastSection(True)
     return table
-
-
-def _item(text: str, color: QColor | None = None, tip: str = "") -> QTableWidgetItem:
-    item = QTableWidgetItem(text)
-    if color is not None:
-        item.setForeground(color)
-    if tip:
-        item.setToolTip(tip)
-    return item
 
 
 def worker_status(entry: dict) -> tuple[str, QColor]:
@@ -106,14 +98,14 @@ class WorkersTable(QWidget):
             attacker = attack is not None and slot is not None and slot < attackers
             text, color = worker_status(entry)
             cells = (
-                _item(name_of(peer), tip=peer),
-                _item(f"attacker: {attack.replace('_', ' ')}" if attacker else "honest",
+                table_item(name_of(peer), tip=peer),
+                table_item(f"attacker: {attack.replace('_', ' ')}" if attacker else "honest",
                       BAD if attacker else None, "a simulated attacker (this task's attack simulation)"
                       if attacker else ""),
-                _item(_number(entry.get("norm"), 3)),
-                _item("—" if entry.get("n_examples") is None else str(entry["n_examples"])),
-                _item(_number(entry.get("train_loss"), 4)),
-                _item(text, color),
+                table_item(_number(entry.get("norm"), 3)),
+                table_item("—" if entry.get("n_examples") is None else str(entry["n_examples"])),
+                table_item(_number(entry.get("train_loss"), 4)),
+                table_item(text, color),
             )
             for col, cell in enumerate(cells):
                 self.table.setItem(row, col, cell)
@@ -177,10 +169,10 @@ class InvitationsBox(QWidget):
             spec = m.spec or {}
             state = m.state   # invited | joined | left (rounds are reported by the coordinator)
             color = GOOD if m.state == "joined" else (MUTED if m.state == "left" else None)
-            cells = (_item(m.task, tip=m.task), _item(name_of(m.coordinator), tip=m.coordinator),
-                     _item(str(spec.get("model", "?"))), _item(str(spec.get("aggregator", "?"))),
-                     _item(str(spec.get("rounds", "?"))), _item(state, color),
-                     self._size_item(m, view_of(m)))
+            cells = (table_item(m.task, tip=m.task), table_item(name_of(m.coordinator), tip=m.coordinator),
+                     table_item(str(spec.get("model", "?"))), table_item(str(spec.get("aggregator", "?"))),
+                     table_item(str(spec.get("rounds", "?"))), table_item(state, color),
+                     self._sizetable_item(m, view_of(m)))
             for col, cell in enumerate(cells):
                 self.table.setItem(row, col, cell)
         self.empty.setVisible(not members)
@@ -192,14 +184,14 @@ class InvitationsBox(QWidget):
                 self.select_task(invited[-1])
         self._update_join()
 
-    def _size_item(self, m, view: dict) -> QTableWidgetItem:
+    def _sizetable_item(self, m, view: dict) -> QTableWidgetItem:
         params, budget = view.get("params"), view.get("max_params")
         if params is None:
-            return _item("?", tip="the invitation does not describe a model this node knows")
+            return table_item("?", tip="the invitation does not describe a model this node knows")
         if view.get("within_budget"):
-            return _item(f"{params:,}", tip=f"within this node's budget of {budget:,} parameters")
+            return table_item(f"{params:,}", tip=f"within this node's budget of {budget:,} parameters")
         self._over_budget.add(m.task)
-        return _item(f"{params:,}", BAD, tip=f"larger than this node's budget of {budget:,} "
+        return table_item(f"{params:,}", BAD, tip=f"larger than this node's budget of {budget:,} "
                                              "parameters: this invitation cannot be joined")
 
     def select_task(self, task: str) -> None:

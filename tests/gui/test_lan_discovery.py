@@ -6,20 +6,7 @@ from core.identity import Identity
 
 from desktop.peers.peers_model import NAME
 
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def beacon_sender() -> socket.socket:
-    """Multicast on loopback only (TTL 1), as a LAN neighbour would."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
-    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
+from tests.beacons import beacon_sender, free_udp_port
 
 
 def test_a_discovered_node_appears_then_leaves_when_its_beacons_stop(make_node, qtbot):

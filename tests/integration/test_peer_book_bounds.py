@@ -7,7 +7,6 @@ of a peer the user added; over tor the hello announces no listen port.
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import aiohttp
 import pytest
@@ -17,6 +16,8 @@ from core.net.discovery import DEFAULT_GROUP, encode_beacon
 from core.net.handshake import LocalEndpoint
 from core.identity import Identity
 from core.node import Node
+
+from tests.beacons import beacon_sender, free_udp_port
 
 from .conftest import address, wait_until
 from .test_bad_input import RawPeer
@@ -57,21 +58,6 @@ async def bait():
 async def session():
     async with aiohttp.ClientSession() as s:
         yield s
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def beacon_sender() -> socket.socket:
-    """A socket that multicasts to the group on loopback only (TTL 1), as a LAN neighbour would."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
-    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
 
 
 async def connect_strangers(node: Node, session, count: int, listen_port: int) -> None:

@@ -1,0 +1,119 @@
+"""The ``covey chat`` commands (declared once: served by the control API, parsed by the CLI).
+
+Every command that names a PEER answers about that one conversation only.
+"""
+from __future__ import annotations
+
+from core.commands import CommandSet, Param
+from core.errors import BadRequest
+
+from .protocol import MAX_REQUEST_TEXT, MAX_TEXT, TIMERS
+
+COMMANDS = CommandSet()
+command = COMMANDS.command
+PEER = Param("peer", "peer id, unique id prefix, or name", max_len=128)
+ON_OFF = ("on", "off")
+
+
+def _chat(node):
+    return node.service("chat")
+
+
+@command("chat.send", "send an end-to-end encrypted message (kept in memory only)", PEER,
+         Param("text", "the message", max_len=MAX_TEXT))
+async def _chat_send(node, peer, text):
+    return await _chat(node).send(peer, text)
+
+
+@command("chat.read", "show a conversation (marks it read); --follow keeps printing new messages", PEER,
+         Param("follow", "keep printing new messages until interrupted", kind=bool, required=False,
+               flag="--follow"),
+         Param("after", "only messages with an id above this", kind=int, required=False, flag="--after"),
+         Param("wait", "seconds to wait for a new message (at most 60)", kind=int, required=False,
+               flag="--wait"))
+async def _chat_read(node, peer, follow=None, after=None, wait=None):
+    service = _chat(node)
+    if wait:
+        return await service.wait_messages(peer, after or 0, float(wait))
+    return service.read(peer, after or 0)
+
+
+@command("chat.list", "list open conversations (unread counts, timer, verified; no text)")
+async def _chat_list(node):
+    return _chat(node).conversations_view()
+
+
+@command("chat.close", "close a conversation: wipes it here and on the peer", PEER)
+async def _chat_close(node, peer):
+    return _chat(node).close(peer)
+
+
+@command("chat.timer", "set a conversation's disappearing timer (both sides honour it)", PEER,
+         Param("timer", "off, 30s, 5m, 1h or 1d", choices=tuple(TIMERS)))
+async def _chat_timer(node, peer, timer):
+    return _chat(node).set_timer(peer, timer)
+
+
+@command("chat.verify", "show the safety number with a peer; --mark stores that you compared it", PEER,
+         Param("mark", "mark the peer as verified", kind=bool, required=False, flag="--mark"))
+async def _chat_verify(node, peer, mark=None):
+    return _chat(node).verify(peer, bool(mark))
+
+
+@command("chat.request", "send a contact request (one short line) to a peer that does not chat with you yet",
+         PEER, Param("text", f"one line of at most {MAX_REQUEST_TEXT} characters", max_len=MAX_REQUEST_TEXT))
+async def _chat_request(node, peer, text):
+    return await _chat(node).request(peer, text)
+
+
+@command("chat.requests", "list contact requests waiting for an answer")
+async def _chat_requests(node):
+    return _chat(node).requests()
+
+
+@command("chat.accept", "accept a contact request (the peer becomes EXTERNAL and may chat)", PEER)
+async def _chat_accept(node, peer):
+    return _chat(node).accept(peer)
+
+
+@command("chat.refuse", "refuse a contact request", PEER)
+async def _chat_refuse(node, peer):
+    return _chat(node).refuse(peer)
+
+
+@command("chat.settings", "show or set read receipts and typing indicators",
+         Param("read_receipts", "send and show read receipts", required=False, flag="--read-receipts",
+               choices=ON_OFF),
+         Param("typing", "send and show typing indicators", required=False, flag="--typing", choices=ON_OFF))
+async def _chat_settings(node, read_receipts=None, typing=None):
+    def flag(value):
+        return None if value is None else value == "on"
+    return _chat(node).settings(read_receipts=flag(read_receipts), typing=flag(typing))
+
+
+def follow_messages(call, home, args: dict, out, *, as_json: bool, wait: int = 30) -> list:
+    """``covey chat read PEER --follow``: print the conversation, then each new message, until
+    interrupted (Ctrl-C). ``call(home, name, args)`` runs one command on the node."""
+    import json
+    if args.get("wait") or args.get("after"):
+        raise BadRequest("--follow picks --after and --wait itself")
+    peer = args["peer"]
+    shown: list = []
+    last = 0
+    try:
+        batch = call(home, "chat.read", {"peer": peer})
+        while True:
+            for msg in batch:
+                last = max(last, msg["id"])
+                shown.append(msg)
+                print(json.dumps(msg) if as_json else line(msg), file=out, flush=True)
+            batch = call(home, "chat.read", {"peer": peer, "after": last, "wait": wait}, timeout=wait + 30)
+    except KeyboardInterrupt:
+        return shown
+
+
+def line(msg: dict) -> str:
+    """One message as a person reads it."""
+    who = "me" if msg.get("outgoing") else msg["from"][:12]
+    timer = f" (disappears {msg['expires_at']})" if msg.get("expires_at") else ""
+    return f"[{msg['sent_at']}] {who}: {msg['text']}  [{msg['state']}]{timer}"

@@ -1,0 +1,217 @@
+"""Reliable, in-order, exactly-once delivery for one conversation: a pure state machine.
+
+Modelled on MVDS (batch mode) / Briar's BSP, for a pairwise link: the sender
+numbers messages 1, 2, 3...; each waits in a bounded outbox with a send count
+and a next-send time, resent with exponential backoff until acknowledged.
+The receiver releases messages to the UI in sequence order exactly once,
+holding early arrivals in a bounded reorder buffer, and answers with an
+:class:`Ack` (cumulative + selective): the ack is the delivery receipt. The
+same frame carries the read receipt (highest seq the user has read), unless
+read receipts are off, in which case none are sent and none are shown.
+
+No I/O and no clock: the caller passes ``now`` and moves the frames (each
+frame should travel encrypted, so a fresh ratchet message is made per
+transmission). Flow control: only the oldest ``window`` unacknowledged
+messages are ever on the wire, and ``window`` never exceeds the receiver's
+reorder bound, so an honest sender's messages always fit.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from core.errors import MalformedMessage
+from core.chat.errors import BadReceipt, OutboxFull
+
+MAX_SEQ = 2 ** 63 - 1
+
+
+@dataclass(frozen=True)
+class Data:
+    """One message on the wire (``attempt`` counts from 1)."""
+    seq: int
+    payload: bytes
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Ack:
+    """Everything up to ``upto`` received, plus the seqs in ``sel``; ``read``: highest seq read."""
+    upto: int
+    sel: tuple[int, ...] = ()
+    read: int | None = None
+
+
+@dataclass
+class _Pending:
+    payload: bytes
+    sends: int = 0
+    next_send: float = 0.0
+
+
+@dataclass(frozen=True)
+class Receipts:
+    """What an Ack told the sender: newly delivered seqs and the new read mark (or None)."""
+    delivered: tuple[int, ...]
+    read: int | None
+
+
+@dataclass
+class Delivery:
+    """Delivery state of one conversation (both directions). See the module docstring."""
+
+    max_outbox: int = 1000
+    window: int = 64
+    max_reorder: int = 256
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    read_receipts: bool = True
+    # sender side
+    _next_seq: int = field(default=1, init=False)
+    _outbox: "OrderedDict[int, _Pending]" = field(default_factory=OrderedDict, init=False)
+    _peer_read: int = field(default=0, init=False)
+    # receiver side
+    _released: int = field(default=0, init=False)   # all seqs <= this were shown, in order
+    _early: dict[int, bytes] = field(default_factory=dict, init=False)
+    _ack_due: bool = field(default=False, init=False)
+    _read: int = field(default=0, init=False)
+    _read_sent: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.window <= self.max_reorder or self.max_outbox < self.window:
+            raise ValueError("need 1 <= window <= max_reorder and window <= max_outbox")
+        if not 0 < self.backoff_base <= self.backoff_max:
+            raise ValueError("need 0 < backoff_base <= backoff_max")
+
+    # -- sender ----------------------------------------------------------------
+    def queue(self, payload: bytes, now: float) -> int:
+        """Put a message in the outbox; returns its seq. Raises OutboxFull at the bound."""
+        if len(self._outbox) >= self.max_outbox:
+            raise OutboxFull(f"{len(self._outbox)} messages are waiting for the peer; try later")
+        seq = self._next_seq
+        self._next_seq += 1
+        self._outbox[seq] = _Pending(bytes(payload), 0, now)
+        return seq
+
+    @property
+    def base(self) -> int:
+        """The lowest seq still waiting (or the next one): the peer may skip everything below it."""
+        return next(iter(self._outbox), self._next_seq)
+
+    @property
+    def released(self) -> int:
+        """Receiver: every seq up to this one was released, in order."""
+        return self._released
+
+    @property
+    def unacked(self) -> int:
+        """How many sent-or-queued messages the peer has not acknowledged."""
+        return len(self._outbox)
+
+    def tick(self, now: float) -> tuple[list[Data | Ack], float | None]:
+        """Frames to send now and the time of the next due resend (None: nothing waits)."""
+        frames: list[Data | Ack] = []
+        ack = self._ack_frame()
+        if ack is not None:
+            frames.append(ack)
+        wake = None
+        for index, (seq, item) in enumerate(self._outbox.items()):
+            if index >= self.window:
+                break
+            if item.next_send <= now:
+                item.sends += 1
+                item.next_send = now + min(self.backoff_base * 2 ** (item.sends - 1), self.backoff_max)
+                frames.append(Data(seq, item.payload, item.sends))
+            wake = item.next_send if wake is None else min(wake, item.next_send)
+        return frames, wake
+
+    def link_up(self, now: float) -> None:
+        """The link came back: resend every unacknowledged message at the next tick."""
+        for item in self._outbox.values():
+            item.next_send = min(item.next_send, now)
+
+    def forget(self, seq: int) -> bool:
+        """Stop sending ``seq`` (e.g. it disappeared by timer); True if it was waiting."""
+        return self._outbox.pop(seq, None) is not None
+
+    def on_ack(self, ack: Ack) -> Receipts:
+        """Apply a peer's Ack; raises BadReceipt if it names a message never sent."""
+        last = self._next_seq - 1
+        if not _seq_ok(ack.upto, zero=True) or ack.upto > last:
+            raise BadReceipt(f"ack up to {ack.upto!r:.20} but only {last} messages were sent")
+        if not isinstance(ack.sel, tuple) or len(ack.sel) > self.max_reorder or any(
+                not _seq_ok(s) or not ack.upto < s <= last for s in ack.sel):
+            raise BadReceipt("selective ack names messages never sent or already covered")
+        if ack.read is not None and (not _seq_ok(ack.read, zero=True) or ack.read > last):
+            raise BadReceipt(f"read receipt for message {ack.read!r:.20} that was never sent")
+        delivered = []
+        while self._outbox and next(iter(self._outbox)) <= ack.upto:
+            delivered.append(self._outbox.popitem(last=False)[0])
+        for seq in ack.sel:
+            if self._outbox.pop(seq, None) is not None:
+                delivered.append(seq)
+        read = None
+        if self.read_receipts and ack.read is not None and ack.read > self._peer_read:
+            self._peer_read = read = ack.read
+        return Receipts(tuple(sorted(delivered)), read)
+
+    # -- receiver --------------------------------------------------------------
+    def on_data(self, data: Data) -> list[tuple[int, bytes]]:
+        """Accept a message; returns the (seq, payload) pairs now released, in order.
+
+        Duplicates release nothing (but are acknowledged again); a message too
+        far ahead of the reorder buffer is dropped unacknowledged (it is resent).
+        """
+        seq = data.seq
+        if not _seq_ok(seq):
+            raise MalformedMessage(f"message sequence number {seq!r:.20} out of range")
+        if not isinstance(data.payload, bytes):
+            raise MalformedMessage("message payload must be bytes")
+        if seq <= self._released or seq in self._early:
+            self._ack_due = True
+            return []
+        if seq > self._released + self.max_reorder:
+            return []
+        self._ack_due = True
+        self._early[seq] = data.payload
+        released = []
+        while self._released + 1 in self._early:
+            self._released += 1
+            released.append((self._released, self._early.pop(self._released)))
+        return released
+
+    def skip_to(self, base: int) -> list[tuple[int, bytes]]:
+        """The sender will never send seqs below ``base`` again (acknowledged, or forgotten by a
+        timer): stop waiting for them; returns the (seq, payload) pairs this releases, in order."""
+        if not _seq_ok(base):
+            raise MalformedMessage(f"base sequence number {base!r:.20} out of range")
+        if base - 1 <= self._released:
+            return []
+        self._released = base - 1
+        self._ack_due = True
+        released = [(seq, self._early.pop(seq)) for seq in sorted(s for s in self._early if s < base)]
+        while self._released + 1 in self._early:
+            self._released += 1
+            released.append((self._released, self._early.pop(self._released)))
+        return released
+
+    def mark_read(self, upto: int) -> None:
+        """The user has read every released message up to ``upto``."""
+        upto = min(int(upto), self._released)
+        if upto > self._read:
+            self._read = upto
+
+    def _ack_frame(self) -> Ack | None:
+        read_news = self.read_receipts and self._read > self._read_sent
+        if not (self._ack_due or read_news):
+            return None
+        self._ack_due = False
+        read = None
+        if self.read_receipts:
+            read = self._read_sent = self._read
+        return Ack(self._released, tuple(sorted(self._early)), read)
+
+
+def _seq_ok(value, *, zero: bool = False) -> bool:
+    return (not isinstance(value, bool) and isinstance(value, int)
+            and (0 if zero else 1) <= value <= MAX_SEQ)

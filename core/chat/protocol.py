@@ -1,0 +1,244 @@
+"""The chat protocol: transport message bodies and the frames inside the encryption.
+
+Transport message types (bodies are maps, each field checked here):
+
+- ``chat.bundle`` request ``{}`` -> ``{"bundle": envelope}``: this node's signed
+  prekey bundle made for the asking peer (needs CHAT).
+- ``chat.msg`` one-way ``{"s": session id (8 bytes), "w": ratchet wire bytes}``
+  (needs CHAT). Only session ciphertext travels; the sender is the
+  authenticated connection's peer, and the session binds it into the AD.
+- ``chat.reset`` one-way ``{"s": session id}``: "I hold no such session"
+  (after a restart, or a session past the skip bound): start a new one.
+- ``chat.request`` request ``{"text": one line}`` -> ``{"ok": true}``: a contact
+  request, the only thing an UNKNOWN peer may send (needs CONTACT_REQUEST).
+
+Frames (the plaintext of one ratchet message; a msgpack map whose ``k`` says
+the frame type):
+
+- ``d`` data: ``e`` sender's delivery epoch, ``q`` seq, ``b`` base (the
+  sender will not send seqs below it again), ``p`` content bytes.
+- ``a`` ack: ``e`` the epoch acknowledged, ``u`` upto, ``s`` selective seqs,
+  ``r`` read mark or nil.
+- ``t`` typing: ``on`` bool.
+
+Content (the ``p`` of a data frame; a msgpack map whose ``c`` says the kind,
+``g`` a group id for group conversations, nil for one-to-one):
+
+- ``text``: ``text``, ``ts`` (sender's clock), ``ttl`` (disappearing timer, s).
+- ``timer``: ``ttl``: the conversation's timer changed.
+- ``close``: the peer closed the conversation: wipe it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import msgpack
+
+from core.errors import MalformedMessage, MessageTooLarge
+from core.chat.delivery import MAX_SEQ, Ack, Data
+
+BUNDLE = "chat.bundle"
+MSG = "chat.msg"
+RESET = "chat.reset"
+REQUEST = "chat.request"
+
+SID = 8                   # bytes of session id on the wire (a prefix of the initiator's ephemeral key)
+EPOCH = 8                 # bytes of a delivery epoch
+MAX_TEXT = 16 * 1024      # bytes of UTF-8 text in one message
+MAX_REQUEST_TEXT = 280    # characters of a contact request
+MAX_CONTENT = MAX_TEXT + 256
+MAX_FRAME = MAX_CONTENT + 128
+MAX_WIRE = MAX_FRAME + 12 + 16 + 128 + 128   # ratchet overhead: nonce, tag, X3DH header, header
+MAX_SEL = 256             # selective acks in one ack frame
+MAX_GROUP_ID = 64
+TIMERS = {"off": 0, "30s": 30, "5m": 300, "1h": 3600, "1d": 86400}
+TIMER_NAMES = {v: k for k, v in TIMERS.items()}
+
+FRAME_DATA, FRAME_ACK, FRAME_TYPING = "d", "a", "t"
+TEXT, TIMER, CLOSE = "text", "timer", "close"
+CONTENT_KINDS = (TEXT, TIMER, CLOSE)
+
+
+@dataclass(frozen=True)
+class Typing:
+    on: bool
+
+
+@dataclass(frozen=True)
+class Content:
+    """What one data frame carries."""
+    kind: str
+    text: str = ""
+    ts: float = 0.0
+    ttl: int = 0
+    group: str | None = None
+
+
+def _unpack(data: bytes, max_len: int, what: str) -> dict:
+    if not isinstance(data, (bytes, bytearray)):
+        raise MalformedMessage(f"{what} must be bytes")
+    if len(data) > max_len:
+        raise MessageTooLarge(f"{what} of {len(data)} bytes exceeds {max_len}")
+    try:
+        obj = msgpack.unpackb(bytes(data), raw=False, strict_map_key=True, max_array_len=MAX_SEL,
+                              max_map_len=16, max_bin_len=max_len, max_str_len=max_len, max_ext_len=0)
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+        raise MalformedMessage(f"{what} is not valid msgpack") from None
+    if not isinstance(obj, dict):
+        raise MalformedMessage(f"{what} must be a map")
+    return obj
+
+
+def _int(obj: dict, key: str, lo: int, hi: int, what: str) -> int:
+    value = obj.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise MalformedMessage(f"{what}: field {key!r} must be an integer in [{lo}, {hi}]")
+    return value
+
+
+def _epoch(obj: dict, what: str) -> bytes:
+    value = obj.get("e")
+    if not isinstance(value, bytes) or len(value) != EPOCH:
+        raise MalformedMessage(f"{what}: epoch must be {EPOCH} bytes")
+    return value
+
+
+# -- transport bodies -------------------------------------------------------------
+def msg_body(sid: bytes, wire: bytes) -> dict:
+    return {"s": sid, "w": wire}
+
+
+def parse_msg(body: dict) -> tuple[bytes, bytes]:
+    """(session id, wire bytes) of a ``chat.msg`` body."""
+    sid, wire = body.get("s"), body.get("w")
+    if not isinstance(sid, bytes) or len(sid) != SID:
+        raise MalformedMessage(f"chat message: session id must be {SID} bytes")
+    if not isinstance(wire, bytes):
+        raise MalformedMessage("chat message: ciphertext must be bytes")
+    if len(wire) > MAX_WIRE:
+        raise MessageTooLarge(f"chat message of {len(wire)} bytes exceeds {MAX_WIRE}")
+    return sid, wire
+
+
+def parse_reset(body: dict) -> bytes:
+    sid = body.get("s")
+    if not isinstance(sid, bytes) or len(sid) != SID:
+        raise MalformedMessage(f"chat reset: session id must be {SID} bytes")
+    return sid
+
+
+def clean_request_text(text) -> str:
+    """A contact request's one short printable line (MalformedMessage/MessageTooLarge if not)."""
+    if not isinstance(text, str):
+        raise MalformedMessage("a contact request must carry text")
+    if len(text) > MAX_REQUEST_TEXT:
+        raise MessageTooLarge(f"a contact request is at most {MAX_REQUEST_TEXT} characters")
+    if not text.strip() or any(not ch.isprintable() for ch in text):
+        raise MalformedMessage("a contact request is one non-empty line of printable text")
+    return text.strip()
+
+
+# -- frames -----------------------------------------------------------------------
+def encode_data(epoch: bytes, data: Data, base: int) -> bytes:
+    return msgpack.packb({"k": FRAME_DATA, "e": epoch, "q": data.seq, "b": base, "p": data.payload},
+                         use_bin_type=True)
+
+
+def encode_ack(epoch: bytes, ack: Ack) -> bytes:
+    return msgpack.packb({"k": FRAME_ACK, "e": epoch, "u": ack.upto, "s": list(ack.sel), "r": ack.read},
+                         use_bin_type=True)
+
+
+def encode_typing(on: bool) -> bytes:
+    return msgpack.packb({"k": FRAME_TYPING, "on": bool(on)}, use_bin_type=True)
+
+
+def decode_frame(plaintext: bytes) -> tuple[str, object]:
+    """Parse a decrypted frame -> ``("d", (epoch, Data, base))``, ``("a", (epoch, Ack))`` or ``("t", Typing)``."""
+    obj = _unpack(plaintext, MAX_FRAME, "chat frame")
+    kind = obj.get("k")
+    if kind == FRAME_DATA:
+        seq = _int(obj, "q", 1, MAX_SEQ, "data frame")
+        base = _int(obj, "b", 1, seq, "data frame")
+        payload = obj.get("p")
+        if not isinstance(payload, bytes):
+            raise MalformedMessage("data frame: payload must be bytes")
+        return kind, (_epoch(obj, "data frame"), Data(seq, payload, 1), base)
+    if kind == FRAME_ACK:
+        sel = obj.get("s")
+        if not isinstance(sel, list):
+            raise MalformedMessage("ack frame: selective acks must be a list")
+        read = obj.get("r")
+        if read is not None:
+            read = _int(obj, "r", 0, MAX_SEQ, "ack frame")
+        # Ranges of seqs are checked against what was sent by Delivery.on_ack (BadReceipt).
+        return kind, (_epoch(obj, "ack frame"), Ack(_int(obj, "u", 0, MAX_SEQ, "ack frame"), tuple(sel), read))
+    if kind == FRAME_TYPING:
+        on = obj.get("on")
+        if not isinstance(on, bool):
+            raise MalformedMessage("typing frame: 'on' must be a boolean")
+        return kind, Typing(on)
+    raise MalformedMessage("unknown chat frame type")
+
+
+# -- content ----------------------------------------------------------------------
+def encode_content(content: Content) -> bytes:
+    obj: dict = {"c": content.kind}
+    if content.group is not None:
+        obj["g"] = content.group
+    if content.kind == TEXT:
+        obj.update(text=content.text, ts=content.ts, ttl=content.ttl)
+    elif content.kind == TIMER:
+        obj["ttl"] = content.ttl
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def check_text(text) -> str:
+    """A message's text (MessageTooLarge over MAX_TEXT bytes, MalformedMessage if empty or not text)."""
+    if not isinstance(text, str):
+        raise MalformedMessage("a chat message must be text")
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise MalformedMessage("a chat message must be valid Unicode text") from None
+    if size > MAX_TEXT:
+        raise MessageTooLarge(f"a chat message of {size} bytes exceeds {MAX_TEXT}")
+    if not text.strip():
+        raise MalformedMessage("a chat message must not be empty")
+    return text
+
+
+def decode_content(payload: bytes) -> Content:
+    """Parse the content of a data frame (every field checked)."""
+    obj = _unpack(payload, MAX_CONTENT, "chat content")
+    kind = obj.get("c")
+    if kind not in CONTENT_KINDS:
+        raise MalformedMessage("unknown chat content kind")
+    group = obj.get("g")
+    if group is not None and (not isinstance(group, str) or not 0 < len(group) <= MAX_GROUP_ID):
+        raise MalformedMessage("chat content: bad group id")
+    if kind == TEXT:
+        ts = obj.get("ts")
+        if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts) \
+                or not 0 <= ts < 2 ** 40:
+            raise MalformedMessage("chat text: bad timestamp")
+        return Content(TEXT, check_text(obj.get("text")), float(ts), _ttl(obj), group)
+    if kind == TIMER:
+        return Content(TIMER, ttl=_ttl(obj), group=group)
+    return Content(CLOSE, group=group)
+
+
+def _ttl(obj: dict) -> int:
+    ttl = obj.get("ttl")
+    if ttl not in TIMER_NAMES or isinstance(ttl, bool):
+        raise MalformedMessage(f"chat content: timer must be one of {sorted(TIMER_NAMES)} seconds")
+    return ttl
+
+
+def parse_timer(name: str) -> int:
+    """Seconds of a timer setting name (off, 30s, 5m, 1h, 1d)."""
+    try:
+        return TIMERS[name]
+    except (KeyError, TypeError):
+        raise MalformedMessage(f"timer must be one of {', '.join(TIMERS)}") from None

@@ -1,0 +1,196 @@
+"""The double ratchet (``doubleratchet`` package) and the chat message wire format.
+
+Choices: Curve25519 DH ratchet, HKDF-SHA-256 root chain, HMAC-SHA-256 message
+chain (constants as Signal: 0x02 chain key, 0x01 message key), AES-256-GCM
+with a random 96-bit nonce as the AEAD. At most ``MAX_SKIP`` message keys are
+derived ahead for one message or kept for late ones.
+
+Wire format (msgpack array): ``[1, x3dh, ratchet_pub, pn, n, ciphertext]``
+where ``x3dh`` is nil or the 128-byte X3DH header ``ik|ek|spk|opk`` (the
+initiator attaches it until the peer's first reply), ``pn``/``n`` are the
+previous and current sending-chain lengths and ``ciphertext`` is
+``nonce|AES-GCM(plaintext)``. Every field is checked by :func:`decode`.
+
+The ratchet's state can be neither dumped (``model``/``json`` raise) nor
+pickled: it lives in memory only.
+"""
+from __future__ import annotations
+
+import copy
+import enum
+import os
+import struct
+from typing import NamedTuple
+
+import msgpack
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from doubleratchet import AEAD, AuthenticationFailedException, DoubleRatchet, Header
+from doubleratchet.recommended import HashFunction, kdf_hkdf, kdf_separate_hmacs
+from doubleratchet.kdf_chain import KDFChain
+from doubleratchet.recommended.diffie_hellman_ratchet_curve25519 import DiffieHellmanRatchet
+from doubleratchet.symmetric_key_ratchet import SymmetricKeyRatchet
+
+from core.errors import MalformedMessage, MessageTooLarge, UnsupportedVersion
+
+VERSION = 1
+MAX_SKIP = 1000
+MAX_PLAINTEXT = 256 * 1024
+NONCE = 12
+TAG = 16
+X3DH_HEADER = 128
+MAX_WIRE = MAX_PLAINTEXT + NONCE + TAG + X3DH_HEADER + 128
+_U32 = 2 ** 32
+
+
+class RootKDF(kdf_hkdf.KDF):
+    @staticmethod
+    def _get_hash_function() -> HashFunction:
+        return HashFunction.SHA_256
+
+    @staticmethod
+    def _get_info() -> bytes:
+        return b"covey/v1/chat/root"
+
+
+class MessageKDF(kdf_separate_hmacs.KDF):
+    @staticmethod
+    def _get_hash_function() -> HashFunction:
+        return HashFunction.SHA_256
+
+
+class AesGcm(AEAD):
+    """AES-256-GCM keyed by the 32-byte message key; the nonce travels in front."""
+
+    @staticmethod
+    async def encrypt(plaintext: bytes, key: bytes, associated_data: bytes) -> bytes:
+        nonce = os.urandom(NONCE)
+        return nonce + AESGCM(key).encrypt(nonce, plaintext, associated_data)
+
+    @staticmethod
+    async def decrypt(ciphertext: bytes, key: bytes, associated_data: bytes) -> bytes:
+        if len(ciphertext) < NONCE + TAG:
+            raise AuthenticationFailedException("ciphertext too short")
+        try:
+            return AESGCM(key).decrypt(ciphertext[:NONCE], ciphertext[NONCE:], associated_data)
+        except InvalidTag:
+            raise AuthenticationFailedException("authentication tag does not match") from None
+
+
+class Ratchet(DoubleRatchet):
+    """DoubleRatchet with the choices above; never serialisable."""
+
+    @staticmethod
+    def _build_associated_data(associated_data: bytes, header: Header) -> bytes:
+        # The caller's AD is length-prefixed so (ad, header) parses uniquely.
+        return (struct.pack(">I", len(associated_data)) + associated_data + header.ratchet_pub
+                + struct.pack(">II", header.previous_sending_chain_length, header.sending_chain_length))
+
+    @property
+    def model(self):
+        raise TypeError("ratchet state stays in memory: it cannot be exported")
+
+    @property
+    def json(self):
+        raise TypeError("ratchet state stays in memory: it cannot be exported")
+
+    def __reduce_ex__(self, protocol):
+        raise TypeError("ratchet state stays in memory: it cannot be pickled")
+
+
+_IMMUTABLE = (bytes, str, int, float, bool, type(None), type, frozenset, enum.Enum)
+_MEMO = "_pub_memo"  # (priv, pub): two immutable bytes
+
+
+def _tree_copy(obj, memo: dict):
+    """A deep copy of the ratchet's state tree: its objects are copied, its leaves (bytes, ints,
+    KDF classes) shared, as deepcopy would leave them; anything else goes through deepcopy."""
+    clone = object.__new__(type(obj))
+    memo[id(obj)] = clone
+    state = {}
+    for key, value in obj.__dict__.items():
+        if isinstance(value, _IMMUTABLE) or key == _MEMO:
+            state[key] = value
+        elif isinstance(value, (KDFChain, SymmetricKeyRatchet)):
+            state[key] = memo.get(id(value)) or _tree_copy(value, memo)
+        else:
+            state[key] = copy.deepcopy(value, memo)
+    clone.__dict__.update(state)
+    return clone
+
+
+class CopyingDH(DiffieHellmanRatchet):
+    """The recommended Curve25519 DH ratchet with a faster deep copy.
+
+    The library deep-copies this object on every decrypt (and commits the copy on
+    success); the generic ``copy.deepcopy`` walk was most of a decrypt's time."""
+
+    def __deepcopy__(self, memo):
+        return _tree_copy(self, memo)
+
+    # The library declares this a staticmethod and calls it through the instance; ours memoises
+    # per instance, so it must be a method (a narrower signature mypy cannot see is safe here).
+    def _derive_pub(self, priv: bytes) -> bytes:  # type: ignore[override]
+        # Called for every message's header: remember the public half of the current private key
+        # (held by this instance only, replaced when the key turns, gone when it is wiped).
+        memo = self.__dict__.get("_pub_memo")
+        if memo is None or memo[0] != priv:
+            memo = self._pub_memo = (priv, DiffieHellmanRatchet._derive_pub(priv))
+        return memo[1]
+
+
+# Positional parameters shared by encrypt_initial_message/decrypt_initial_message.
+PARAMS = (CopyingDH, RootKDF, MessageKDF, b"\x02\x01", MAX_SKIP, MAX_SKIP, AesGcm)
+
+
+class X3DHHead(NamedTuple):
+    """The X3DH header the initiator attaches: identity, ephemeral, signed and one-time prekey."""
+    ik: bytes
+    ek: bytes
+    spk: bytes
+    opk: bytes
+
+    def pack(self) -> bytes:
+        return self.ik + self.ek + self.spk + self.opk
+
+
+class WireMessage(NamedTuple):
+    x3dh: X3DHHead | None
+    header: Header
+    ciphertext: bytes
+
+
+def encode(x3dh_head: X3DHHead | None, header: Header, ciphertext: bytes) -> bytes:
+    """The wire bytes of one ratchet message."""
+    return msgpack.packb([VERSION, None if x3dh_head is None else x3dh_head.pack(), header.ratchet_pub,
+                          header.previous_sending_chain_length, header.sending_chain_length, ciphertext],
+                         use_bin_type=True)
+
+
+def decode(data: bytes) -> WireMessage:
+    """Parse and validate wire bytes; raise MalformedMessage, MessageTooLarge or UnsupportedVersion."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise MalformedMessage("a chat message must be bytes")
+    if len(data) > MAX_WIRE:
+        raise MessageTooLarge(f"chat message of {len(data)} bytes exceeds {MAX_WIRE}")
+    try:
+        items = msgpack.unpackb(bytes(data), raw=False, use_list=True, max_array_len=6, max_map_len=0,
+                                max_str_len=0, max_ext_len=0, max_bin_len=MAX_WIRE)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise MalformedMessage(f"chat message is not valid msgpack: {exc}") from None
+    if not isinstance(items, list) or len(items) != 6:
+        raise MalformedMessage("chat message must be an array of 6 fields")
+    version, head, pub, pn, n, ct = items
+    if version != VERSION or isinstance(version, bool):
+        raise UnsupportedVersion(f"chat message version {version!r:.20} (this node speaks {VERSION})")
+    if head is not None and (not isinstance(head, bytes) or len(head) != X3DH_HEADER):
+        raise MalformedMessage(f"X3DH header must be nil or {X3DH_HEADER} bytes")
+    if not isinstance(pub, bytes) or len(pub) != 32:
+        raise MalformedMessage("ratchet key must be 32 bytes")
+    for value in (pn, n):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _U32:
+            raise MalformedMessage("chain lengths must be integers in [0, 2**32)")
+    if not isinstance(ct, bytes) or not NONCE + TAG <= len(ct) <= NONCE + TAG + MAX_PLAINTEXT:
+        raise MalformedMessage("ciphertext has an impossible length")
+    x3dh_head = None if head is None else X3DHHead(head[:32], head[32:64], head[64:96], head[96:])
+    return WireMessage(x3dh_head, Header(pub, pn, n), ct)

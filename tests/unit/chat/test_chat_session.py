@@ -1,0 +1,332 @@
+"""Double-ratchet sessions over X3DH: round trips, bounds and every refusal."""
+from __future__ import annotations
+
+import asyncio
+import copy
+import pickle
+import random
+
+import msgpack
+import pytest
+
+from core.errors import MalformedMessage, MessageTooLarge, UnsupportedVersion
+from core.chat.errors import (DecryptFailed, ForgedSender, KeyAgreementFailed, NewSession,
+                              ReplayedMessage, SessionClosed, TooManySkipped, UnknownSession)
+from core.chat.ratchet import MAX_PLAINTEXT, MAX_SKIP, decode, encode
+from core.chat.session import Session
+from core.chat.x3dh_adapter import verify_bundle
+
+from chat_helpers import Peer, open_pair
+
+
+@pytest.fixture
+def peers(tmp_path):
+    return Peer(tmp_path, "alice"), Peer(tmp_path, "bob"), Peer(tmp_path, "carol")
+
+
+def _flip(wire: bytes, field: int, index: int = -1) -> bytes:
+    """The same message with one byte of one field changed."""
+    items = msgpack.unpackb(wire)
+    value = bytearray(items[field])
+    value[index] ^= 0x01
+    items[field] = bytes(value)
+    return msgpack.packb(items, use_bin_type=True)
+
+
+async def test_round_trip_both_ways_across_ratchet_turns(peers):
+    a, b, _ = peers
+    sa, sb = await open_pair(a, b)
+    for turn in range(10):
+        for i in range(3):  # a burst from each side, then the other answers
+            text = f"a->b {turn}.{i}".encode()
+            assert await sb.decrypt(await sa.encrypt(text)) == text
+        text = f"b->a {turn}".encode()
+        assert await sa.decrypt(await sb.encrypt(text)) == text
+    assert await sb.decrypt(await sa.encrypt(b"")) == b""
+    big = bytes(range(256)) * (MAX_PLAINTEXT // 256)
+    assert await sa.decrypt(await sb.encrypt(big)) == big
+
+
+async def test_out_of_order_within_the_skip_bound(peers):
+    a, b, _ = peers
+    sa, sb = await open_pair(a, b)
+    wires = [await sa.encrypt(f"m{i}".encode()) for i in range(60)]
+    order = list(range(60))
+    random.Random(7).shuffle(order)
+    got = {i: await sb.decrypt(wires[i]) for i in order}
+    assert got == {i: f"m{i}".encode() for i in range(60)}
+
+
+async def test_message_skipping_more_than_the_bound_is_refused_and_state_kept(peers):
+    a, b, _ = peers
+    sa, sb = await open_pair(a, b)
+    wires = [await sa.encrypt(f"m{i}".encode()) for i in range(MAX_SKIP + 2)]
+    with pytest.raises(TooManySkipped):
+        await sb.decrypt(wires[-1])
+    assert await sb.decrypt(wires[0]) == b"m0"
+    assert await sb.decrypt(wires[MAX_SKIP]) == f"m{MAX_SKIP}".encode()  # now within the bound
+
+
+@pytest.mark.parametrize("field", [5, 2], ids=["ciphertext", "ratchet-key"])
+async def test_tampered_message_is_refused_and_the_original_still_opens(peers, field):
+    a, b, _ = peers
+    sa, sb = await open_pair(a, b)
+    wire = await sa.encrypt(b"pay 10")
+    with pytest.raises(DecryptFailed):
+        await sb.decrypt(_flip(wire, field))
+    assert await sb.decrypt(wire) == b"pay 10"
+
+
+async def test_tampered_counter_is_refused(peers):
+    a, b, _ = peers
+    sa, sb = await open_pair(a, b)
+    wire = await sa.encrypt(b"x")
+    items = msgpack.unpackb(wire)
+    items[4] += 1
+    with pytest.raises(DecryptFailed):
+        await sb.decrypt(msgpack.packb(items, use_bin_type=True))
+    assert await sb.decrypt(wire) == b"x"
+
+
+async def test_replayed_message_is_refused(peers):
+    a, b, _ = peers
+    sa, sb = await open_pair(a, b)
+    first, second = await sa.encrypt(b"one"), await sa.encrypt(b"two")
+    assert await sb.decrypt(second) == b"two"
+    assert await sb.decrypt(first) == b"one"      # late, from a skipped key
+    for wire in (first, second):                  # replay of a skipped-key and an in-order message
+        with pytest.raises(ReplayedMessage):
+            await sb.decrypt(wire)
+    reply = await sb.encrypt(b"ok")
+    assert await sa.decrypt(reply) == b"ok"
+    with pytest.raises((ReplayedMessage, DecryptFailed)):
+        await sa.decrypt(reply)
+
+
+async def test_forged_sender_is_refused_by_the_associated_data(peers):
+    a, b, c = peers
+    sa, sb = await open_pair(a, b)
+    wire = await sa.encrypt(b"from alice")
+    sb._peer = c.id           # B believes the message came from carol
+    with pytest.raises(DecryptFailed):
+        await sb.decrypt(wire)
+    sb._peer = a.id
+    assert await sb.decrypt(wire) == b"from alice"  # the refusal changed nothing
+
+
+async def test_initial_message_under_another_senders_name_is_refused(peers):
+    a, b, c = peers
+    bundle = verify_bundle(b.keys.bundle_for(a.id), b.id, a.id)
+    _, wire = await Session.initiate(a.keys, b.id, bundle, b"hi")
+    with pytest.raises(ForgedSender):
+        await Session.accept(b.keys, c.id, wire)
+    _, text = await Session.accept(b.keys, a.id, wire)  # the prekey was not burnt
+    assert text == b"hi"
+
+
+async def test_message_from_another_conversation_is_refused(peers):
+    a, b, c = peers
+    _, sb = await open_pair(a, b)
+    sc, sbc = await open_pair(c, b)
+    await sc.decrypt(await sbc.encrypt(b"hi carol"))  # carol stops attaching her X3DH header
+    with pytest.raises(DecryptFailed):
+        await sb.decrypt(await sc.encrypt(b"carol"))
+
+
+async def test_replayed_initial_message_is_refused_after_the_session_closed(peers):
+    a, b, _ = peers
+    bundle = verify_bundle(b.keys.bundle_for(a.id), b.id, a.id)
+    _, wire = await Session.initiate(a.keys, b.id, bundle, b"hi")
+    sb, _ = await Session.accept(b.keys, a.id, wire)
+    sb.wipe()
+    with pytest.raises(KeyAgreementFailed):
+        await Session.accept(b.keys, a.id, wire)
+    with pytest.raises(KeyAgreementFailed):   # and after a restart too: the used prekey is gone from disk
+        await Session.accept(b.reload(), a.id, wire)
+
+
+async def test_tampered_initial_message_does_not_burn_the_prekey(peers):
+    a, b, _ = peers
+    bundle = verify_bundle(b.keys.bundle_for(a.id), b.id, a.id)
+    _, wire = await Session.initiate(a.keys, b.id, bundle, b"hi")
+    with pytest.raises(DecryptFailed):
+        await Session.accept(b.keys, a.id, _flip(wire, 5))
+    _, text = await Session.accept(b.keys, a.id, wire)
+    assert text == b"hi"
+
+
+async def test_restarted_recipient_opens_what_was_sent_while_it_was_down(peers):
+    a, b, _ = peers
+    envelope = b.keys.bundle_for(a.id)   # published to A before B shut down
+    b.keys = None                        # B is down: nothing of it in memory
+    bundle = verify_bundle(envelope, b.id, a.id)
+    sa, first = await Session.initiate(a.keys, b.id, bundle, b"while you were out")
+    later = [await sa.encrypt(f"and {i}".encode()) for i in range(3)]
+    keys = b.reload()
+    sb, text = await Session.accept(keys, a.id, first)
+    assert text == b"while you were out"
+    assert [await sb.decrypt(w) for w in later] == [b"and 0", b"and 1", b"and 2"]
+    assert await sa.decrypt(await sb.encrypt(b"back")) == b"back"
+
+
+async def test_session_starts_from_a_later_message_if_the_first_is_lost(peers):
+    a, b, _ = peers
+    bundle = verify_bundle(b.keys.bundle_for(a.id), b.id, a.id)
+    sa, first = await Session.initiate(a.keys, b.id, bundle, b"one")
+    second = await sa.encrypt(b"two")
+    sb, text = await Session.accept(b.keys, a.id, second)
+    assert text == b"two"
+    assert await sb.decrypt(first) == b"one"
+    assert await sa.decrypt(await sb.encrypt(b"hi")) == b"hi"
+    assert decode(await sa.encrypt(b"three")).x3dh is None  # header dropped after the reply
+
+
+async def test_other_x3dh_header_raises_new_session_and_plain_message_is_not_initial(peers):
+    a, b, _ = peers
+    sa, sb = await open_pair(a, b)
+    await sa.decrypt(await sb.encrypt(b"reply"))  # alice stops attaching her X3DH header
+    sa2, wire2 = await Session.initiate(a.keys, b.id, verify_bundle(b.keys.bundle_for(a.id), b.id, a.id),
+                                        b"again")
+    with pytest.raises(NewSession):
+        await sb.decrypt(wire2)
+    with pytest.raises(UnknownSession):
+        await Session.accept(b.keys, a.id, await sa.encrypt(b"plain"))
+    sb2, text = await Session.accept(b.keys, a.id, wire2)
+    assert text == b"again" and sb2.session_id != sb.session_id
+
+
+async def test_concurrent_decrypts_on_one_session_all_commit(peers, monkeypatch):
+    from core.chat.ratchet import AesGcm
+    plain_decrypt = AesGcm.decrypt
+
+    async def yielding_decrypt(ciphertext, key, associated_data):
+        await asyncio.sleep(0)  # let another decrypt run mid-way, as a real await would
+        return await plain_decrypt(ciphertext, key, associated_data)
+
+    monkeypatch.setattr(AesGcm, "decrypt", staticmethod(yielding_decrypt))
+    a, b, _ = peers
+    sa, sb = await open_pair(a, b)
+    wires = [await sa.encrypt(f"m{i}".encode()) for i in range(40)]
+    random.Random(3).shuffle(wires)
+    texts = await asyncio.gather(*(sb.decrypt(w) for w in wires))
+    assert sorted(texts) == sorted(f"m{i}".encode() for i in range(40))
+    for wire in wires:  # a lost state update would let some of these decrypt a second time
+        with pytest.raises((ReplayedMessage, DecryptFailed)):
+            await sb.decrypt(wire)
+    assert await sa.decrypt(await sb.encrypt(b"after")) == b"after"
+
+
+async def test_wipe_leaves_no_key_material_reachable(peers):
+    from doubleratchet import DoubleRatchet
+    a, b, _ = peers
+    sa, sb = await open_pair(a, b)
+    await sb.decrypt(await sa.encrypt(b"x"))
+    await sa.encrypt(b"skipped")
+    await sb.decrypt(await sa.encrypt(b"y"))      # leaves one skipped message key in sb
+    dump = DoubleRatchet.model.fget(sb._ratchet).model_dump()  # test-only peek past the guard
+    assert dump["skipped_message_keys"]
+    secrets = _bytes_in(dump) | {sb._x3dh_ad}
+    secrets = {s for s in secrets if len(s) >= 16}
+    assert len(secrets) >= 5
+    sb.wipe()
+    reachable = _reachable_bytes(sb)
+    assert not secrets & reachable
+    with pytest.raises(SessionClosed):
+        await sb.encrypt(b"z")
+    with pytest.raises(SessionClosed):
+        await sb.decrypt(await sa.encrypt(b"z"))
+
+
+async def test_sessions_and_ratchets_cannot_be_exported(peers):
+    a, b, _ = peers
+    sa, _ = await open_pair(a, b)
+    for target in (sa, sa._ratchet, a.keys):
+        with pytest.raises(TypeError):
+            pickle.dumps(target)
+        with pytest.raises(TypeError):
+            copy.deepcopy(target)
+    for attr in ("model", "json"):
+        with pytest.raises(TypeError):
+            getattr(sa._ratchet, attr)
+    assert not any(hasattr(sa, name) for name in ("save", "dump", "to_json", "model", "json"))
+
+
+async def test_oversized_and_malformed_messages_are_refused(peers):
+    a, b, _ = peers
+    sa, sb = await open_pair(a, b)
+    with pytest.raises(MessageTooLarge):
+        await sa.encrypt(b"x" * (MAX_PLAINTEXT + 1))
+    good = msgpack.unpackb(await sa.encrypt(b"ok"))
+    bad = [b"\xc1", b"", msgpack.packb([1, 2, 3]), msgpack.packb({"a": 1}),
+           msgpack.packb(good[:5] + [b"short"]), msgpack.packb([good[0], b"x" * 10] + good[2:]),
+           msgpack.packb(good[:3] + [-1] + good[4:]), msgpack.packb(good[:4] + [2 ** 40, good[5]]),
+           msgpack.packb(good[:2] + [b"k" * 31] + good[3:]), msgpack.packb(good[:3] + [True] + good[4:]),
+           msgpack.packb(good) + b"trailing"]
+    for wire in bad:
+        with pytest.raises(MalformedMessage):
+            await sb.decrypt(wire)
+    with pytest.raises(UnsupportedVersion):
+        await sb.decrypt(msgpack.packb([2] + good[1:]))
+    with pytest.raises(MessageTooLarge):
+        await sb.decrypt(b"\x00" * (MAX_PLAINTEXT + 4096))
+    assert await sb.decrypt(msgpack.packb(good, use_bin_type=True)) == b"ok"
+
+
+def test_wire_format_round_trips():
+    from doubleratchet import Header
+    from core.chat.ratchet import X3DHHead
+    head = X3DHHead(b"i" * 32, b"e" * 32, b"s" * 32, b"o" * 32)
+    for x3dh_head in (None, head):
+        msg = decode(encode(x3dh_head, Header(b"r" * 32, 3, 9), b"c" * 40))
+        assert msg.x3dh == x3dh_head and msg.header == Header(b"r" * 32, 3, 9) and msg.ciphertext == b"c" * 40
+
+
+def _bytes_in(obj) -> set[bytes]:
+    """Every bytes value in a model dump (the library dumps bytes as latin-1 text)."""
+    if isinstance(obj, (bytes, bytearray)):
+        return {bytes(obj)}
+    if isinstance(obj, str):
+        return {obj.encode("latin-1")} if all(ord(ch) < 256 for ch in obj) else set()
+    if isinstance(obj, dict):
+        return set().union(*(_bytes_in(v) for v in obj.values()), set())
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return set().union(*(_bytes_in(v) for v in obj), set())
+    return set()
+
+
+def _reachable_bytes(root) -> set[bytes]:
+    """Every bytes object reachable from ``root`` through instance dicts and containers."""
+    import gc
+    import types
+    seen, found, stack = set(), set(), [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, (type, types.ModuleType, types.FunctionType)):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, (bytes, bytearray)):
+            found.add(bytes(obj))
+            continue
+        stack.extend(gc.get_referents(obj))
+    return found
+
+
+async def test_ratchet_state_copy_is_deep_and_equal(tmp_path):
+    """The faster deep copy of the DH ratchet (taken on every decrypt) shares no mutable object
+    with the original and serialises to the same state."""
+    import copy
+
+    from core.chat.ratchet import CopyingDH
+    a, b = Peer(tmp_path, "a"), Peer(tmp_path, "b")
+    sa, sb = await open_pair(a, b)
+    await sa.decrypt(await sb.encrypt(b"reply"))
+    dh = sa._ratchet._DoubleRatchet__diffie_hellman_ratchet
+    assert isinstance(dh, CopyingDH)
+    clone = copy.deepcopy(dh)
+    assert clone.model == dh.model
+    for obj, other in ((clone, dh),):
+        for key, value in vars(obj).items():
+            if hasattr(value, "__dict__") and not isinstance(value, type):
+                assert value is not vars(other)[key]
+    await clone.next_encryption_key()      # advancing the clone leaves the original alone
+    assert clone.model != dh.model
