@@ -9,6 +9,7 @@ loop and nothing here writes anything anywhere.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from PySide6.QtCore import QItemSelectionModel, Qt, Signal
@@ -47,6 +48,7 @@ class ChatPanel(QWidget):
         self.confirm_box: QMessageBox | None = None
         self.safety_dialog: SafetyDialog | None = None
         self.request_dialog: RequestDialog | None = None
+        self._sending = asyncio.Lock()
 
         self.contacts = ContactsModel(self)
         self.contacts_view = ContactsFilter(self)
@@ -64,6 +66,8 @@ class ChatPanel(QWidget):
         self.list.setAccessibleName("Contacts")
         self.list.setToolTip("Peers you may chat with (CORE, SANDBOX, EXTERNAL) and open conversations")
         self.list.setSpacing(2)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.list.setTextElideMode(Qt.ElideRight)
         self.list.setStyleSheet("QListView { background: #ffffff; border: 1px solid #d9dce1; border-radius: 6px; }"
                                 "QListView::item { padding: 4px; }"
                                 "QListView::item:selected { background: #dbe7fb; color: #1f2430; }")
@@ -331,10 +335,9 @@ class ChatPanel(QWidget):
         peer = self.peer
         if peer is None:
             return
-        if await run_action(self, self.chat.send(peer, text), failure=f"Could not send to {self.name_of(peer)}",
-                            busy=self.conversation.send_button):
-            if peer == self.peer:
-                self.conversation.sent()
+        async with self._sending:     # one at a time: messages keep the order they were written in
+            await run_action(self, self.chat.send(peer, text), failure=f"Could not send to {self.name_of(peer)}",
+                             on_error=lambda _: self.conversation.not_sent(text) if peer == self.peer else None)
 
     @asyncSlot(bool)
     async def typing(self, on: bool) -> None:

@@ -105,7 +105,7 @@ class ContactsFilter(QSortFilterProxyModel):
 
     def set_text(self, text: str) -> None:
         self.needle = text.strip().lower()
-        self.invalidateFilter()
+        self.setFilterFixedString(self.needle)   # re-runs filterAcceptsRow
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex) -> bool:
         if not self.needle:

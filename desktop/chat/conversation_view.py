@@ -7,7 +7,7 @@ service calls by the panel.
 from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QKeyEvent
+from PySide6.QtGui import QKeyEvent, QTextCursor
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFrame, QHBoxLayout, QLabel, QListView, QPlainTextEdit,
                                QPushButton, QSizePolicy, QStackedWidget, QVBoxLayout, QWidget)
 
@@ -235,14 +235,18 @@ class ConversationView(QStackedWidget):
         else:
             self._tick.stop()
 
-    def sent(self) -> None:
-        self._idle.stop()       # the message itself ends the peer's indicator
-        self.box.clear()
+    def not_sent(self, text: str) -> None:
+        """Put back a message that could not be sent (unless something new was written meanwhile)."""
+        if not self.box.toPlainText().strip():
+            self.box.setPlainText(text)
+            self.box.moveCursor(QTextCursor.End)
 
     # -- internals ------------------------------------------------------------------------------
     def _submit(self) -> None:
         text = self.box.toPlainText().strip()
-        if text and self.send_button.isEnabled():    # not while the previous one is being sent
+        if text:
+            self._idle.stop()       # the message itself ends the peer's indicator
+            self.box.clear()        # the next one can be written while this one goes out
             self.send_requested.emit(text)
 
     def _typed(self) -> None:

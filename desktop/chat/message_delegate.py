@@ -18,12 +18,18 @@ MUTED, READ, BAD = QColor("#6b7383"), QColor("#1f5fbf"), QColor("#b71c1c")
 CACHE_LIMIT = 20_000
 
 
+def has_footer(row: Row) -> bool:
+    """A line under the text for the ticks (our messages) or the countdown (disappearing ones)."""
+    return row.outgoing or row.expires_at is not None
+
+
 class MessageDelegate(QStyledItemDelegate):
     """See the module docstring; ``model`` is the :class:`MessagesModel` (sender names, receipts)."""
 
-    def __init__(self, model, parent=None):
-        super().__init__(parent)
+    def __init__(self, model, view):
+        super().__init__(view)
         self.model = model
+        self.view = view      # rows are as wide as its viewport (a sizeHint option has no useful rect)
         self._heights: dict[tuple[int, int], int] = {}
         model.modelReset.connect(self.forget)   # ids start again in a new or closed conversation
 
@@ -32,12 +38,15 @@ class MessageDelegate(QStyledItemDelegate):
         small.setPointSizeF(max(6.0, option.font.pointSizeF() * 0.85))
         return option.font, small
 
-    def bubble_width(self, option) -> int:
-        return max(120, int(option.rect.width() * MAX_FRACTION))
+    def row_width(self) -> int:
+        return max(160, self.view.viewport().width())
+
+    def bubble_width(self) -> int:
+        return int((self.row_width() - 2 * MARGIN) * MAX_FRACTION)
 
     def sizeHint(self, option, index) -> QSize:
         row: Row = index.data(ROW_ROLE)
-        width = self.bubble_width(option)
+        width = self.bubble_width()
         key = (row.id, width)
         height = self._heights.get(key)
         if height is None:
@@ -47,14 +56,15 @@ class MessageDelegate(QStyledItemDelegate):
             text = QFontMetrics(font).boundingRect(QRect(0, 0, width - 2 * PAD, 100_000),
                                                    Qt.TextWordWrap, row.text or " ")
             line = QFontMetrics(small).height()
-            height = self._heights[key] = 2 * PAD + line + GAP + text.height() + GAP + line + 2 * MARGIN
-        return QSize(option.rect.width(), height)
+            foot = GAP + line if has_footer(row) else 0
+            height = self._heights[key] = 2 * PAD + line + GAP + text.height() + foot + 2 * MARGIN
+        return QSize(self.row_width(), height)
 
     def paint(self, painter: QPainter, option, index) -> None:
         row: Row = index.data(ROW_ROLE)
         font, small = self.fonts(option)
         fm, sm = QFontMetrics(font), QFontMetrics(small)
-        width = self.bubble_width(option)
+        width = self.bubble_width()
         text_rect = fm.boundingRect(QRect(0, 0, width - 2 * PAD, 100_000), Qt.TextWordWrap, row.text or " ")
         head = f"{self.model.sender(row)} · {clock(row.sent_at)}"
         marks, _ = ticks(row.state, self.model.read_receipts) if row.outgoing else ("", "")

@@ -296,6 +296,7 @@ def test_the_safety_number_dialog_shows_the_digits_and_qr_and_marks_verified(win
     write(panel, qtbot, "who are you")
     qtbot.waitUntil(lambda: "KEY CHANGED" in window.statusBar().currentMessage(), timeout=WAIT)
     assert shown_texts(panel) == []
+    assert panel.conversation.box.toPlainText() == "who are you", "a message that was not sent is given back"
 
 
 def test_a_message_while_the_window_is_not_in_front_notifies_with_the_name_only(window, bob, qtbot, run,
@@ -405,9 +406,9 @@ def test_the_chat_tab_renders_a_real_conversation_to_png(window, bob, qtbot, run
     chat(alice).set_timer(bob.identity.id, "5m")
     write(panel, qtbot, "Great. This one disappears in five minutes.")
     qtbot.waitUntil(lambda: len(shown(panel)) == 4, timeout=WAIT)
-    run(chat(carol).send(a_id, "ping")) if False else None
     run(chat(bob).typing(a_id, True))
     qtbot.waitUntil(lambda: "typing" in panel.conversation.typing.text(), timeout=WAIT)
+    qtbot.waitUntil(lambda: "double ratchet" in panel.conversation.e2e.text(), timeout=WAIT)
     QApplication.processEvents()
     path = artifacts / "chat-tab.png"
     assert window.grab().save(str(path))
