@@ -11,8 +11,8 @@ part file next to it (``.NAME.ID.part``, 0600, sparse), fetches the
 manifest (checked against the digest in the offer), then pulls chunks: at
 most ``WINDOW`` requested at a time, each written at its offset as it
 arrives, after it decrypts and matches its hash. A bad chunk is refused and
-asked for again. After every chunk is in, the part file is read back, every
-chunk hash checked once more, and it is renamed to the chosen path. A cut
+asked for again. Once every chunk is in (each checked against its hash
+before it was written), the part file is synced and renamed to the chosen path. A cut
 connection loses only what was in flight: on reconnect the receiver asks
 for the chunks it is missing, nothing else. Nothing but that file (and its
 part file, removed on cancel, failure or node stop) touches disk.
@@ -27,8 +27,10 @@ Transport messages (each needs CHAT; the sender is the connection's peer):
 
 Sealing: AES-256-GCM with the file's key, nonce = 4 zero bytes + the chunk
 index (8 bytes), AD = file id + index. The sender checks each chunk it reads
-against the manifest before sealing it: a file that changed on disk is never
-sent (and a nonce is never used for two different plaintexts).
+against the manifest before sealing it a second time: a nonce never seals two
+different plaintexts, and a file that changed on disk stops the transfer
+with a clear reason (the receiver refuses the changed chunk by its hash and
+asks again; that second read finds the change).
 
 Events: ``chat_file`` {peer, file, state, done, total, direction} (bytes;
 progress at most every ``PROGRESS_EVERY`` s). Never the file's name.
@@ -68,7 +70,7 @@ ID_BYTES, KEY_BYTES, HASH = 16, 32, 32
 TAG = 16                   # AES-GCM tag
 WINDOW = 16                # chunks requested and not yet arrived, per transfer (4 MiB at 256 KiB)
 MAX_QUEUE = 2 * WINDOW     # requested chunks a sender holds per transfer (more are dropped: asked again)
-READ_AHEAD = 2             # chunks the sender reads (and seals) ahead of the one being sent
+READ_AHEAD = 4             # chunks the sender reads (and seals) ahead of the one being sent
 MAX_NAME, MAX_MIME = 255, 127
 MAX_FILES = 64             # offers and transfers kept per direction (finished ones leave first)
 MAX_PER_PEER = 16          # open incoming offers per peer
@@ -78,8 +80,8 @@ STALL = 5.0                # seconds without a chunk before what is in flight is
 MANIFEST_TIMEOUT = 30.0
 PROGRESS_EVERY = 0.25
 
-OFFERED, TRANSFERRING, VERIFYING, DONE, CANCELLED, FAILED = (
-    "offered", "transferring", "verifying", "done", "cancelled", "failed")
+OFFERED, TRANSFERRING, SAVING, DONE, CANCELLED, FAILED = (
+    "offered", "transferring", "saving", "done", "cancelled", "failed")
 FINISHED = (DONE, CANCELLED, FAILED)
 END_REASONS = ("done", "refused", "cancelled", "changed", "failed")
 
@@ -163,6 +165,7 @@ class Transfer:
     hashes: bytes | None = None         # the manifest (32 bytes per chunk)
     error: str = ""
     have: bytearray = field(default_factory=bytearray)   # in: 1 per chunk stored; out: sends per chunk
+    sealed: bytearray = field(default_factory=bytearray)  # out: 1 per chunk sealed at least once
     done: int = 0                       # chunks stored (in) / sent at least once (out)
     sends: int = 0                      # out: chunk messages sent, re-sends included
     bad: int = 0                        # in: bad chunks refused
@@ -180,6 +183,7 @@ class Transfer:
     def __post_init__(self) -> None:
         self.aead = AESGCM(self.offer.key)
         self.have = bytearray(self.offer.chunks)
+        self.sealed = bytearray(self.offer.chunks if self.direction == "out" else 0)
 
     def __reduce_ex__(self, protocol):
         raise TypeError("a file transfer holds its key: it cannot be pickled")
@@ -421,7 +425,8 @@ class Files:
             while t.queue or pending:
                 while t.queue and len(pending) < READ_AHEAD:
                     i = t.queue.popleft()
-                    pending.append((i, asyncio.ensure_future(asyncio.to_thread(self._seal, t, i))))
+                    again, t.sealed[i] = t.sealed[i], 1
+                    pending.append((i, asyncio.ensure_future(asyncio.to_thread(self._seal, t, i, bool(again)))))
                 i, sealing = pending.popleft()
                 sealed = await sealing
                 if t.state in FINISHED:
@@ -446,8 +451,13 @@ class Files:
             t.task = None
 
     @staticmethod
-    def _seal(t: Transfer, i: int) -> bytes:
-        """Read chunk ``i`` of the source, check it against the manifest, seal it (a thread)."""
+    def _seal(t: Transfer, i: int, again: bool) -> bytes:
+        """Read chunk ``i`` of the source and seal it (a thread).
+
+        Sealed ``again`` (the nonce was used for it before), the chunk is first checked
+        against the manifest: a nonce never seals two different plaintexts. A first seal
+        needs no check: if the file changed, the receiver refuses the chunk by its hash and
+        asks again, and that second seal finds the change (FileChanged: the transfer stops)."""
         o = t.offer
         assert t.hashes is not None and t.path is not None and t.aead is not None
         length = o.chunk_len(i)
@@ -456,7 +466,7 @@ class Files:
             data = os.pread(fd, length, i * o.chunk_size)
         finally:
             os.close(fd)
-        if len(data) != length or hashlib.sha256(data).digest() != t.hashes[i * HASH:(i + 1) * HASH]:
+        if len(data) != length or again and hashlib.sha256(data).digest() != t.hashes[i * HASH:(i + 1) * HASH]:
             raise FileChanged(f"{t.path} changed on disk since it was offered (chunk {i}); "
                               f"offer it again")
         return t.aead.encrypt(nonce(i), data, _ad(o.id, i))
@@ -487,7 +497,7 @@ class Files:
             raise BadRequest("that file is one this node offers; the peer accepts it")
         if t.state != OFFERED:
             raise BadRequest(f"file {t.offer.id.hex()[:12]} is {t.state}, not waiting to be accepted")
-        if sum(1 for x in self.incoming.values() if x.state in (TRANSFERRING, VERIFYING)) >= MAX_ACTIVE:
+        if sum(1 for x in self.incoming.values() if x.state in (TRANSFERRING, SAVING)) >= MAX_ACTIVE:
             raise TooManyFiles(f"{MAX_ACTIVE} files are being received; wait for one to finish")
         self.chat.check_peer(t.peer)
         if not isinstance(to, str) or not os.path.isabs(to):
@@ -576,7 +586,7 @@ class Files:
             t = self.incoming.get(_file_id(body))
             if t is None or t.peer != peer:
                 raise UnknownFile(f"a chunk for a file {peer[:12]} never offered this node")
-            if t.state in FINISHED or t.state == VERIFYING:
+            if t.state in FINISHED or t.state == SAVING:
                 return        # in flight when it ended: not an error
             if t.state != TRANSFERRING or t.hashes is None:
                 raise UnknownFile(f"a chunk for file {t.offer.id.hex()[:12]}, which was not accepted")
@@ -645,9 +655,9 @@ class Files:
             os.close(fd)
 
     async def _finish(self, t: Transfer) -> None:
-        self._set(t, VERIFYING)
+        self._set(t, SAVING)
         try:
-            await asyncio.to_thread(self._verify_and_rename, t)
+            await asyncio.to_thread(self._save, t)
         except (CoveyError, OSError) as exc:
             self._fail(t, str(exc))
             await self._tell_end(t, "failed")
@@ -657,18 +667,18 @@ class Files:
         await self._tell_end(t, "done")
 
     @staticmethod
-    def _verify_and_rename(t: Transfer) -> None:
-        """Read the part file back, check every chunk hash, sync it, move it to the chosen path."""
-        o, part, target = t.offer, t.part, t.path
-        assert t.hashes is not None and part is not None and target is not None
-        with open(part, "rb", buffering=0) as f:
-            for i in range(o.chunks):
-                data = f.read(o.chunk_size)
-                if hashlib.sha256(data).digest() != t.hashes[i * HASH:(i + 1) * HASH]:
-                    raise BadChunk(f"chunk {i} of the saved file does not match its hash")
-            if f.read(1):
-                raise BadChunk("the saved file is longer than offered")
-            os.fsync(f.fileno())
+    def _save(t: Transfer) -> None:
+        """Every chunk was checked against its hash before it was written: sync the part file,
+        then move it to the chosen path (never over a file that appeared meanwhile)."""
+        part, target = t.part, t.path
+        assert part is not None and target is not None
+        if not all(t.have) or os.stat(part).st_size != t.offer.size:
+            raise BadChunk("the part file is incomplete")
+        fd = os.open(part, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         try:
             os.link(part, target)        # fails, rather than overwrite, if the path was taken meanwhile
         except FileExistsError:

@@ -165,7 +165,7 @@ async def test_500_mb_streams_in_bounded_memory(pair, tmp_path):
     view, _ = await offered(alice, bob, src)
     files(bob).accept(view["id"], str(tmp_path / "huge.out"))
     while state(bob, view["id"]) != "done":
-        assert state(bob, view["id"]) in ("transferring", "verifying")
+        assert state(bob, view["id"]) in ("transferring", "saving")
         peak = max(peak, proc.memory_info().rss)
         await asyncio.sleep(0.05)
     await wait_until(lambda: state(alice, view["id"]) == "done")
@@ -180,10 +180,10 @@ async def test_refusing_mid_transfer_removes_the_part_file(pair, tmp_path):
     gate = threading.Event()
     real_seal = files(alice)._seal
 
-    def slow_seal(t, i):
+    def slow_seal(t, i, again):
         if i >= 8:
             gate.wait(30)                              # hold the sender after 8 chunks
-        return real_seal(t, i)
+        return real_seal(t, i, again)
     files(alice)._seal = slow_seal
     try:
         view, incoming = await offered(alice, bob, src)
@@ -216,11 +216,11 @@ async def test_a_chunk_whose_hash_does_not_match_is_refused_and_asked_again(pair
     real_seal = files(alice)._seal
     forged: list[int] = []
 
-    def lying_seal(t, i):
+    def lying_seal(t, i, again):
         if i == 2 and not forged:                      # validly sealed, but not the manifest's chunk
             forged.append(i)
             return t.aead.encrypt(cf.nonce(i), os.urandom(t.offer.chunk_len(i)), cf._ad(t.offer.id, i))
-        return real_seal(t, i)
+        return real_seal(t, i, again)
     files(alice)._seal = lying_seal
     view, incoming = await offered(alice, bob, src)
     files(bob).accept(view["id"], str(tmp_path / "doc.out"))
@@ -242,10 +242,10 @@ async def held(pair, tmp_path):
     gate = threading.Event()
     real_seal = files(alice)._seal
 
-    def slow_seal(t, i):
+    def slow_seal(t, i, again):
         if i >= 1:
             gate.wait(30)
-        return real_seal(t, i)
+        return real_seal(t, i, again)
     files(alice)._seal = slow_seal
     view, incoming = await offered(alice, bob, src)
     files(bob).accept(view["id"], str(tmp_path / "held.out"))
@@ -313,3 +313,18 @@ async def test_a_file_offer_from_a_peer_that_may_not_chat_is_refused(pair, tmp_p
     await wait_until(lambda: seen.named("message_rejected", type=cf.CHUNK))
     assert all(e.data["code"] == "refused_by_policy" for e in seen.named("message_rejected"))
     assert files(bob).incoming == {} and state(alice, view["id"]) == "offered"
+
+
+async def test_a_file_changed_after_the_offer_stops_with_a_clear_reason(pair, tmp_path, caplog_chat):
+    alice, bob = pair
+    src = tmp_path / "draft.bin"
+    make_file(src, 1 * MiB)
+    view, incoming = await offered(alice, bob, src)
+    with open(src, "r+b") as f:                        # edited after it was offered
+        f.seek(300_000)
+        f.write(b"edited")
+    files(bob).accept(view["id"], str(tmp_path / "draft.out"))
+    await wait_until(lambda: state(bob, view["id"]) == "failed")
+    assert "changed on the sender's disk" in files(bob).find(view["id"]).error
+    assert "changed on disk" in files(alice).find(view["id"]).error and state(alice, view["id"]) == "failed"
+    assert incoming.bad == 1 and parts(tmp_path) == [] and not (tmp_path / "draft.out").exists()
