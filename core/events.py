@@ -26,6 +26,8 @@ PEER_BANNED = "peer_banned"
 PEER_UNBANNED = "peer_unbanned"
 REPUTATION_CHANGED = "reputation_changed"
 MESSAGE_REJECTED = "message_rejected"
+CHAT_FILE = "chat_file"            # a file offer or transfer changed (core.chat.files): {peer, file, state,
+                                  # done, total (bytes), direction: in|out}; never the file's name
 ERROR = "error"
 NODE_STARTED = "node_started"
 NODE_STOPPING = "node_stopping"

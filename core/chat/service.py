@@ -33,6 +33,8 @@ Events (``node.events``; none carries message text: read it from the service):
 - ``chat_request`` {peer, name} (a contact request; its text via ``requests()``)
 - ``chat_key_changed`` {peer, verified_peer, name}
 - ``message_rejected`` {peer, type, code, reason} for every refused chat input.
+- ``chat_file`` {peer, file, state, done, total, direction}: files, see ``self.files``
+  (:mod:`core.chat.files`).
 """
 from __future__ import annotations
 
@@ -52,6 +54,7 @@ from core.chat import protocol as proto
 from core.chat.conversation import DELIVERED, READ, SENT, Conversation
 from core.chat.db import MIGRATIONS, Contacts
 from core.chat.errors import ConversationClosing, KeyChanged, OutboxFull
+from core.chat.files import Files
 from core.chat.link import OUTBOX, Link
 from core.chat.requests import Requests
 from core.chat.safety import grouped, qr_png, safety_number
@@ -92,6 +95,7 @@ class ChatService:
         node.on_message(proto.MSG, self._on_msg, capability=chat)
         node.on_message(proto.RESET, self._on_reset, capability=chat)
         node.on_message(proto.REQUEST, self._on_request, capability=Capability.CONTACT_REQUEST)
+        self.files = Files(self)
 
     @property
     def _keys(self) -> ChatKeys:
@@ -117,6 +121,7 @@ class ChatService:
         on = self.node.events.on
         self._unsubscribe = [on(ev.PEER_CONNECTED, self._on_connected),
                              on(ev.PEER_BANNED, self._on_gone), on(ev.PEER_REMOVED, self._on_gone)]
+        self.files.start()
 
     async def stop(self) -> None:
         """Wipe every conversation and key held in memory (idempotent)."""
@@ -127,6 +132,7 @@ class ChatService:
         if self._expiry_task is not None:
             self._expiry_task.cancel()
             await asyncio.gather(self._expiry_task, return_exceptions=True)
+        await self.files.stop()
         for link in list(self.links.values()):
             await link.stop()
         self.links.clear()
@@ -199,6 +205,7 @@ class ChatService:
         conv = self.conversations.pop(peer, None)
         if conv is not None:
             conv.wipe()
+        self.files.drop_peer(peer)
 
     def _changed_soon(self) -> None:
         """Wake every ``wait_messages`` (cheap: no task per message)."""
@@ -218,8 +225,12 @@ class ChatService:
         elif content.kind == proto.TIMER:
             conv.ttl, conv.timer_set_by = content.ttl, peer
             self.node.events.emit(CHAT_TIMER, peer=peer, timer=conv.timer, by="peer")
+        elif content.kind == proto.FILE:
+            if content.group is None:       # files are one-to-one only
+                self.files.on_offer(peer, content.file)
         else:
             conv.wipe()
+            self.files.drop_peer(peer)
             self.node.events.emit(CHAT_CLOSED, peer=peer, by="peer")
         self._changed_soon()
 
@@ -379,6 +390,7 @@ class ChatService:
         conv = self.conversations.pop(peer, None)
         if conv is not None:
             conv.wipe()
+        self.files.drop_peer(peer)
         link = self.links.get(peer)
         told = False
         if link is not None and (link.sessions or link.out.unacked) and not link.closing:
