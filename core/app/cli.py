@@ -230,9 +230,6 @@ def main(argv: list[str] | None = None, open_desktop=None) -> int:
 
 def _cluster(action: str, args):
     from core.app import cluster
-    directory = Path(args.dir).resolve()
-    if action == "up":
-        return cluster.up(directory, args.nodes, args.topology)
     if action in ("compose", "k8s"):
         from core.app import manifests
         text = manifests.render(action, args.nodes, args.image)
@@ -241,6 +238,9 @@ def _cluster(action: str, args):
             return None
         Path(args.out).write_text(text, encoding="utf-8")
         return {"wrote": args.out, "kind": action, "nodes": args.nodes}
+    directory = Path(args.dir).resolve()
+    if action == "up":
+        return cluster.up(directory, args.nodes, args.topology)
     if action in ("kill", "start"):
         return getattr(cluster, action)(directory, args.node)
     return getattr(cluster, action)(directory)
