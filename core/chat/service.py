@@ -42,6 +42,8 @@ import logging
 import time
 
 from core import events as ev
+from core.events import (CHAT_CLOSED, CHAT_EXPIRED, CHAT_KEY_CHANGED, CHAT_MESSAGE, CHAT_REQUEST, CHAT_STATE,
+                         CHAT_TIMER, CHAT_TYPING)
 from core.errors import CoveyError, PeerUnreachable, UnknownPeer
 from core.net.limits import LogLimiter
 from core.peers import Capability, Tier
@@ -57,14 +59,6 @@ from core.chat.x3dh_adapter import ChatKeys
 
 log = logging.getLogger("covey.chat")
 
-CHAT_MESSAGE = "chat_message"
-CHAT_STATE = "chat_state"
-CHAT_TYPING = "chat_typing"
-CHAT_TIMER = "chat_timer"
-CHAT_CLOSED = "chat_closed"
-CHAT_EXPIRED = "chat_expired"
-CHAT_REQUEST = "chat_request"
-CHAT_KEY_CHANGED = "chat_key_changed"
 SETTING_RECEIPTS = "chat.read_receipts"
 SETTING_TYPING = "chat.typing"
 TYPING_REPEAT = 3.0       # seconds between two "typing" frames while the user types
