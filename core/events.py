@@ -36,6 +36,7 @@ ML_STATE = "ml_state"
 TASK_CHANGED = "task_changed"    # a delegated task was sent, answered or served (core.delegation)
 KNOWLEDGE_PACKET = "knowledge_packet"      # a packet was published here or accepted from a peer
 KNOWLEDGE_REJECTED = "knowledge_rejected"  # a packet from a peer was refused (reason; rate limited per peer)
+CHAT_GROUP = "chat_group"      # a chat group was created, joined, changed, left or closed (core.chat.groups)
 
 
 @dataclass(frozen=True)

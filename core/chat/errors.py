@@ -24,6 +24,11 @@ from core.errors import (  # noqa: F401  (re-exported)
     BadReceipt,
     KeyChanged,
     ConversationClosing,
+    MailboxFull,
+    BlobExpired,
+    UnknownGroup,
+    NotGroupMember,
+    NotGroupCreator,
 )
 
-__all__ = ["ChatError", "BadBundle", "KeyAgreementFailed", "ForgedSender", "DecryptFailed", "ReplayedMessage", "TooManySkipped", "NewSession", "SessionClosed", "PrekeysExhausted", "CorruptPrekeyFile", "OutboxFull", "UnknownSession", "BadReceipt", "KeyChanged", "ConversationClosing"]
+__all__ = ["ChatError", "BadBundle", "KeyAgreementFailed", "ForgedSender", "DecryptFailed", "ReplayedMessage", "TooManySkipped", "NewSession", "SessionClosed", "PrekeysExhausted", "CorruptPrekeyFile", "OutboxFull", "UnknownSession", "BadReceipt", "KeyChanged", "ConversationClosing", "MailboxFull", "BlobExpired", "UnknownGroup", "NotGroupMember", "NotGroupCreator"]
