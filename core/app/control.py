@@ -84,6 +84,13 @@ class ControlServer:
             where = {"url": f"http://{self.host}:{self.port}"}
         write_secret(self.path, json.dumps({**where, "token": self.token, "pid": os.getpid()}).encode())
 
+    @property
+    def endpoint(self) -> str:
+        """Where local clients reach this server (the Unix socket, or the TCP URL)."""
+        if self.socket_path is not None:
+            return f"unix:{self.socket_path}"
+        return f"http://{self.host}:{self.port}"
+
     async def stop(self) -> None:
         try:
             current = json.loads(self.path.read_text())

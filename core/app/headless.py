@@ -25,7 +25,7 @@ async def serve(home: Path, overrides: dict, passphrase: bytes | None, *, ready=
         loop.add_signal_handler(sig, stop.set)
     info = node.info()
     log.info("node running", extra={"fields": {"id": info["id"], "listen": info["listen"],
-                                                "control": f"http://127.0.0.1:{control.port}"}})
+                                                "control": control.endpoint}})
     if ready is not None:
         ready(node)
     try:
