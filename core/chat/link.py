@@ -324,7 +324,13 @@ class Link:
                 if head.ek[:proto.SID] != sid:
                     raise MalformedMessage("chat message: session id does not match its X3DH header")
                 self.owner.check_peer(self.peer)
-                session, plaintext = await Session.accept(self.keys, self.peer, wire)
+                try:
+                    session, plaintext = await Session.accept(self.keys, self.peer, wire)
+                except KeyAgreementFailed:
+                    # Its prekey is gone: we opened this session before a restart (its first
+                    # reply was lost) or it is a replay. Either way the peer must start anew.
+                    await self._send_reset(sid)
+                    raise
                 self._add(session)
             self._on_frame(*proto.decode_frame(plaintext))
 

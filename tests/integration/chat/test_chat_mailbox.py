@@ -182,3 +182,29 @@ async def test_a_replayed_blob_is_refused_by_the_mailbox_and_opened_once_by_the_
     assert texts(bob, alice) == ["hello"]                              # the conversation goes on
     await chat(alice).send("bob", "still here")
     await wait_until(lambda: texts(bob, alice) == ["hello", "still here"])
+
+
+async def test_a_restarted_peer_whose_first_reply_was_lost_gets_a_new_session(make_node, monkeypatch):
+    """bob opened alice's session (using up its one-time prekey) but his ack never left; after
+    his restart alice's resends still carry that used prekey: bob asks her to start anew."""
+    from core.chat.link import Link
+    alice, bob = await make_node("alice"), await make_node("bob")
+    await befriend(alice, bob, "external", name="bob")
+    bobs = chat(bob)
+    original = Link._transmit
+
+    async def bob_stays_silent(self, plaintext):
+        if self.owner is not bobs:
+            await original(self, plaintext)
+    monkeypatch.setattr(Link, "_transmit", bob_stays_silent)
+    await chat(alice).send("bob", "before")
+    await wait_until(lambda: texts(bob, alice) == ["before"])
+    assert chat(alice).read("bob", mark=False)[0]["state"] != "delivered"
+    await bob.stop()
+    monkeypatch.setattr(Link, "_transmit", original)
+    bob2 = await restart(bob, port=bob.transport.port)
+    try:
+        await wait_until(lambda: texts(bob2, alice) == ["before"], 20)
+        await wait_until(lambda: chat(alice).read("bob", mark=False)[0]["state"] == "delivered")
+    finally:
+        await bob2.stop()
