@@ -204,7 +204,7 @@ class Groups:
         unreachable = self._fanout(group, content, others, msg.id)
         for member in unreachable:
             group.pending[msg.id].discard(member)
-        self.chat.emit_message(self.me, msg.id, "out", group=group.id)
+        self.chat.node.events.emit(ev.CHAT_MESSAGE, peer=self.me, id=msg.id, direction="out", group=group.id)
         self.chat.changed_soon()
         return {**msg.view(), "group": group.id, "unreachable": unreachable}
 
@@ -252,7 +252,7 @@ class Groups:
         if content.kind != proto.TEXT:
             raise MalformedMessage(f"chat content {content.kind} is not used in groups")
         msg = group.conv.add(peer, content.text, content.ts, outgoing=False, ttl=content.ttl)
-        self.chat.emit_message(peer, msg.id, "in", group=gid)
+        self.chat.node.events.emit(ev.CHAT_MESSAGE, peer=peer, id=msg.id, direction="in", group=gid)
 
     def on_state(self, tag: GroupTag, state: str) -> bool:
         """A copy of our group message reached a state on one member's link; True if the message's

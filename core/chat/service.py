@@ -34,7 +34,8 @@ Events (``node.events``; none carries message text: read it from the service):
 - ``chat_key_changed`` {peer, verified_peer, name}
 - ``message_rejected`` {peer, type, code, reason} for every refused chat input.
 - ``chat_group`` {group, name, action, version, members}; group messages are
-  ``chat_message`` with a ``group`` key (:mod:`core.chat.groups`).
+  ``chat_message`` {peer: the author, group, id, direction}; their states ``chat_state``
+  {group, id, state} (no peer) (:mod:`core.chat.groups`).
 
 Offline delivery through a CORE peer's mailbox: :mod:`core.chat.mailbox`
 (``self.mailbox``); groups: :mod:`core.chat.groups` (``self.groups``).
@@ -47,6 +48,8 @@ import logging
 import time
 
 from core import events as ev
+from core.events import (CHAT_CLOSED, CHAT_EXPIRED, CHAT_KEY_CHANGED, CHAT_MESSAGE, CHAT_REQUEST, CHAT_STATE,
+                         CHAT_TIMER, CHAT_TYPING)
 from core.errors import CoveyError, PeerUnreachable, UnknownPeer
 from core.net.limits import LogLimiter
 from core.peers import Capability, Tier
@@ -64,14 +67,6 @@ from core.chat.x3dh_adapter import ChatKeys
 
 log = logging.getLogger("covey.chat")
 
-CHAT_MESSAGE = "chat_message"
-CHAT_STATE = "chat_state"
-CHAT_TYPING = "chat_typing"
-CHAT_TIMER = "chat_timer"
-CHAT_CLOSED = "chat_closed"
-CHAT_EXPIRED = "chat_expired"
-CHAT_REQUEST = "chat_request"
-CHAT_KEY_CHANGED = "chat_key_changed"
 SETTING_RECEIPTS = "chat.read_receipts"
 SETTING_TYPING = "chat.typing"
 TYPING_REPEAT = 3.0       # seconds between two "typing" frames while the user types
@@ -218,9 +213,6 @@ class ChatService:
         """The link's peer is not connected: leave what waits at a mailbox; returns when to retry."""
         return await self.mailbox.deposit(link)
 
-    def emit_message(self, peer: str, msg_id: int, direction: str, **extra) -> None:
-        self.node.events.emit(CHAT_MESSAGE, peer=peer, id=msg_id, direction=direction, **extra)
-
     def _on_gone(self, event) -> None:
         """A banned or removed peer: its conversation and sessions are wiped."""
         peer = event.data.get("peer") or ""
@@ -276,7 +268,7 @@ class ChatService:
     def _advance(self, tags: list, state: str) -> None:
         for tag in [t for t in tags if isinstance(t, GroupTag)]:
             if self.groups.on_state(tag, state):
-                self.node.events.emit(CHAT_STATE, peer=tag.member, group=tag.group, id=tag.msg_id, state=state)
+                self.node.events.emit(CHAT_STATE, group=tag.group, id=tag.msg_id, state=state)  # no peer: not 1:1
         for peer, msg_id in [t for t in tags if not isinstance(t, GroupTag)]:
             conv = self.conversations.get(peer)
             if conv is not None and conv.advance(msg_id, state):

@@ -23,9 +23,11 @@ MIGRATIONS = [
 ]
 
 def _outcome(*, state: str, verified: bool, proof: dict | None = None, result: bytes | None = None,
-             result_sha256: str | None = None, cost: dict | None = None, error: str | None = None) -> dict:
-    """The outcome columns of a row (a result larger than KEEP_RESULT keeps only its digest)."""
-    return {"state": state, "ended": time.time(), "verified": int(verified),
+             result_sha256: str | None = None, cost: dict | None = None, error: str | None = None,
+             ended: float | None = None) -> dict:
+    """The outcome columns of a row (a result larger than KEEP_RESULT keeps only its digest);
+    ``ended`` defaults to now."""
+    return {"state": state, "ended": time.time() if ended is None else ended, "verified": int(verified),
             "proof": None if proof is None else json.dumps(proof),
             "result": result if result is not None and len(result) <= KEEP_RESULT else None,
             "result_sha256": result_sha256, "cost": None if cost is None else json.dumps(cost),
@@ -66,10 +68,10 @@ class TaskDB:
 
     def finish(self, task: str, role: str, *, state: str, verified: bool, proof: dict | None = None,
                result: bytes | None = None, result_sha256: str | None = None, cost: dict | None = None,
-               error: str | None = None) -> None:
+               error: str | None = None, ended: float | None = None) -> None:
         """The outcome of a task: its state, proof, result (if small enough to keep), cost, error."""
         values = _outcome(state=state, verified=verified, proof=proof, result=result,
-                          result_sha256=result_sha256, cost=cost, error=error)
+                          result_sha256=result_sha256, cost=cost, error=error, ended=ended)
         sets = ", ".join(f"{k} = ?" for k in values)
         self.store.execute(f"UPDATE tasks SET {sets} WHERE id = ? AND role = ?",
                            (*values.values(), task, role))

@@ -160,9 +160,10 @@ class Executor:
         """The signed proof of ``run`` for ``request`` and the result bytes it covers."""
         if run.error is None:
             result = run.raise_for_status()
+            result_bytes = run.result_bytes if run.result_bytes is not None else encode_result(result)
         else:
             result = {"error": {"code": run.status, "message": str(run.error)}}
-        result_bytes = encode_result(result)
+            result_bytes = encode_result(result)
         kind = task_type(request.type, self.types)
         quality = {k: result[k] for k in kind.quality_keys if run.error is None and k in result}
         statement = make_statement(

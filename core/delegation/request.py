@@ -9,6 +9,7 @@ signature included: a proof names exactly one signed request.
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -30,9 +31,8 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 @dataclass(frozen=True)
 class TaskRequest:
-    """An opened request: its envelope, digest and checked fields."""
+    """An opened request: its envelope, checked fields and digest."""
     envelope: dict
-    digest: str
     task: str
     type: str
     args: dict            # checked and normalized by the task type
@@ -41,6 +41,11 @@ class TaskRequest:
     requester: str
     nonce: bytes
     created: float
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """The request digest, computed on first use (a requester's while the request travels)."""
+        return request_digest(self.envelope)
 
     @property
     def kind(self) -> TaskType:
@@ -69,12 +74,15 @@ def build_request(identity, type_name: str, args: dict, *, timeout: float = 30.0
     """Check ``args`` for ``type_name`` and seal a request that expires ``timeout`` s from now."""
     if not (isinstance(timeout, (int, float)) and 0 < timeout <= MAX_TIMEOUT):
         raise MalformedMessage(f"a task timeout must be in (0, {MAX_TIMEOUT:g}] s, got {timeout!r}")
-    task_type(type_name, types).check(args)
+    kind = task_type(type_name, types)
+    checked = kind.check(args)
     created = time.time() if now is None else float(now)
-    body = {"task": os.urandom(16).hex(), "type": type_name, "args": args,
-            "inputs": input_digests(args), "deadline": created + float(timeout)}
+    task_id, inputs, deadline = os.urandom(16).hex(), input_digests(args), created + float(timeout)
+    body = {"task": task_id, "type": type_name, "args": args, "inputs": inputs, "deadline": deadline}
     envelope = seal(identity, KIND, body, now=created)
-    return _parse(envelope, body, types, now=None)
+    # Built from checked parts: the fields are not parsed again (the executor does that).
+    return TaskRequest(envelope=envelope, task=task_id, type=kind.name, args=checked, inputs=dict(inputs),
+                       deadline=deadline, requester=identity.id, nonce=envelope["nonce"], created=created)
 
 
 def open_request(verifier: Verifier, envelope, *, now: float | None = None,
@@ -122,6 +130,6 @@ def _parse(envelope: dict, body: dict, types: dict | None, now: float | None) ->
     if now is not None and now >= deadline:
         raise TaskTimedOut(f"task {task_id[:8]}'s deadline passed {now - deadline:.1f} s before it "
                            f"could start", timeout=deadline - created)
-    return TaskRequest(envelope=envelope, digest=request_digest(envelope), task=task_id,
+    return TaskRequest(envelope=envelope, task=task_id,
                        type=kind.name, args=args, inputs=dict(inputs), deadline=float(deadline),
                        requester=envelope["signer"], nonce=envelope["nonce"], created=created)

@@ -67,6 +67,7 @@ class RunResult:
     cost: Cost
     exit_code: int | None   # negative: killed by that signal
     stderr_tail: str
+    result_bytes: bytes | None = None   # the result encoded (encode_result), when already done
 
     def raise_for_status(self) -> dict:
         """The result, or raise the typed error that ended the run."""
@@ -253,10 +254,10 @@ def run_inline(kind, args: dict, context: dict | None = None) -> RunResult:
     result, error = None, None
     try:
         result = kind.run(kind.check(args), context or {})
-        encode_result(result)
+        result_bytes = encode_result(result)
     except CoveyError as exc:
-        result, error = None, exc
+        result, error, result_bytes = None, exc, None
     cost = Cost(time.thread_time() - c0, time.perf_counter() - t0, 0.0)
     return RunResult(task_type=kind.name, status="ok" if error is None else error.code, result=result,
                      error=error, started=started, ended=time.time(), cost=cost, exit_code=None,
-                     stderr_tail="")
+                     stderr_tail="", result_bytes=result_bytes)

@@ -7,7 +7,9 @@ admission step: the request's signer must be the sender, and a CORE peer
 Datasets come from the ``task_datasets`` setting, never from a request. As a requester it
 verifies every proof (signed by the executor, for our request digest, over the result bytes
 received) before it shows or records a result as verified. Both sides are recorded in the
-``tasks`` table (:mod:`core.delegation.db`).
+``tasks`` table (:mod:`core.delegation.db`), written behind the answer
+(:mod:`core.delegation.recorder`): every read here, and :meth:`DelegationService.stop`, writes
+what is queued first.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from core.delegation.encoding import decode_result, received_result
 from core.delegation.errors import EXIT_ERRORS, TaskFailed
 from core.delegation.executor import Executor, Served, check_datasets
 from core.delegation.proofs import verify_proof, verify_proof_digest
+from core.delegation.recorder import Recorder
 from core.delegation.request import TaskRequest, admit_request, build_request
 from core.delegation.tasks import MAX_WEIGHTS_BYTES, describe
 from core.errors import (BadRequest, CoveyError, InvalidSignature, MalformedMessage, MessageTooLarge,
@@ -50,6 +53,7 @@ class DelegationService:
         self.executor = Executor(node.identity, datasets=node.settings.task_datasets)
         self.verifier = Verifier(skew=node.settings.clock_skew)
         self.db: TaskDB | None = None
+        self.recorder: Recorder | None = None
         self._unsubscribe = None
         from core.delegation.http import HttpEndpoint
         self.http = HttpEndpoint(self)
@@ -64,9 +68,17 @@ class DelegationService:
             raise RuntimeError("the delegation service is not started")
         return self.db
 
+    @property
+    def _records(self) -> Recorder:
+        """The tasks table's write-behind queue (made by start())."""
+        if self.recorder is None:
+            raise RuntimeError("the delegation service is not started")
+        return self.recorder
+
     # -- lifecycle ---------------------------------------------------------------
     async def start(self) -> None:
         self.db = TaskDB(self.node.store)
+        self.recorder = Recorder(self.db, self.node.store, self._written)
         stale = self.db.interrupted()
         if stale:
             log.info("%d task(s) sent before the last stop will not be answered", stale)
@@ -81,6 +93,14 @@ class DelegationService:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self.recorder is not None:   # nothing queued is lost; what comes later is written at once
+            self.recorder.flush()
+            self.recorder.immediate = True
+
+    def flush(self) -> None:
+        """Write the task records still queued (the reads here do it themselves)."""
+        if self.recorder is not None:
+            self.recorder.flush()
 
     def _on_settings(self, event) -> None:
         if "task_datasets" in event.data.get("changes", ()):
@@ -90,6 +110,13 @@ class DelegationService:
     def authorize(self, signer: str, body: dict | None = None) -> None:
         """Raise unless ``signer`` may delegate tasks to this node (the policy table's
         DELEGATE_TASKS), with a refusal that tells the requester which tier it needs."""
+        try:
+            self.node.peers.check(signer, Capability.DELEGATE_TASKS)   # the common case, one look-up
+        except CoveyError:
+            self._refuse(signer)
+
+    def _refuse(self, signer: str) -> None:
+        """Raise the refusal of ``signer``, worded for the requester."""
         rec = self.node.peers.get(signer)
         if rec is not None and rec.banned:
             raise PeerBanned("refused by policy: this node has banned your identity")
@@ -124,23 +151,21 @@ class DelegationService:
         """Run an admitted request and record it; raises (RateLimited, ExecutorBusy, BadRequest,
         TaskTimedOut) when it never ran."""
         served = await self.executor.execute(request)
-        # Recorded on the next loop turn: the proof goes out first (the write is off its path).
+        # Queued on the next loop turn, after the proof went out, and written on the one after.
         asyncio.get_running_loop().call_soon(self._record_served, request, served, via)
         return served
 
     def _record_served(self, request: TaskRequest, served: Served, via: str) -> None:
         pred = served.statement["predicate"]
-        state = "done" if pred["exit"]["status"] == "ok" else "failed"
-        try:
-            self._tasks.add(task=request.task, role=proto.SERVED, type=request.type, peer=request.requester,
-                        via=via, state=state, request_digest=request.digest, request=request.summary(),
-                        created=pred["received"], verified=True, proof=served.proof,
-                        result=served.result_bytes, result_sha256=served.statement["subject"][0]["digest"]["sha256"],
-                        cost=pred["cost"], error=pred["exit"]["message"] or None)
-        except CoveyError as exc:   # the store closed meanwhile (shutdown): the requester has the proof
-            log.warning("task %s served but not recorded: %s", request.task[:8], exc)
-            return
-        self._changed(request.task, proto.SERVED, state, request.requester, request.type)
+        self._records.add(task=request.task, role=proto.SERVED, type=request.type, peer=request.requester,
+                          via=via, state="done" if pred["exit"]["status"] == "ok" else "failed",
+                          request_digest=request.digest, request=request.summary(), created=pred["received"],
+                          verified=True, proof=served.proof, result=served.result_bytes,
+                          result_sha256=served.statement["subject"][0]["digest"]["sha256"], cost=pred["cost"],
+                          error=pred["exit"]["message"] or None, ended=pred["ended"])
+
+    def _written(self, task: str, role: str, row: dict) -> None:
+        self._changed(task, role, row["state"], row["peer"], row["type"])
 
     def health(self) -> dict:
         """The executor's /health check: warn while its queue is full."""
@@ -169,27 +194,33 @@ class DelegationService:
         """Send a built request over the link (or HTTP), verify and record the answer."""
         via = "http" if http else "link"
         wait = max(0.0, sent.deadline - time.time()) + GRACE
-        answer = asyncio.ensure_future(self._send(peer_id, sent, http, wait))
-        await asyncio.sleep(0)   # the request goes out first; the executor works while we record it
-        self._tasks.add(task=sent.task, role=proto.SENT, type=sent.type, peer=peer_id, via=via,
-                    state="sent", request_digest=sent.digest, request=sent.summary(), created=sent.created)
-        self._changed(sent.task, proto.SENT, "sent", peer_id, sent.type)
+        # Queued on the next loop turn, while the request travels (its digest is computed then), and
+        # written with its outcome after the call returned (or on its own if the task takes longer).
+        record = _Once(self._record_sent, peer_id, sent, via)
+        asyncio.get_running_loop().call_soon(record)
         try:
-            proof, result_bytes = await answer
+            try:
+                proof, result_bytes = await self._send(peer_id, sent, http, wait)
+            finally:
+                record()   # now, if the send failed before the loop turned (the outcome follows it)
         except TimedOut as exc:
             if exc.code == "timeout":   # no answer at all (a task the executor stopped has a proof)
                 exc = TimedOut(f"task {sent.task[:8]} ({sent.type}) got no answer from "
                                f"{self._name(peer_id)} within {wait:g} s (its timeout was "
                                f"{sent.deadline - sent.created:g} s)", timeout=wait)
-            self._record_failure(sent, "failed", exc)
+            self._record_failure(peer_id, sent, "failed", exc)
             raise exc from None
         except (MalformedMessage, MessageTooLarge) as exc:
             self._reject(peer_id, sent, None, exc)
             raise
         except CoveyError as exc:
-            self._record_failure(sent, "refused", exc)
+            self._record_failure(peer_id, sent, "refused", exc)
             raise
         return self._accept(peer_id, sent, proof, result_bytes, via)
+
+    def _record_sent(self, peer_id: str, sent: TaskRequest, via: str) -> None:
+        self._records.add(task=sent.task, role=proto.SENT, type=sent.type, peer=peer_id, via=via,
+                          state="sent", request_digest=sent.digest, request=sent.summary(), created=sent.created)
 
     async def _send(self, peer_id: str, sent: TaskRequest, http: bool, wait: float) -> tuple[dict, bytes]:
         if http:
@@ -209,35 +240,36 @@ class DelegationService:
             raise
         pred = statement["predicate"]
         state = "done" if pred["exit"]["status"] == "ok" else "failed"
-        with self.node.store.transaction():   # one commit for the row and the executor's reputation
-            self._tasks.finish(sent.task, proto.SENT, state=state, verified=True, proof=proof, result=result_bytes,
-                           result_sha256=statement["subject"][0]["digest"]["sha256"], cost=pred["cost"],
-                           error=pred["exit"]["message"] or None)
-            if self.node.peers.get(peer_id) is not None:
-                self.node.peers.record_outcome(peer_id, True, "verified proof")
-        self._changed(sent.task, proto.SENT, state, peer_id, sent.type)
+        ended = time.time()
+        # Queued: one commit, after the call returned, for the row and the executor's reputation.
+        self._records.finish(sent.task, proto.SENT, peer=peer_id, type=sent.type, state=state, verified=True,
+                             proof=proof, result=result_bytes, result_sha256=statement["subject"][0]["digest"]["sha256"],
+                             cost=pred["cost"], error=pred["exit"]["message"] or None, ended=ended,
+                             after=lambda: self._reward(peer_id))
         if state == "failed":
             raise EXIT_ERRORS.get(pred["exit"]["status"], TaskFailed)(
                 f"{pred['exit']['message'] or pred['exit']['status']} (the proof is signed and verified: "
                 f"`covey tasks show {sent.task[:12]}`)")
         return {"task": sent.task, "type": sent.type, "role": proto.SENT, "peer": peer_id,
                 "peer_name": self._name(peer_id), "via": via, "state": state, "created": sent.created,
-                "ended": time.time(), "cost": pred["cost"], "verified": True, "error": None,
+                "ended": ended, "cost": pred["cost"], "verified": True, "error": None,
                 "args": sent.summary()["args"], "result": result,
                 "proof": {"dsse": proof, "statement": statement}}
 
+    def _reward(self, peer_id: str) -> None:
+        if self.node.peers.get(peer_id) is not None:
+            self.node.peers.record_outcome(peer_id, True, "verified proof")
+
     def _reject(self, peer_id: str, sent: TaskRequest, proof, exc: CoveyError) -> None:
-        """An answer that does not verify: recorded as rejected, and it costs the executor."""
-        self._tasks.finish(sent.task, proto.SENT, state="rejected", verified=False,
-                       proof=proof if isinstance(proof, dict) else None, error=f"{exc.code}: {exc}")
+        """An answer that does not verify: recorded as rejected, and it costs the executor (now)."""
+        self._records.finish(sent.task, proto.SENT, peer=peer_id, type=sent.type, state="rejected", verified=False,
+                             proof=proof if isinstance(proof, dict) else None, error=f"{exc.code}: {exc}")
         if self.node.peers.get(peer_id) is not None:
             self.node.peers.record_outcome(peer_id, False, f"task proof rejected: {exc.code}")
-        self._changed(sent.task, proto.SENT, "rejected", peer_id, sent.type)
 
-    def _record_failure(self, sent: TaskRequest, state: str, exc: CoveyError) -> None:
-        self._tasks.finish(sent.task, proto.SENT, state=state, verified=False, error=f"{exc.code}: {exc}")
-        row = self._tasks.get(sent.task)[0]
-        self._changed(sent.task, proto.SENT, state, row["peer"], sent.type)
+    def _record_failure(self, peer_id: str, sent: TaskRequest, state: str, exc: CoveyError) -> None:
+        self._records.finish(sent.task, proto.SENT, peer=peer_id, type=sent.type, state=state, verified=False,
+                             error=f"{exc.code}: {exc}")
 
     def _http_address(self, peer_id: str) -> str:
         rec = self.node.peers.get(peer_id)
@@ -248,11 +280,13 @@ class DelegationService:
     # -- views -----------------------------------------------------------------------
     def list(self, role: str | None = None, limit: int = 200) -> list[dict]:
         """Tasks sent and served, newest first (without results and proofs)."""
+        self.flush()
         return [self.view(r, brief=True) for r in self._tasks.list(limit, role)]
 
     def show(self, ref: str) -> dict:
         """One task (id or unique prefix) with its proof, re-verified now, per role."""
         ref = (ref or "").strip().lower()
+        self.flush()
         ids = self._tasks.find(ref) if len(ref) >= 4 and all(c in "0123456789abcdef" for c in ref) else []
         if len(ids) != 1:
             raise BadRequest(f"no task matches {ref!r:.40}; see `covey tasks list`" if not ids else
@@ -311,6 +345,19 @@ class DelegationService:
 
     def _changed(self, task: str, role: str, state: str, peer: str, type_name: str) -> None:
         self.node.events.emit(ev.TASK_CHANGED, task=task, role=role, state=state, peer=peer, type=type_name)
+
+
+class _Once:
+    """A call made at most once: the first of a scheduled callback and a direct call wins."""
+    __slots__ = ("call", "args")
+
+    def __init__(self, call, *args):
+        self.call, self.args = call, args
+
+    def __call__(self) -> None:
+        if self.call is not None:
+            call, self.call = self.call, None
+            call(*self.args)
 
 
 def _reply_parts(reply) -> tuple[dict, bytes]:

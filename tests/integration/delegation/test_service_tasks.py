@@ -113,3 +113,38 @@ async def test_the_executor_offers_the_datasets_of_its_settings(make_node):
     await bob.update_settings(task_datasets={"hand": "digits", "syn": "synthetic"})
     assert bob.service("delegation").executor.datasets == {"hand": "digits", "syn": "synthetic"}
     assert (await alice.service("delegation").run("bob", "dataset.digest", {"dataset": "syn"}))["verified"]
+
+
+async def test_records_written_behind_the_answer_are_flushed_on_stop(core_pair):
+    """A task's rows are queued while its answer goes out; stopping at once still writes both
+    sides, finished and verified (and what comes after the stop is written at once)."""
+    import sqlite3
+
+    alice, bob = core_pair
+
+    def on_disk(node) -> list[tuple]:
+        with sqlite3.connect(node.store.path) as conn:
+            return conn.execute("SELECT role, state, verified FROM tasks").fetchall()
+
+    view = await alice.service("delegation").run("bob", "echo", {"text": "keep me"})
+    assert on_disk(alice) == []            # queued behind the answer: nothing written yet
+    await alice.service("delegation").stop()
+    await bob.service("delegation").stop()
+    assert on_disk(alice) == [("sent", "done", 1)] and on_disk(bob) == [("served", "done", 1)]
+    assert alice.service("delegation").show(view["task"])["verification"]["verified"] is True
+
+
+async def test_a_task_to_a_peer_that_is_not_connected_is_recorded_as_refused(make_node):
+    """The send fails before the request's row is queued (it is queued while the request
+    travels): the row still ends refused, never left as sent."""
+    from core.errors import PeerUnreachable
+    from core.identity import Identity
+
+    alice = await make_node("alice")
+    absent = Identity.generate("absent").id
+    alice.peers.add_or_update(absent, name="absent", kept=True)
+    with pytest.raises(PeerUnreachable):
+        await alice.service("delegation").run("absent", "echo", {"text": "x"})
+    rows = alice.service("delegation").list()
+    assert [(r["peer"], r["state"]) for r in rows] == [(absent, "refused")]
+    assert "unreachable" in rows[0]["error"]

@@ -1,0 +1,113 @@
+"""Write-behind for the tasks table: rows are written off the request path, in one transaction.
+
+A task's rows are queued while its answer goes out (executor) or is returned (requester) and
+committed together on a later loop turn: a row whose outcome is known on the next turn, a task
+still running (only its ``sent`` row queued) after :data:`SENT_DELAY` seconds, so that a fast
+task costs one insert and one commit per side instead of an insert, an update and two commits.
+Every read of the table flushes first (:meth:`Recorder.flush`), and so does the service's stop,
+so nothing queued is lost on a clean stop and a task is listed as soon as its call returned.
+Bounded: at :data:`MAX_PENDING` queued tasks the queue is written at once.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from core.delegation.db import TaskDB
+from core.errors import CoveyError
+
+log = logging.getLogger("covey.delegation")
+
+SENT_DELAY = 0.05
+MAX_PENDING = 256
+
+
+class _Pending:
+    __slots__ = ("row", "outcome", "meta", "after")
+
+    def __init__(self) -> None:
+        self.row: dict | None = None        # a new row (TaskDB.add), None: the row is stored already
+        self.outcome: dict = {}             # the outcome of a stored row (TaskDB.finish's fields)
+        self.meta: dict = {}                # its peer and type (for on_written)
+        self.after: list[Callable[[], None]] = []   # more writes for the same transaction
+
+
+class Recorder:
+    """Queues :class:`TaskDB` writes and commits them together; ``on_written(task, role, row)``
+    is called for each task after its commit (``row`` has at least peer, type and state)."""
+
+    def __init__(self, db: TaskDB, store, on_written: Callable[[str, str, dict], None]):
+        self.db, self.store, self.on_written = db, store, on_written
+        self._pending: dict[tuple[str, str], _Pending] = {}
+        self._soon: asyncio.Handle | None = None
+        self._later: asyncio.TimerHandle | None = None
+        self.immediate = False   # after stop: write each row at once
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add(self, *, after: Callable[[], None] | None = None, **row) -> None:
+        """Queue a new row (the arguments of :meth:`TaskDB.add`: with an outcome it is final).
+        ``after`` runs in the same transaction, after the row is written."""
+        entry = self._entry(row["task"], row["role"])
+        entry.row = row
+        self._queued(entry, after, final="verified" in row)
+
+    def finish(self, task: str, role: str, *, peer: str, type: str, after: Callable[[], None] | None = None,
+               **outcome) -> None:
+        """Queue the outcome of a row (the arguments of :meth:`TaskDB.finish`), merged into the
+        row itself while that is still queued."""
+        entry = self._entry(task, role)
+        if entry.row is not None:
+            entry.row.update(outcome)
+        else:
+            entry.outcome = outcome
+            entry.meta = {"peer": peer, "type": type}
+        self._queued(entry, after, final=True)
+
+    def flush(self) -> None:
+        """Write everything queued now, in one transaction; then report each task written."""
+        self._cancel_timers()
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, {}
+        try:
+            with self.store.transaction():
+                for (task, role), entry in batch.items():
+                    if entry.row is not None:
+                        self.db.add(**entry.row)
+                    else:
+                        self.db.finish(task, role, **entry.outcome)
+                    for effect in entry.after:
+                        effect()
+        except CoveyError as exc:   # the store closed or failed: the answers went out regardless
+            log.warning("%d task record(s) not written: %s", len(batch), exc)
+            return
+        for (task, role), entry in batch.items():
+            row = entry.row if entry.row is not None else {**entry.meta, **entry.outcome}
+            self.on_written(task, role, row)
+
+    def _entry(self, task: str, role: str) -> _Pending:
+        entry = self._pending.get((task, role))
+        if entry is None:
+            entry = self._pending[(task, role)] = _Pending()
+        return entry
+
+    def _queued(self, entry: _Pending, after, *, final: bool) -> None:
+        if after is not None:
+            entry.after.append(after)
+        if self.immediate or len(self._pending) >= MAX_PENDING:
+            self.flush()
+        elif final:
+            if self._soon is None:
+                self._soon = asyncio.get_running_loop().call_soon(self.flush)
+        elif self._later is None and self._soon is None:
+            self._later = asyncio.get_running_loop().call_later(SENT_DELAY, self.flush)
+
+    def _cancel_timers(self) -> None:
+        for handle in (self._soon, self._later):
+            if handle is not None:
+                handle.cancel()
+        self._soon = self._later = None
+
