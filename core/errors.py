@@ -407,6 +407,31 @@ class TooManyFiles(ChatError):
     code = "chat_file_too_many"
 
 
+class MailboxFull(ChatError):
+    """The mailbox holds as much as it may for this recipient (or in total): try later."""
+    code = "chat_mailbox_full"
+
+
+class BlobExpired(ChatError):
+    """The mailbox blob is past its time to live: it is dropped unread."""
+    code = "chat_blob_expired"
+
+
+class UnknownGroup(ChatError):
+    """No such group here (never joined, left, or removed)."""
+    code = "chat_unknown_group"
+
+
+class NotGroupMember(RefusedByPolicy):
+    """The peer is not a member of the group (or this node no longer is)."""
+    code = "chat_not_member"
+
+
+class NotGroupCreator(ChatError):
+    """The membership change is not signed by the group's creator."""
+    code = "chat_not_creator"
+
+
 def _first_line(exc: CoveyError) -> str:
     return (type(exc).__doc__ or "").strip().splitlines()[0] if type(exc).__doc__ else type(exc).__name__
 

@@ -39,14 +39,15 @@ TASK_CHANGED = "task_changed"    # a delegated task was sent, answered or served
 KNOWLEDGE_PACKET = "knowledge_packet"      # a packet was published here or accepted from a peer
 KNOWLEDGE_REJECTED = "knowledge_rejected"  # a packet from a peer was refused (reason; rate limited per peer)
 # chat (core.chat.service): none carries message text; read it from the service
-CHAT_MESSAGE = "chat_message"          # {peer, id, direction: in|out}
-CHAT_STATE = "chat_state"              # {peer, id, state: sent|delivered|read|failed}
+CHAT_MESSAGE = "chat_message"          # {peer, id, direction: in|out}; a group's also {group}
+CHAT_STATE = "chat_state"              # {peer, id, state: sent|delivered|read|failed}; a group's {group, id, state}
 CHAT_TYPING = "chat_typing"            # {peer, typing}
 CHAT_TIMER = "chat_timer"              # {peer, timer, by: me|peer}
 CHAT_CLOSED = "chat_closed"            # {peer, by: me|peer|both}
 CHAT_EXPIRED = "chat_expired"          # {peer, ids}
 CHAT_REQUEST = "chat_request"          # {peer, name}: a contact request (its text via requests())
 CHAT_KEY_CHANGED = "chat_key_changed"  # {peer, verified_peer, name}
+CHAT_GROUP = "chat_group"              # {group, name, action, version, members} (core.chat.groups)
 
 
 @dataclass(frozen=True)

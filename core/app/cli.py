@@ -125,7 +125,7 @@ def show(name: str, result) -> str:
         if result.get("invitations"):
             lines.append(f"invitations: {', '.join(result['invitations'])} (join with `covey ml join TASK`)")
         return "\n".join(lines)
-    if name == "chat.read":
+    if name in ("chat.read", "chat.group.read"):
         from core.chat.commands import line
         return "\n".join(line(m) for m in result) if result else "no messages"
     if name == "peers.list":

@@ -133,6 +133,54 @@ _chat_file_send.prepare_args = _absolute("path")
 _chat_file_accept.prepare_args = _absolute("to")
 
 
+@command("chat.mailbox", "what this node holds for peers that are away: counts and bytes per recipient "
+         "(never content)")
+async def _chat_mailbox(node):
+    return _chat(node).mailbox.summary()
+
+
+GROUP = Param("group", "group id, unique id prefix, or name", max_len=128)
+
+
+@command("chat.group.create", "create a chat group with these peers (you are its creator)",
+         Param("name", "the group's name", max_len=64),
+         Param("peers", "peer ids, unique id prefixes, or names", kind=list, max_len=128))
+async def _chat_group_create(node, name, peers):
+    return _chat(node).groups.create(name, peers)
+
+
+@command("chat.group.invite", "add a peer to a group you created", GROUP, PEER)
+async def _chat_group_invite(node, group, peer):
+    return _chat(node).groups.invite(group, peer)
+
+
+@command("chat.group.remove", "remove a member from a group you created (it gets nothing later)", GROUP, PEER)
+async def _chat_group_remove(node, group, peer):
+    return _chat(node).groups.remove(group, peer)
+
+
+@command("chat.group.leave", "leave a group and wipe it here (its creator leaving closes it)", GROUP)
+async def _chat_group_leave(node, group):
+    return _chat(node).groups.leave(group)
+
+
+@command("chat.group.send", "send a message to every member of a group", GROUP,
+         Param("text", "the message", max_len=MAX_TEXT))
+async def _chat_group_send(node, group, text):
+    return await _chat(node).groups.send(group, text)
+
+
+@command("chat.group.read", "show a group's messages (marks them read)", GROUP,
+         Param("after", "only messages with an id above this", kind=int, required=False, flag="--after"))
+async def _chat_group_read(node, group, after=None):
+    return _chat(node).groups.read(group, after or 0)
+
+
+@command("chat.group.list", "list your groups (members, version, unread; no text)")
+async def _chat_group_list(node):
+    return _chat(node).groups.listing()
+
+
 def follow_messages(call, home, args: dict, out, *, as_json: bool, wait: int = 30) -> list:
     """``covey chat read PEER --follow``: print the conversation, then each new message, until
     interrupted (Ctrl-C). ``call(home, name, args)`` runs one command on the node."""

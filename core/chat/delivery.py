@@ -125,6 +125,10 @@ class Delivery:
             wake = item.next_send if wake is None else min(wake, item.next_send)
         return frames, wake
 
+    def waiting(self) -> list[tuple[int, bytes]]:
+        """(seq, payload) of every message not yet acknowledged, oldest first."""
+        return [(seq, item.payload) for seq, item in self._outbox.items()]
+
     def link_up(self, now: float) -> None:
         """The link came back: resend every unacknowledged message at the next tick."""
         for item in self._outbox.values():

@@ -31,6 +31,11 @@ from core.errors import (  # noqa: F401  (re-exported)
     BadFileOffer,
     FileChanged,
     TooManyFiles,
+    MailboxFull,
+    BlobExpired,
+    UnknownGroup,
+    NotGroupMember,
+    NotGroupCreator,
 )
 
-__all__ = ["ChatError", "BadBundle", "KeyAgreementFailed", "ForgedSender", "DecryptFailed", "ReplayedMessage", "TooManySkipped", "NewSession", "SessionClosed", "PrekeysExhausted", "CorruptPrekeyFile", "OutboxFull", "UnknownSession", "BadReceipt", "KeyChanged", "ConversationClosing", "UnknownFile", "BadChunk", "ChunkOutOfRange", "ChunkTooLarge", "BadFileOffer", "FileChanged", "TooManyFiles"]
+__all__ = ["ChatError", "BadBundle", "KeyAgreementFailed", "ForgedSender", "DecryptFailed", "ReplayedMessage", "TooManySkipped", "NewSession", "SessionClosed", "PrekeysExhausted", "CorruptPrekeyFile", "OutboxFull", "UnknownSession", "BadReceipt", "KeyChanged", "ConversationClosing", "UnknownFile", "BadChunk", "ChunkOutOfRange", "ChunkTooLarge", "BadFileOffer", "FileChanged", "TooManyFiles", "MailboxFull", "BlobExpired", "UnknownGroup", "NotGroupMember", "NotGroupCreator"]

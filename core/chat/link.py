@@ -18,8 +18,10 @@ A :class:`Link` owns, in memory only:
 
 What frames mean to the user is the owner's business (the chat service): it is
 called back with ``on_content``, ``on_sent``, ``on_delivered``, ``on_read``,
-``on_typing`` and ``on_link_closed``. Groups (next round) reuse the links:
-their content carries a group id and fans out over the members' links.
+``on_typing`` and ``on_link_closed``. Groups reuse the links: their content
+carries a group id and fans out over the members' links (:mod:`core.chat.groups`).
+While the peer is away, the owner's ``away(link)`` may carry what waits
+elsewhere (the mailbox, :mod:`core.chat.mailbox`, via :meth:`Link.encrypt_away`).
 """
 from __future__ import annotations
 
@@ -203,6 +205,11 @@ class Link:
                 except Exception:  # a bug must not end the pump (and strand every message)
                     log.exception("chat with %s: sending failed", self.peer[:12])
                     wake = self._backoff()
+            elif self.out.unacked and self._closing is None:
+                try:
+                    wake = await self.owner.away(self)
+                except Exception:  # the same: a bug must not end the pump
+                    log.exception("chat with %s: holding for later failed", self.peer[:12])
             if wake is not None:
                 delay = max(0.0, wake - time.monotonic())
                 self._timer = loop.call_later(delay, self._wake.set)
@@ -265,6 +272,38 @@ class Link:
             else:
                 wire = await session.encrypt(plaintext)
             await self.owner.node.send(self.peer, proto.MSG, proto.msg_body(_sid(session), wire))
+
+    async def encrypt_away(self, plaintext: bytes) -> tuple[bytes, bytes]:
+        """Encrypt one frame for a peer that is away; returns (session id, wire bytes).
+
+        It goes under a session the peer can open even if it restarted meanwhile:
+        the current one while it still carries its X3DH header, else a new one
+        from the spare bundle kept in ``self.bundle`` (KeyAgreementFailed if none).
+        The new session becomes the current one, so resends use it too."""
+        async with self._tx:
+            session = self.current
+            if session is None or not session.opens_alone:
+                if self.bundle is None:
+                    raise KeyAgreementFailed(f"no prekey bundle of {self.peer[:12]} at hand (fetched "
+                                             f"while it is connected): cannot hold messages for it")
+                bundle, self.bundle = self.bundle, None
+                session, wire = await Session.initiate(self.keys, self.peer, bundle, plaintext)
+                self._add(session)
+            else:
+                wire = await session.encrypt(plaintext)
+            return _sid(session), wire
+
+    async def keep_spare_bundle(self) -> None:
+        """Fetch a bundle to keep at hand (for a session started while the peer is away).
+
+        The peer hands out the same one-time prekey until it is used, so a bundle
+        fetched while our newest session still waits for the peer's first reply may
+        carry that session's prekey: it is not kept then."""
+        if self.bundle is not None or not self.owner.connected(self.peer):
+            return
+        bundle = await self._fetch_bundle()
+        if self.bundle is None and not any(s.opens_alone for s in self.sessions.values()):
+            self.bundle = bundle
 
     # -- receiving ---------------------------------------------------------------------
     async def receive(self, sid: bytes, wire: bytes) -> None:

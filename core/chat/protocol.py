@@ -29,6 +29,10 @@ Content (the ``p`` of a data frame; a msgpack map whose ``c`` says the kind,
 - ``close``: the peer closed the conversation: wipe it.
 - ``file``: ``f`` a file offer (a map checked by :func:`core.chat.files.parse_offer`:
   id, name, size, media type, chunk size, manifest digest, per-file key).
+- ``group``: ``m`` a group's membership (signed by its creator; :mod:`core.chat.groups`).
+- ``leave``: the sender leaves the group ``g`` (to its creator).
+
+A group's ``text`` also carries ``m``, the membership the author holds.
 """
 from __future__ import annotations
 
@@ -49,7 +53,8 @@ SID = 8                   # bytes of session id on the wire (a prefix of the ini
 EPOCH = 8                 # bytes of a delivery epoch
 MAX_TEXT = 16 * 1024      # bytes of UTF-8 text in one message
 MAX_REQUEST_TEXT = 280    # characters of a contact request
-MAX_CONTENT = MAX_TEXT + 256
+MAX_ROSTER = 8 * 1024     # bytes of a group's signed membership carried in a content
+MAX_CONTENT = MAX_TEXT + MAX_ROSTER + 256
 MAX_FRAME = MAX_CONTENT + 128
 MAX_WIRE = MAX_FRAME + 12 + 16 + 128 + 128   # ratchet overhead: nonce, tag, X3DH header, header
 MAX_SEL = 256             # selective acks in one ack frame
@@ -58,8 +63,8 @@ TIMERS = {"off": 0, "30s": 30, "5m": 300, "1h": 3600, "1d": 86400}
 TIMER_NAMES = {v: k for k, v in TIMERS.items()}
 
 FRAME_DATA, FRAME_ACK, FRAME_TYPING = "d", "a", "t"
-TEXT, TIMER, CLOSE, FILE = "text", "timer", "close", "file"
-CONTENT_KINDS = (TEXT, TIMER, CLOSE, FILE)
+TEXT, TIMER, CLOSE, FILE, GROUP, LEAVE = "text", "timer", "close", "file", "group", "leave"
+CONTENT_KINDS = (TEXT, TIMER, CLOSE, FILE, GROUP, LEAVE)
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ class Content:
     ts: float = 0.0
     ttl: int = 0
     group: str | None = None
+    roster: dict | None = None     # a group's signed membership (checked by core.chat.groups)
     file: dict | None = None   # FILE: the offer map (fields checked by core.chat.files)
 
 
@@ -190,6 +196,8 @@ def encode_content(content: Content) -> bytes:
     obj: dict = {"c": content.kind}
     if content.group is not None:
         obj["g"] = content.group
+    if content.roster is not None:
+        obj["m"] = content.roster
     if content.kind == TEXT:
         obj.update(text=content.text, ts=content.ts, ttl=content.ttl)
     elif content.kind == TIMER:
@@ -223,12 +231,19 @@ def decode_content(payload: bytes) -> Content:
     group = obj.get("g")
     if group is not None and (not isinstance(group, str) or not 0 < len(group) <= MAX_GROUP_ID):
         raise MalformedMessage("chat content: bad group id")
+    roster = obj.get("m")
+    if roster is not None and not isinstance(roster, dict):
+        raise MalformedMessage("chat content: a group membership must be a map")
+    if (kind in (GROUP, LEAVE) or roster is not None) and group is None:
+        raise MalformedMessage(f"chat content: {kind} needs a group id")
+    if kind == GROUP and roster is None:
+        raise MalformedMessage("chat content: a group update carries its membership")
     if kind == TEXT:
         ts = obj.get("ts")
         if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts) \
                 or not 0 <= ts < 2 ** 40:
             raise MalformedMessage("chat text: bad timestamp")
-        return Content(TEXT, check_text(obj.get("text")), float(ts), _ttl(obj), group)
+        return Content(TEXT, check_text(obj.get("text")), float(ts), _ttl(obj), group, roster)
     if kind == TIMER:
         return Content(TIMER, ttl=_ttl(obj), group=group)
     if kind == FILE:
@@ -236,7 +251,7 @@ def decode_content(payload: bytes) -> Content:
         if not isinstance(offer, dict):
             raise MalformedMessage("chat content: a file offer must be a map")
         return Content(FILE, file=offer, group=group)
-    return Content(CLOSE, group=group)
+    return Content(kind, group=group, roster=roster)
 
 
 def _ttl(obj: dict) -> int:

@@ -35,6 +35,12 @@ Events (``node.events``; none carries message text: read it from the service):
 - ``message_rejected`` {peer, type, code, reason} for every refused chat input.
 - ``chat_file`` {peer, file, state, done, total, direction}: files, see ``self.files``
   (:mod:`core.chat.files`).
+- ``chat_group`` {group, name, action, version, members}; group messages are
+  ``chat_message`` {peer: the author, group, id, direction}; their states ``chat_state``
+  {group, id, state} (no peer) (:mod:`core.chat.groups`).
+
+Offline delivery through a CORE peer's mailbox: :mod:`core.chat.mailbox`
+(``self.mailbox``); groups: :mod:`core.chat.groups` (``self.groups``).
 """
 from __future__ import annotations
 
@@ -55,7 +61,9 @@ from core.chat.conversation import DELIVERED, READ, SENT, Conversation
 from core.chat.db import MIGRATIONS, Contacts
 from core.chat.errors import ConversationClosing, KeyChanged, OutboxFull
 from core.chat.files import Files
+from core.chat.groups import GroupTag, Groups
 from core.chat.link import OUTBOX, Link
+from core.chat.mailbox import Mailbox
 from core.chat.requests import Requests
 from core.chat.safety import grouped, qr_png, safety_number
 from core.chat.x3dh_adapter import ChatKeys
@@ -96,6 +104,8 @@ class ChatService:
         node.on_message(proto.RESET, self._on_reset, capability=chat)
         node.on_message(proto.REQUEST, self._on_request, capability=Capability.CONTACT_REQUEST)
         self.files = Files(self)
+        self.mailbox = Mailbox(self)
+        self.groups = Groups(self)
 
     @property
     def _keys(self) -> ChatKeys:
@@ -129,6 +139,8 @@ class ChatService:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe = []
+        await self.mailbox.stop()
+        self.groups.wipe()
         if self._expiry_task is not None:
             self._expiry_task.cancel()
             await asyncio.gather(self._expiry_task, return_exceptions=True)
@@ -191,10 +203,21 @@ class ChatService:
     def _peer(self, ref: str) -> str:
         return self.node.resolve(ref).id
 
+    def link_for(self, peer: str) -> Link:
+        """The link to ``peer`` (made and started on first use)."""
+        return self._link(peer)
+
     def _on_connected(self, event) -> None:
-        link = self.links.get(event.data.get("peer"))
+        peer = event.data.get("peer") or ""
+        link = self.links.get(peer)
         if link is not None:
             link.link_up()
+            self.mailbox.keep_spare(link)
+        self.mailbox.on_connected(peer)
+
+    async def away(self, link: Link) -> float | None:
+        """The link's peer is not connected: leave what waits at a mailbox; returns when to retry."""
+        return await self.mailbox.deposit(link)
 
     def _on_gone(self, event) -> None:
         """A banned or removed peer: its conversation and sessions are wiped."""
@@ -207,6 +230,9 @@ class ChatService:
             conv.wipe()
         self.files.drop_peer(peer)
 
+    def changed_soon(self) -> None:
+        self._changed_soon()
+
     def _changed_soon(self) -> None:
         """Wake every ``wait_messages`` (cheap: no task per message)."""
         changed, self._changed = self._changed, asyncio.Event()
@@ -215,6 +241,12 @@ class ChatService:
     # -- callbacks from links -------------------------------------------------------------
     def on_content(self, link: Link, content: proto.Content) -> None:
         peer = link.peer
+        if content.group is not None:
+            try:
+                self.groups.on_content(peer, content)
+            except CoveyError as exc:
+                self.refused(peer, f"chat.group.{content.kind}", exc)
+            return
         conv = self._conv(peer)
         if content.kind == proto.TEXT:
             msg = conv.add(peer, content.text, content.ts, outgoing=False, ttl=content.ttl)
@@ -239,12 +271,16 @@ class ChatService:
 
     def on_delivered(self, link: Link, tags: list) -> None:
         self._advance(tags, DELIVERED)
+        self.mailbox.keep_spare(link)   # the peer answered: a spare bundle now carries a fresh prekey
 
     def on_read(self, link: Link, tags: list) -> None:
         self._advance(tags, READ)
 
     def _advance(self, tags: list, state: str) -> None:
-        for peer, msg_id in tags:
+        for tag in [t for t in tags if isinstance(t, GroupTag)]:
+            if self.groups.on_state(tag, state):
+                self.node.events.emit(CHAT_STATE, group=tag.group, id=tag.msg_id, state=state)  # no peer: not 1:1
+        for peer, msg_id in [t for t in tags if not isinstance(t, GroupTag)]:
             conv = self.conversations.get(peer)
             if conv is not None and conv.advance(msg_id, state):
                 self.node.events.emit(CHAT_STATE, peer=peer, id=msg_id, state=state)
@@ -319,6 +355,7 @@ class ChatService:
             raise OutboxFull(f"{link.out.unacked} messages wait for {peer[:12]}; try later")
         if self.connected(peer):
             await link.ensure_bundle()
+            self.mailbox.keep_spare(link)
         conv = self._conv(peer)
         msg = conv.add(self.node.identity.id, text, time.time(), outgoing=True, ttl=conv.ttl)
         link.queue(proto.encode_content(proto.Content(proto.TEXT, text, msg.sent_at, conv.ttl)),

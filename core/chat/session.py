@@ -97,6 +97,12 @@ class Session:
     def closed(self) -> bool:
         return self._ratchet is None
 
+    @property
+    def opens_alone(self) -> bool:
+        """Whether the peer can start this session from any of its messages, even after a restart
+        (we initiated it and it has not replied yet, so every message carries the X3DH header)."""
+        return self.initiator and self._attach and not self.closed
+
     # -- starting ------------------------------------------------------------
     @classmethod
     async def initiate(cls, keys: ChatKeys, peer_id: str, bundle: Bundle,

@@ -259,7 +259,7 @@ class ChatPanel(QWidget):
     # -- node events ------------------------------------------------------------------------------
     def on_event_chat_message(self, event) -> None:
         peer = event.data.get("peer")
-        if peer == self.peer:
+        if peer == self.peer and not event.data.get("group"):   # a group message is not this conversation's
             self.catch_up()
             self.header_update.request()       # the first message opens the encrypted session
         self.contacts_update.request()

@@ -135,6 +135,8 @@ async def test_restart_starts_new_sessions(make_node, tmp_path):
     alice, bob = await chat_pair(make_node)
     await chat(alice).send("bob", "before")
     await wait_until(lambda: texts(bob, alice) == ["before"])
+    # acknowledged before bob stops (else alice rightly sends it again to the restarted bob)
+    await wait_until(lambda: chat(alice).read("bob", mark=False)[0]["state"] == "delivered")
     # bob restarts: same home, new process state
     from core.node import Node
     home, identity, settings = bob.home, bob.identity, bob.settings
