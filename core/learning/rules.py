@@ -66,8 +66,9 @@ RULES: dict[str, Rule] = {r.name: r for r in (
                    "a flat Krum tolerates (N-3)/2"),
     Rule("multikrum", "Multi-Krum", "Robust: averages the updates Krum ranks best; tolerates a few attackers",
          strategy="multikrum", sum_based=False, robust=True, takes_f=True, min_updates=3, across="median",
-         two_level="Multi-Krum in each group, then the coordinate-wise median of the groups' results: "
-                   "safe while more than half of the groups hold at most their f attackers"),
+         two_level="Multi-Krum in each group (a group of n tolerates f <= (n-3)/2; a smaller group "
+                   "keeps every update), then the coordinate-wise median of the groups' results: safe "
+                   "while more than half of the groups hold at most their f attackers"),
     Rule("median", "Median", "Robust: coordinate-wise median; tolerates a minority of attackers",
          strategy="median", sum_based=False, robust=True, across="median",
          two_level="median of the group medians: stays within the honest values while more than half "
