@@ -70,6 +70,9 @@ class GroupRounds:
             failed = {a for a, ok in zip(groups, oks, strict=True) if not ok}
             if not failed:
                 rs.groups = groups
+                # one that took its group but disconnected before the last answer came is lost already
+                connected = set(self.node.connected_peers())
+                rs.lost |= {a for a in groups if a not in connected}
                 return {w: a for a, g in groups.items() for w in g}
             live = [a for a in live if a not in failed]
         return {}
