@@ -372,6 +372,41 @@ class ConversationClosing(ChatError):
     code = "chat_closing"
 
 
+class UnknownFile(ChatError):
+    """No file transfer with this id is in progress with this peer."""
+    code = "chat_file_unknown"
+
+
+class BadChunk(ChatError):
+    """A file chunk does not decrypt with the file's key or does not match its hash in the manifest."""
+    code = "chat_file_bad_chunk"
+
+
+class ChunkOutOfRange(ChatError):
+    """A file chunk index lies outside the file's manifest."""
+    code = "chat_file_chunk_range"
+
+
+class ChunkTooLarge(MessageTooLarge):
+    """A file chunk is larger than the file's chunk size."""
+    code = "chat_file_chunk_too_large"
+
+
+class BadFileOffer(ChatError):
+    """A file offer is malformed or over the bounds (size, name, chunk count)."""
+    code = "chat_file_bad_offer"
+
+
+class FileChanged(ChatError):
+    """The offered file changed on the sender's disk: its chunks no longer match the manifest."""
+    code = "chat_file_changed"
+
+
+class TooManyFiles(ChatError):
+    """Too many file offers or transfers are open; finish or cancel some first."""
+    code = "chat_file_too_many"
+
+
 def _first_line(exc: CoveyError) -> str:
     return (type(exc).__doc__ or "").strip().splitlines()[0] if type(exc).__doc__ else type(exc).__name__
 

@@ -26,6 +26,8 @@ PEER_BANNED = "peer_banned"
 PEER_UNBANNED = "peer_unbanned"
 REPUTATION_CHANGED = "reputation_changed"
 MESSAGE_REJECTED = "message_rejected"
+CHAT_FILE = "chat_file"            # a file offer or transfer changed (core.chat.files): {peer, file, state,
+                                  # done, total (bytes), direction: in|out}; never the file's name
 ERROR = "error"
 NODE_STARTED = "node_started"
 NODE_STOPPING = "node_stopping"
@@ -36,6 +38,15 @@ ML_STATE = "ml_state"
 TASK_CHANGED = "task_changed"    # a delegated task was sent, answered or served (core.delegation)
 KNOWLEDGE_PACKET = "knowledge_packet"      # a packet was published here or accepted from a peer
 KNOWLEDGE_REJECTED = "knowledge_rejected"  # a packet from a peer was refused (reason; rate limited per peer)
+# chat (core.chat.service): none carries message text; read it from the service
+CHAT_MESSAGE = "chat_message"          # {peer, id, direction: in|out}
+CHAT_STATE = "chat_state"              # {peer, id, state: sent|delivered|read|failed}
+CHAT_TYPING = "chat_typing"            # {peer, typing}
+CHAT_TIMER = "chat_timer"              # {peer, timer, by: me|peer}
+CHAT_CLOSED = "chat_closed"            # {peer, by: me|peer|both}
+CHAT_EXPIRED = "chat_expired"          # {peer, ids}
+CHAT_REQUEST = "chat_request"          # {peer, name}: a contact request (its text via requests())
+CHAT_KEY_CHANGED = "chat_key_changed"  # {peer, verified_peer, name}
 
 
 @dataclass(frozen=True)

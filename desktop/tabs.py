@@ -13,6 +13,7 @@ from typing import Any, Callable
 from PySide6.QtWidgets import QWidget
 
 
+from .chat.chat_panel import ChatPanel
 from .encryption.crypto_panel import CryptoPanel, SecurityBanner
 from .knowledge.knowledge_panel import KnowledgePanel
 from .node.identity_panel import IdentityPanel
@@ -45,6 +46,7 @@ PANELS: tuple[Panel, ...] = (
     Panel("identity_panel", IdentityPanel, LEFT),
     Panel("crypto_panel", CryptoPanel, LEFT),
     Panel("peers_panel", PeersPanel, TAB, "Peers"),
+    Panel("chat_panel", ChatPanel, TAB, "Chat", service="chat"),
     Panel("training_panel", TrainingPanel, TAB, "Training", service="learning"),
     Panel("knowledge_panel", KnowledgePanel, TAB, "Knowledge", service="knowledge"),
     Panel("tasks_panel", TasksPanel, TAB, "Tasks", service="delegation"),

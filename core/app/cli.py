@@ -51,14 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = subparser(("demo",), "a small local federation: four nodes train a model together")
     demo.add_argument("--dir", help="where the demo nodes live (default: a new temp directory)")
     demo.add_argument("--rounds", type=int, default=10)
-    up = subparser(("cluster", "up"), "start a local multi-process federation")
-    up.add_argument("--nodes", type=int, required=True)
-    up.add_argument("--topology", default="seed", choices=("seed", "mesh"))
-    for action in ("up", "status", "down", "kill", "start"):
-        sub = up if action == "up" else subparser(("cluster", action), f"cluster {action}")
-        sub.add_argument("--dir", default="covey-cluster", help="cluster directory (default ./covey-cluster)")
-        if action in ("kill", "start"):
-            sub.add_argument("node", help="node name, e.g. node-3")
+    _cluster_parsers(subparser)
     for cmd in load_commands().values():
         sub = subparser(tuple(cmd.name.split(".")), cmd.help)
         for p in cmd.params:
@@ -81,6 +74,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _cluster_parsers(subparser) -> None:
+    from core.app.cluster_plan import TOPOLOGIES
+    up = subparser(("cluster", "up"), "start a local multi-process federation")
+    up.add_argument("--nodes", type=int, required=True)
+    up.add_argument("--topology", default="seed", choices=TOPOLOGIES,
+                    help="seed (default): bootstrap/aggregator/worker/client roles; star: all dial node-0; "
+                         "mesh: all dial all")
+    for action in ("up", "status", "down", "kill", "start"):
+        sub = up if action == "up" else subparser(("cluster", action), f"cluster {action}")
+        sub.add_argument("--dir", default="covey-cluster", help="cluster directory (default ./covey-cluster)")
+        if action in ("kill", "start"):
+            sub.add_argument("node", help="node name, e.g. node-3")
+    for action, what in (("compose", "a docker-compose file"), ("k8s", "Kubernetes manifests")):
+        sub = subparser(("cluster", action), f"write {what} for a seed-topology federation")
+        sub.add_argument("--nodes", type=int, required=True)
+        sub.add_argument("--topology", default="seed", choices=("seed",))
+        sub.add_argument("--image", default="covey:latest", help="image to run (default covey:latest)")
+        sub.add_argument("--out", help="file to write (default: standard output)")
+
+
 def home_of(args) -> Path:
     from core.config import default_home
     return Path(args.home).expanduser() if args.home else default_home()
@@ -101,7 +114,7 @@ def read_passphrase(args, required: bool = False) -> bytes | None:
 # -- human output ---------------------------------------------------------------
 def show(name: str, result) -> str:
     if name == "cluster.status" or name == "cluster.up":
-        return "\n".join(f"{n['name']:<8} {n['role']:<5} {n['state']:<8} pid {n['pid']:<7} peers {n['peers']:<3} "
+        return "\n".join(f"{n['name']:<8} {n['role']:<10} {n['state']:<8} pid {n['pid']:<7} peers {n['peers']:<3} "
                          f"{n['rss_mb']:>6.1f} MB  {n['address']}  {n['id'][:12]}" for n in result["nodes"])
     if name == "demo":
         return ""  # the demo narrated as it went
@@ -186,6 +199,8 @@ def main(argv: list[str] | None = None, open_desktop=None) -> int:
                               out=sys.stderr if args.json else sys.stdout)
         elif name.startswith("cluster."):
             result = _cluster(name.split(".", 1)[1], args)
+            if result is None:  # a manifest written to stdout
+                return 0
         elif name == "ml.status" and args.follow:  # a live progress bar until the task ends
             from core.learning.follow import follow_task
             result = follow_task(call, home, _command_args(name, args))
@@ -215,6 +230,14 @@ def main(argv: list[str] | None = None, open_desktop=None) -> int:
 
 def _cluster(action: str, args):
     from core.app import cluster
+    if action in ("compose", "k8s"):
+        from core.app import manifests
+        text = manifests.render(action, args.nodes, args.image)
+        if not args.out:
+            sys.stdout.write(text)
+            return None
+        Path(args.out).write_text(text, encoding="utf-8")
+        return {"wrote": args.out, "kind": action, "nodes": args.nodes}
     directory = Path(args.dir).resolve()
     if action == "up":
         return cluster.up(directory, args.nodes, args.topology)

@@ -20,7 +20,7 @@ def run(directory: Path | None = None, nodes: int = 4, rounds: int = 10, out=sys
     directory = directory or Path(tempfile.mkdtemp(prefix="covey-demo-"))
     say = lambda text: (out.write(text + "\n"), out.flush())  # noqa: E731
     say(f"starting {nodes} nodes in {directory} ...")
-    state = cluster.up(directory, nodes, "seed")
+    state = cluster.up(directory, nodes, "star", progress=None)  # node-0 coordinates, the rest join it
     try:
         for row in state["nodes"]:
             say(f"  {row['name']:<7} {row['role']:<5} {row['address']}  id {row['id'][:16]}…  {row['rss_mb']} MB")

@@ -4,6 +4,8 @@ Every command that names a PEER answers about that one conversation only.
 """
 from __future__ import annotations
 
+import os
+
 from core.commands import CommandSet, Param
 from core.errors import BadRequest
 
@@ -89,6 +91,46 @@ async def _chat_settings(node, read_receipts=None, typing=None):
     def flag(value):
         return None if value is None else value == "on"
     return _chat(node).settings(read_receipts=flag(read_receipts), typing=flag(typing))
+
+
+FILE_ID = Param("file", "file id (or a unique prefix of it), see `covey chat file list`", max_len=64)
+
+
+@command("chat.file.send", "offer a file to a peer (end-to-end encrypted; sent when it accepts)", PEER,
+         Param("path", "the file (the node reads it)", max_len=4096))
+async def _chat_file_send(node, peer, path):
+    return await _chat(node).files.send(peer, path)
+
+
+@command("chat.file.accept", "accept a file offer and save it at PATH (a directory: under its name)",
+         FILE_ID, Param("to", "where to save it", flag="--to", max_len=4096))
+async def _chat_file_accept(node, file, to=None):
+    if to is None:
+        raise BadRequest("say where to save it: --to PATH")
+    return _chat(node).files.accept(file, to)
+
+
+@command("chat.file.list", "file offers and transfers, both directions, with progress")
+async def _chat_file_list(node):
+    return _chat(node).files.views()
+
+
+@command("chat.file.cancel", "refuse a file offer or stop a transfer (removes the partial file)", FILE_ID)
+async def _chat_file_cancel(node, file):
+    return _chat(node).files.cancel(file)
+
+
+def _absolute(name: str):
+    def prepare(values: dict) -> dict:
+        """CLI side: PATH relative to the command's directory, not the node's."""
+        if values.get(name):
+            values[name] = os.path.abspath(os.path.expanduser(values[name]))
+        return values
+    return prepare
+
+
+_chat_file_send.prepare_args = _absolute("path")
+_chat_file_accept.prepare_args = _absolute("to")
 
 
 def follow_messages(call, home, args: dict, out, *, as_json: bool, wait: int = 30) -> list:

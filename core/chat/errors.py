@@ -24,6 +24,13 @@ from core.errors import (  # noqa: F401  (re-exported)
     BadReceipt,
     KeyChanged,
     ConversationClosing,
+    UnknownFile,
+    BadChunk,
+    ChunkOutOfRange,
+    ChunkTooLarge,
+    BadFileOffer,
+    FileChanged,
+    TooManyFiles,
 )
 
-__all__ = ["ChatError", "BadBundle", "KeyAgreementFailed", "ForgedSender", "DecryptFailed", "ReplayedMessage", "TooManySkipped", "NewSession", "SessionClosed", "PrekeysExhausted", "CorruptPrekeyFile", "OutboxFull", "UnknownSession", "BadReceipt", "KeyChanged", "ConversationClosing"]
+__all__ = ["ChatError", "BadBundle", "KeyAgreementFailed", "ForgedSender", "DecryptFailed", "ReplayedMessage", "TooManySkipped", "NewSession", "SessionClosed", "PrekeysExhausted", "CorruptPrekeyFile", "OutboxFull", "UnknownSession", "BadReceipt", "KeyChanged", "ConversationClosing", "UnknownFile", "BadChunk", "ChunkOutOfRange", "ChunkTooLarge", "BadFileOffer", "FileChanged", "TooManyFiles"]

@@ -32,7 +32,7 @@ from collections import OrderedDict
 from core.errors import CoveyError, MalformedMessage, PeerUnreachable, RefusedByPolicy, UnknownPeer
 from core.chat import protocol as proto
 from core.chat.delivery import Ack, Data, Delivery
-from core.chat.errors import SessionClosed, UnknownSession
+from core.chat.errors import KeyAgreementFailed, SessionClosed, UnknownSession
 from core.chat.ratchet import decode as decode_wire
 from core.chat.session import Session
 from core.chat.x3dh_adapter import Bundle, ChatKeys, verify_bundle
@@ -285,7 +285,13 @@ class Link:
                 if head.ek[:proto.SID] != sid:
                     raise MalformedMessage("chat message: session id does not match its X3DH header")
                 self.owner.check_peer(self.peer)
-                session, plaintext = await Session.accept(self.keys, self.peer, wire)
+                try:
+                    session, plaintext = await Session.accept(self.keys, self.peer, wire)
+                except KeyAgreementFailed:
+                    # Its prekey is gone (used before this node restarted, or replaced): the peer
+                    # still sends under a session we can no longer open; ask it to start anew.
+                    await self._send_reset(sid)
+                    raise
                 self._add(session)
             self._on_frame(*proto.decode_frame(plaintext))
 

@@ -27,6 +27,8 @@ Content (the ``p`` of a data frame; a msgpack map whose ``c`` says the kind,
 - ``text``: ``text``, ``ts`` (sender's clock), ``ttl`` (disappearing timer, s).
 - ``timer``: ``ttl``: the conversation's timer changed.
 - ``close``: the peer closed the conversation: wipe it.
+- ``file``: ``f`` a file offer (a map checked by :func:`core.chat.files.parse_offer`:
+  id, name, size, media type, chunk size, manifest digest, per-file key).
 """
 from __future__ import annotations
 
@@ -56,8 +58,8 @@ TIMERS = {"off": 0, "30s": 30, "5m": 300, "1h": 3600, "1d": 86400}
 TIMER_NAMES = {v: k for k, v in TIMERS.items()}
 
 FRAME_DATA, FRAME_ACK, FRAME_TYPING = "d", "a", "t"
-TEXT, TIMER, CLOSE = "text", "timer", "close"
-CONTENT_KINDS = (TEXT, TIMER, CLOSE)
+TEXT, TIMER, CLOSE, FILE = "text", "timer", "close", "file"
+CONTENT_KINDS = (TEXT, TIMER, CLOSE, FILE)
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class Content:
     ts: float = 0.0
     ttl: int = 0
     group: str | None = None
+    file: dict | None = None   # FILE: the offer map (fields checked by core.chat.files)
 
 
 def _unpack(data: bytes, max_len: int, what: str) -> dict:
@@ -191,6 +194,8 @@ def encode_content(content: Content) -> bytes:
         obj.update(text=content.text, ts=content.ts, ttl=content.ttl)
     elif content.kind == TIMER:
         obj["ttl"] = content.ttl
+    elif content.kind == FILE:
+        obj["f"] = content.file
     return msgpack.packb(obj, use_bin_type=True)
 
 
@@ -226,6 +231,11 @@ def decode_content(payload: bytes) -> Content:
         return Content(TEXT, check_text(obj.get("text")), float(ts), _ttl(obj), group)
     if kind == TIMER:
         return Content(TIMER, ttl=_ttl(obj), group=group)
+    if kind == FILE:
+        offer = obj.get("f")
+        if not isinstance(offer, dict):
+            raise MalformedMessage("chat content: a file offer must be a map")
+        return Content(FILE, file=offer, group=group)
     return Content(CLOSE, group=group)
 
 

@@ -33,6 +33,8 @@ Events (``node.events``; none carries message text: read it from the service):
 - ``chat_request`` {peer, name} (a contact request; its text via ``requests()``)
 - ``chat_key_changed`` {peer, verified_peer, name}
 - ``message_rejected`` {peer, type, code, reason} for every refused chat input.
+- ``chat_file`` {peer, file, state, done, total, direction}: files, see ``self.files``
+  (:mod:`core.chat.files`).
 """
 from __future__ import annotations
 
@@ -42,6 +44,8 @@ import logging
 import time
 
 from core import events as ev
+from core.events import (CHAT_CLOSED, CHAT_EXPIRED, CHAT_KEY_CHANGED, CHAT_MESSAGE, CHAT_REQUEST, CHAT_STATE,
+                         CHAT_TIMER, CHAT_TYPING)
 from core.errors import CoveyError, PeerUnreachable, UnknownPeer
 from core.net.limits import LogLimiter
 from core.peers import Capability, Tier
@@ -50,6 +54,7 @@ from core.chat import protocol as proto
 from core.chat.conversation import DELIVERED, READ, SENT, Conversation
 from core.chat.db import MIGRATIONS, Contacts
 from core.chat.errors import ConversationClosing, KeyChanged, OutboxFull
+from core.chat.files import Files
 from core.chat.link import OUTBOX, Link
 from core.chat.requests import Requests
 from core.chat.safety import grouped, qr_png, safety_number
@@ -57,14 +62,6 @@ from core.chat.x3dh_adapter import ChatKeys
 
 log = logging.getLogger("covey.chat")
 
-CHAT_MESSAGE = "chat_message"
-CHAT_STATE = "chat_state"
-CHAT_TYPING = "chat_typing"
-CHAT_TIMER = "chat_timer"
-CHAT_CLOSED = "chat_closed"
-CHAT_EXPIRED = "chat_expired"
-CHAT_REQUEST = "chat_request"
-CHAT_KEY_CHANGED = "chat_key_changed"
 SETTING_RECEIPTS = "chat.read_receipts"
 SETTING_TYPING = "chat.typing"
 TYPING_REPEAT = 3.0       # seconds between two "typing" frames while the user types
@@ -98,6 +95,7 @@ class ChatService:
         node.on_message(proto.MSG, self._on_msg, capability=chat)
         node.on_message(proto.RESET, self._on_reset, capability=chat)
         node.on_message(proto.REQUEST, self._on_request, capability=Capability.CONTACT_REQUEST)
+        self.files = Files(self)
 
     @property
     def _keys(self) -> ChatKeys:
@@ -123,6 +121,7 @@ class ChatService:
         on = self.node.events.on
         self._unsubscribe = [on(ev.PEER_CONNECTED, self._on_connected),
                              on(ev.PEER_BANNED, self._on_gone), on(ev.PEER_REMOVED, self._on_gone)]
+        self.files.start()
 
     async def stop(self) -> None:
         """Wipe every conversation and key held in memory (idempotent)."""
@@ -133,6 +132,7 @@ class ChatService:
         if self._expiry_task is not None:
             self._expiry_task.cancel()
             await asyncio.gather(self._expiry_task, return_exceptions=True)
+        await self.files.stop()
         for link in list(self.links.values()):
             await link.stop()
         self.links.clear()
@@ -205,6 +205,7 @@ class ChatService:
         conv = self.conversations.pop(peer, None)
         if conv is not None:
             conv.wipe()
+        self.files.drop_peer(peer)
 
     def _changed_soon(self) -> None:
         """Wake every ``wait_messages`` (cheap: no task per message)."""
@@ -224,8 +225,12 @@ class ChatService:
         elif content.kind == proto.TIMER:
             conv.ttl, conv.timer_set_by = content.ttl, peer
             self.node.events.emit(CHAT_TIMER, peer=peer, timer=conv.timer, by="peer")
+        elif content.kind == proto.FILE:
+            if content.group is None:       # files are one-to-one only
+                self.files.on_offer(peer, content.file)
         else:
             conv.wipe()
+            self.files.drop_peer(peer)
             self.node.events.emit(CHAT_CLOSED, peer=peer, by="peer")
         self._changed_soon()
 
@@ -385,6 +390,7 @@ class ChatService:
         conv = self.conversations.pop(peer, None)
         if conv is not None:
             conv.wipe()
+        self.files.drop_peer(peer)
         link = self.links.get(peer)
         told = False
         if link is not None and (link.sessions or link.out.unacked) and not link.closing:

@@ -19,7 +19,7 @@ from core.node import Node
 from core.service import REGISTRY, Registration
 
 CLI_ONLY = {"init", "crypto.self-test", "demo", "cluster.up", "cluster.status", "cluster.down",
-            "cluster.kill", "cluster.start"}
+            "cluster.kill", "cluster.start", "cluster.compose", "cluster.k8s"}
 
 
 def cli_commands(parser: argparse.ArgumentParser) -> set[str]:

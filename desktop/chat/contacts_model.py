@@ -1,0 +1,114 @@
+"""The contacts list: who this node may chat with, and every open conversation.
+
+A row is a dict: ``kind`` ("peer"; "group" once the service has groups), ``id``,
+``name``, ``tier``, ``connected``, ``verified``, ``unread``, ``last_at``,
+``typing``, ``messages``. Open conversations come first (newest first), then
+connected contacts, then the rest by name.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtGui import QBrush, QColor, QFont, QIcon, QPainter, QPixmap
+
+CONTACT_ROLE = Qt.UserRole + 1      # the row dict
+ONLINE, OFFLINE, MUTED = QColor("#2e7d32"), QColor("#a4aab4"), QColor("#6b7383")
+
+
+def label(row: dict) -> str:
+    return row["name"] or row["id"][:12]
+
+
+def _order(row: dict) -> tuple:
+    return (not row["messages"], _neg_iso(row["last_at"]), not row["connected"], label(row).lower(), row["id"])
+
+
+def _neg_iso(iso: str | None) -> tuple:
+    """Sorts newer ISO times first (they compare as text; invert each character)."""
+    return tuple(-ord(c) for c in iso) if iso else ()
+
+
+def _dot(color: QColor) -> QIcon:
+    pixmap = QPixmap(12, 12)
+    pixmap.fill(Qt.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.Antialiasing)
+    painter.setBrush(color)
+    painter.setPen(Qt.NoPen)
+    painter.drawEllipse(1, 1, 10, 10)
+    painter.end()
+    return QIcon(pixmap)
+
+
+class ContactsModel(QAbstractListModel):
+    """See the module docstring."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.rows: list[dict] = []
+        self._icons = {True: _dot(ONLINE), False: _dot(OFFLINE)}
+
+    def set_rows(self, rows: list[dict]) -> None:
+        """Replace the rows (a coalesced redraw: the view keeps its selection by id, see the panel)."""
+        self.beginResetModel()
+        self.rows = sorted(rows, key=_order)
+        self.endResetModel()
+
+    def row_of(self, key: str) -> int:
+        return next((i for i, r in enumerate(self.rows) if r["id"] == key), -1)
+
+    def get(self, key: str) -> dict | None:
+        row = self.row_of(key)
+        return self.rows[row] if row >= 0 else None
+
+    @staticmethod
+    def text(row: dict) -> str:
+        """Two lines: the name with its badges and unread count, then the state."""
+        first = label(row) + ("  ✓ verified" if row["verified"] else "")
+        if row["unread"]:
+            first += f"  ({row['unread']} new)"
+        second = "typing…" if row["typing"] else ("online" if row["connected"] else "offline")
+        return f"{first}\n{second} · {row['tier']}"
+
+    def rowCount(self, parent=QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.rows)
+
+    def data(self, index: QModelIndex, role=Qt.DisplayRole):
+        if not index.isValid() or index.row() >= len(self.rows):
+            return None
+        row = self.rows[index.row()]
+        if role in (Qt.DisplayRole, Qt.AccessibleTextRole):
+            return self.text(row)
+        if role == CONTACT_ROLE:
+            return row
+        if role == Qt.DecorationRole:
+            return self._icons[bool(row["connected"])]
+        if role == Qt.ToolTipRole:
+            state = "connected" if row["connected"] else "not connected: messages wait in memory until it is"
+            verified = ("safety number verified" if row["verified"]
+                        else "not verified: compare the safety number in person")
+            return f"{label(row)} ({row['tier']})\nid: {row['id']}\n{state}\n{verified}"
+        if role == Qt.FontRole and row["unread"]:
+            font = QFont()
+            font.setBold(True)
+            return font
+        if role == Qt.ForegroundRole and not row["connected"]:
+            return QBrush(MUTED)
+        return None
+
+
+class ContactsFilter(QSortFilterProxyModel):
+    """Keeps the rows whose name or id contains the filter text (any case)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.needle = ""
+
+    def set_text(self, text: str) -> None:
+        self.needle = text.strip().lower()
+        self.setFilterFixedString(self.needle)   # re-runs filterAcceptsRow
+
+    def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex) -> bool:
+        if not self.needle:
+            return True
+        row = self.sourceModel().rows[source_row]
+        return self.needle in label(row).lower() or row["id"].startswith(self.needle)
