@@ -12,7 +12,12 @@ averages them, timed per round.
 Also reported: the same networked run with ``--secure-agg`` (its overhead
 per round against the plain one).
 
-Usage: python bench/fl_round.py [--workers 10] [--rounds 8]
+Two levels (``--aggregators K``): K more node processes aggregate the
+workers' groups (every worker connects to every aggregator; the task is
+started with ``--aggregators``); reported as ``two_level_round_s`` and its
+ratio against the same floor.
+
+Usage: python bench/fl_round.py [--workers 10] [--rounds 8] [--aggregators K]
 """
 from __future__ import annotations
 
@@ -50,7 +55,7 @@ def start_node(home: Path, env: dict) -> subprocess.Popen:
     return proc
 
 
-def networked(workers: int, rounds: int, secure: bool, validate: bool = True):
+def networked(workers: int, rounds: int, secure: bool, validate: bool = True, aggregators: int = 0):
     env = {**os.environ, "COVEY_DISCOVERY": "0", "COVEY_ML_AUTO_JOIN": "1", "PYTHONPATH": str(REPO)}
     procs = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -59,13 +64,28 @@ def networked(workers: int, rounds: int, secure: bool, validate: bool = True):
             procs.append(start_node(coord_home, env))
             coord = covey(coord_home, "id")
             port = coord["listen"][0].rsplit(":", 1)[1]
+            aggs = []
+            for i in range(aggregators):
+                home = Path(tmp) / f"a{i}"
+                procs.append(start_node(home, env))
+                covey(home, "peers", "add", f"127.0.0.1:{port}")
+                covey(home, "peers", "trust", coord["id"], "core")
+                ident = covey(home, "id")
+                aggs.append((home, ident["id"], ident["listen"][0].rsplit(":", 1)[1]))
+            worker_ids = []
             for i in range(workers):
                 home = Path(tmp) / f"w{i}"
                 procs.append(start_node(home, env))
                 covey(home, "peers", "add", f"127.0.0.1:{port}")
                 covey(home, "peers", "trust", coord["id"], "core")
-            deadline = time.monotonic() + 30
-            while sum(p["connected"] for p in covey(coord_home, "peers", "list")) < workers:
+                for _, _, agg_port in aggs:
+                    covey(home, "peers", "add", f"127.0.0.1:{agg_port}")
+                worker_ids.append(covey(home, "id")["id"])
+            for agg_home, _, _ in aggs:
+                for wid in worker_ids:
+                    covey(agg_home, "peers", "trust", wid, "core")
+            deadline = time.monotonic() + 60
+            while sum(p["connected"] for p in covey(coord_home, "peers", "list")) < workers + aggregators:
                 if time.monotonic() > deadline:
                     raise RuntimeError("workers did not connect")
                 time.sleep(0.2)
@@ -76,6 +96,8 @@ def networked(workers: int, rounds: int, secure: bool, validate: bool = True):
                 args += ["--secure-agg"]
             elif not validate:
                 args += ["--validate", "off"]
+            if aggs:
+                args += ["--aggregators", ",".join(agg_id for _, agg_id, _ in aggs)]
             task = covey(coord_home, *args)["task"]
             deadline = time.monotonic() + 600
             while (status := covey(coord_home, "ml", "status", task))["state"] == "running":
@@ -130,6 +152,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--no-secagg", action="store_true")
+    ap.add_argument("--aggregators", type=int, default=0, help="also run two levels through K aggregators")
     ap.add_argument("--validate", choices=("on", "off"), default="on",
                     help="per-update validation on the coordinator (the floor has none)")
     a = ap.parse_args()
@@ -139,6 +162,13 @@ def main() -> None:
            "floor_round_s": round(statistics.median(floor_times[1:]), 4), "floor_accuracy": floor_acc,
            "network_round_s": round(statistics.median(net_times[1:]), 4), "network_accuracy": net_acc}
     out["ratio"] = round(out["network_round_s"] / out["floor_round_s"], 3)
+    if a.aggregators:
+        two_times, two_acc = networked(a.workers, a.rounds, secure=False, validate=a.validate == "on",
+                                       aggregators=a.aggregators)
+        out["aggregators"] = a.aggregators
+        out["two_level_round_s"] = round(statistics.median(two_times[1:]), 4)
+        out["two_level_accuracy"] = two_acc
+        out["two_level_ratio"] = round(out["two_level_round_s"] / out["floor_round_s"], 3)
     if not a.no_secagg:
         sa_times, sa_acc = networked(a.workers, a.rounds, secure=True)
         out["secagg_round_s"] = round(statistics.median(sa_times[1:]), 4)

@@ -78,6 +78,9 @@ MESSAGE_CAPABILITIES: dict[str, Capability] = {
     "ml.sa.roster": C.LEARN_CONTRIBUTE,
     "ml.sa.relay": C.LEARN_CONTRIBUTE,
     "ml.sa.unmask": C.LEARN_CONTRIBUTE,
+    "ml.agg.round": C.LEARN_CONTRIBUTE,   # coordinator -> group aggregator (two-level learning)
+    "ml.agg.update": C.LEARN_CONTRIBUTE,  # worker -> its group's aggregator
+    "ml.agg.partial": C.LEARN_CONTRIBUTE,  # aggregator -> coordinator (which also requires CORE)
     "chat.bundle": C.CHAT,               # our prekey bundle: only to peers we chat with
     "chat.msg": C.CHAT,
     "chat.reset": C.CHAT,

@@ -42,8 +42,10 @@ TASK = Param("task", "task id (or a unique prefix)", max_len=64)
          _opt("attack", "simulate attackers", choices=ATTACKS),
          _opt("attackers", "how many workers attack", int),
          _opt("tiers", "tiers that may contribute: core,sandbox (default both)"),
-         _opt("clients", "simulated clients (default: the eligible peers connected now)", int))
-async def _ml_start(node, validate=None, tiers=None, secure_agg=None, **options):
+         _opt("clients", "simulated clients (default: the eligible peers connected now)", int),
+         _opt("aggregators", "two-level aggregation: the group aggregators, CORE peer ids PEER,PEER,..."),
+         _opt("groups", "two-level aggregation: N connected CORE peers aggregate the workers' groups", int))
+async def _ml_start(node, validate=None, tiers=None, secure_agg=None, aggregators=None, **options):
     if validate is None:
         options["validate"] = not (secure_agg or options.get("dp_noise") is not None)
     else:
@@ -51,6 +53,9 @@ async def _ml_start(node, validate=None, tiers=None, secure_agg=None, **options)
     options["secure_agg"] = bool(secure_agg)
     if tiers is not None:
         options["tiers"] = [t.strip() for t in tiers.split(",") if t.strip()]
+    if aggregators is not None:
+        # an id, a unique id prefix or a peer's name, as elsewhere in the CLI
+        options["aggregators"] = [node.peers.resolve(a.strip()).id for a in aggregators.split(",") if a.strip()]
     return await _learning(node).start_task(**options)
 
 

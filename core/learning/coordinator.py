@@ -23,21 +23,21 @@ import math
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from core import events as ev
-from core.admission import Admission, Reason, Rejection
-from core.errors import (BadRequest, CoveyError, MalformedMessage, NotAdmitted, RefusedByPolicy,
-                         UpdateRejected)
+from core.admission import Admission, Reason
+from core.errors import BadRequest, CoveyError, RefusedByPolicy
 from core.peers import Capability
 from core.signed import seal
 
 from . import db
 from . import protocol as proto
 from . import roster as sa_roster
+from .groups import GROUP_GRACE, GroupRounds, group_records, group_worker_entries
+from .intake import OpenRound, UpdateIntake
 
 if TYPE_CHECKING:  # numpy/torch-heavy modules, imported when a task runs
     from .data import Dataset
@@ -48,42 +48,12 @@ if TYPE_CHECKING:  # numpy/torch-heavy modules, imported when a task runs
 log = logging.getLogger("covey.learning.coordinator")
 
 ACK_TIMEOUT = 10.0
-# Pre-merge validation: an update may raise the held-out loss of the global
-# model by at most (factor, margin); SANDBOX peers get the stricter pair.
-TOLERANCE = {"core": (1.5, 0.5), "sandbox": (1.1, 0.1)}
-OUTLIER_FACTOR = 3.0   # robust rules: farther than this times the median distance is an outlier
 # An aggregate may raise the held-out loss of the previous global model by at most
 # (factor, margin); beyond that the round is not committed but retried.
 AGGREGATE_TOLERANCE = (2.0, 1.0)
 
 
-@dataclass
-class _Round:
-    number: int
-    attempt: int
-    round_id: bytes
-    participants: set[str]
-    deadline_at: float
-    started: float
-    weight_cap: int = 1
-    why: str | None = None   # why the round cannot close, when known
-    ref_loss: float = math.inf
-    slots: dict[str, int] = field(default_factory=dict)
-    accepted: dict[str, tuple[np.ndarray, int, float, float]] = field(default_factory=dict)
-    rejected: dict[str, str] = field(default_factory=dict)
-    dropped: set[str] = field(default_factory=set)
-    reasons: Counter = field(default_factory=Counter)
-    closed: bool = False
-    sa: SecAggCoordinator | None = None
-    all_in: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def check_all_in(self) -> None:
-        waiting = self.participants - self.dropped - set(self.accepted) - set(self.rejected)
-        if not waiting:
-            self.all_in.set()
-
-
-class CoordinatorTask:
+class CoordinatorTask(UpdateIntake, GroupRounds):
     """One task this node coordinates."""
 
     def __init__(self, service, task_id: str, spec: proto.TaskSpec, state: str = "running",
@@ -109,13 +79,14 @@ class CoordinatorTask:
         self.rejections: Counter = Counter()
         self.round = 0
         self.weights: dict[str, np.ndarray] | None = None
-        self.current: _Round | None = None
+        self.current: OpenRound | None = None
         self.accountant: PrivacyAccountant | None = None
         self.data: Dataset | None = None      # held-out data, weight spec and weights: set by _prepare
         self.wspec: Spec | None = None
         self._runner: asyncio.Task | None = None
         self._spec_dict = spec.to_dict()  # sent with every announcement; the spec never changes
         self._global_loss: float | None = None  # held-out loss of the current global model
+        self._init_groups()
 
     # -- persistence ---------------------------------------------------------
     def save(self) -> None:
@@ -139,7 +110,9 @@ class CoordinatorTask:
         """A participant that disconnects mid-round will not answer: stop waiting for it
         (the round closes with the others instead of at its deadline)."""
         rs, peer = self.current, event.data.get("peer")
-        if rs is not None and not rs.closed and peer in rs.participants:
+        if peer in self.spec.aggregators:
+            self._lose_aggregator(peer)
+        if rs is not None and not rs.groups and not rs.closed and peer in rs.participants:
             if peer not in rs.accepted and peer not in rs.rejected:
                 rs.dropped.add(peer)
                 rs.check_all_in()
@@ -208,19 +181,14 @@ class CoordinatorTask:
             self.accountant = PrivacyAccountant(spec.dp_noise, 1.0, spec.dp_delta)
             self.accountant.step(self.round)
 
-    def _loaded(self) -> tuple[Dataset, Spec, dict[str, np.ndarray]]:
-        """What :meth:`_prepare` loaded: held-out data, weight spec, global weights (rounds run after it)."""
-        if self.data is None or self.wspec is None or self.weights is None:
-            raise RuntimeError(f"task {self.id} is used before its data and model were loaded")
-        return self.data, self.wspec, self.weights
-
     # -- participants ----------------------------------------------------------
     def _allowed(self, peer: str) -> bool:
         try:
             self.node.peers.check(peer, Capability.LEARN_CONTRIBUTE)
         except CoveyError:
             return False
-        return self.node.peers.tier_of(peer).value in self.spec.tiers
+        # a group aggregator is not also a worker of the task
+        return self.node.peers.tier_of(peer).value in self.spec.tiers and peer not in self.spec.aggregators
 
     def _uninvited(self) -> list[str]:
         return [p for p in self.node.connected_peers()
@@ -241,6 +209,8 @@ class CoordinatorTask:
         self.node.peers.check(peer_id, Capability.LEARN_CONTRIBUTE)
         if self.node.peers.tier_of(peer_id).value not in self.spec.tiers:
             raise RefusedByPolicy(f"task {self.id} takes updates only from tiers {', '.join(self.spec.tiers)}")
+        if peer_id in self.spec.aggregators:
+            raise RefusedByPolicy(f"{peer_id[:12]} aggregates a group of task {self.id}; it is not also a worker")
         if self.state != "running":
             raise RefusedByPolicy(f"task {self.id} is {self.state}")
         own = bool(body.get("own_data")) or self.spec.partition == "own"
@@ -276,8 +246,9 @@ class CoordinatorTask:
         from core.learning.tensors import encode, flatten
         _, _, weights = self._loaded()
         now = time.monotonic()
-        rs = _Round(number, attempt, os.urandom(proto.ROUND_ID_BYTES), set(eligible),
-                    now + spec.deadline, now, weight_cap=self._weight_cap(),
+        grace = GROUP_GRACE if spec.aggregators else 0.0
+        rs = OpenRound(number, attempt, os.urandom(proto.ROUND_ID_BYTES), set(eligible),
+                    now + spec.deadline + grace, now, weight_cap=self._weight_cap(),
                     slots={p: self.participants[p] for p in eligible})
         blob = await asyncio.to_thread(encode, weights)
         global_flat = flatten(weights)
@@ -289,7 +260,14 @@ class CoordinatorTask:
             from core.learning.secagg import SecAggParams, default_threshold
             secagg = SecAggParams(round_id=rs.round_id, threshold=default_threshold(len(eligible)),
                                   dim=len(global_flat))
-        acks = await asyncio.gather(*(self._announce(p, rs, blob, secagg) for p in eligible))
+        aggregator_of: dict[str, str] = {}
+        if spec.aggregators:
+            aggregator_of = await self._open_groups(rs, blob)
+            if not aggregator_of:
+                self._fail(rs, "no aggregator is connected and took the round")
+                return None
+        acks = await asyncio.gather(*(self._announce(p, rs, blob, secagg, aggregator_of.get(p))
+                                      for p in eligible))
         keys = {p: a.get("keys") for p, a in zip(eligible, acks, strict=True) if isinstance(a, dict)}
         rs.dropped |= {p for p, a in zip(eligible, acks, strict=True) if a is None}
         sa: SecAggCoordinator | None = None
@@ -305,7 +283,9 @@ class CoordinatorTask:
             late = rs.participants - rs.dropped - set(rs.accepted) - set(rs.rejected)
             log.info("task %s round %d: deadline passed; %d worker(s) missing", self.id, number, len(late))
         rs.closed = True
-        if sa is not None:  # spec.secure_agg
+        if rs.groups:
+            vector, kept = await asyncio.to_thread(self._combine_groups, rs, global_flat)
+        elif sa is not None:  # spec.secure_agg
             vector, kept = await self._secagg_finish(rs, sa, global_flat)
         else:
             if len(rs.accepted) < spec.min_clients:
@@ -322,7 +302,7 @@ class CoordinatorTask:
         self.node.events.emit(ev.ML_STATE, task=self.id, role="coordinator", state="running",
                               round=self.round, retry=number, attempt=attempt, reason=why)
 
-    def _fail(self, rs: _Round, why: str) -> None:
+    def _fail(self, rs: OpenRound, why: str) -> None:
         """Close the round without committing it; it is retried."""
         rs.closed = True
         self.current = None
@@ -333,7 +313,8 @@ class CoordinatorTask:
         data, _, _ = self._loaded()
         return max(1, math.ceil(len(data.y_train) / max(self.spec.clients, 1)) * 2)
 
-    async def _announce(self, peer: str, rs: _Round, blob: bytes, secagg: SecAggParams | None) -> dict | None:
+    async def _announce(self, peer: str, rs: OpenRound, blob: bytes, secagg: SecAggParams | None,
+                        aggregator: str | None = None) -> dict | None:
         spec = self.spec
         slot = rs.slots[peer]
         attack = spec.attack if spec.attack and slot < spec.attackers else None
@@ -342,7 +323,7 @@ class CoordinatorTask:
                 "weights": blob, "deadline": spec.deadline, "n_partitions": max(spec.clients, 1),
                 "partition": slot if slot < max(spec.clients, 1) and spec.partition != "own" else None,
                 "attack": attack, "weight_cap": cap, "spec": self._spec_dict,
-                "secagg": secagg.to_dict() if secagg is not None else None}
+                "secagg": secagg.to_dict() if secagg is not None else None, "aggregator": aggregator}
         try:
             return await self.node.request(peer, "ml.round", seal(self.node.identity, "ml.round", body),
                                            timeout=min(ACK_TIMEOUT, spec.deadline))
@@ -351,117 +332,18 @@ class CoordinatorTask:
                      peer[:12], exc)
             return None
 
-    # -- updates ------------------------------------------------------------------
-    async def on_update(self, peer_id: str, envelope) -> dict:
-        """Admit (authorise, verify, validate) and keep one worker's update, or reject it with a reason."""
-        rs = self.current
-        try:
-            admitted = await self.admission.admit_async(
-                peer_id, envelope, authorize=self._authorize_update,
-                validate=lambda signer, body: self._validate_update(rs, signer, body), task=self.id)
-        except NotAdmitted as exc:
-            return self._rejected(rs, exc.rejection)
-        assert rs is not None  # _validate_update admits nothing while no round is open
-        rs.accepted[admitted.signer] = admitted.value
-        rs.check_all_in()
-        return {"accepted": True, "reason": None}
-
-    def _authorize_update(self, signer: str, body: dict) -> None:
-        """Before any signature check or replay memory: the signer (= sender) takes part and may contribute
-        (the admission then checks its LEARN_CONTRIBUTE capability)."""
-        if not self._participant(signer):
-            raise UpdateRejected("not_participant", f"{signer[:12]} is not a participant of task {self.id}")
-        if self.node.peers.tier_of(signer).value not in self.spec.tiers:
-            raise RefusedByPolicy(f"task {self.id} takes updates only from tiers {', '.join(self.spec.tiers)}")
-
-    def _participant(self, peer: str) -> bool:
-        rs = self.current
-        return peer in self.participants or (rs is not None and peer in rs.participants)
-
-    async def _validate_update(self, rs: _Round | None, signer: str, body: dict) -> tuple:
-        """The update fits the open round (secure aggregation: takes its masked vector); else raises.
-
-        Returns what the round keeps: ``(flat weights, n_examples, loss, norm)``.
-        """
-        upd = proto.parse_update(body)
-        if upd.task != self.id:
-            raise MalformedMessage("update for another task")
-        if rs is None or upd.round_id != rs.round_id or upd.round != rs.number:
-            raise UpdateRejected("late" if upd.round <= self.round + 1 else "wrong_round",
-                                 f"update for round {upd.round}, which is not open")
-        if rs.closed:
-            raise UpdateRejected("late", f"round {rs.number} closed at its deadline")
-        if signer in rs.accepted or signer in rs.rejected:
-            raise UpdateRejected("duplicate", "a second update for the same round")
-        if upd.n_examples > rs.weight_cap:
-            raise UpdateRejected("example_count", f"{upd.n_examples} examples claimed; this round counts at "
-                                                  f"most {rs.weight_cap} per update (the announced weight cap)")
-        if rs.sa is not None:
-            if upd.masked is None:
-                raise MalformedMessage("this round uses secure aggregation: send a masked vector")
-            try:
-                rs.sa.add_masked_input(signer, upd.masked)
-            except BadRequest as exc:
-                raise UpdateRejected("malformed", str(exc)) from None
-            return None, upd.n_examples, upd.loss, float("nan")
-        if upd.weights is None:
-            raise MalformedMessage("this round does not use secure aggregation: send weights")
-        strict = self.node.peers.tier_of(signer).value
-        flat, norm, vloss = await asyncio.to_thread(self._check_update, upd.weights, rs.ref_loss, strict)
-        if rs.closed:
-            raise UpdateRejected("late", f"round {rs.number} closed at its deadline")
-        return flat, upd.n_examples, upd.loss, norm
-
-    def _check_update(self, data: bytes, ref_loss: float, tier: str):
-        """Blocking: decode with shape/dtype/finiteness checks (UpdateRejected), then validate on the held-out set."""
-        from core.learning.tensors import decode, flatten
-        _, wspec, global_weights = self._loaded()
-        expected = 4 * sum(int(np.prod(s)) for s, _ in wspec.values())
-        weights = decode(data, wspec, expected + 64 * 1024)
-        flat = flatten(weights)
-        norm = float(np.linalg.norm((flat - flatten(global_weights)).astype(np.float64)))
-        vloss = math.nan
-        if self.spec.validate:
-            vloss, _ = self._evaluate(weights, True)
-            factor, margin = TOLERANCE.get(tier, TOLERANCE["sandbox"])
-            if not math.isfinite(vloss) or vloss > ref_loss * factor + margin:
-                raise UpdateRejected("validation", f"held-out loss {vloss:.3f} exceeds what this {tier} peer "
-                                                   f"may reach ({ref_loss:.3f} x {factor} + {margin})")
-        return flat, norm, vloss
-
-    def _reject(self, rs: _Round | None, peer_id: str, code: str, message: str) -> dict:
-        """Reject an admitted update found wrong later (e.g. an outlier at aggregation)."""
-        rejection = self.admission.reject(peer_id, Reason.INVALID, code, message, task=self.id)
-        return self._rejected(rs, rejection)
-
-    def _rejected(self, rs: _Round | None, rejection: Rejection) -> dict:
-        """Count a rejection (reported by the admission step) in the task and its round; the reply."""
-        peer_id, reason = rejection.peer, rejection.code
-        self.rejections[reason] += 1
-        if rs is not None and not rs.closed and peer_id in rs.participants and peer_id not in rs.accepted:
-            rs.rejected.setdefault(peer_id, reason)
-            rs.reasons[reason] += 1
-            rs.check_all_in()
-        return {"accepted": False, "reason": reason, "message": rejection.message[:300]}
-
     # -- aggregation -----------------------------------------------------------------
-    def _aggregate(self, rs: _Round, global_flat: np.ndarray):
+    def _aggregate(self, rs: OpenRound, global_flat: np.ndarray):
         """Blocking: run the aggregator; mark far-off updates of robust rules as outliers."""
-        from core.learning.aggregators import aggregate
+        from core.learning.compose import aggregate_flats
         peers = sorted(rs.accepted)
-        flats = [rs.accepted[p][0] for p in peers]
+        flats = [f for f in (rs.accepted[p][0] for p in peers) if f is not None]
         counts = [1 if self.spec.dp else rs.accepted[p][1] for p in peers]
-        result = aggregate(self.spec.aggregator, flats, counts, self.spec.f(len(peers)),
-                           reference=global_flat)
-        outliers: dict[str, str] = {}
-        if self.spec.rule.robust and len(peers) >= 3:
-            dist = np.array([float(np.linalg.norm(f - result.vector)) for f in flats])
-            cut = OUTLIER_FACTOR * float(np.median(dist))
-            outliers = {peers[i]: "outlier" for i in range(len(peers)) if dist[i] > cut > 0}
-        kept = {peers[i] for i in result.kept}
-        return result.vector, (kept, outliers)
+        vector, kept, outliers = aggregate_flats(self.spec.aggregator, flats, counts, self.spec.f(len(peers)),
+                                                 global_flat)
+        return vector, ({peers[i] for i in kept}, {peers[i]: "outlier" for i in outliers})
 
-    async def _commit(self, rs: _Round, vector: np.ndarray, kept) -> dict | None:
+    async def _commit(self, rs: OpenRound, vector: np.ndarray, kept) -> dict | None:
         """Check the aggregate against the previous model on the held-out set, then make it the global model."""
         from core.learning.tensors import unflatten
         kept_set, outliers = kept
@@ -481,30 +363,15 @@ class CoordinatorTask:
                            f"model's {previous:.3f} (at most x{factor} + {margin}); not committed")
             return None
         self.weights, self._global_loss = candidate, loss
-        for peer, reason in outliers.items():
-            self._reject(rs, peer, reason, "update far from the robust aggregate")
-        for peer in rs.accepted:
-            if peer not in outliers:
-                try:
-                    self.node.peers.record_outcome(peer, True, "ml update accepted")
-                except CoveyError as exc:
-                    log.debug("no reputation change for %s: %s", peer[:12], exc)
+        if rs.groups:  # the aggregators admitted, settled and reported each update
+            workers = group_worker_entries(rs)
+        else:
+            self._settle(rs, outliers)
+            workers = self._worker_entries(rs, kept_set, outliers)
         epsilon = None
         if self.accountant is not None:
             self.accountant.step()
             epsilon = round(self.accountant.epsilon(), 6)
-        workers: dict[str, dict[str, object]] = {}
-        for peer in sorted(rs.participants):
-            entry: dict[str, object] = {"slot": rs.slots.get(peer)}
-            if peer in rs.accepted:
-                _, n, wloss, norm = rs.accepted[peer]
-                entry.update(n_examples=n, train_loss=_num(wloss), norm=_num(norm),
-                             used=peer in kept_set, status=outliers.get(peer, "accepted"))
-            elif peer in rs.rejected:
-                entry.update(status="rejected", reason=rs.rejected[peer])
-            else:
-                entry.update(status="missing")
-            workers[peer] = entry
         n_out = len(outliers)
         if n_out:
             rs.reasons["outlier"] += n_out
@@ -514,7 +381,7 @@ class CoordinatorTask:
             missing=sum(1 for w in workers.values() if w["status"] == "missing"),
             reasons=dict(rs.reasons), seconds=round(time.monotonic() - rs.started, 4),
             epsilon=epsilon, attempt=rs.attempt, workers=workers,
-            secure_agg=self.spec.secure_agg, at=time.time()).to_dict()
+            secure_agg=self.spec.secure_agg, at=time.time(), groups=group_records(rs)).to_dict()
         await asyncio.to_thread(self.ckpt.save, rs.number, self.weights, record)
         self.round = rs.number
         self.history.append(record)
@@ -522,14 +389,9 @@ class CoordinatorTask:
         self.node.events.emit(ev.ML_ROUND, task=self.id, rounds=self.spec.rounds, **record)
         return record
 
-    def _evaluate(self, weights: dict[str, np.ndarray], validation: bool) -> tuple[float, float]:
-        from core.learning.train import evaluate
-        (d, _, _), spec = self._loaded(), self.spec
-        X, y = (d.X_test[::2], d.y_test[::2]) if validation else (d.X_test, d.y_test)
-        return evaluate(weights, X, y, spec.model, spec.n_features, spec.n_classes, spec.image, spec.hidden)
 
     # -- secure aggregation ------------------------------------------------------------
-    async def _secagg_setup(self, rs: _Round, params: SecAggParams, keys: dict) -> SecAggCoordinator | None:
+    async def _secagg_setup(self, rs: OpenRound, params: SecAggParams, keys: dict) -> SecAggCoordinator | None:
         from core.learning.secagg import SecAggCoordinator
         advertised = {}
         for p, envelope in keys.items():
@@ -573,7 +435,7 @@ class CoordinatorTask:
         rs.dropped |= rs.participants - set(relay)
         return sa
 
-    async def _sa_call(self, peer: str, msg_type: str, rs: _Round, extra: dict, timeout: float):
+    async def _sa_call(self, peer: str, msg_type: str, rs: OpenRound, extra: dict, timeout: float):
         try:
             return await self.node.request(peer, msg_type, {"task": self.id, "round_id": rs.round_id,
                                                             **extra}, timeout=timeout)
@@ -581,7 +443,7 @@ class CoordinatorTask:
             log.info("secure aggregation: %s to %s failed: %s", msg_type, peer[:12], exc)
             return None
 
-    async def _secagg_finish(self, rs: _Round, sa: SecAggCoordinator, global_flat: np.ndarray):
+    async def _secagg_finish(self, rs: OpenRound, sa: SecAggCoordinator, global_flat: np.ndarray):
         try:
             request = sa.unmask_request()
             survivors = request["survivors"]
@@ -616,10 +478,6 @@ class CoordinatorTask:
                 "participants": len(self.participants), "rejections": dict(self.rejections),
                 "eta_seconds": None if eta is None or self.state != "running" else round(eta, 1),
                 "error": self.error, "spec": self.spec.to_dict(), "created": self.created}
-
-
-def _num(x: float):
-    return None if x is None or not math.isfinite(x) else round(float(x), 6)
 
 
 def _implausible_sum(total: np.ndarray, total_weight: float | None, n: int, params) -> str | None:

@@ -14,6 +14,16 @@ Message types (all bodies are msgpack maps of plain types)::
     ml.sa.unmask   C -> W  {task, round_id, survivors, dropped}  reply {"b_shares", "s_shares"}
     ml.info        W -> C  {"task"}                              reply: the task's status
 
+Two levels (a task with ``aggregators``; A = a group's aggregator, a CORE peer of C)::
+
+    ml.agg.round   C -> A  sealed "ml.agg.round" {task, round, attempt, round_id, weights, deadline,
+                           weight_cap, spec, group: {worker: slot}}  reply {"ok"}
+    ml.agg.update  W -> A  the sealed "ml.update" above (the round names A as the worker's
+                           aggregator)                           reply {"accepted", "reason"}
+    ml.agg.partial A -> C  sealed "ml.agg.partial" {task, round, round_id, vector|None, weight,
+                           loss, workers: {worker: {status, n_examples?, train_loss?, norm?,
+                           used?, reason?}}}                     reply {"accepted", "reason"}
+
 Everything here is pure (no torch, no I/O) so it is cheap to import and test.
 """
 from __future__ import annotations
@@ -33,7 +43,9 @@ MAX_ROUNDS = 10_000
 TIERS = ("core", "sandbox")
 ATTACKS = ("sign_flip", "noise", "label_flip")
 MODELS = ("mlp", "cnn")
-SECAGG_MIN_ROSTER = 3   # known participants a worker needs in a secure-aggregation roster
+SECAGG_MIN_ROSTER = 3
+MAX_AGGREGATORS = 64
+MAX_GROUP = 10_000   # known participants a worker needs in a secure-aggregation roster
 
 
 # Why the refused combinations are refused (shown by the CLI and GUI).
@@ -42,6 +54,8 @@ SECAGG_AGGREGATOR = ("secure aggregation hides every single update from the coor
                      + " or ".join(SECURE_AGG_RULES) + " with --secure-agg, or drop --secure-agg")
 SECAGG_VALIDATION = ("secure aggregation hides every single update from the coordinator, so it cannot "
                      "validate each update on its held-out set; use --validate off with --secure-agg")
+SECAGG_GROUPS = ("secure aggregation inside each group of a two-level task is not built yet; "
+                 "run --secure-agg without --aggregators")
 DP_VALIDATION = ("with differential privacy every single update carries noise far larger than its "
                  "signal (only the average is useful), so validating each update would reject honest "
                  "workers; use --validate off with --dp-noise")
@@ -76,6 +90,7 @@ class TaskSpec:
     n_features: int = 0
     n_classes: int = 0
     image_shape: list[int] | None = None
+    aggregators: list[str] = field(default_factory=list)  # two levels: the group aggregators (peer ids)
 
     @classmethod
     def from_dict(cls, data) -> "TaskSpec":
@@ -155,6 +170,13 @@ class TaskSpec:
                 isinstance(self.image_shape, list) and len(self.image_shape) == 2
                 and all(isinstance(v, int) and 0 < v <= 4096 for v in self.image_shape)):
             raise BadRequest("image_shape must be [height, width]")
+        from core.identity import is_peer_id
+        if not isinstance(self.aggregators, list) or len(self.aggregators) > MAX_AGGREGATORS \
+                or not all(is_peer_id(a) for a in self.aggregators) \
+                or len(set(self.aggregators)) != len(self.aggregators):
+            raise BadRequest(f"aggregators must be at most {MAX_AGGREGATORS} distinct peer ids")
+        if self.aggregators and self.secure_agg:
+            raise BadRequest(SECAGG_GROUPS)
 
     @property
     def round_minimum(self) -> int:
@@ -183,7 +205,7 @@ class TaskSpec:
 
 # -- the result of a round ----------------------------------------------------------
 ROUND_STATUS_FIELDS = ("round", "accuracy", "loss", "accepted", "rejected", "seconds", "epsilon", "reasons",
-                       "workers")
+                       "workers", "groups")
 
 
 @dataclass
@@ -205,6 +227,9 @@ class RoundRecord:
     workers: dict[str, dict]
     secure_agg: bool
     at: float
+    # Two levels: aggregator -> {"workers": [...], "status": combined|lost, "accepted", "rejected",
+    # "weight", "loss"}; every worker entry above then names its "group". Empty for one level.
+    groups: dict[str, dict] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -278,6 +303,7 @@ class RoundAnnouncement:
     weight_cap: int
     secagg: dict | None
     spec: dict
+    aggregator: str | None = None   # two levels: where this worker sends its update
 
 
 def parse_round(body: dict, max_bytes: int) -> RoundAnnouncement:
@@ -300,8 +326,12 @@ def parse_round(body: dict, max_bytes: int) -> RoundAnnouncement:
     if not (1 <= rnd <= MAX_ROUNDS and 0 <= attempt < 10_000 and 0 < deadline <= 86400
             and n_parts >= 0 and cap >= 1 and (partition is None or 0 <= partition < max(n_parts, 1))):
         raise MalformedMessage("round, attempt, deadline, partition or weight cap out of range")
+    aggregator = need(body, "aggregator", str, optional=True, max_len=64)
+    from core.identity import is_peer_id
+    if aggregator is not None and not is_peer_id(aggregator):
+        raise MalformedMessage("aggregator must be a peer id")
     return RoundAnnouncement(task_id(body), rnd, attempt, round_id, weights, float(deadline),
-                             partition, n_parts, attack, cap, secagg, spec)
+                             partition, n_parts, attack, cap, secagg, spec, aggregator)
 
 
 @dataclass(frozen=True)
@@ -330,3 +360,84 @@ def parse_update(body: dict) -> UpdateBody:
         raise MalformedMessage("round or example count out of range")
     return UpdateBody(task_id(body), rnd, round_id, weights, masked, n,
                       float(loss) if math.isfinite(loss) else float("nan"))
+
+
+@dataclass(frozen=True)
+class GroupRound:
+    """What a group's aggregator needs for one round (from a sealed ml.agg.round)."""
+    task: str
+    round: int
+    attempt: int
+    round_id: bytes
+    weights: bytes
+    deadline: float
+    weight_cap: int
+    spec: dict
+    group: dict[str, int]   # worker -> slot
+
+
+def parse_group_round(body: dict, max_bytes: int) -> GroupRound:
+    """Validate the body of a sealed ml.agg.round."""
+    from core.identity import is_peer_id
+    rnd = need(body, "round", int)
+    attempt = need(body, "attempt", int)
+    round_id = need(body, "round_id", bytes)
+    weights = need(body, "weights", bytes, max_len=max_bytes)
+    deadline = need(body, "deadline", (int, float))
+    cap = need(body, "weight_cap", int)
+    spec = need(body, "spec", dict)
+    group = need(body, "group", dict, max_len=MAX_GROUP)
+    if len(round_id) != ROUND_ID_BYTES:
+        raise MalformedMessage(f"round_id must be {ROUND_ID_BYTES} bytes")
+    if not (1 <= rnd <= MAX_ROUNDS and 0 <= attempt < 10_000 and 0 < deadline <= 86400 and cap >= 1):
+        raise MalformedMessage("round, attempt, deadline or weight cap out of range")
+    if not group or not all(is_peer_id(k) and isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 10**6
+                            for k, v in group.items()):
+        raise MalformedMessage("group must map worker peer ids to slots")
+    return GroupRound(task_id(body), rnd, attempt, round_id, weights, float(deadline), cap, spec, dict(group))
+
+
+WORKER_STATUS = ("accepted", "outlier", "rejected", "missing")
+
+
+@dataclass(frozen=True)
+class PartialBody:
+    """A group's forwarded result (from a sealed ml.agg.partial); ``vector`` is float64 bytes."""
+    task: str
+    round: int
+    round_id: bytes
+    vector: bytes | None
+    weight: float
+    loss: float
+    workers: dict[str, dict]
+
+
+def parse_partial(body: dict, max_bytes: int) -> PartialBody:
+    """Validate the body of a sealed ml.agg.partial (the vector's length is checked against the model later)."""
+    rnd = need(body, "round", int)
+    round_id = need(body, "round_id", bytes)
+    vector = need(body, "vector", bytes, optional=True, max_len=max_bytes)
+    weight = need(body, "weight", (int, float))
+    loss = need(body, "loss", (int, float))
+    workers = need(body, "workers", dict, max_len=MAX_GROUP)
+    if not (1 <= rnd <= MAX_ROUNDS and math.isfinite(weight) and weight >= 0):
+        raise MalformedMessage("round or weight out of range")
+    if (vector is None) != (weight == 0):
+        raise MalformedMessage("a partial carries a vector exactly when its weight is positive")
+    clean: dict[str, dict] = {}
+    for peer, entry in workers.items():
+        if not isinstance(peer, str) or not isinstance(entry, dict) or entry.get("status") not in WORKER_STATUS:
+            raise MalformedMessage("each worker entry needs a status: " + ", ".join(WORKER_STATUS))
+        n = entry.get("n_examples")
+        if entry["status"] in ("accepted", "outlier") and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise MalformedMessage("an accepted worker entry needs its example count")
+        clean[peer] = {"status": entry["status"], "n_examples": n if isinstance(n, int) else None,
+                       "train_loss": _finite(entry.get("train_loss")), "norm": _finite(entry.get("norm")),
+                       "used": bool(entry.get("used")),
+                       "reason": str(entry.get("reason"))[:64] if entry.get("reason") is not None else None}
+    return PartialBody(task_id(body), rnd, round_id, vector, float(weight),
+                       float(loss) if math.isfinite(loss) else float("nan"), clean)
+
+
+def _finite(x):
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None

@@ -14,14 +14,15 @@ import secrets
 from typing import Callable
 
 from core import events as ev
-from core.errors import CoveyError, UnknownTask
-from core.peers import Capability
+from core.errors import BadRequest, CoveyError, UnknownTask
+from core.peers import Capability, Tier
 
 from . import db
 from . import protocol as proto
 from .coordinator import CoordinatorTask
 from .db import MIGRATIONS
 from .worker import WorkerRole
+from .aggregator_role import AggregatorRole
 
 log = logging.getLogger("covey.learning")
 
@@ -40,10 +41,12 @@ class LearningService:
         self._spawned: set[asyncio.Task] = set()
         self.auto_join = os.environ.get(AUTO_JOIN_ENV, "").lower() in ("1", "true", "yes", "on")
         self.worker = WorkerRole(self)
+        self.aggregator = AggregatorRole(self)   # two levels: the groups this node aggregates
         contribute = Capability.LEARN_CONTRIBUTE
         node.on_message("ml.join", self._on_join, capability=contribute)
         node.on_message("ml.update", self._on_update, capability=contribute)
         node.on_message("ml.info", self._on_info, capability=contribute)
+        node.on_message("ml.agg.partial", self._on_partial, capability=contribute)
         self._unsubscribe: Callable[[], None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------
@@ -105,8 +108,13 @@ class LearningService:
 
     # -- commands -----------------------------------------------------------------
     async def start_task(self, **options) -> dict:
-        """Create a task from ``options`` (TaskSpec fields), invite workers, and start rounds."""
+        """Create a task from ``options`` (TaskSpec fields, and ``groups``: that many connected CORE
+        peers become the aggregators), invite workers, and start rounds."""
+        groups = options.pop("groups", None)
+        if groups is not None:
+            options["aggregators"] = self._choose_aggregators(groups, options.get("aggregators"))
         spec = proto.TaskSpec.from_dict({k: v for k, v in options.items() if v is not None})
+        self._check_aggregators(spec)
         await asyncio.to_thread(_fill_shape, spec)
         if spec.clients == 0 and spec.partition != "own":
             eligible = [p for p in self.node.connected_peers() if self._may_contribute(p, spec)]
@@ -125,7 +133,26 @@ class LearningService:
             self.node.peers.check(peer, Capability.LEARN_CONTRIBUTE)
         except CoveyError:
             return False
-        return self.node.peers.tier_of(peer).value in spec.tiers
+        return self.node.peers.tier_of(peer).value in spec.tiers and peer not in spec.aggregators
+
+    def _choose_aggregators(self, groups, named) -> list[str]:
+        """``groups`` connected CORE peers (sorted by id) as the group aggregators."""
+        if named:
+            raise BadRequest("give either --aggregators PEER,... or --groups N, not both")
+        if isinstance(groups, bool) or not isinstance(groups, int) or not 1 <= groups <= proto.MAX_AGGREGATORS:
+            raise BadRequest(f"--groups must be a whole number between 1 and {proto.MAX_AGGREGATORS}")
+        core = sorted(p for p in self.node.connected_peers() if self.node.peers.tier_of(p) is Tier.CORE)
+        if len(core) < groups:
+            raise BadRequest(f"--groups {groups} needs {groups} connected CORE peers to aggregate; "
+                             f"{len(core)} are connected")
+        return core[:groups]
+
+    def _check_aggregators(self, spec: proto.TaskSpec) -> None:
+        """Every named aggregator is a peer this node holds as CORE (it sees its group's updates)."""
+        for peer in spec.aggregators:
+            if self.node.peers.tier_of(peer) is not Tier.CORE:
+                raise BadRequest(f"aggregator {peer[:12]} is not a CORE peer of this node; only a CORE peer "
+                                 f"may see a group's updates (`covey peers trust {peer[:12]} core`)")
 
     def status(self, task: str | None = None) -> dict:
         """The status of ``task`` (default: the newest task here), with the list of all tasks."""
@@ -214,6 +241,10 @@ class LearningService:
             raise MalformedMessage("an ml.update must be a signed envelope")
         task = self._task_for(envelope["body"])
         return await task.on_update(peer_id, envelope)
+
+    async def _on_partial(self, peer_id: str, envelope: dict) -> dict:
+        body = envelope.get("body") if isinstance(envelope, dict) else None
+        return await self._task_for(body).on_partial(peer_id, envelope)
 
     def _on_info(self, peer_id: str, body: dict) -> dict:
         task = self._task_for(body)

@@ -239,6 +239,9 @@ class WorkerRole:
             raise RefusedByPolicy(f"round {ann.round} of task {ann.task} carries another spec than the one "
                                   "this node accepted at join")
         self._check_budget(ann.task, spec)
+        if ann.aggregator is not None and ann.aggregator not in spec.aggregators:
+            raise RefusedByPolicy(f"round {ann.round} of task {ann.task} names an aggregator that is not one of "
+                                  "the task's aggregators this node accepted at join")
         if spec.secure_agg != (ann.secagg is not None):
             raise RefusedByPolicy(f"task {ann.task} was joined {'with' if spec.secure_agg else 'without'} secure "
                                   f"aggregation; round {ann.round} is {'not ' if spec.secure_agg else ''}secure")
@@ -278,7 +281,9 @@ class WorkerRole:
                 body["weights"] = await asyncio.to_thread(encode, result.weights)
             self._member(m.coordinator, ann.task)  # the user may have lowered the coordinator meanwhile
             envelope = seal(self.node.identity, "ml.update", body)
-            reply = await self.node.request(m.coordinator, "ml.update", envelope, timeout=ann.deadline + 30)
+            # two levels: the update goes to the group's aggregator the round names (one the spec lists)
+            to, kind = (ann.aggregator, "ml.agg.update") if ann.aggregator else (m.coordinator, "ml.update")
+            reply = await self.node.request(to, kind, envelope, timeout=ann.deadline + 30)
             m.last_round = ann.round
             self._save(m)
             if not reply.get("accepted"):

@@ -143,9 +143,10 @@ def test_a_round_record_keeps_its_shape_and_status_shows_its_public_fields():
                                   workers={"p": {"slot": 0, "status": "accepted"}}, secure_agg=False,
                                   at=1.0).to_dict()
     assert list(record) == ["round", "accuracy", "loss", "accepted", "rejected", "missing", "reasons",
-                            "seconds", "epsilon", "attempt", "workers", "secure_agg", "at"]
+                            "seconds", "epsilon", "attempt", "workers", "secure_agg", "at", "groups"]
+    assert record["groups"] == {}   # one level; two-level rounds record each group
     assert list(protocol.round_view(record)) == ["round", "accuracy", "loss", "accepted", "rejected",
-                                                 "seconds", "epsilon", "reasons", "workers"]
+                                                 "seconds", "epsilon", "reasons", "workers", "groups"]
     assert protocol.round_view({"round": 3})["accuracy"] is None   # an older checkpoint's record
 
 
