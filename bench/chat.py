@@ -29,28 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.config import Settings  # noqa: E402
-from core.identity import Identity  # noqa: E402
 from core.node import Node  # noqa: E402
-
-
-async def node(root: Path, name: str) -> Node:
-    home = root / name
-    home.mkdir()
-    Identity.generate(name).save(home)
-    n = Node(home, Identity.load(home), Settings(listen="127.0.0.1:0", discovery=False))
-    await n.start()
-    return n
-
-
-async def pair(root: Path) -> tuple[Node, Node]:
-    a, b = await node(root, "a"), await node(root, "b")
-    await a.add_peer(f"127.0.0.1:{b.transport.port}", name="b")
-    while a.identity.id not in b.connected_peers():
-        await asyncio.sleep(0.01)
-    a.peers.set_tier(b.identity.id, "external")
-    b.peers.set_tier(a.identity.id, "external")
-    return a, b
+from local_nodes import node, pair  # noqa: E402  (bench/ is the script directory)
 
 
 async def chat_latency(a: Node, b: Node, n: int) -> list[float]:
