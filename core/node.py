@@ -21,7 +21,7 @@ from core.net import wire
 from .config import (MODE_RANK, Settings, check_network_key, load_settings, offered_modes, parse_network_key,
                      read_network_key, save_settings, with_changes, write_secret)
 from core.net.connection import CLOSE_POLICY, CLOSE_REPLACED, CLOSE_SHUTDOWN, PeerConnection
-from .errors import (BadRequest, CoveyError, NotAdmitted, PeerBanned, PeerUnreachable, RateLimited,
+from .errors import (BadRequest, CoveyError, KeyMismatch, NotAdmitted, PeerBanned, PeerUnreachable, RateLimited,
                      RefusedByPolicy, TimedOut, UnknownPeer, from_code)
 from .events import EventBus
 from core.net.handshake import LocalEndpoint, random_psk
@@ -600,22 +600,28 @@ class Node:
     # -- user commands -------------------------------------------------------------
     async def add_peer(self, address: str, key: str | None = None, name: str | None = None,
                        *, source: str = "manual") -> dict:
-        """Add a peer by address. With ``key`` the identity is pinned before connecting;
-        without it, the first key seen is pinned (the peer stays UNKNOWN). Either way the
-        node keeps reconnecting to it (``source`` is ``bootstrap`` for configured addresses)."""
+        """Add a peer by address. With ``key`` the peer is dialled first: if it answers with
+        another key, KeyMismatch is raised and nothing is saved; if it answers with that key,
+        or cannot be reached now, the key is pinned. Without ``key``, the first key seen is
+        pinned (the peer stays UNKNOWN). Either way the node keeps reconnecting to it
+        (``source`` is ``bootstrap`` for configured addresses). Cancelling saves nothing."""
         if key is not None:
             key = key.strip().lower()
             if not is_peer_id(key):
                 raise BadRequest("--key must be the peer's id: 64 hex digits (see `covey id` on that node)")
             if key == self.identity.id:
                 raise BadRequest("that is this node's own key")
+            if key not in self.connections:
+                try:
+                    await self.dial(address, key, source=source)
+                except (KeyMismatch, BadRequest):
+                    raise   # the peer is not who the user named, or the address is not one
+                except CoveyError as exc:   # not reachable now: pinned, retried in the background
+                    log.info("peer %s added; not reachable yet (%s), retrying in the background",
+                             address, exc)
             self._book.add_or_update(key, name=name, address=address, source=source, pinned=True,
                                      kept=True)
             self._keep(key)
-            try:
-                await asyncio.wait_for(self._await_connected(key), self.settings.connect_timeout)
-            except asyncio.TimeoutError:
-                log.info("peer %s added; not reachable yet, retrying in the background", address)
             return self.peer_view(self._book.resolve(key))  # UnknownPeer if removed meanwhile
         conn = await self.dial(address, source=source)
         rec = self._book.add_or_update(conn.peer_id, name=name, address=address, pinned=True, kept=True)
@@ -623,10 +629,6 @@ class Node:
         if keeps_connected(rec):
             self._keep(rec.id)
         return self.peer_view(rec)
-
-    async def _await_connected(self, peer_id: str) -> None:
-        while peer_id not in self.connections:
-            await self.events.wait_for(ev.PEER_CONNECTED, lambda e: e.data.get("peer") == peer_id, 30)
 
     def resolve(self, ref: str) -> PeerRecord:
         """A peer of the book, or a node heard on the LAN (which the user's action adds to the book)."""

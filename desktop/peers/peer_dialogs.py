@@ -52,6 +52,7 @@ class AddPeerDialog(QDialog):
         layout.addWidget(hint)
         layout.addWidget(self.error)
         layout.addWidget(self.buttons)
+        self.add_button.setDefault(True)   # Enter in a field submits (set once the button is in the dialog)
 
     def _changed(self) -> None:
         self.add_button.setEnabled(bool(self.address.text().strip()))
@@ -65,11 +66,16 @@ class AddPeerDialog(QDialog):
         self.submitted.emit(address, self.key.text().strip() or None, self.name.text().strip() or None)
 
     def set_busy(self, busy: bool) -> None:
-        """Disable input while the node connects."""
+        """Disable input while the node connects (Cancel stays live and cancels the attempt)."""
         for widget in (self.address, self.key, self.name, self.add_button):
             widget.setEnabled(not busy)
         self.add_button.setText("Connecting…" if busy else "Add and connect")
 
-    def show_error(self, text: str) -> None:
+    def show_error(self, text: str, field: QLineEdit | None = None) -> None:
+        """Show why the attempt failed and put the cursor in ``field`` (default: the address),
+        its text selected, so typing replaces it and Enter submits again."""
         self.error.setText(text)
         self.error.show()
+        field = field or self.address
+        field.setFocus(Qt.OtherFocusReason)
+        field.selectAll()

@@ -1,6 +1,7 @@
 """The peers table and its actions: add, set tier, ban / unban, remove."""
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 
 from PySide6.QtCore import Qt, Signal
@@ -9,7 +10,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLab
                                QWidget)
 from qasync import asyncSlot
 
-from core.errors import UnknownPeer
+from core.errors import BadRequest, KeyMismatch, UnknownPeer
 
 from ..actions import run_action, run_action_now
 from .peer_details import PeerDetails
@@ -201,6 +202,9 @@ class PeersPanel(QWidget):
     @asyncSlot(str, object, object)
     async def add_peer(self, address: str, key: str | None, name: str | None) -> None:
         dialog = self.add_dialog
+        call = asyncio.ensure_future(self.node.add_peer(address, key=key, name=name))
+        if dialog is not None:
+            dialog.rejected.connect(call.cancel)   # Cancel while connecting cancels the core call
 
         def added(peer: dict) -> str:
             if dialog is not None:
@@ -210,9 +214,21 @@ class PeersPanel(QWidget):
             self.select_peer(peer["id"])
             state = "connected" if peer["connected"] else "added; not reachable yet, retrying in the background"
             return f"Peer {_label(peer)} {state}"
-        await run_action(self, self.node.add_peer(address, key=key, name=name), failure=f"Could not add {address}",
-                         busy=dialog.set_busy if dialog is not None else None,
-                         on_error=dialog.show_error if dialog is not None else None, success=added)
+
+        def refused(reason: str) -> None:
+            if dialog is not None and dialog.isVisible():
+                dialog.show_error(reason, _field_to_fix(dialog, key, call.exception()))
+        try:
+            await run_action(self, call, failure=f"Could not add {address}",
+                             busy=dialog.set_busy if dialog is not None else None,
+                             on_error=refused, success=added)
+        except asyncio.CancelledError:
+            if not call.cancelled():
+                raise   # the slot itself is being cancelled
+            self.status.emit(f"Adding {address} cancelled; nothing was added")
+        finally:
+            if dialog is not None:
+                dialog.rejected.disconnect(call.cancel)
 
     # -- tier, ban, remove ----------------------------------------------------------------
     def set_tier(self, tier: str) -> None:
@@ -258,6 +274,14 @@ class PeersPanel(QWidget):
     async def remove_peer(self, peer_id: str, label: str) -> None:
         await run_action(self, self.node.remove_peer(peer_id), failure=f"Could not remove {label}",
                          success=f"{label} removed")
+
+
+def _field_to_fix(dialog: AddPeerDialog, key: str | None, exc: BaseException | None):
+    """The dialog field a failure points at: the key when it was refused, else the address."""
+    if key is not None and (isinstance(exc, KeyMismatch)
+                            or (isinstance(exc, BadRequest) and "key" in str(exc))):
+        return dialog.key
+    return dialog.address
 
 
 def _label(peer: dict) -> str:

@@ -1,0 +1,128 @@
+"""What a new user hit in the desktop app (issue 10), driven as a person drives it, real nodes on 127.0.0.1."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
+
+from core.identity import Identity
+from desktop.peers.peers_model import CONNECTED
+
+
+def cell(window, peer_id: str, column: int):
+    model = window.peers_panel.model
+    row = model.row_of(peer_id)
+    return None if row < 0 else model.data(model.index(row, column))
+
+
+def open_add_dialog(window, qtbot):
+    qtbot.mouseClick(window.peers_panel.add_button, Qt.LeftButton)
+    dialog = window.peers_panel.add_dialog
+    assert dialog is not None and dialog.isVisible()
+    dialog.activateWindow()
+    qtbot.waitUntil(lambda: dialog.focusWidget() is dialog.address)
+    return dialog
+
+
+def type_into_focus(qtbot, dialog, text: str) -> None:
+    """Type where the keyboard focus is, as a person does."""
+    qtbot.keyClicks(dialog.focusWidget(), text)
+
+
+def press_enter(qtbot, dialog) -> None:
+    qtbot.keyClick(dialog.focusWidget(), Qt.Key_Return)
+
+
+def fill(qtbot, dialog, address: str, key: str = "") -> None:
+    type_into_focus(qtbot, dialog, address)
+    if key:
+        qtbot.keyClick(dialog.focusWidget(), Qt.Key_Tab)
+        assert dialog.focusWidget() is dialog.key
+        type_into_focus(qtbot, dialog, key)
+
+
+def test_a_wrong_key_is_refused_in_the_dialog_and_nothing_is_saved(window, make_node, qtbot, address_of):
+    bob = make_node("bob")
+    wrong = Identity.generate("mallory").id
+    dialog = open_add_dialog(window, qtbot)
+    fill(qtbot, dialog, address_of(bob), wrong)
+    qtbot.mouseClick(dialog.add_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: dialog.error.isVisible(), timeout=15000)
+    assert dialog.isVisible()
+    assert "man in the middle" in dialog.error.text()
+    assert window.node.peers.get(wrong) is None and window.node.peers.get(bob.identity.id) is None
+    assert window.peers_panel.model.rowCount() == 0
+    # the key is what needs fixing: the cursor is there, the wrong key selected, Enter retries
+    assert dialog.focusWidget() is dialog.key and dialog.key.isEnabled()
+    assert dialog.key.selectedText() == wrong
+    type_into_focus(qtbot, dialog, bob.identity.id)
+    assert dialog.key.text() == bob.identity.id
+    press_enter(qtbot, dialog)
+    qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=15000)
+    qtbot.waitUntil(lambda: cell(window, bob.identity.id, CONNECTED) == "yes")
+    assert window.node.peers.get(bob.identity.id).pinned
+
+
+@pytest.fixture
+def silent_server(qloop, run):
+    """A TCP server on 127.0.0.1 that accepts and never answers: a dial to it hangs."""
+    state = {"open": 0, "closed": 0}
+
+    async def handle(reader, writer):
+        state["open"] += 1
+        try:
+            await reader.read()   # until the client goes away
+        finally:
+            state["closed"] += 1
+            writer.close()
+
+    server = run(asyncio.start_server(handle, "127.0.0.1", 0))
+    state["address"] = "127.0.0.1:%d" % server.sockets[0].getsockname()[1]
+    yield state
+    server.close()
+
+
+@pytest.mark.parametrize("with_key", [True, False])
+def test_cancel_while_connecting_cancels_and_adds_nothing(make_node, qtbot, silent_server, with_key):
+    from desktop.window import MainWindow
+    node = make_node("alice", connect_timeout=60.0)   # the attempt would hang for a minute
+    window = MainWindow(node)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    errors: list[str] = []
+    window.peers_panel.failed.connect(errors.append)
+    key = Identity.generate("carol").id
+    dialog = open_add_dialog(window, qtbot)
+    fill(qtbot, dialog, silent_server["address"], key if with_key else "")
+    qtbot.mouseClick(dialog.add_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: silent_server["open"] == 1)
+    assert dialog.add_button.text() == "Connecting…"
+    cancel = dialog.buttons.button(dialog.buttons.StandardButton.Cancel)
+    assert cancel.isEnabled()
+    qtbot.mouseClick(cancel, Qt.LeftButton)
+    assert not dialog.isVisible()
+    # the core call is cancelled: its connection closes long before its 60 s deadline
+    qtbot.waitUntil(lambda: silent_server["closed"] == 1, timeout=10000)
+    qtbot.waitUntil(lambda: "cancelled" in window.statusBar().currentMessage())
+    assert node.list_peers() == [] and node.peers.get(key) is None
+    assert window.peers_panel.model.rowCount() == 0 and errors == []
+
+
+def test_after_a_failed_add_the_address_has_the_focus_and_enter_submits(window, make_node, qtbot, address_of):
+    dialog = open_add_dialog(window, qtbot)
+    fill(qtbot, dialog, "127.0.0.1:1")   # nothing listens there
+    press_enter(qtbot, dialog)
+    qtbot.waitUntil(lambda: dialog.error.isVisible(), timeout=15000)
+    assert dialog.isVisible() and dialog.address.isEnabled()
+    assert dialog.focusWidget() is dialog.address
+    assert dialog.address.selectedText() == "127.0.0.1:1"
+    bob = make_node("bob")
+    type_into_focus(qtbot, dialog, address_of(bob))
+    assert dialog.address.text() == address_of(bob)
+    press_enter(qtbot, dialog)
+    qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=15000)
+    qtbot.waitUntil(lambda: cell(window, bob.identity.id, CONNECTED) == "yes")
+    assert QApplication.activeModalWidget() is None
