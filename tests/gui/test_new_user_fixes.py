@@ -126,3 +126,69 @@ def test_after_a_failed_add_the_address_has_the_focus_and_enter_submits(window, 
     qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=15000)
     qtbot.waitUntil(lambda: cell(window, bob.identity.id, CONNECTED) == "yes")
     assert QApplication.activeModalWidget() is None
+
+
+# -- disabled controls look disabled -----------------------------------------------------------
+def colours(image, rect=None) -> set[int]:
+    """The distinct RGB values in ``rect`` of a grabbed image (all of it by default)."""
+    rect = (rect or image.rect()).intersected(image.rect())
+    return {image.pixel(x, y) & 0xFFFFFF for x in range(rect.left(), rect.right() + 1)
+            for y in range(rect.top(), rect.bottom() + 1)}
+
+
+def darkest(image, rect) -> int:
+    """The luminance (0-255) of the darkest pixel in ``rect``: the text's colour on a light row."""
+    def luma(rgb: int) -> float:
+        return 0.299 * (rgb >> 16 & 255) + 0.587 * (rgb >> 8 & 255) + 0.114 * (rgb & 255)
+    return round(min(luma(c) for c in colours(image, rect)))
+
+
+def test_a_disabled_primary_button_is_rendered_differently(window, qtbot):
+    from PySide6.QtWidgets import QPushButton
+    enabled, disabled = QPushButton("Add peer…", window), QPushButton("Add peer…", window)
+    for button in (enabled, disabled):
+        button.setObjectName("primary")
+        button.style().unpolish(button)
+        button.style().polish(button)
+        button.resize(160, 36)
+        button.show()
+    disabled.setEnabled(False)
+    on, off = enabled.grab().toImage(), disabled.grab().toImage()
+    centre_left = (8, on.height() // 2)   # inside the border, left of the text: the fill
+    assert on.pixel(*centre_left) != off.pixel(*centre_left)
+    assert colours(on) != colours(off)
+
+
+def test_symmetric_without_a_network_key_is_a_disabled_greyed_item(window, qtbot):
+    panel = window.crypto_panel
+    combo = panel.preferred
+    row_sym, row_asym = combo.findData("symmetric"), combo.findData("asymmetric")
+    model = combo.model()
+    assert not model.flags(model.index(row_sym, 0)) & Qt.ItemIsEnabled
+    assert model.flags(model.index(row_asym, 0)) & Qt.ItemIsEnabled
+    qtbot.mouseClick(combo, Qt.LeftButton)
+    view = combo.view()
+    qtbot.waitUntil(view.isVisible)
+    image = view.viewport().grab().toImage()
+    sym = darkest(image, view.visualRect(model.index(row_sym, 0)))
+    asym = darkest(image, view.visualRect(model.index(row_asym, 0)))
+    assert sym - asym > 60, (sym, asym)   # grey text against the near-black of a live item
+    # clicking the greyed item does not choose it
+    qtbot.mouseClick(view.viewport(), Qt.LeftButton, pos=view.visualRect(model.index(row_sym, 0)).center())
+    assert combo.currentData() == "asymmetric"
+    combo.hidePopup()
+
+
+def test_a_disabled_menu_item_is_greyed(window, qtbot):
+    from PySide6.QtWidgets import QMenu
+    panel = window.peers_panel
+    assert not panel.unban_button.isEnabled()
+    menu = QMenu(window)
+    live = menu.addAction("Ban")
+    dead = menu.addAction("Unban")
+    dead.setEnabled(panel.unban_button.isEnabled())
+    menu.popup(window.mapToGlobal(window.rect().center()))
+    qtbot.waitUntil(menu.isVisible)
+    image = menu.grab().toImage()
+    assert darkest(image, menu.actionGeometry(dead)) - darkest(image, menu.actionGeometry(live)) > 60
+    menu.hide()
