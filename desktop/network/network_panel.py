@@ -100,7 +100,7 @@ class NetworkPanel(QScrollArea):
         return "socks5" if self.socks_radio.isChecked() else "tor" if self.tor_radio.isChecked() else "off"
 
     def _mode_changed(self, *_) -> None:
-        self.socks.setEnabled(self.chosen() == "socks5")
+        self.socks.setVisible(self.chosen() == "socks5")
         self.tor.setVisible(self.chosen() == "tor" or self._view["mode"] == "tor")
 
     def on_event_settings_changed(self, event) -> None:

@@ -8,6 +8,7 @@ from PySide6.QtWidgets import QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLine
 from core.errors import BadRequest
 
 PASSWORD_SET = "set (type a new one to replace it)"
+NO_PASSWORD = "none stored"
 
 
 def named(widget, name: str, tip: str):
@@ -53,7 +54,7 @@ class Socks5Box(QGroupBox):
             self.port.setText(str(view["port"] or ""))
             self.user.setText(view["user"] or "")
         self.password.clear()
-        self.password.setPlaceholderText(PASSWORD_SET if view["password_set"] else "none")
+        self.password.setPlaceholderText(PASSWORD_SET if view["password_set"] else NO_PASSWORD)
 
     def values(self) -> tuple[str, int, str, str | None]:
         """host, port, user and the new password (None: keep the stored one); BadRequest in words."""

@@ -11,7 +11,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 
-from desktop.network.socks_box import PASSWORD_SET
+from desktop.network.socks_box import NO_PASSWORD, PASSWORD_SET
 from desktop.network.tor_box import NOT_READY
 
 needs_microsocks = pytest.mark.skipif(shutil.which("microsocks") is None, reason="microsocks not installed")
@@ -69,7 +69,7 @@ def wait_idle(qtbot, button):
 
 def test_socks5_applied_password_write_only_and_off_again(panel, qtbot, window):
     node = window.node
-    assert panel.off_radio.isChecked() and not panel.socks.isEnabled()
+    assert panel.off_radio.isChecked() and not panel.socks.isVisible()
     click(qtbot, panel.socks_radio)
     type_socks(qtbot, panel, "127.0.0.1", 1080, "covey", "s3cret")
     click(qtbot, panel.apply_button)
@@ -92,7 +92,7 @@ def test_socks5_applied_password_write_only_and_off_again(panel, qtbot, window):
     wait_idle(qtbot, panel.apply_button)
     assert node.proxy_view()["password_set"] is False
     assert panel.current.text() == "In effect: direct connections (no proxy)"
-    assert panel.socks.password.placeholderText() == "none"
+    assert panel.socks.password.placeholderText() == NO_PASSWORD
 
 
 def test_a_bad_port_is_refused_in_words_and_nothing_changes(panel, qtbot, window):
@@ -187,3 +187,9 @@ def test_screenshot(panel, qtbot, artifacts):
     panel.window().resize(900, 600)
     qtbot.wait(50)
     assert panel.window().grab().save(str(artifacts / "network.png"))
+    click(qtbot, panel.tor_radio)
+    panel.tor.show_status({"running": True, "bootstrap": 45, "summary": "Loading relay descriptors"},
+                          chosen=True)
+    qtbot.wait(50)
+    assert panel.tor.not_ready.isVisible()
+    assert panel.window().grab().save(str(artifacts / "network-tor.png"))
