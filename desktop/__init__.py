@@ -8,7 +8,7 @@ Layout
                                        what happened; core events into ``on_event_<name>``
                                        with coalesced redraws; the look
     node/ peers/ encryption/ training/ the areas: one package per part of the window
-                                       (later network/ chat/ knowledge/ tasks/)
+                                       network/ chat/ knowledge/ tasks/
 
 Import rule (checked by tests/test_architecture_desktop.py)
     A module of an area package imports only

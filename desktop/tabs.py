@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QWidget
 from .chat.chat_panel import ChatPanel
 from .encryption.crypto_panel import CryptoPanel, SecurityBanner
 from .knowledge.knowledge_panel import KnowledgePanel
+from .network.network_panel import NetworkPanel
 from .node.identity_panel import IdentityPanel
 from .peers.peers_panel import PeersPanel
 from .tasks.tasks_panel import TasksPanel
@@ -46,6 +47,7 @@ PANELS: tuple[Panel, ...] = (
     Panel("identity_panel", IdentityPanel, LEFT),
     Panel("crypto_panel", CryptoPanel, LEFT),
     Panel("peers_panel", PeersPanel, TAB, "Peers"),
+    Panel("network_panel", NetworkPanel, TAB, "Network"),
     Panel("chat_panel", ChatPanel, TAB, "Chat", service="chat"),
     Panel("training_panel", TrainingPanel, TAB, "Training", service="learning"),
     Panel("knowledge_panel", KnowledgePanel, TAB, "Knowledge", service="knowledge"),

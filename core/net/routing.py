@@ -14,7 +14,7 @@ from pathlib import Path
 from core import events as ev
 from core.config import parse_hostport, with_changes
 from core.errors import BadRequest, CoveyError, ProxyUnreachable
-from core.net.proxy import public_proxy, save_password
+from core.net.proxy import probe_socks5, public_proxy, read_password, save_password
 from core.net.tor import TorController
 
 log = logging.getLogger("covey.routing")
@@ -110,6 +110,29 @@ class OutboundRoute:
             raise BadRequest("--tor-control and --tor-config go with --tor")
         host, port = parse_hostport(socks5 or "")
         return await self.set_proxy("socks5", host, port, user or "", password)
+
+    async def test_proxy(self, host: str | None = None, port: int | None = None, user: str | None = None,
+                         password: str | None = None, target: str | None = None,
+                         timeout: float = 10.0) -> dict:
+        """Try the SOCKS5 proxy: log in and have it connect to ``target`` (HOST:PORT; by default
+        this node's own listener). Unset arguments take the saved settings (the saved password
+        when ``password`` is None). Raises ProxyUnreachable with the reason; nothing is sent."""
+        s = self.node.settings
+        host = host if host is not None else s.proxy_host
+        port = port if port is not None else s.proxy_port
+        user = user if user is not None else s.proxy_user
+        if not host or not port:
+            raise BadRequest("no SOCKS5 proxy to test: give its host and port")
+        if password is None:
+            password = read_password(self.node.home)
+        if target is None:
+            listen_host, _ = s.listen_hostport
+            own_host = "127.0.0.1" if listen_host in ("0.0.0.0", "::", "") else listen_host
+            target_host, target_port = own_host, self.node.transport.port
+        else:
+            target_host, target_port = parse_hostport(target)
+        await probe_socks5(host, port, user, password, (target_host, target_port), timeout)
+        return {"ok": True, "proxy": f"{host}:{port}", "target": f"{target_host}:{target_port}"}
 
     async def _start_tor(self) -> None:
         node, s = self.node, self.node.settings
