@@ -2,10 +2,6 @@
 real nodes on 127.0.0.1 and a real SOCKS5 proxy (microsocks)."""
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 
 import pytest
 from PySide6.QtCore import Qt
@@ -13,33 +9,7 @@ from PySide6.QtGui import QGuiApplication
 
 from desktop.network.socks_box import NO_PASSWORD, PASSWORD_SET
 from desktop.network.tor_box import NOT_READY
-
-needs_microsocks = pytest.mark.skipif(shutil.which("microsocks") is None, reason="microsocks not installed")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def socks_proxy():
-    """A real microsocks on 127.0.0.1 with user covey / password s3cret; yields its port."""
-    port = free_port()
-    proc = subprocess.Popen(["microsocks", "-i", "127.0.0.1", "-p", str(port), "-u", "covey", "-P", "s3cret"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield port
-    proc.terminate()
-    proc.wait(5)
-
+from tests.socks import free_port, needs_microsocks, socks_proxy  # noqa: F401  (the fixture)
 
 @pytest.fixture
 def panel(window, qtbot):

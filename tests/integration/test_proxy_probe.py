@@ -1,17 +1,15 @@
 """node.route.test_proxy: a real SOCKS5 proxy (microsocks) is tried and the outcome worded."""
 from __future__ import annotations
 
-import shutil
 
 import pytest
 
 from core.errors import BadRequest, ProxyUnreachable
 
 from .conftest import address
-from .test_socks5 import free_port, socks_proxy  # noqa: F401  (the fixture)
+from tests.socks import free_port, needs_microsocks, socks_proxy  # noqa: F401  (the fixture)
 
-pytestmark = pytest.mark.skipif(shutil.which("microsocks") is None,
-                                reason="microsocks not installed (make test installs it)")
+pytestmark = needs_microsocks
 
 
 async def test_probe_reaches_own_listener_and_a_peer(make_node, socks_proxy):  # noqa: F811

@@ -1,42 +1,15 @@
 """Outbound connections through a real SOCKS5 proxy (Debian's microsocks); fail closed when it is down."""
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 
 import pytest
 
 from core.errors import ProxyUnreachable
 
 from .conftest import address
+from tests.socks import free_port, needs_microsocks, socks_proxy  # noqa: F401  (the fixture)
 
-pytestmark = pytest.mark.skipif(shutil.which("microsocks") is None,
-                                reason="microsocks not installed (make test installs it)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def socks_proxy():
-    port = free_port()
-    proc = subprocess.Popen(["microsocks", "-i", "127.0.0.1", "-p", str(port), "-u", "covey", "-P", "s3cret"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield port
-    proc.terminate()
-    proc.wait(5)
+pytestmark = needs_microsocks
 
 
 async def test_peer_reached_through_socks5_with_password(make_node, socks_proxy):
