@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Awaitable, Callable, TypeVar, Union
 
-from PySide6.QtWidgets import QLabel, QWidget
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QMessageBox, QWidget
 
 from core.errors import CoveyError, human
 
@@ -93,3 +94,18 @@ def run_action_now(widget, call: Callable[[], T], *, failure: str, on_error: Cal
         return False
     action.succeeded(result)
     return True
+
+
+def confirm(parent: QWidget, title: str, question: str, detail: str, yes_text: str,
+            on_yes: Callable[[], Any]) -> QMessageBox:
+    """Ask before something that cannot be undone: a non-blocking warning box with Cancel
+    as the default; ``on_yes`` runs only if the person presses the ``yes_text`` button.
+    The question is plain text (it may hold peer names)."""
+    box = QMessageBox(QMessageBox.Warning, title, question, QMessageBox.Yes | QMessageBox.Cancel, parent)
+    box.setTextFormat(Qt.PlainText)
+    box.setInformativeText(detail)
+    box.setDefaultButton(QMessageBox.Cancel)
+    box.button(QMessageBox.Yes).setText(yes_text)
+    box.buttonClicked.connect(lambda button: button is box.button(QMessageBox.Yes) and on_yes())
+    box.open()
+    return box

@@ -19,7 +19,7 @@ from qasync import asyncSlot
 
 from core.errors import CoveyError
 
-from ..actions import run_action, run_action_now
+from ..actions import confirm, run_action, run_action_now
 from ..bridge import Refresh
 from ..style import caption
 from .contacts_model import CONTACT_ROLE, ContactsFilter, ContactsModel
@@ -358,20 +358,13 @@ class ChatPanel(QWidget):
         if peer is None:
             return None
         name = self.name_of(peer)
-        box = QMessageBox(QMessageBox.Warning, "Close conversation", f"Close the conversation with {name}?",
-                          QMessageBox.Yes | QMessageBox.Cancel, self)
-        box.setTextFormat(Qt.PlainText)
-        box.setInformativeText(f"Every message is wiped here and on {name}'s node. This cannot be undone.")
-        box.setDefaultButton(QMessageBox.Cancel)
-        box.button(QMessageBox.Yes).setText("Close and wipe")
-        box.buttonClicked.connect(lambda button: self._close_answered(peer, box, button))
-        self.confirm_box = box
-        box.open()
-        return box
+        self.confirm_box = confirm(
+            self, "Close conversation", f"Close the conversation with {name}?",
+            f"Every message is wiped here and on {name}'s node. This cannot be undone.", "Close and wipe",
+            lambda: self._close_confirmed(peer))
+        return self.confirm_box
 
-    def _close_answered(self, peer: str, box: QMessageBox, button) -> None:
-        if button is not box.button(QMessageBox.Yes):
-            return
+    def _close_confirmed(self, peer: str) -> None:
         name = self.name_of(peer)
 
         def closed(view: dict) -> str:

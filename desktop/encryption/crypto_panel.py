@@ -12,7 +12,7 @@ from qasync import asyncSlot
 
 from core.config import MODE_RANK
 
-from ..actions import run_action
+from ..actions import confirm, run_action
 
 log = logging.getLogger("covey.desktop.crypto")
 MODE_LABELS = {
@@ -145,16 +145,11 @@ class CryptoPanel(QGroupBox):
         if not self._view["network_key"]:
             self.generate_key()
             return
-        box = QMessageBox(QMessageBox.Warning, "Replace network key",
-                          "Replace the network key with a new random one?",
-                          QMessageBox.Yes | QMessageBox.Cancel, self)
-        box.setInformativeText("Peers that hold the old key can no longer connect in symmetric "
-                               "mode until you give them the new one (`covey crypto psk export`).")
-        box.setDefaultButton(QMessageBox.Cancel)
-        box.button(QMessageBox.Yes).setText("Replace")
-        box.buttonClicked.connect(lambda b: b is box.button(QMessageBox.Yes) and self.generate_key())
-        self.confirm_box = box
-        box.open()
+        self.confirm_box = confirm(
+            self, "Replace network key", "Replace the network key with a new random one?",
+            "Peers that hold the old key can no longer connect in symmetric "
+            "mode until you give them the new one (`covey crypto psk export`).", "Replace",
+            self.generate_key)
 
     @asyncSlot()
     async def generate_key(self) -> None:

@@ -12,7 +12,7 @@ from qasync import asyncSlot
 
 from core.errors import BadRequest, KeyMismatch, UnknownPeer
 
-from ..actions import run_action, run_action_now
+from ..actions import confirm, run_action, run_action_now
 from .peer_details import PeerDetails
 from .peer_dialogs import AddPeerDialog
 from .peers_model import COLUMNS, NAME, PeersModel
@@ -254,21 +254,12 @@ class PeersPanel(QWidget):
         peer = self.selected_peer()
         if peer is None:
             return None
-        box = QMessageBox(QMessageBox.Warning, "Remove peer",
-                          f"Remove {_label(peer)} from the peer book?",
-                          QMessageBox.Yes | QMessageBox.Cancel, self)
-        box.setInformativeText("Its pinned key, tier and reputation are forgotten and the "
-                               "connection is closed. If it connects again it is a new, unknown peer.")
-        box.setDefaultButton(QMessageBox.Cancel)
-        box.button(QMessageBox.Yes).setText("Remove")
-        box.buttonClicked.connect(lambda button: self._removal_answered(peer, box, button))
-        self.confirm_box = box
-        box.open()
-        return box
-
-    def _removal_answered(self, peer: dict, box: QMessageBox, button) -> None:
-        if button is box.button(QMessageBox.Yes):
-            self.remove_peer(peer["id"], _label(peer))
+        self.confirm_box = confirm(
+            self, "Remove peer", f"Remove {_label(peer)} from the peer book?",
+            "Its pinned key, tier and reputation are forgotten and the "
+            "connection is closed. If it connects again it is a new, unknown peer.", "Remove",
+            lambda: self.remove_peer(peer["id"], _label(peer)))
+        return self.confirm_box
 
     @asyncSlot(str, str)
     async def remove_peer(self, peer_id: str, label: str) -> None:
