@@ -53,17 +53,18 @@ class StatusFields(QWidget):
         self.peers.setText(f"{count} peer{'s' if count != 1 else ''} connected")
 
     def show_route(self) -> None:
-        mode = self.node.settings.proxy_mode
-        text = f"Route: {ROUTE_NAMES.get(mode, mode)}"
-        if mode == "socks5" and self.node.settings.proxy_host:
-            text += f" {self.node.settings.proxy_host}:{self.node.settings.proxy_port}"
-        elif mode == "tor":
-            if self._tor.get("running") and self._tor.get("bootstrap", 0) >= 100:
-                text += " (ready)"
-            else:
-                text += f" (bootstrap {int(self._tor.get('bootstrap') or 0)}%)"
+        s = self.node.settings
+        text = f"Route: {ROUTE_NAMES.get(s.proxy_mode, s.proxy_mode)}"
+        bootstrap = int(self._tor.get("bootstrap") or 0)
+        waiting = s.proxy_mode == "tor" and bool(self._tor) and bootstrap < 100
+        if s.proxy_mode == "tor" and self._tor:   # our tor (owned or attached): its progress
+            text += " (ready)" if self._tor.get("running") and not waiting else f" (bootstrap {bootstrap}%)"
+        elif s.proxy_mode != "off" and s.proxy_host:
+            text += f" {s.proxy_host}:{s.proxy_port}"
         self.route.setText(text)
-        _flag(self.route, "danger", mode == "tor" and (self._tor.get("bootstrap") or 0) < 100)
+        self.route.setToolTip("Nothing is sent until tor is ready" if waiting
+                              else "How connections leave this node")
+        _flag(self.route, "danger", waiting)
 
     def show_mode(self) -> None:
         s = self.node.settings
