@@ -35,3 +35,22 @@ def click_item(qtbot, window, title: str, item: str) -> None:
             qtbot.waitUntil(lambda: not menu.isVisible())
             return
     raise AssertionError(f"no {item!r} in {title}: {items(menu)}")
+
+
+def open_window(node, qtbot, tray: bool | None = None):
+    """A MainWindow of ``node``, shown and active (keys and shortcuts reach it); ``tray`` says
+    whether the shell should believe a system tray exists (None: ask Qt)."""
+    from desktop.window import MainWindow
+    win = MainWindow(node)
+    if tray is not None:
+        win.shell.has_tray = lambda: tray
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    activate(qtbot, win)
+    return win
+
+
+def activate(qtbot, win) -> None:
+    win.activateWindow()
+    qtbot.waitUntil(win.isActiveWindow)

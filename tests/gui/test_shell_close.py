@@ -4,16 +4,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
-from desktop.window import MainWindow
-
-
-def open_window(node, qtbot, tray: bool = True) -> MainWindow:
-    win = MainWindow(node)
-    win.shell.has_tray = lambda: tray
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    return win
+from tests.gui.shell_helpers import open_window
 
 
 def close_question(qtbot, win):
@@ -42,7 +33,7 @@ def node(make_node):
 
 
 def test_keep_running_in_tray_hides_the_window_and_the_tray_brings_it_back(node, qtbot, artifacts):
-    win = open_window(node, qtbot)
+    win = open_window(node, qtbot, tray=True)
     closed = []
     win.closed.connect(lambda: closed.append(1))
     dialog = close_question(qtbot, win)
@@ -68,26 +59,26 @@ def test_keep_running_in_tray_hides_the_window_and_the_tray_brings_it_back(node,
 
 
 def test_quit_with_dont_ask_again_is_remembered_for_the_next_window(node, qtbot):
-    win = open_window(node, qtbot)
+    win = open_window(node, qtbot, tray=True)
     dialog = close_question(qtbot, win)
     tick(qtbot, dialog.remember)
     assert dialog.remember.isChecked()
     with qtbot.waitSignal(win.closed):
         qtbot.mouseClick(dialog.quit, Qt.LeftButton)
     assert not win.isVisible()
-    again = open_window(node, qtbot)
+    again = open_window(node, qtbot, tray=True)
     with qtbot.waitSignal(again.closed):
         again.close()                                   # no question this time
     assert again.shell.close_dialog is None
 
 
 def test_a_remembered_tray_choice_goes_straight_to_the_tray(node, qtbot):
-    win = open_window(node, qtbot)
+    win = open_window(node, qtbot, tray=True)
     dialog = close_question(qtbot, win)
     tick(qtbot, dialog.remember)
     qtbot.mouseClick(dialog.keep, Qt.LeftButton)
     qtbot.waitUntil(lambda: not win.isVisible())
-    again = open_window(node, qtbot)
+    again = open_window(node, qtbot, tray=True)
     again.close()
     qtbot.waitUntil(lambda: not again.isVisible())
     assert again.shell.close_dialog is None and again.shell.tray.isVisible()
@@ -97,7 +88,7 @@ def test_a_remembered_tray_choice_goes_straight_to_the_tray(node, qtbot):
 
 
 def test_cancel_keeps_the_window_open(node, qtbot):
-    win = open_window(node, qtbot)
+    win = open_window(node, qtbot, tray=True)
     dialog = close_question(qtbot, win)
     qtbot.mouseClick(dialog.cancel, Qt.LeftButton)
     qtbot.waitUntil(lambda: not dialog.isVisible())

@@ -7,7 +7,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 import pytest
 
 from desktop.shell.menus import version
-from tests.gui.shell_helpers import click_item, items, open_menu
+from tests.gui.shell_helpers import activate, click_item, items, open_menu
 
 
 class Opened(QObject):
@@ -20,6 +20,12 @@ class Opened(QObject):
     @Slot(QUrl)
     def open(self, url: QUrl) -> None:
         self.urls.append(url)
+
+
+@pytest.fixture(autouse=True)
+def active(window, qtbot):
+    """Shortcuts reach only the active window."""
+    activate(qtbot, window)
 
 
 @pytest.fixture
