@@ -20,6 +20,14 @@ MAX_BYTES = 1_000_000     # per file
 BACKUPS = 3               # covey.log.1 .. .3: at most ~4 MB in all
 
 
+class PrivateRotatingFileHandler(RotatingFileHandler):
+    """A RotatingFileHandler whose files (the first and each one after a rollover) are 0600."""
+
+    def _open(self):
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
+
+
 def log_path(home: Path) -> Path:
     """Where the desktop app of ``home`` writes its log."""
     return Path(home) / LOG_DIR / LOG_FILE
@@ -30,9 +38,7 @@ def add_log_file(home: Path, max_bytes: int = MAX_BYTES, backups: int = BACKUPS)
     folder); returns the handler (``remove_log_file`` takes it off again)."""
     path = log_path(home)
     private_dir(path.parent)
-    handler = RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
-    if os.name == "posix":
-        os.chmod(path, 0o600)
+    handler = PrivateRotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
     handler.setFormatter(JsonLines())
     logging.getLogger().addHandler(handler)
     return handler
