@@ -1,7 +1,6 @@
 """An unexpected exception is logged and shown in a dialog with the log file's path."""
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
