@@ -20,6 +20,7 @@ from core.errors import CoveyError, human
 
 from .shell.crash import CrashReporter
 from .shell.logfile import add_log_file, log_path, remove_log_file
+from .shell.shown import FirstPaint
 from .shell.single import SingleInstance, ask_running_app
 from .startup import ask_name_dialog, ask_passphrase_dialog, open_node
 from .style import app_icon, style_sheet
@@ -43,6 +44,7 @@ class Session:
         await self.runtime.start()
         self.window = MainWindow(self.node)
         self.window.closed.connect(self.closed.set)
+        FirstPaint(self.window)
         self.window.show()
 
     def bring_to_front(self) -> None:
