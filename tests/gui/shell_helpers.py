@@ -1,7 +1,10 @@
 """Driving the menu bar the way a person does: click the menu's title, then the item."""
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from contextlib import contextmanager
+
+from PySide6.QtCore import QObject, Qt, QUrl, Slot
+from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QMenu
 
 
@@ -54,3 +57,28 @@ def open_window(node, qtbot, tray: bool | None = None):
 def activate(qtbot, win) -> None:
     win.activateWindow()
     qtbot.waitUntil(win.isActiveWindow)
+
+
+class Opened(QObject):
+    """Receives the URLs the app asks the desktop to open (QDesktopServices' own hook)."""
+
+    def __init__(self):
+        super().__init__()
+        self.urls: list[QUrl] = []
+
+    @Slot(QUrl)
+    def open(self, url: QUrl) -> None:
+        self.urls.append(url)
+
+
+@contextmanager
+def urls_opened():
+    """Collect the URLs the app asks the desktop to open, instead of opening them."""
+    catcher = Opened()
+    for scheme in ("file", "https", "http"):
+        QDesktopServices.setUrlHandler(scheme, catcher, "open")
+    try:
+        yield catcher
+    finally:
+        for scheme in ("file", "https", "http"):
+            QDesktopServices.unsetUrlHandler(scheme)

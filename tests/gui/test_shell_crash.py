@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QMessageBox, QPushButton
 
 from desktop.shell.crash import CrashReporter
 from desktop.shell.logfile import add_log_file, log_path, remove_log_file
+from tests.gui.shell_helpers import urls_opened
 
 pytestmark = pytest.mark.qt_no_exception_capture   # the reporter, not pytest-qt, takes the exceptions
 
@@ -54,6 +55,19 @@ def test_an_exception_in_a_button_handler_shows_the_dialog_with_the_log_path(rep
     assert logged and "the view has no row 7" in logged[0]["exc"] and "broken" in logged[0]["exc"]
     qtbot.mouseClick(box.button(QMessageBox.Close), Qt.LeftButton)
     qtbot.waitUntil(lambda: not box.isVisible())
+
+
+def test_open_log_folder_shows_the_folder_of_the_log(reporter, tmp_path, qtbot):
+    try:
+        raise LookupError("no such conversation")
+    except LookupError:
+        sys.excepthook(*sys.exc_info())
+    box = reporter.dialog
+    folder = next(b for b in box.buttons() if b.text() == "Open log folder")
+    with urls_opened() as opened:
+        qtbot.mouseClick(folder, Qt.LeftButton)
+        qtbot.waitUntil(lambda: not box.isVisible())
+    assert [u.toLocalFile() for u in opened.urls] == [str(log_path(tmp_path).parent)]
 
 
 def test_an_exception_in_an_event_loop_callback_shows_the_dialog(reporter, tmp_path, qloop, qtbot):

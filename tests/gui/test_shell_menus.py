@@ -1,41 +1,19 @@
 """The menu bar, used as a person uses it: click the menu, click the item, or press the shortcut."""
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, Qt, QUrl, Slot
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 import pytest
 
 from desktop.shell.menus import version
 from tests.gui.shell_helpers import activate, click_item, items, open_menu
-
-
-class Opened(QObject):
-    """Receives the URLs the app asks the desktop to open (QDesktopServices' own hook)."""
-
-    def __init__(self):
-        super().__init__()
-        self.urls: list[QUrl] = []
-
-    @Slot(QUrl)
-    def open(self, url: QUrl) -> None:
-        self.urls.append(url)
+from tests.gui.shell_helpers import urls_opened
 
 
 @pytest.fixture(autouse=True)
 def active(window, qtbot):
     """Shortcuts reach only the active window."""
     activate(qtbot, window)
-
-
-@pytest.fixture
-def opened():
-    catcher = Opened()
-    for scheme in ("file", "https", "http"):
-        QDesktopServices.setUrlHandler(scheme, catcher, "open")
-    yield catcher
-    for scheme in ("file", "https", "http"):
-        QDesktopServices.unsetUrlHandler(scheme)
 
 
 def test_the_menu_bar_has_file_view_help_with_their_items(window, qtbot, artifacts):
@@ -51,8 +29,9 @@ def test_the_menu_bar_has_file_view_help_with_their_items(window, qtbot, artifac
     assert items(open_menu(qtbot, window, "Help")) == ["Covey help", "About Covey"]
 
 
-def test_open_data_folder_opens_the_nodes_home(window, qtbot, opened):
-    click_item(qtbot, window, "File", "Open data folder")
+def test_open_data_folder_opens_the_nodes_home(window, qtbot):
+    with urls_opened() as opened:
+        click_item(qtbot, window, "File", "Open data folder")
     assert [u.toLocalFile() for u in opened.urls] == [str(window.node.home)]
 
 
@@ -75,9 +54,10 @@ def test_ctrl_number_switches_to_that_tab(window, qtbot):
     assert window.tabs.currentIndex() == 0
 
 
-def test_f1_and_help_open_the_readme(window, qtbot, opened):
-    qtbot.keyClick(window, Qt.Key_F1)
-    click_item(qtbot, window, "Help", "Covey help")
+def test_f1_and_help_open_the_readme(window, qtbot):
+    with urls_opened() as opened:
+        qtbot.keyClick(window, Qt.Key_F1)
+        click_item(qtbot, window, "Help", "Covey help")
     assert len(opened.urls) == 2
     assert all(u.toLocalFile().endswith("README.md") for u in opened.urls)
 
