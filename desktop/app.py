@@ -105,7 +105,12 @@ def main(home: Path, overrides: dict, passphrase: bytes | None) -> int:
     app = make_app()
     home = Path(home)
     instance = SingleInstance(home)
-    if not instance.claim():
+    try:
+        claimed = instance.claim()
+    except OSError as exc:
+        QMessageBox.critical(None, "Covey", f"Covey cannot use the data folder {home}:\n\n{human(exc)}")
+        return 1
+    if not claimed:
         if ask_running_app(home):
             log.info("Covey already runs with %s: its window was raised", home)
             return 0

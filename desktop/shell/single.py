@@ -15,7 +15,7 @@ import os
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QLockFile, QObject, Signal
+from PySide6.QtCore import QLockFile, QObject, QTimer, Signal
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
 
 from core.files import private_dir
@@ -26,6 +26,8 @@ RAISE = b"raise\n"
 ANSWER = b"ok\n"
 MAX_REQUEST = 64          # bytes a client may send before it is dropped
 CONNECT_MS = 3000         # how long a second launch tries to reach the first one
+REQUEST_MS = 2000         # how long a client may take to send its request
+MAX_CLIENTS = 4           # connections served at once; more are dropped
 
 
 def server_name(home: Path) -> str:
@@ -46,6 +48,7 @@ class SingleInstance(QObject):
         self.name = server_name(self.home)
         self._lock: QLockFile | None = None
         self.server: QLocalServer | None = None
+        self._clients: set[QLocalSocket] = set()
 
     def claim(self) -> bool:
         """Take the home (True), or learn that another app holds it (False)."""
@@ -76,8 +79,20 @@ class SingleInstance(QObject):
     def _accept(self) -> None:
         while self.server is not None and self.server.hasPendingConnections():
             sock = self.server.nextPendingConnection()
+            if len(self._clients) >= MAX_CLIENTS:
+                sock.abort()
+                sock.deleteLater()
+                continue
+            self._clients.add(sock)
             sock.readyRead.connect(lambda s=sock: self._read(s))
-            sock.disconnected.connect(sock.deleteLater)
+            sock.disconnected.connect(lambda s=sock: self._drop(s))
+            QTimer.singleShot(REQUEST_MS, sock, sock.abort)   # a silent client does not stay
+            if sock.bytesAvailable():   # arrived before readyRead was connected
+                self._read(sock)
+
+    def _drop(self, sock: QLocalSocket) -> None:
+        self._clients.discard(sock)
+        sock.deleteLater()
 
     def _read(self, sock: QLocalSocket) -> None:
         data = bytes(sock.peek(MAX_REQUEST + 1))
@@ -109,6 +124,13 @@ def ask_running_app(home: Path, timeout_ms: int = CONNECT_MS) -> bool:
         time.sleep(0.1)
     sock.write(RAISE)
     sock.waitForBytesWritten(timeout_ms)
-    answered = sock.waitForReadyRead(timeout_ms) and bytes(sock.readAll()).startswith(ANSWER)
+    answer = b""
+    while ANSWER not in answer and len(answer) <= MAX_REQUEST and time.monotonic() < deadline + timeout_ms / 1000:
+        # the answer may have come in already (while the request was being written)
+        if not sock.bytesAvailable() and not sock.waitForReadyRead(100):
+            if sock.state() != QLocalSocket.ConnectedState and not sock.bytesAvailable():
+                break
+            continue
+        answer += bytes(sock.readAll())
     sock.abort()
-    return answered
+    return answer.startswith(ANSWER)

@@ -99,3 +99,65 @@ def test_a_headless_node_on_the_home_is_refused_with_a_message(home, env, monkey
         assert json.loads((home / "control.json").read_text())["pid"] == headless.pid   # untouched
     finally:
         stop(headless)
+
+
+def test_a_launch_while_the_window_is_in_the_tray_brings_it_back(make_node, run, qtbot):
+    import asyncio
+
+    from desktop.shell.single import SingleInstance, ask_running_app
+    from tests.gui.shell_helpers import open_window
+    node = make_node("pia")
+    instance = SingleInstance(node.home)
+    assert instance.claim()
+    try:
+        win = open_window(node, qtbot, tray=True)
+        instance.raise_requested.connect(win.bring_to_front)
+        win.shell.prefs.set_close_choice("tray")
+        win.close()
+        qtbot.waitUntil(lambda: not win.isVisible())
+        assert not SingleInstance(node.home).claim()          # the home is taken
+        assert run(asyncio.to_thread(ask_running_app, node.home)) is True
+        qtbot.waitUntil(win.isVisible)
+        with qtbot.waitSignal(win.closed):
+            win.quit()
+    finally:
+        instance.release()
+    assert SingleInstance(node.home).claim()                  # released: the next launch may take it
+
+
+def test_a_client_that_sends_garbage_is_dropped(make_node, run, qtbot):
+    import asyncio
+
+    from PySide6.QtNetwork import QLocalSocket
+
+    from desktop.shell.single import SingleInstance, server_name
+    node = make_node("quinn")
+    instance = SingleInstance(node.home)
+    assert instance.claim()
+    raised = []
+    instance.raise_requested.connect(lambda: raised.append(1))
+
+    def send(data: bytes) -> bytes:
+        sock = QLocalSocket()
+        sock.connectToServer(server_name(node.home))
+        assert sock.waitForConnected(3000)
+        sock.write(data)
+        sock.waitForBytesWritten(3000)
+        answer = b""
+        for _ in range(30):   # until the answer's newline, or the server hung up (3 s at most)
+            answer += bytes(sock.readAll())
+            if b"\n" in answer or sock.state() != QLocalSocket.ConnectedState:
+                break
+            sock.waitForReadyRead(100)
+        answer += bytes(sock.readAll())
+        sock.abort()
+        return answer
+
+    try:
+        assert run(asyncio.to_thread(send, b"x" * 1000)) == b""
+        assert run(asyncio.to_thread(send, b"delete everything\n")) == b""
+        assert raised == []
+        assert run(asyncio.to_thread(send, b"raise\n")) == b"ok\n"
+        qtbot.waitUntil(lambda: raised == [1])
+    finally:
+        instance.release()
