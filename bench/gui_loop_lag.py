@@ -113,8 +113,10 @@ async def run_task(node, coordinator_home: Path | None, rounds: int, epochs: int
 
         def state():
             return last
-    sender = subprocess.Popen([sys.executable, "-c", SENDER, *sender_args], cwd=REPO, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    sender = None
+    if sender_args:   # --interval 0: no chat, the task alone
+        sender = subprocess.Popen([sys.executable, "-c", SENDER, *sender_args], cwd=REPO, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     stop = asyncio.Event()
 
     async def watch():
@@ -128,8 +130,9 @@ async def run_task(node, coordinator_home: Path | None, rounds: int, epochs: int
     watcher.cancel()
     if coordinator_home is not None:
         poller.cancel()
-    sender.kill()
-    sender.wait()
+    if sender is not None:
+        sender.kill()
+        sender.wait()
     off()
     final = state()
     return {**summary(lags), "seconds": round(elapsed, 1), "task_state": final["state"],
@@ -159,8 +162,8 @@ async def bench(args, app) -> dict:
         address = f"127.0.0.1:{node.transport.port}"
         try:
             homes = {name: root / name for name in ("w0", "w1", "carol")}
-            for h in homes.values():
-                procs.append(start_headless(h, env))
+            for h in homes.values():   # blocking start-up polls: off the loop
+                procs.append(await asyncio.to_thread(start_headless, h, env))
             ids = {}
             for name, h in homes.items():
                 await call(h, "peers.add", {"address": address})
@@ -178,10 +181,13 @@ async def bench(args, app) -> dict:
             await call(homes["w0"], "peers.trust", {"peer": ids["w1"], "tier": "core"})
             await call(homes["w0"], "peers.trust", {"peer": node.identity.id, "tier": "core"})
             await asyncio.sleep(1.0)
-            count = int(args.seconds / args.interval) + 1
-            sender_args = [str(homes["carol"]), node.identity.id, str(count), str(args.interval)]
+            count = int(args.seconds / args.interval) + 1 if args.interval > 0 else 0
+            sender_args = [str(homes["carol"]), node.identity.id, str(count), str(args.interval)] if count else []
+            workers = [ids["w0"], ids["w1"]]
             floor = summary(await probe(asyncio.Event(), args.floor_seconds))
+            await wait_connected(node, workers)
             load = await run_task(node, None, args.rounds, args.epochs, args.seconds, sender_args, env)
+            await wait_connected(node, workers)
             worker = await run_task(node, homes["w0"], args.rounds, args.epochs, args.seconds, sender_args, env)
         finally:
             window.quit()
@@ -207,7 +213,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5, help="local epochs per round")
     parser.add_argument("--seconds", type=float, default=60.0, help="longest probe per phase")
     parser.add_argument("--floor-seconds", type=float, default=8.0)
-    parser.add_argument("--interval", type=float, default=0.1, help="seconds between chat messages")
+    parser.add_argument("--interval", type=float, default=0.1, help="seconds between chat messages (0: none)")
     args = parser.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     import qasync
