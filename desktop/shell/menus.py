@@ -74,8 +74,7 @@ def build_menus(window: QMainWindow, tabs: QTabWidget, home: Path, quit: Callabl
     for index in range(tabs.count()):
         title = tabs.tabText(index).replace("&", "")
         shortcut = QKeySequence(f"Ctrl+{index + 1}") if index < MAX_TAB_SHORTCUTS else None
-        action = _action(window, f"&{title}" if index >= MAX_TAB_SHORTCUTS else title, shortcut,
-                         f"Show the {title} tab")
+        action = _action(window, title, shortcut, f"Show the {title} tab")
         action.setCheckable(True)
         action.setChecked(index == tabs.currentIndex())
         action.triggered.connect(lambda _=False, i=index: tabs.setCurrentIndex(i))
