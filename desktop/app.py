@@ -14,7 +14,6 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from core import logs
 from core.app.client import call
-from core.app.control import CONTROL_FILE
 from core.app.runtime import Runtime
 from core.errors import CoveyError, human
 
@@ -165,8 +164,6 @@ def _run(app: QApplication, home: Path, overrides: dict, passphrase: bytes | Non
 def running_elsewhere(home: Path) -> str | None:
     """Why this home cannot be opened because its node already runs (``covey --headless``,
     say), or None. A control.json left by a crash does not count (the client checks the pid)."""
-    if not (home / CONTROL_FILE).exists():
-        return None
     try:
         info = call(home, "id", {}, timeout=5.0)
     except CoveyError:
