@@ -188,7 +188,7 @@ async def bench(args, app) -> dict:
             await wait_connected(node, workers)
             load = await run_task(node, None, args.rounds, args.epochs, args.seconds, sender_args, env)
             await wait_connected(node, workers)
-            worker = await run_task(node, homes["w0"], args.rounds, args.epochs, args.seconds, sender_args, env)
+            worker = await run_task(node, homes["w0"], args.rounds, args.worker_epochs, args.seconds, sender_args, env)
         finally:
             window.quit()
             await node.stop()
@@ -211,6 +211,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=5, help="local epochs per round")
+    parser.add_argument("--worker-epochs", type=int, default=40,
+                        help="local epochs per round in the worker phase (so the app trains for seconds)")
     parser.add_argument("--seconds", type=float, default=60.0, help="longest probe per phase")
     parser.add_argument("--floor-seconds", type=float, default=8.0)
     parser.add_argument("--interval", type=float, default=0.1, help="seconds between chat messages (0: none)")

@@ -7,12 +7,15 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
 from core.identity import Identity
 from desktop.shell.logfile import log_path
+from desktop.shell.single import server_name
 from tests.gui.test_app_process import covey, wait_for_file
 
 
@@ -73,6 +76,7 @@ def test_a_crashed_app_does_not_block_the_next_launch(home, env):
     crashed.kill()                                      # no cleanup: lock, socket, control.json stay
     crashed.wait()
     assert (home / "desktop.lock").exists() and (home / "control.json").exists()
+    assert (Path(tempfile.gettempdir()) / server_name(home)).exists()   # the stale socket file
     relaunched = covey("--home", str(home), "--listen", "127.0.0.1:0", env=env)
     try:
         deadline = time.monotonic() + 60
@@ -80,6 +84,10 @@ def test_a_crashed_app_does_not_block_the_next_launch(home, env):
             assert relaunched.poll() is None, relaunched.stderr.read()
             assert time.monotonic() < deadline, "the relaunched app did not start its node"
             time.sleep(0.1)
+        # and it answers on the socket the crashed app left behind: a third launch raises it
+        third = subprocess.run([sys.executable, "-m", "desktop.launcher", "--home", str(home)], env=env,
+                               capture_output=True, text=True, timeout=60)
+        assert third.returncode == 0 and "its window was raised" in third.stderr, third.stderr
     finally:
         stop(relaunched)
     assert relaunched.returncode == 0
