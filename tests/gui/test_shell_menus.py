@@ -93,3 +93,12 @@ def test_ctrl_w_is_the_close_button(window, qtbot):
     assert window.isVisible()        # the question is asked; nothing closed yet
     qtbot.mouseClick(window.shell.close_dialog.cancel, Qt.LeftButton)
     assert window.isVisible()
+
+
+def test_close_window_in_the_file_menu_asks_like_the_close_button(window, qtbot):
+    window.shell.has_tray = lambda: True
+    click_item(qtbot, window, "File", "Close window")
+    qtbot.waitUntil(lambda: window.shell.close_dialog is not None and window.shell.close_dialog.isVisible())
+    with qtbot.waitSignal(window.closed):
+        qtbot.mouseClick(window.shell.close_dialog.quit, Qt.LeftButton)
+    assert not window.isVisible()
