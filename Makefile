@@ -4,7 +4,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 DEBS    := tor microsocks xvfb libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libegl1 libxkbcommon-x11-0 iproute2 util-linux
 
-.PHONY: run test test-containers setup debs lint bench clean
+.PHONY: run test test-containers bundle test-bundle setup debs lint bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -57,6 +57,16 @@ test-containers: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check core desktop bench
 	$(VENV)/bin/mypy
+
+# The one-folder app (PyInstaller, packaging/README.md): build/dist/covey/covey. PyInstaller
+# is a build tool, not a dependency of the app.
+bundle: $(STAMP)
+	$(PY) -m pip install -q pyinstaller==6.22.3
+	$(VENV)/bin/pyinstaller --noconfirm --log-level WARN --distpath build/dist --workpath build/pyinstaller packaging/covey.spec
+	@du -sh build/dist/covey
+
+test-bundle: bundle
+	COVEY_BUNDLE=$(CURDIR)/build/dist/covey/covey $(PY) -m pytest -q -p no:cacheprovider tests/bundle
 
 bench: $(STAMP)
 	for b in bench/*.py; do $(PY) $$b; done
