@@ -50,8 +50,7 @@ def test_bundle_inits_an_identity_and_runs_a_headless_node(tmp_path):
     home = tmp_path / "home"
     assert covey(tmp_path, "--version").stdout.strip()
     created = covey_json(tmp_path, "--home", str(home), "init")
-    shown = covey_json(tmp_path, "--home", str(home), "id")
-    assert shown["id"] == created["id"] and len(shown["id"]) == 64
+    assert len(created["id"]) == 64 and (home / "identity.key").stat().st_mode & 0o777 == 0o600
 
     node = subprocess.Popen([BUNDLE, "--home", str(home), "--headless", "--listen", "127.0.0.1:0"],
                             cwd=tmp_path, env=clean_env(), stdout=subprocess.DEVNULL,
@@ -60,6 +59,7 @@ def test_bundle_inits_an_identity_and_runs_a_headless_node(tmp_path):
         wait_for("control socket", lambda: (home / "control.json").exists() or node.poll() is not None)
         assert node.poll() is None, node.stderr.read() if node.stderr else ""
         running = covey_json(tmp_path, "--home", str(home), "id")
+        assert running["id"] == created["id"]
         port = running["listen"][0].rsplit(":", 1)[1]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as health:
             assert health.status == 200 and json.load(health)["status"] == "pass"
