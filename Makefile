@@ -45,7 +45,7 @@ test: $(STAMP) debs lint
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -p no:cacheprovider tests
 	$(TOR_NS) sh -c 'ip link set lo up && exec $(PY) -m pytest -q -p no:cacheprovider -m tor tests/integration/tor'
 	@if packaging/podman.sh can-run; then $(MAKE) --no-print-directory test-containers; \
-	 else echo "containers: skipped (installing a container engine needs root or sudo and apt-get)"; fi
+	 else echo "containers: skipped (see the reason above)"; fi
 
 # Containers: the image built from packaging/Dockerfile with Debian's podman (no registry
 # needed: packaging/podman.sh), then a federation from `covey cluster compose` trains 3 rounds.

@@ -5,7 +5,7 @@
 #   packaging/podman.sh base     debootstrap Debian bookworm and import it as debian:bookworm-slim
 #   packaging/podman.sh image    build packaging/Dockerfile as localhost/covey:latest
 #   packaging/podman.sh all      the three, each skipped when already done
-#   packaging/podman.sh can-run  exit 0 when this machine can install and run an engine
+#   packaging/podman.sh can-run  engine + base, then exit 0 when a container starts here
 #
 # With a registry, `docker build -f packaging/Dockerfile -t covey .` is all it takes.
 set -eu
@@ -65,9 +65,14 @@ image() {
     say "built $IMAGE ($($SUDO podman image inspect --format '{{.Size}}' "$IMAGE") bytes)"
 }
 
-can_run() {  # can this machine get an engine: apt-get and root (or sudo without a password)
-    command -v apt-get >/dev/null 2>&1 || return 1
-    [ "$(id -u)" = 0 ] || sudo -n true 2>/dev/null
+can_run() {  # can this machine install an engine and start a container? Says why not.
+    if ! command -v apt-get >/dev/null 2>&1; then say "no apt-get"; return 1; fi
+    if [ "$(id -u)" != 0 ] && ! sudo -n true 2>/dev/null; then say "needs root or sudo"; return 1; fi
+    engine || { say "could not install the engine's Debian packages"; return 1; }
+    base || { say "could not make the Debian base image"; return 1; }
+    if ! err=$($SUDO podman run --rm "$BASE" /bin/true 2>&1); then
+        say "podman cannot start a container on this machine: $err"; return 1
+    fi
 }
 
 case "${1:-all}" in
