@@ -227,8 +227,9 @@ class Transport:
             return web.Response(status=503, text="busy: too many handshakes in progress; retry later")
         slot = _Slot(pool, host, asyncio.get_running_loop().time(), request.transport)
         self._handshakes.append(slot)
+        # No aiohttp heartbeat or autoping: PeerConnection keeps the link alive itself.
         ws = web.WebSocketResponse(max_msg_size=self.settings.max_frame + 64, compress=False,
-                                   heartbeat=self.settings.heartbeat, autoping=True)
+                                   autoping=False)
         conn = None
         try:
             await ws.prepare(request)
@@ -352,7 +353,7 @@ class Transport:
         try:
             ws = await asyncio.wait_for(self._client().ws_connect(
                 url, max_msg_size=self.settings.max_frame + 64, compress=0,
-                heartbeat=self.settings.heartbeat, autoping=True), self.settings.connect_timeout)
+                autoping=False), self.settings.connect_timeout)
         except asyncio.TimeoutError:
             raise TimedOut(f"connecting to {address} timed out") from None
         except aiohttp.WSServerHandshakeError as exc:
@@ -409,7 +410,7 @@ class Transport:
                               remote=remote, listen_port=listen_port, max_frame=s.max_frame,
                               max_message=s.max_message, limits=self.limits(peer_id),
                               budget=self.budget, unknown_budget=self.unknown_budget,
-                              partial_timeout=s.partial_timeout)
+                              partial_timeout=s.partial_timeout, heartbeat=s.heartbeat)
 
 
 def _authenticated(hs: NoiseHandshake) -> str:
@@ -431,6 +432,12 @@ def _release() -> str:
 async def _receive(ws, peer: str = "the peer") -> bytes:
     """One binary handshake frame; a close or anything else ends the handshake with its reason."""
     msg = await ws.receive()
+    for _ in range(4):  # a PING is answered (no autoping on these sockets); a few, not forever
+        if msg.type is aiohttp.WSMsgType.PING:
+            await ws.pong(msg.data)
+        elif msg.type is not aiohttp.WSMsgType.PONG:
+            break
+        msg = await ws.receive()
     if msg.type == aiohttp.WSMsgType.BINARY:
         if len(msg.data) > HANDSHAKE_FRAME_MAX:
             raise MalformedMessage("handshake frame too large")
