@@ -34,10 +34,11 @@ import asyncio
 import logging
 import struct
 import time
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import aiohttp
 
+from core.net import inbox as _inbox
 from core.net import wire
 from core.errors import CoveyError, MalformedMessage, MessageTooLarge, PeerUnreachable
 from core.net.handshake import Channel
@@ -136,6 +137,8 @@ class PeerConnection:
         self._beat: asyncio.TimerHandle | None = None
         self._beat_state = (0, 0)            # (frames read at the last tick, silent ticks since)
         self._pinger: asyncio.Task | None = None
+        self.idle = False                    # run() waits at ws.receive() (the inbox may deliver now)
+        self.inbox: Any = None               # core.net.inbox.Inbox under ws, if installed
 
     @property
     def closed(self) -> bool:
@@ -280,10 +283,20 @@ class PeerConnection:
         self._arm_heartbeat()
         try:
             while True:
+                self.idle = True
                 frame = await ws.receive()
-                self._received += 1
+                self.idle = False
                 if frame.type is _BINARY:
-                    data = self._open(frame.data)
+                    if frame.extra is _inbox.FROM_INBOX:   # inline() began with this frame
+                        kind, data = frame.data
+                        if kind == _inbox.AWAIT:
+                            await data
+                            continue
+                        if kind == _inbox.RAISE:
+                            raise data
+                    else:
+                        self._received += 1
+                        data = self._open(frame.data)
                     if data is None:
                         continue
                     if isinstance(data, list):
@@ -302,12 +315,13 @@ class PeerConnection:
                     if pending is not None:
                         await pending
                 elif frame.type is _PING:  # answered here: the sockets run without autoping
+                    self._received += 1
                     self._tokens -= 1
                     if self._tokens < 0:
                         await self._throttle()
                     await ws.pong(frame.data)
                 elif frame.type is _PONG:
-                    continue
+                    self._received += 1
                 elif frame.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
                                     aiohttp.WSMsgType.CLOSED):
                     if not self.close_reason:
@@ -330,6 +344,7 @@ class PeerConnection:
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             self.close_reason = f"connection lost: {exc}"
         finally:
+            self.idle = False
             self._drop_parts()
             self._disarm_heartbeat()
             self._closed.set()
@@ -369,6 +384,26 @@ class PeerConnection:
             log.debug("heartbeat to %s failed: %s", self.peer_id[:12], exc)
         finally:
             self._pinger = None
+
+    def inline(self, frame: bytes) -> None:
+        """One binary frame, from the inbox while run() idles (see core.net.inbox): the
+        same steps as run() takes; what would need an await (the rate limit's sleep, a
+        send that waits, a batch) or an error is queued for run(), in order."""
+        self._received += 1
+        inbox = self.inbox
+        try:
+            data = self._open(frame)
+            if data is None:
+                return
+            if self._tokens < 1 or isinstance(data, list):
+                inbox.push(_inbox.OPENED, data)
+                return
+            self._tokens -= 1
+            pending = self._deliver(data)
+            if pending is not None and pending is not SENT:
+                inbox.push(_inbox.AWAIT, pending)
+        except Exception as exc:  # run() raises it: the same outcome as a frame it read itself
+            inbox.push(_inbox.RAISE, exc)
 
     async def _throttle(self) -> None:
         """Refill the token bucket; sleep until it is no longer in debt."""
