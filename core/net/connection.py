@@ -399,7 +399,13 @@ class PeerConnection:
                 inbox.push(_inbox.OPENED, data)
                 return
             self._tokens -= 1
-            pending = self._deliver(data)
+            try:
+                msg = wire.decode(data, self.limits.max_receive)
+            except CoveyError:
+                pending = self._deliver(data)   # decodes again: counts the bad message, answers it
+            else:
+                handler = self.on_message
+                pending = handler(self, msg) if handler is not None else None
             if pending is not None and pending is not SENT:
                 inbox.push(_inbox.AWAIT, pending)
         except Exception as exc:  # run() raises it: the same outcome as a frame it read itself

@@ -86,7 +86,7 @@ def decode(data: bytes, max_size: int) -> Message:
     if len(data) > max_size:
         raise MessageTooLarge(f"message of {len(data)} bytes exceeds the limit of {max_size}")
     try:
-        raw = _unpackb(data, raw=False, strict_map_key=True)
+        raw = _unpackb(data)  # msgpack >= 1.0 defaults: raw=False, strict_map_key=True (no kwargs: cheaper)
     except Exception as exc:  # msgpack raises several unrelated types on garbage
         raise MalformedMessage(f"undecodable message: {type(exc).__name__}") from None
     if type(raw) is not dict:
