@@ -290,7 +290,7 @@ class PeerConnection:
                     if frame.extra is _inbox.FROM_INBOX:   # inline() began with this frame
                         kind, data = frame.data
                         if kind == _inbox.AWAIT:
-                            await data
+                            await _inbox.finish(*data)
                             continue
                         if kind == _inbox.RAISE:
                             raise data
@@ -407,7 +407,11 @@ class PeerConnection:
                 handler = self.on_message
                 pending = handler(self, msg) if handler is not None else None
             if pending is not None and pending is not SENT:
-                inbox.push(_inbox.AWAIT, pending)
+                # Its first step runs now, as when run() awaited it at once (a reply is written
+                # before a task scheduled meanwhile, e.g. a ban's close, runs); run() finishes it.
+                started = _inbox.start(pending)
+                if started is not None:
+                    inbox.push(_inbox.AWAIT, started)
         except Exception as exc:  # run() raises it: the same outcome as a frame it read itself
             inbox.push(_inbox.RAISE, exc)
 

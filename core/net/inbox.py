@@ -18,6 +18,7 @@ and the connection then simply runs without the shortcut.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -32,7 +33,41 @@ log = logging.getLogger("covey.inbox")
 
 _BINARY = aiohttp.WSMsgType.BINARY
 FROM_INBOX = "covey:inbox"   # WSMessage.extra (compared by identity) of an item the connection queued
-OPENED, AWAIT, RAISE = 0, 1, 2   # what such an item holds: opened frame, awaitable, exception
+OPENED, AWAIT, RAISE = 0, 1, 2   # what such an item holds: opened frame, started coroutine, exception
+
+
+def start(awaitable) -> tuple | None:
+    """Run the first step of ``awaitable`` now (an eager start, as run() awaiting it at once
+    did); None when that finished it, else (coroutine, what it waits on) for :func:`finish`."""
+    coro = awaitable.__await__()
+    try:
+        waiting = coro.send(None)
+    except StopIteration:
+        return None
+    return coro, waiting
+
+
+async def finish(coro, waiting) -> None:
+    """Drive a coroutine started by :func:`start` to its end, as its Task would have: resume
+    it when what it waits on is done (it reads the outcome itself); a cancellation of the
+    caller is thrown into it."""
+    while True:
+        try:
+            if waiting is None:                       # a bare yield (asyncio.sleep(0))
+                await asyncio.sleep(0)
+            else:
+                waiting._asyncio_future_blocking = False
+                await asyncio.wait((waiting,))        # never raises the future's own error
+        except BaseException as exc:  # our caller was cancelled: so is the coroutine
+            try:
+                waiting = coro.throw(exc)
+            except StopIteration:
+                return
+            continue
+        try:
+            waiting = coro.send(None)
+        except StopIteration:
+            return
 
 
 def item(kind: int, value: Any) -> aiohttp.WSMessage:

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from core.errors import RefusedByPolicy
 from core.net import inbox
 
 from .conftest import address, wait_until
@@ -76,3 +79,17 @@ async def test_a_handler_error_closes_the_connection_as_before(make_node):
     await bob.send(alice.identity.id, "broken", {})
     await wait_until(lambda: bob.identity.id not in alice.connections
                      or alice.connections[bob.identity.id].closed)
+
+
+async def test_an_error_reply_goes_out_before_a_close_the_handler_scheduled(make_node):
+    """What dispatch returns (here: the error reply) starts at once, as when run() awaited
+    it: a task the handler scheduled (here: closing the link, as a ban does) comes after."""
+    alice, bob = await linked(make_node)
+
+    def refuse(peer, body):
+        asyncio.ensure_future(alice.connections[peer].close(4003, "closed after the refusal"))
+        raise RefusedByPolicy("not you")
+
+    alice.on_message("refuse", refuse)
+    with pytest.raises(RefusedByPolicy, match="not you"):
+        await bob.request(alice.identity.id, "refuse", {}, timeout=5)
