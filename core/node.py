@@ -47,6 +47,7 @@ BACKOFF_MIN, BACKOFF_MAX = 0.5, 60.0
 SWEEP_INTERVAL = 0.1  # how often unanswered requests are checked against their timeout
 MAX_LAN_DIALS = 4     # LAN peers dialled at once for the session (a beacon flood dials no more)
 USER_SOURCES = ("manual", "bootstrap")  # dials whose address the user gave
+ROUTE_LABELS = {"off": "direct", "socks5": "SOCKS5", "tor": "Tor"}   # how outbound connections go
 DISCOVERY_SETTINGS = ("discovery", "discovery_group", "discovery_port", "discovery_interval",
                       "discovery_interface")
 
@@ -776,6 +777,31 @@ class Node:
         self._psk, self._psk_read = key, True
         await self._change({}, persist=False, announce=("network_key",))
         return self.crypto_view()
+
+    def sessions(self) -> list[dict]:
+        """The live connections: peer id, name, mode, route (outbound: direct, SOCKS5 or Tor
+        as the proxy setting makes them, since a proxy change drops them; or inbound) and
+        since (epoch seconds)."""
+        outbound = ROUTE_LABELS.get(self.settings.proxy_mode, self.settings.proxy_mode)
+        book = self._book
+        views = []
+        for peer_id, conn in list(self.connections.items()):
+            if conn.closed:
+                continue
+            rec = book.get(peer_id)
+            views.append({"peer": peer_id, "name": (rec.name if rec else "") or conn.peer_name,
+                          "mode": conn.mode, "route": outbound if conn.initiator else "inbound",
+                          "since": conn.opened_at})
+        return views
+
+    async def set_passphrase(self, old: str | bytes | None, new: str | bytes) -> dict:
+        """Protect the identity key file with the passphrase ``new``; when it is protected
+        already, ``old`` must unlock it. Argon2id runs in a thread, off the loop."""
+        def raw(secret: str | bytes | None) -> bytes | None:
+            return secret.encode() if isinstance(secret, str) else secret
+        await asyncio.to_thread(self.identity.change_passphrase, self.home, raw(old), raw(new) or b"")
+        self.events.emit(ev.SETTINGS_CHANGED, changes=["passphrase"])
+        return {"protected": self.identity.protected}
 
     async def set_name(self, name: str) -> dict:
         """Rename this node: peers see the new name at their next handshake and in beacons."""
