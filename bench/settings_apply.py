@@ -108,7 +108,7 @@ def main() -> dict:
             window = MainWindow(node)
             window.show()
             await asyncio.sleep(0.2)
-            panel = window.crypto_panel
+            panel = window.encryption_panel.modes
             panel.preferred.setCurrentIndex(panel.preferred.findData("none"))
             recording = True
             sys.setprofile(profile)

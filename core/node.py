@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Literal, overload
 from . import events as ev
 from core.net import wire
 from .config import (MODE_RANK, Settings, check_network_key, load_settings, offered_modes, parse_network_key,
-                     read_network_key, save_settings, with_changes, write_secret)
+                     read_key_file, read_network_key, save_settings, with_changes, write_secret)
 from core.net.connection import CLOSE_POLICY, CLOSE_REPLACED, CLOSE_SHUTDOWN, PeerConnection
 from .errors import (BadRequest, CoveyError, KeyMismatch, NotAdmitted, PeerBanned, PeerUnreachable, RateLimited,
                      RefusedByPolicy, TimedOut, UnknownPeer, from_code)
@@ -802,6 +802,19 @@ class Node:
         await asyncio.to_thread(self.identity.change_passphrase, self.home, raw(old), raw(new) or b"")
         self.events.emit(ev.SETTINGS_CHANGED, changes=["passphrase"])
         return {"protected": self.identity.protected}
+
+    async def psk_import(self, path: str | Path) -> dict:
+        """Set the network key from a file holding its 64 hex digits (read off the loop)."""
+        key = await asyncio.to_thread(read_key_file, Path(path))
+        return await self.psk_set(key)
+
+    async def psk_export(self, path: str | Path) -> dict:
+        """Write the network key to ``path`` (mode 0600), for a peer to import."""
+        key = self.psk()
+        if key is None:
+            raise BadRequest("there is no network key to export: generate or import one first")
+        await asyncio.to_thread(write_secret, Path(path), key.hex().encode() + b"\n")
+        return {"exported": str(path)}
 
     async def set_name(self, name: str) -> dict:
         """Rename this node: peers see the new name at their next handshake and in beacons."""
