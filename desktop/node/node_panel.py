@@ -37,6 +37,21 @@ def share_addresses(info: dict) -> list[str]:
     return list(dict.fromkeys(a for a in found if a))
 
 
+def keeping_focus(widget: QWidget):
+    """A ``busy`` for :func:`run_action` that disables ``widget`` and, when it is enabled
+    again, gives it back the keyboard focus it had (a disabled widget loses it)."""
+    had_focus = False
+
+    def busy(on: bool) -> None:
+        nonlocal had_focus
+        if on:
+            had_focus = widget.window().focusWidget() is widget
+        widget.setEnabled(not on)
+        if not on and had_focus:
+            widget.setFocus(Qt.OtherFocusReason)
+    return busy
+
+
 class NodePanel(QScrollArea):
     """Shows this node and sends renames, discovery and passphrase changes to it."""
 
@@ -47,6 +62,7 @@ class NodePanel(QScrollArea):
         super().__init__(parent)
         self.node = node
         self.passphrase_dialog: PassphraseDialog | None = None
+        self.chosen_address: str | None = None    # the link's address the person picked, if any
         body = QWidget()
         layout = QVBoxLayout(body)
         layout.addWidget(self._identity_box())
@@ -137,6 +153,7 @@ class NodePanel(QScrollArea):
         row.addWidget(self.qr, 0, Qt.AlignTop)
         row.addLayout(side, 1)
         self.share_address.currentIndexChanged.connect(self._show_link)
+        self.share_address.activated.connect(self._address_chosen)
         self.copy_link.clicked.connect(lambda: self._copy(self.link.text(), "Contact link copied to the clipboard"))
         return box
 
@@ -212,8 +229,12 @@ class NodePanel(QScrollArea):
         else:
             self.onion.setText("none: Tor is off (the Network tab turns it on)")
 
+    def _address_chosen(self, *_) -> None:
+        self.chosen_address = self.share_address.currentData()
+
     def _show_addresses(self, info: dict) -> None:
-        chosen = self.share_address.currentData()
+        """Offer the addresses, best first; the person's choice stays while it is one of them."""
+        chosen = self.chosen_address
         addresses = share_addresses(info)
         self.share_address.blockSignals(True)
         self.share_address.clear()
@@ -273,8 +294,13 @@ class NodePanel(QScrollArea):
             self.name.setText(self.node.identity.name)   # the old name stays
             self.name.setFocus(Qt.OtherFocusReason)
             self.name.selectAll()
+        def renaming(busy: bool) -> None:
+            if busy:
+                self.rename_button.setEnabled(False)
+            else:
+                self._name_edited()
         await run_action(self, self.node.set_name(name), failure="Could not rename this node",
-                         busy=self.rename_button, on_error=reset, error_label=self.error,
+                         busy=renaming, on_error=reset, error_label=self.error,
                          success=lambda info: f"This node is now called {info['name']}")
 
     @asyncSlot(bool)
@@ -284,7 +310,7 @@ class NodePanel(QScrollArea):
             self.discovery.setChecked(self.node.settings.discovery)
             self.discovery.blockSignals(False)
         await run_action(self, self.node.set_discovery(enabled), failure="Could not change LAN discovery",
-                         busy=self.discovery, on_error=undo, error_label=self.error,
+                         busy=keeping_focus(self.discovery), on_error=undo, error_label=self.error,
                          success="LAN discovery is on" if enabled else "LAN discovery is off")
 
     def ask_passphrase(self) -> None:
