@@ -338,3 +338,56 @@ def test_every_control_has_a_tooltip_and_an_accessible_name(tab):
     assert len(controls) >= 13
     for widget in controls:
         assert widget.toolTip() and widget.accessibleName(), widget
+
+
+# -- fitting the window ------------------------------------------------------------------------
+def test_the_node_and_encryption_tabs_fit_a_900x600_window(make_node, qtbot, monkeypatch, artifacts):
+    from tests.gui.fit import SIZE, TABS, problems, without_left_column
+    without_left_column(monkeypatch.setattr)
+    win = MainWindow(make_node("alice"))
+    qtbot.addWidget(win)
+    win.resize(*SIZE)
+    win.show()
+    qtbot.waitExposed(win)
+    for title in TABS:
+        tab = open_tab(win, qtbot, title)
+        assert problems(tab) == [], title
+        assert win.grab().save(str(artifacts / f"{title.lower()}-tab.png"))
+
+
+def test_the_node_and_encryption_tabs_fit_at_150_percent(tmp_path, artifacts):
+    import json
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "QT_SCALE_FACTOR": "1.5",
+           "COVEY_FIT_PNG": str(artifacts / "scale150"), "COVEY_HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "tests.gui.fit"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report == {"Node": [], "Encryption": [], "window": [900, 600]}
+
+
+def test_the_fit_check_sees_a_cut_label_and_a_button_out_of_sight(qtbot):
+    from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QScrollArea, QWidget
+    from tests.gui.fit import problems
+    body = QWidget()
+    row = QHBoxLayout(body)
+    label = QLabel("a label far too long to be read in a narrow window")
+    row.addWidget(label)
+    row.addWidget(QPushButton("A button"))
+    body.setMinimumWidth(400)
+    area = QScrollArea()
+    area.setWidget(body)
+    area.setWidgetResizable(True)
+    qtbot.addWidget(area)
+    area.resize(200, 200)
+    area.show()
+    found = problems(area)
+    assert any("scrolls sideways" in p for p in found)
+    assert any("'A button' is out of sight" in p for p in found)
+    body.setMinimumWidth(0)
+    label.setMinimumWidth(1)      # a layout may now squeeze it
+    area.resize(150, 200)
+    assert any(p.startswith("label 'a label far too long") for p in problems(area))
