@@ -255,6 +255,8 @@ class NodePanel(QScrollArea):
             self.qr.setText("no address yet")
         else:
             link = contact_link(address, self.node.identity.id)
+            if link == self.link.text() and self.qr.pixmap() is not None and not self.qr.pixmap().isNull():
+                return   # the same link (a tor progress event, a settings change): keep the drawn code
             self.link.setText(link)
             self.link.setCursorPosition(0)
             ratio = self.qr.devicePixelRatioF()   # whole device pixels per module at any scale
