@@ -6,7 +6,7 @@ import time
 from PySide6.QtWidgets import QAbstractItemView, QGroupBox, QHeaderView, QLabel, QTableWidget, QVBoxLayout
 
 from ..bridge import Refresh
-from ..style import BAD, MUTED, named, table_item
+from ..style import BAD, MUTED, named, plain_tip, table_item
 
 COLUMNS = ("Peer", "Mode", "Route", "Since")
 PEER, MODE, ROUTE, SINCE = range(len(COLUMNS))
@@ -45,7 +45,7 @@ class SessionsBox(QGroupBox):
         self.table.setRowCount(len(sessions))
         for row, s in enumerate(sessions):
             name = s["name"] or s["peer"][:12]
-            self.table.setItem(row, PEER, table_item(name, tip=f"{name}\n{s['peer']}"))
+            self.table.setItem(row, PEER, table_item(name, tip=plain_tip(f"{name}\n{s['peer']}")))
             plain = s["mode"] == "none"
             self.table.setItem(row, MODE, table_item(s["mode"], BAD if plain else None,
                                                      "NOT encrypted: readable on the network path" if plain else ""))

@@ -18,7 +18,7 @@ import core.events as ev
 from core.events import Event
 
 from ..bridge import Refresh
-from ..style import named
+from ..style import named, plain_tip
 
 MAX_EVENTS = 500      # rows kept; the oldest goes first
 MAX_DETAILS = 200     # characters of an event's data shown in its row
@@ -69,7 +69,7 @@ class EventRows(QAbstractTableModel):
         if role == Qt.DisplayRole:
             return (when, kind_label(kind), text)[index.column()]
         if role == Qt.ToolTipRole:
-            return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) if index.column() == TIME else text
+            return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) if index.column() == TIME else plain_tip(text)
         if role == Qt.UserRole:
             return kind
         return None

@@ -252,3 +252,22 @@ def test_every_control_has_a_tooltip_and_an_accessible_name(tab):
     assert len(controls) >= 7
     for widget in controls:
         assert widget.toolTip() and widget.accessibleName(), widget
+
+
+def test_a_peer_name_with_markup_stays_text_in_the_sessions_and_the_event_log(window, tab, qtbot, make_node,
+                                                                               run, address_of):
+    from PySide6.QtCore import Qt as _Qt
+    evil = '<img src="file:///etc/passwd"><b>mallory</b>'
+    mallory = make_node(evil)
+    run(mallory.add_peer(address_of(window.node)))
+    sessions = tab.sessions
+    qtbot.waitUntil(lambda: len(sessions.rows()) == 1)
+    assert sessions.rows()[0][0] == evil                       # the cell is plain text
+    tip = sessions.table.item(0, 0).toolTip()
+    assert "&lt;img" in tip and "<img" not in tip
+    log = window.node_panel.log
+    qtbot.waitUntil(lambda: any(kind == "peer_connected" for kind, _ in log.shown()))
+    model = log.shown_rows
+    row = next(r for r in range(model.rowCount()) if model.index(r, 1).data(_Qt.UserRole) == "peer_connected")
+    tip = model.index(row, 2).data(_Qt.ToolTipRole)
+    assert "&lt;b&gt;mallory" in tip and "<b>" not in tip
