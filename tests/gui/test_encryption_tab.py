@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
 from desktop.peers.peers_model import CONNECTED, MODE
 from tests.gui.test_node_tab import click, open_tab
+from tests.socks import needs_microsocks, socks_proxy  # noqa: F401  (the fixture)
 
 
 @pytest.fixture
@@ -233,6 +234,16 @@ def test_the_live_sessions_table_follows_connections(window, tab, qtbot, make_no
     assert not sessions.empty.isVisible()
     run(carol.stop())
     qtbot.waitUntil(lambda: sessions.rows() == [("bob", "asymmetric", "inbound")])
+
+
+@needs_microsocks
+def test_a_session_dialled_through_a_socks5_proxy_says_so(window, tab, qtbot, make_node, run, address_of,
+                                                          socks_proxy):  # noqa: F811
+    run(window.node.set_proxy("socks5", "127.0.0.1", socks_proxy, "covey", "s3cret"))
+    carol = make_node("carol")
+    run(window.node.add_peer(address_of(carol), name="carol"))
+    qtbot.waitUntil(lambda: tab.sessions.rows() == [("carol", "asymmetric", "SOCKS5")])
+    assert "through the SOCKS5 proxy" in tab.sessions.table.item(0, 2).toolTip()
 
 
 def test_a_session_in_mode_none_is_shown_in_red(window, tab, qtbot, make_node, run, address_of):
