@@ -203,10 +203,11 @@ class NodePanel(QScrollArea):
     # -- state --------------------------------------------------------------------------
     def refresh(self) -> None:
         info = self.node.info()
-        self.name.blockSignals(True)
-        self.name.setText(info["name"])
-        self.name.blockSignals(False)
-        self._name_edited()
+        if not self.name.isModified() or self.name.text().strip() == info["name"]:   # never under the typing
+            self.name.blockSignals(True)
+            self.name.setText(info["name"])
+            self.name.blockSignals(False)
+        self._update_rename()
         self.fingerprint.setText(grouped(info["fingerprint"].replace(" ", ""), 4, 4))
         self.id_label.setText(grouped(info["id"], 8, 4))
         self.listen.setText("\n".join(info["listen"]) or "not listening")
@@ -266,9 +267,11 @@ class NodePanel(QScrollArea):
         self.copy_link.setEnabled(bool(address))
 
     def _name_edited(self) -> None:
-        text = self.name.text()
-        self.rename_button.setEnabled(text.strip() != self.node.identity.name)
+        self._update_rename()
         self.error.hide()
+
+    def _update_rename(self) -> None:
+        self.rename_button.setEnabled(self.name.text().strip() != self.node.identity.name)
 
     def on_event_node_started(self, event) -> None:
         self.refresh()
@@ -296,11 +299,12 @@ class NodePanel(QScrollArea):
             self.name.setText(self.node.identity.name)   # the old name stays
             self.name.setFocus(Qt.OtherFocusReason)
             self.name.selectAll()
+
         def renaming(busy: bool) -> None:
             if busy:
                 self.rename_button.setEnabled(False)
             else:
-                self._name_edited()
+                self._update_rename()
         await run_action(self, self.node.set_name(name), failure="Could not rename this node",
                          busy=renaming, on_error=reset, error_label=self.error,
                          success=lambda info: f"This node is now called {info['name']}")

@@ -396,3 +396,10 @@ def test_the_fit_check_sees_a_cut_label_and_a_button_out_of_sight(qtbot):
     label.setMinimumWidth(1)      # a layout may now squeeze it
     area.resize(150, 200)
     assert any(p.startswith("label 'a label far too long") for p in problems(area))
+
+
+def test_a_settings_change_does_not_overwrite_a_name_being_typed(window, tab, qtbot, run):
+    retype(qtbot, tab.name, "alice-desk")
+    run(window.node.set_mode("asymmetric", "none"))        # any change of settings redraws the tab
+    qtbot.waitUntil(lambda: window.node.settings.min_mode == "none")
+    assert tab.name.text() == "alice-desk" and tab.rename_button.isEnabled()
