@@ -20,6 +20,7 @@ MAX_LINK = 320                      # the longest valid link is about 80 + 64 ch
 _ONION = re.compile(r"[a-z2-7]{56}\.onion")
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _PORT = re.compile(r"[0-9]{1,5}")
+LOOPBACK = ("127.", "[::1]", "localhost")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,20 @@ class ContactLink:
 def contact_link(address: str, peer_id: str) -> str:
     """The link for a node at ``address`` (HOST:PORT) with id ``peer_id``; BadRequest if either is wrong."""
     return str(ContactLink(check_address(address), _check_id(peer_id)))
+
+
+def best_addresses(listen: list[str], onion: str | None = None) -> list[str]:
+    """The addresses worth putting in a link, best first: the onion address, then network
+    addresses, then loopback (reachable from this machine only). Ones a peer could not
+    dial (port 0, 0.0.0.0) are left out."""
+    ordered = ([onion] if onion else []) + sorted(listen, key=lambda a: a.startswith(LOOPBACK))
+    found = []
+    for address in ordered:
+        try:
+            found.append(check_address(address))
+        except BadRequest:
+            continue
+    return list(dict.fromkeys(found))
 
 
 def looks_like_link(text: str) -> bool:

@@ -23,6 +23,7 @@ from .config import (MODE_RANK, Settings, check_network_key, load_settings, offe
 from core.net.connection import CLOSE_POLICY, CLOSE_REPLACED, CLOSE_SHUTDOWN, PeerConnection
 from .errors import (BadRequest, CoveyError, KeyMismatch, NotAdmitted, PeerBanned, PeerUnreachable, RateLimited,
                      RefusedByPolicy, TimedOut, UnknownPeer, from_code)
+from .contact_link import best_addresses, contact_link, looks_like_link, parse_contact_link
 from .events import EventBus
 from core.net.handshake import LocalEndpoint, random_psk
 from .identity import Identity, ensure_identity, is_peer_id
@@ -247,9 +248,11 @@ class Node:
         return [f"{h}:{port}" for h in hosts]
 
     def info(self) -> dict:
+        listen, onion = self.listen_addresses(), self.route.onion()
+        best = best_addresses(listen, onion)
         return {"id": self.identity.id, "name": self.identity.name,
-                "fingerprint": self.identity.fingerprint, "listen": self.listen_addresses(),
-                "onion": self.route.onion(),
+                "fingerprint": self.identity.fingerprint, "listen": listen, "onion": onion,
+                "link": contact_link(best[0], self.identity.id) if best else None,
                 "mode": self.settings.mode, "min_mode": self.settings.min_mode,
                 "network_key": self.psk() is not None, "pid": os.getpid(),
                 "uptime": round(time.time() - self.started_at, 3)}
@@ -605,7 +608,13 @@ class Node:
         another key, KeyMismatch is raised and nothing is saved; if it answers with that key,
         or cannot be reached now, the key is pinned. Without ``key``, the first key seen is
         pinned (the peer stays UNKNOWN). Either way the node keeps reconnecting to it
-        (``source`` is ``bootstrap`` for configured addresses). Cancelling saves nothing."""
+        (``source`` is ``bootstrap`` for configured addresses). Cancelling saves nothing.
+        ``address`` may be a contact link (``covey://HOST:PORT#ID``): its id is the key."""
+        if looks_like_link(address):
+            link = parse_contact_link(address)
+            if key is not None and key.strip().lower() != link.peer_id:
+                raise BadRequest("the key given is not the id in the contact link: give one or the other")
+            address, key = link.address, link.peer_id
         if key is not None:
             key = key.strip().lower()
             if not is_peer_id(key):

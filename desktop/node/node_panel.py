@@ -8,8 +8,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QGridLayout, QGroupBox, QHB
 from qasync import asyncSlot
 
 from core.config import MAX_NAME
-from core.contact_link import check_address, contact_link
-from core.errors import BadRequest
+from core.contact_link import LOOPBACK, best_addresses, contact_link
 
 from ..actions import run_action
 from ..style import caption, grouped, mono_font, named
@@ -18,23 +17,6 @@ from .passphrase_dialog import PassphraseDialog
 from .qr_code import qr_pixmap
 
 QR_SIDE = 180          # pixels at most (the code keeps whole pixels per module)
-LOOPBACK = ("127.", "[::1]", "localhost")
-
-
-def dialable(address: str) -> str | None:
-    """``address`` as a contact link holds it, or None when a peer could not dial it (port 0, 0.0.0.0)."""
-    try:
-        return check_address(address)
-    except BadRequest:
-        return None
-
-
-def share_addresses(info: dict) -> list[str]:
-    """The addresses to offer in a contact link, best first: the onion address, then the
-    network addresses, then loopback (only reachable from this machine)."""
-    listen = sorted(info["listen"], key=lambda a: a.startswith(LOOPBACK))
-    found = [dialable(a) for a in ([info["onion"]] if info.get("onion") else []) + listen]
-    return list(dict.fromkeys(a for a in found if a))
 
 
 def keeping_focus(widget: QWidget):
@@ -236,7 +218,7 @@ class NodePanel(QScrollArea):
     def _show_addresses(self, info: dict) -> None:
         """Offer the addresses, best first; the person's choice stays while it is one of them."""
         chosen = self.chosen_address
-        addresses = share_addresses(info)
+        addresses = best_addresses(info["listen"], info.get("onion"))
         self.share_address.blockSignals(True)
         self.share_address.clear()
         for address in addresses:

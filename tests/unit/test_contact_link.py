@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.contact_link import MAX_LINK, ContactLink, contact_link, looks_like_link, parse_contact_link
+from core.contact_link import (MAX_LINK, ContactLink, best_addresses, contact_link, looks_like_link,
+                               parse_contact_link)
 from core.errors import BadRequest
 from core.identity import Identity
 
@@ -88,3 +89,11 @@ def test_building_checks_the_address_and_the_id_the_same_way():
         contact_link("127.0.0.1:8102", "abc")
     assert not looks_like_link("192.168.1.20:8102")
     assert not looks_like_link(None)   # type: ignore[arg-type]
+
+
+def test_the_best_addresses_for_a_link_come_first_and_undialable_ones_are_left_out():
+    listen = ["127.0.0.1:8102", "192.168.1.20:8102", "0.0.0.0:8102", "10.0.0.5:0", "[::1]:8102"]
+    assert best_addresses(listen) == ["192.168.1.20:8102", "127.0.0.1:8102", "[::1]:8102"]
+    onion = f"{ONION}.onion:8102"
+    assert best_addresses(listen, onion)[0] == onion
+    assert best_addresses(["127.0.0.1:0"]) == []
