@@ -9,6 +9,7 @@ from PySide6.QtCore import QRect, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate
 
+from .file_row import CARD_HEIGHT
 from .messages_model import ROW_ROLE, Row, clock, countdown, ticks
 
 PAD, GAP, MARGIN = 8, 3, 6       # inside a bubble, between its lines, around it
@@ -46,6 +47,8 @@ class MessageDelegate(QStyledItemDelegate):
 
     def sizeHint(self, option, index) -> QSize:
         row: Row = index.data(ROW_ROLE)
+        if row.kind == "file":
+            return QSize(self.row_width(), CARD_HEIGHT)     # a FileCard (an index widget) covers it
         width = self.bubble_width()
         key = (row.id, width)
         height = self._heights.get(key)
@@ -62,6 +65,8 @@ class MessageDelegate(QStyledItemDelegate):
 
     def paint(self, painter: QPainter, option, index) -> None:
         row: Row = index.data(ROW_ROLE)
+        if row.kind == "file":
+            return
         font, small = self.fonts(option)
         fm, sm = QFontMetrics(font), QFontMetrics(small)
         width = self.bubble_width()
