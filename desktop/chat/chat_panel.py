@@ -65,6 +65,7 @@ class ChatPanel(QWidget):
         self.group: str | None = None           # or the open group
         self.departed: OrderedDict[str, dict] = OrderedDict()   # groups we are no longer in: shown read-only
         self.invites: set[str] = set()          # groups others added us to, not answered yet
+        self._declining: set[str] = set()       # invitations being declined (leaving says so)
         self.file_places: OrderedDict[str, int] = OrderedDict()  # file id -> the message id its row follows
         self.file_notes: dict[str, str] = {}    # file id -> "connection cut" / "resumed"
         self.group_dialog: CreateGroupDialog | None = None
@@ -402,9 +403,12 @@ class ChatPanel(QWidget):
         data = event.data
         gid, name, action = str(data.get("group")), str(data.get("name") or ""), str(data.get("action"))
         mine = {g["group"]: g for g in self.chat.groups.listing()}
+        if gid in mine and self.departed.pop(gid, None) is not None and gid == self.group:
+            self.open_group(gid)               # invited again while its read-only page is open
         if action in GONE and gid not in mine:
-            why = "declined" if action == "left" and gid in self.invites else action
+            why = "declined" if action == "left" and gid in self._declining else action
             self.invites.discard(gid)
+            self._declining.discard(gid)
             self.departed[gid] = {"name": name, "why": why, "members": list(data.get("members") or [])}
             self.departed.move_to_end(gid)
             while len(self.departed) > MAX_DEPARTED:
@@ -425,7 +429,7 @@ class ChatPanel(QWidget):
         if gid == self.group and gid in mine:
             self.refresh_group()
         if self.members_dialog is not None and self.members_dialog.property("group") == gid and gid in mine:
-            self.members_dialog.show_group(mine[gid], self.chat_peers())
+            self.members_dialog.show_group(self.group_view(gid) or mine[gid], self.chat_peers())
         self.contacts_update.request()
 
     def on_event_chat_file(self, event) -> None:
@@ -463,7 +467,11 @@ class ChatPanel(QWidget):
         return view["name"] if view else (self.departed.get(gid or "", {}).get("name") or "a group")
 
     def group_view(self, gid: str) -> dict | None:
-        return next((g for g in self.chat.groups.listing() if g["group"] == gid), None)
+        """The group's summary, this node's own name in it as "you"."""
+        view = next((g for g in self.chat.groups.listing() if g["group"] == gid), None)
+        if view is not None:
+            view["names"] = {**view["names"], self.node.identity.id: "you"}
+        return view
 
     def chat_peers(self) -> list[dict]:
         """Peers our policy lets us chat with (who can be in a group with us)."""
@@ -581,6 +589,7 @@ class ChatPanel(QWidget):
             self.refresh_group()
             self.status.emit(f"You are in {self.group_name(gid)}")
         else:
+            self._declining.add(gid)
             self.leave_group(gid)
 
     # -- files ------------------------------------------------------------------------------------------

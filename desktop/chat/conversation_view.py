@@ -287,7 +287,7 @@ class ConversationView(QStackedWidget):
         """The person left the group, was removed, or it was closed: read-only, saying why."""
         self._notice(text, answer=False)
         self.set_read_only(True)
-        for widget in (self.members_button, self.leave_button):
+        for widget in (self.members_button, self.leave_button, self.members):
             widget.setVisible(False)
         self.e2e.setText("This group is closed here: nothing more is sent to you or from you")
 

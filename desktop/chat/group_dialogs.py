@@ -128,6 +128,7 @@ class MembersDialog(QDialog):
         self.candidates = QComboBox()
         self.candidates.setAccessibleName("Contact to invite")
         self.candidates.setToolTip("Contacts you may chat with who are not in the group yet")
+        self.candidates.setPlaceholderText("every contact is in the group already")
         self.invite_button = QPushButton("&Invite")
         self.invite_button.setToolTip("Add this contact to the group; it sees the group and its members")
         self.invite_button.setAccessibleName("Invite to group")
@@ -175,6 +176,7 @@ class MembersDialog(QDialog):
         for peer in candidates:
             if peer["id"] not in view["members"]:
                 self.candidates.addItem(peer_label(peer), peer["id"])
+        self.candidates.setCurrentIndex(0 if self.candidates.count() else -1)   # a placeholder picks none
         for widget in (self.remove_button, self.candidates, self.invite_button):
             widget.setVisible(self.creator)
         self.manage.setRowVisible(0, self.creator)
