@@ -71,7 +71,6 @@ class FileCard(QWidget):
         self.cancel_button.clicked.connect(lambda: self.cancel_requested.emit(self.file_id))
 
         head = QHBoxLayout()
-        head.addWidget(_plain("📎"))
         head.addWidget(self.title, 1)
         head.addWidget(self.size)
         foot = QHBoxLayout()
@@ -79,6 +78,7 @@ class FileCard(QWidget):
         for button in (self.accept_button, self.decline_button, self.cancel_button):
             foot.addWidget(button)
         inner = QVBoxLayout(self.frame)
+        inner.setAlignment(Qt.AlignTop)
         inner.setContentsMargins(8, 5, 8, 5)
         inner.setSpacing(3)
         inner.addLayout(head)
@@ -101,7 +101,7 @@ class FileCard(QWidget):
         self.size.setText(size_text(int(view.get("size") or 0)))
         state = str(view.get("state"))
         self.progress.setValue(percent(view))
-        self.progress.setVisible(state != "offered" or self.outgoing)
+        self.progress.setVisible(state != "offered")
         words = file_state_text(view)
         if note and state in ("transferring", "saving", "done"):
             words += f" · {note}"

@@ -176,3 +176,38 @@ def test_saving_over_an_existing_file_is_refused_and_the_offer_stays_open(window
     assert taken.read_bytes() == b"keep me"
     assert theirs.state.text() == "offered to you" and theirs.accept_button.isEnabled()
     assert chat(bob).files.views()[0]["state"] == "offered"
+
+
+def test_a_transfer_cut_midway_resumes_and_both_sides_say_so(window, pair, qtbot, tmp_path, dialogs, monkeypatch):
+    import asyncio
+
+    import core.chat.files as cf
+    bob, bob_window = pair
+    alice = window.node
+    monkeypatch.setattr(cf, "PROGRESS_EVERY", 0.0)     # an event per chunk: cut at a precise point
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(16 * MiB))              # 64 chunks
+    mine = offer(window, qtbot, dialogs, src)
+    theirs = only_card(bob_window.chat_panel, qtbot)
+    cut: list = []
+
+    def progress(event) -> None:
+        data = event.data
+        if not cut and data["direction"] == "in" and data["state"] == "transferring" \
+                and 0 < data["done"] >= data["total"] // 4:
+            conn = alice.connections.get(bob.identity.id)
+            if conn is not None:                       # alice's node dials bob again by itself
+                cut.append(data["done"])
+                asyncio.ensure_future(conn.close(reason="cut by the test"))
+    bob.events.on("chat_file", progress)
+    during_cut: list[str] = []            # what bob reads once his window heard of the cut
+    bob.events.on("peer_disconnected", lambda _: during_cut.append(theirs.state.text()))
+    dialogs["save"] = str(tmp_path / "got.bin")
+    click(qtbot, theirs.accept_button)
+    qtbot.waitUntil(lambda: theirs.state.text().startswith("saved to"), timeout=60000)
+    assert cut and cut[0] < 16 * MiB                   # it really was cut midway
+    assert sha256(tmp_path / "got.bin") == sha256(src)
+    assert theirs.state.text().endswith("resumed after the connection was cut")
+    qtbot.waitUntil(lambda: mine.state.text() == "sent · resumed after the connection was cut", timeout=WAIT)
+    assert during_cut and during_cut[0].endswith("connection cut: it resumes when they are back "
+                                                 "(only the missing pieces)"), during_cut
