@@ -121,7 +121,9 @@ class ChatPanel(QWidget):
         self.receipts_box.setChecked(prefs["read_receipts"])
         self.receipts_box.setToolTip("Tell contacts when you read their messages, and see when they read yours; "
                                      "off: neither is sent nor shown")
+        self.receipts_box.setAccessibleName("Read receipts")
         self.typing_box = QCheckBox("&Typing indicator")
+        self.typing_box.setAccessibleName("Typing indicator")
         self.typing_box.setChecked(prefs["typing"])
         self.typing_box.setToolTip("Tell contacts while you type, and see when they do; off: neither")
         self.receipts_box.toggled.connect(lambda on: self.change_settings(read_receipts=on))

@@ -145,7 +145,7 @@ class ConversationView(QStackedWidget):
         self.notice_text.setTextFormat(Qt.PlainText)
         self.notice_text.setWordWrap(True)
         self.notice_text.setAccessibleName("Group notice")
-        self.stay_button = QPushButton("&Accept")
+        self.stay_button = QPushButton("Acce&pt")
         self.stay_button.setObjectName("primary")
         self.stay_button.setToolTip("Stay in the group: you see its messages and its members see yours")
         self.stay_button.setAccessibleName("Accept the group invitation")
@@ -192,7 +192,7 @@ class ConversationView(QStackedWidget):
         self.send_button.setToolTip("Send the message (Enter)")
         self.send_button.setAccessibleName("Send message")
         self.send_button.clicked.connect(self._submit)
-        self.file_button = QPushButton("&File…")
+        self.file_button = QPushButton("Fil&e…")
         self.file_button.setToolTip("Send a file: choose it, and it goes end-to-end encrypted, piece by piece, "
                                     "once the contact accepts it")
         self.file_button.setAccessibleName("Send a file")

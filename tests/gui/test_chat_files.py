@@ -211,3 +211,32 @@ def test_a_transfer_cut_midway_resumes_and_both_sides_say_so(window, pair, qtbot
     qtbot.waitUntil(lambda: mine.state.text() == "sent · resumed after the connection was cut", timeout=WAIT)
     assert during_cut and during_cut[0].endswith("connection cut: it resumes when they are back "
                                                  "(only the missing pieces)"), during_cut
+
+
+def test_a_file_name_from_the_network_is_plain_text_and_the_cards_fit_900_by_600(
+        window, pair, qtbot, tmp_path, dialogs):
+    from PySide6.QtCore import QPoint, Qt
+    from PySide6.QtWidgets import QApplication
+
+    from tests.gui.test_chat_tab import visible_controls
+    bob, bob_window = pair
+    evil = tmp_path / '<img src="file:::etc:passwd"><b>x<:b>.txt'
+    evil.write_bytes(b"x")
+    offer(window, qtbot, dialogs, evil)
+    theirs = only_card(bob_window.chat_panel, qtbot)
+    assert theirs.title.text() == evil.name
+    for label in (theirs.title, theirs.size, theirs.state):
+        assert label.textFormat() == Qt.PlainText
+    bob_window.resize(900, 600)
+    QApplication.processEvents()
+    qtbot.waitUntil(lambda: bob_window.height() == 600)
+    frame = bob_window.rect()
+    controls = visible_controls(bob_window.chat_panel)
+    assert theirs.accept_button in controls and theirs.decline_button in controls
+    assert bob_window.chat_panel.conversation.file_button in controls
+    for control in controls:
+        where = control.rect().translated(control.mapTo(bob_window, QPoint(0, 0)))
+        assert frame.contains(where), f"{control.accessibleName() or control.text()} is off screen: {where}"
+        assert control.width() >= control.minimumSizeHint().width(), f"{control.text()} is cut"
+        assert control.toolTip() and control.accessibleName(), control.text()
+    assert theirs.progress.accessibleName() and theirs.progress.toolTip()

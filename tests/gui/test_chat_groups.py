@@ -201,3 +201,37 @@ def test_group_names_and_messages_from_the_network_are_plain_text(window, trio, 
     run(chat(window.node).groups.send(group["group"], evil))
     qtbot.waitUntil(lambda: shown_texts(bob_panel) == [evil], timeout=WAIT)
     assert bob_panel.model.spoken(shown(bob_panel)[0]).endswith(evil)
+
+
+def test_the_group_view_and_its_dialogs_fit_900_by_600_and_every_control_says_what_it_does(window, trio, qtbot):
+    from PySide6.QtCore import QPoint
+    from PySide6.QtWidgets import QApplication
+
+    from tests.gui.test_chat_tab import visible_controls
+    bob, carol, bob_window = trio
+    panel, bob_panel = window.chat_panel, bob_window.chat_panel
+    create_group(window, qtbot, "A group with a rather long name for a small window", ["bob", "carol"])
+    click_contact(bob_panel, qtbot, "A group with a rather long name for a small window")
+    for win in (window, bob_window):
+        win.resize(900, 600)
+    QApplication.processEvents()
+    qtbot.waitUntil(lambda: window.height() == 600 and bob_window.height() == 600)
+    for win, expected in ((window, (panel.conversation.members_button, panel.conversation.leave_button)),
+                          (bob_window, (bob_panel.conversation.stay_button, bob_panel.conversation.decline_button))):
+        controls = visible_controls(win.chat_panel)
+        assert set(expected) <= set(controls)
+        for control in controls:
+            where = control.rect().translated(control.mapTo(win, QPoint(0, 0)))
+            assert win.rect().contains(where), f"{control.text()} is off screen: {where}"
+            assert control.width() >= control.minimumSizeHint().width(), f"{control.text()} is cut"
+            assert control.toolTip() and (control.accessibleName() or control.text()), control.text()
+    click(qtbot, panel.group_button)
+    dialog = panel.group_dialog
+    for widget in (dialog.name, dialog.peers, dialog.create_button):
+        assert widget.toolTip() and widget.accessibleName()
+    dialog.reject()
+    click(qtbot, panel.conversation.members_button)
+    members = panel.members_dialog
+    for widget in (members.list, members.remove_button, members.candidates, members.invite_button):
+        assert widget.toolTip() and widget.accessibleName()
+    members.reject()
