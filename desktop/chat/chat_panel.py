@@ -142,6 +142,7 @@ class ChatPanel(QWidget):
         self.conversation.members_requested.connect(self.open_members)
         self.conversation.leave_requested.connect(self.confirm_leave)
         self.conversation.invite_answered.connect(self.answer_invite)
+        self.conversation.dismiss_requested.connect(self.dismiss_group)
 
         side = QWidget()
         side_layout = QVBoxLayout(side)
@@ -519,8 +520,10 @@ class ChatPanel(QWidget):
         gid = self.group
         if gid is None or gid in self.departed:
             return
+        def shown(views: list) -> None:
+            self.model.append(views)
         run_action_now(self, lambda: self.chat.groups.read(gid, self.model.last_id),
-                       failure="Could not read the group", success=lambda views: self.model.append(views) and None)
+                       failure="Could not read the group", success=shown)
 
     def open_group_dialog(self) -> CreateGroupDialog:
         dialog = CreateGroupDialog(self.chat_peers(), self)
@@ -593,6 +596,13 @@ class ChatPanel(QWidget):
         else:
             self._declining.add(gid)
             self.leave_group(gid)
+
+    def dismiss_group(self) -> None:
+        """Drop a group we are no longer in from the list (it was wiped already)."""
+        gid = self.group
+        if gid is not None and self.departed.pop(gid, None) is not None:
+            self.close_view()
+            self.reload_contacts()
 
     # -- files ------------------------------------------------------------------------------------------
     def rows_with_files(self, peer: str, views: list[dict]) -> list[Row]:
@@ -667,16 +677,21 @@ class ChatPanel(QWidget):
                                                   str(Path(folder) / offered["name"]))
             if not path:
                 return
+            def accepted(view: dict) -> str:
+                self.conversation.update_file(view)
+                return f"Receiving {view['name']} into {view['path']}"
             run_action_now(self, lambda: self.chat.files.accept(fid, path), failure="Could not accept the file",
-                           success=lambda view: (self.conversation.update_file(view) and None)
-                           or f"Receiving {view['name']} into {view['path']}")
+                           success=accepted)
             return
+
+        def ended(view: dict) -> str:
+            self.conversation.update_file(view)
+            return "File declined" if action == "decline" else "Transfer cancelled"
         if card is not None:
             card.set_busy(True)
         ok = run_action_now(self, lambda: self.chat.files.cancel(fid),
                             failure="Could not decline the file" if action == "decline" else "Could not cancel",
-                            success=lambda view: (self.conversation.update_file(view) and None)
-                            or ("File declined" if action == "decline" else "Transfer cancelled"))
+                            success=ended)
         if card is not None and not ok:
             card.set_busy(False)
 

@@ -65,6 +65,7 @@ class ConversationView(QStackedWidget):
     members_requested = Signal()
     leave_requested = Signal()
     invite_answered = Signal(bool)        # True: stay in the group; False: leave it
+    dismiss_requested = Signal()          # drop a group we are no longer in from the list
 
     def __init__(self, model: MessagesModel, parent=None):
         super().__init__(parent)
@@ -154,11 +155,16 @@ class ConversationView(QStackedWidget):
         self.decline_button.setToolTip("Leave the group at once: you get none of its messages")
         self.decline_button.setAccessibleName("Decline the group invitation")
         self.decline_button.clicked.connect(lambda: self.invite_answered.emit(False))
+        self.dismiss_button = QPushButton("Remo&ve from list")
+        self.dismiss_button.setToolTip("Forget this group here: it leaves the contacts list")
+        self.dismiss_button.setAccessibleName("Remove the group from the list")
+        self.dismiss_button.clicked.connect(self.dismiss_requested)
         notice_layout = QHBoxLayout(self.notice)
         notice_layout.setContentsMargins(8, 4, 8, 4)
         notice_layout.addWidget(self.notice_text, 1)
         notice_layout.addWidget(self.stay_button)
         notice_layout.addWidget(self.decline_button)
+        notice_layout.addWidget(self.dismiss_button)
         self.notice.hide()
 
         self.list = QListView()
@@ -296,6 +302,7 @@ class ConversationView(QStackedWidget):
         self.notice.setVisible(bool(text))
         self.stay_button.setVisible(answer)
         self.decline_button.setVisible(answer)
+        self.dismiss_button.setVisible(bool(text) and not answer)
 
     def set_read_only(self, read_only: bool) -> None:
         for widget in (self.box, self.send_button):

@@ -128,6 +128,10 @@ def test_a_group_is_created_seen_by_members_with_the_same_list_and_a_leaver_gets
     assert shown_texts(bob_panel) == [] and chat(bob).groups.listing() == []
     assert all("after bob left" not in m["text"] for m in chat(bob).read(a_id, mark=False))
 
+    # bob drops the old group from his list
+    click(qtbot, bob_panel.conversation.dismiss_button)
+    assert contact_index(bob_panel, "Lab team") is None and bob_panel.conversation.currentIndex() == 0
+
 
 def test_the_creator_invites_and_removes_a_member_who_then_sees_why_and_can_decline(window, trio, qtbot, run):
     bob, carol, bob_window = trio
