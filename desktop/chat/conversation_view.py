@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFrame, QHBoxLayout
 
 from core.chat.protocol import TIMERS
 
+from .elided import ElidedLabel
 from .file_row import FileCard
 from .message_delegate import MessageDelegate
 from .messages_model import MessagesModel
@@ -78,11 +79,9 @@ class ConversationView(QStackedWidget):
         page = QWidget()
         self.addWidget(page)
 
-        self.title = QLabel()
+        self.title = ElidedLabel()                 # names come from the network: plain text, cut with "…"
         self.title.setObjectName("chatTitle")
-        self.title.setTextFormat(Qt.PlainText)     # names come from the network
         self.title.setStyleSheet("font-weight: bold; font-size: 12pt;")
-        self.title.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         self.verified = QLabel("✓ verified")
         self.verified.setStyleSheet("color: #2e7d32; font-weight: bold;")
         self.verified.setToolTip("You compared the safety number with this contact and marked it verified")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
+from .elided import ElidedLabel
 from .messages_model import file_state_text, percent, size_text
 
 CARD_HEIGHT = 104          # the row's height in the message list (uniform for every file row)
@@ -41,9 +42,8 @@ class FileCard(QWidget):
         self.frame.setStyleSheet("#fileCard { background: %s; border: 1px solid #d9dce1; border-radius: 8px; }"
                                  % ("#dbe7fb" if self.outgoing else "#ffffff"))
         self.frame.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
-        self.title = _plain()
+        self.title = ElidedLabel()              # the name came from the network
         self.title.setStyleSheet("font-weight: bold;")
-        self.title.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         self.size = _plain()
         self.size.setObjectName("caption")
         self.progress = QProgressBar()
@@ -52,9 +52,8 @@ class FileCard(QWidget):
         self.progress.setMaximumHeight(16)
         self.progress.setAccessibleName("Transfer progress")
         self.progress.setToolTip("How much of the file has arrived (checked chunk by chunk)")
-        self.state = _plain()
+        self.state = ElidedLabel()
         self.state.setObjectName("caption")
-        self.state.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         self.accept_button = QPushButton("Save…")
         self.accept_button.setObjectName("primary")
         self.accept_button.setToolTip("Accept the file and choose where to save it; it is checked piece by "

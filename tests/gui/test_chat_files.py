@@ -214,7 +214,7 @@ def test_a_transfer_cut_midway_resumes_and_both_sides_say_so(window, pair, qtbot
 
 
 def test_a_file_name_from_the_network_is_plain_text_and_the_cards_fit_900_by_600(
-        window, pair, qtbot, tmp_path, dialogs):
+        window, pair, qtbot, tmp_path, dialogs, artifacts):
     from PySide6.QtCore import QPoint, Qt
     from PySide6.QtWidgets import QApplication
 
@@ -240,3 +240,4 @@ def test_a_file_name_from_the_network_is_plain_text_and_the_cards_fit_900_by_600
         assert control.width() >= control.minimumSizeHint().width(), f"{control.text()} is cut"
         assert control.toolTip() and control.accessibleName(), control.text()
     assert theirs.progress.accessibleName() and theirs.progress.toolTip()
+    assert bob_window.grab().save(str(artifacts / "chat-file-offer-900x600.png"))

@@ -207,7 +207,8 @@ def test_group_names_and_messages_from_the_network_are_plain_text(window, trio, 
     assert bob_panel.model.spoken(shown(bob_panel)[0]).endswith(evil)
 
 
-def test_the_group_view_and_its_dialogs_fit_900_by_600_and_every_control_says_what_it_does(window, trio, qtbot):
+def test_the_group_view_and_its_dialogs_fit_900_by_600_and_every_control_says_what_it_does(window, trio, qtbot,
+                                                                                          artifacts):
     from PySide6.QtCore import QPoint
     from PySide6.QtWidgets import QApplication
 
@@ -229,6 +230,10 @@ def test_the_group_view_and_its_dialogs_fit_900_by_600_and_every_control_says_wh
             assert win.rect().contains(where), f"{control.text()} is off screen: {where}"
             assert control.width() >= control.minimumSizeHint().width(), f"{control.text()} is cut"
             assert control.toolTip() and (control.accessibleName() or control.text()), control.text()
+    write(panel, qtbot, "Welcome to the group! The weights from round 12 are in.")
+    qtbot.waitUntil(lambda: len(shown(bob_panel)) == 1, timeout=WAIT)
+    assert window.grab().save(str(artifacts / "chat-group-900x600.png"))
+    assert bob_window.grab().save(str(artifacts / "chat-group-invited-900x600.png"))
     click(qtbot, panel.group_button)
     dialog = panel.group_dialog
     for widget in (dialog.name, dialog.peers, dialog.create_button):
