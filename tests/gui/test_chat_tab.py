@@ -351,7 +351,7 @@ def test_ten_thousand_messages_are_rows_of_one_view(window, bob, qtbot):
     view = panel.conversation.list
     view.scrollToBottom()
     QApplication.processEvents()
-    qtbot.waitUntil(lambda: view.verticalScrollBar().maximum() > 10_000 * 20)
+    qtbot.waitUntil(lambda: view.verticalScrollBar().maximum() > 10_000 * 20, timeout=WAIT)   # laid out in batches
     view.verticalScrollBar().setValue(view.verticalScrollBar().maximum())
     QApplication.processEvents()
     last = view.indexAt(QPoint(20, view.viewport().height() - 20))
