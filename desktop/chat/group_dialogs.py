@@ -10,8 +10,6 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
                                QListWidget, QListWidgetItem, QPushButton, QVBoxLayout)
 
-from core.chat.groups import MAX_NAME
-
 PEER_ROLE = Qt.UserRole + 1
 
 
@@ -37,7 +35,7 @@ class CreateGroupDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("New group")
         self.name = QLineEdit()
-        self.name.setMaxLength(MAX_NAME)
+        self.name.setMaxLength(200)      # the service says how long a name may be (the dialog shows why not)
         self.name.setPlaceholderText("Lab team")
         self.name.setAccessibleName("Group name")
         self.name.setToolTip("What the group is called; every member sees this name")

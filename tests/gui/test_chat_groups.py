@@ -138,6 +138,17 @@ def test_the_creator_invites_and_removes_a_member_who_then_sees_why_and_can_decl
     panel, bob_panel = window.chat_panel, bob_window.chat_panel
     a_id, b_id, c_id = window.node.identity.id, bob.identity.id, carol.identity.id
 
+    # a name the service refuses: the dialog says why and stays open
+    click(qtbot, panel.group_button)
+    dialog = panel.group_dialog
+    qtbot.keyClicks(dialog.name, "x" * 70)
+    check_item(qtbot, dialog.peers, "carol")
+    click(qtbot, dialog.create_button)
+    assert dialog.isVisible() and dialog.error.isVisible()
+    assert "a group name is 1 to 64 printable characters" in dialog.error.text()
+    assert chat(window.node).groups.listing() == []
+    dialog.reject()
+
     create_group(window, qtbot, "Reading club", ["carol"])
     assert members_seen(window, qtbot) == [a_id, c_id]
     assert contact_index(bob_panel, "Reading club") is None
