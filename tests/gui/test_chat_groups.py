@@ -255,3 +255,24 @@ def test_the_group_view_and_its_dialogs_fit_900_by_600_and_every_control_says_wh
     for widget in (members.list, members.remove_button, members.candidates, members.invite_button):
         assert widget.toolTip() and widget.accessibleName()
     members.reject()
+
+
+def test_the_creator_leaving_closes_the_group_for_every_member(window, trio, qtbot):
+    bob, carol, bob_window = trio
+    panel, bob_panel = window.chat_panel, bob_window.chat_panel
+    create_group(window, qtbot, "Short lived", ["bob", "carol"])
+    click_contact(bob_panel, qtbot, "Short lived")
+    click(qtbot, bob_panel.conversation.stay_button)
+    write(panel, qtbot, "closing soon")
+    qtbot.waitUntil(lambda: shown_texts(bob_panel) == ["closing soon"], timeout=WAIT)
+
+    click(qtbot, panel.conversation.leave_button)
+    box = panel.confirm_box
+    assert "leaving closes it for every member" in box.informativeText()
+    qtbot.mouseClick(box.button(QMessageBox.Yes), Qt.LeftButton)
+    qtbot.waitUntil(lambda: panel.conversation.notice_text.text().startswith("You left Short lived."))
+    qtbot.waitUntil(lambda: bob_panel.conversation.notice.isVisible() and bob_panel.conversation.notice_text.text()
+                    == "Short lived was closed by its creator. Its messages were wiped here.", timeout=WAIT)
+    assert shown_texts(bob_panel) == [] and not bob_panel.conversation.box.isEnabled()
+    qtbot.waitUntil(lambda: "closed by its creator" in contact_text(bob_panel, "Short lived"))
+    qtbot.waitUntil(lambda: chat(carol).groups.listing() == [], timeout=WAIT)
