@@ -466,6 +466,7 @@ class ChatPanel(QWidget):
 
     # -- groups ---------------------------------------------------------------------------------------
     def group_name(self, gid: str | None) -> str:
+        """A group's name (also of one we left), or "a group"."""
         view = self.group_view(gid) if gid else None
         return view["name"] if view else (self.departed.get(gid or "", {}).get("name") or "a group")
 
@@ -517,6 +518,7 @@ class ChatPanel(QWidget):
             self.conversation.show_invite(None)
 
     def catch_up_group(self) -> None:
+        """Add the open group's new messages (reading them marks them read)."""
         gid = self.group
         if gid is None or gid in self.departed:
             return
@@ -526,6 +528,7 @@ class ChatPanel(QWidget):
                        failure="Could not read the group", success=shown)
 
     def open_group_dialog(self) -> CreateGroupDialog:
+        """New group…: a name and members to tick."""
         dialog = CreateGroupDialog(self.chat_peers(), self)
         dialog.submitted.connect(self.create_group)
         self.group_dialog = dialog
@@ -533,6 +536,7 @@ class ChatPanel(QWidget):
         return dialog
 
     def create_group(self, name: str, peers: list) -> None:
+        """Create the group; a refusal is shown in the dialog, which stays open."""
         dialog = self.group_dialog
 
         def created(view: dict) -> str:
@@ -547,6 +551,7 @@ class ChatPanel(QWidget):
                        on_error=dialog.show_refusal if dialog is not None else None, success=created)
 
     def open_members(self) -> MembersDialog | None:
+        """Members…: the open group's member list (its creator changes it there)."""
         gid = self.group
         view = self.group_view(gid) if gid else None
         if view is None:
@@ -570,6 +575,7 @@ class ChatPanel(QWidget):
                        success=lambda view: f"{self.name_of(peer)} {done} {view['name']}")
 
     def confirm_leave(self) -> QMessageBox | None:
+        """Leave group: asks first (the creator leaving closes the group)."""
         gid = self.group
         view = self.group_view(gid) if gid else None
         if view is None:
@@ -582,10 +588,12 @@ class ChatPanel(QWidget):
         return self.confirm_box
 
     def leave_group(self, gid: str) -> None:
+        """Leave now; the group turns read-only here when the core says it is gone."""
         run_action_now(self, lambda: self.chat.groups.leave(gid), failure="Could not leave the group",
                        success=lambda view: f"You left {view['name']}")
 
     def answer_invite(self, stay: bool) -> None:
+        """Accept (stay, the notice goes) or decline (leave at once) the open group's invitation."""
         gid = self.group
         if gid is None:
             return
@@ -652,6 +660,7 @@ class ChatPanel(QWidget):
 
     @asyncSlot()
     async def send_file(self) -> None:
+        """File…: pick a file and offer it (the node hashes it in a thread; nothing is read here)."""
         peer = self.peer
         if peer is None:
             return
