@@ -380,21 +380,29 @@ class ChatPanel(QWidget):
         self.failed.emit(key_changed_text(name))
 
     def on_event_peer_connected(self, event) -> None:
-        self.contacts_update.request()
-        peer = event.data.get("peer")
+        """Only that contact's online dot changes: a connection never re-reads the peer list."""
+        peer = str(event.data.get("peer"))
+        connected = event.name == "peer_connected" and self.chat.connected(peer)
+        if not self.contacts.set_connected(peer, connected) and self.may_chat(peer):
+            self.contacts_update.request()     # a contact the list does not show yet
         if peer == self.peer:
             self.header_update.request()
         if event.name == "peer_connected":
             self._note_files(peer, CUT_NOTE, RESUMED_NOTE)
+        else:
+            self._note_files(peer, None, CUT_NOTE)
 
-    def on_event_peer_disconnected(self, event) -> None:
-        self.on_event_peer_connected(event)
-        self._note_files(event.data.get("peer"), None, CUT_NOTE)
+    on_event_peer_disconnected = on_event_peer_connected
 
-    on_event_tier_changed = on_event_peer_connected
-    on_event_peer_added = on_event_peer_connected
-    on_event_peer_banned = on_event_peer_connected
-    on_event_peer_unbanned = on_event_peer_connected
+    def on_event_tier_changed(self, event) -> None:
+        """Who may chat changed: the list is read again (coalesced)."""
+        self.contacts_update.request()
+        if event.data.get("peer") == self.peer:
+            self.header_update.request()
+
+    on_event_peer_added = on_event_tier_changed
+    on_event_peer_banned = on_event_tier_changed
+    on_event_peer_unbanned = on_event_tier_changed
 
     def on_event_peer_removed(self, event) -> None:
         if event.data.get("peer") == self.peer:

@@ -56,6 +56,17 @@ class ContactsModel(QAbstractListModel):
         self.rows = sorted(rows, key=_order)
         self.endResetModel()
 
+    def set_connected(self, key: str, connected: bool) -> bool:
+        """A contact connected or went away: redraw its row only; False if it has no row."""
+        row = self.row_of(key)
+        if row < 0:
+            return False
+        if self.rows[row]["connected"] != connected:
+            self.rows[row]["connected"] = connected
+            index = self.index(row)
+            self.dataChanged.emit(index, index)
+        return True
+
     def row_of(self, key: str) -> int:
         return next((i for i, r in enumerate(self.rows) if r["id"] == key), -1)
 

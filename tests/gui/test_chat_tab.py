@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+import traceback
 
 import pytest
 from PySide6.QtCore import QPoint, Qt
@@ -417,3 +418,22 @@ def test_the_chat_tab_renders_a_real_conversation_to_png(window, bob, qtbot, run
     window.resize(900, 600)
     QApplication.processEvents()
     assert window.grab().save(str(artifacts / "chat-tab-900x600.png"))
+
+
+def test_a_contact_going_offline_and_back_redraws_its_row_without_rereading_the_peer_list(window, bob, qtbot, run,
+                                                                                          address_of):
+    panel, alice = window.chat_panel, window.node
+    qtbot.waitUntil(lambda: "online" in contact_text(panel, "bob"), timeout=WAIT)
+    reads = []
+    list_peers = alice.list_peers
+    def counted():
+        if any("chat_panel.py" in frame.filename for frame in traceback.extract_stack()):
+            reads.append(1)                               # the Chat tab's reads only (other tabs have theirs)
+        return list_peers()
+    alice.list_peers = counted
+    conn = alice.connections[bob.identity.id]
+    run(conn.close(reason="cut by the test"))
+    qtbot.waitUntil(lambda: contact_text(panel, "bob").split("\n")[1].startswith("offline"), timeout=WAIT)
+    qtbot.waitUntil(lambda: bob.identity.id in alice.connections, timeout=WAIT)     # alice dials again
+    qtbot.waitUntil(lambda: contact_text(panel, "bob").split("\n")[1].startswith("online"), timeout=WAIT)
+    assert reads == [], "a connection event made the Chat tab re-read the whole peer list"
