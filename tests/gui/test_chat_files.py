@@ -241,3 +241,34 @@ def test_a_file_name_from_the_network_is_plain_text_and_the_cards_fit_900_by_600
         assert control.toolTip() and control.accessibleName(), control.text()
     assert theirs.progress.accessibleName() and theirs.progress.toolTip()
     assert bob_window.grab().save(str(artifacts / "chat-file-offer-900x600.png"))
+
+
+def test_cancel_during_a_transfer_stops_both_sides_and_removes_the_partial_file(
+        window, pair, qtbot, tmp_path, dialogs, monkeypatch):
+    from PySide6.QtCore import QTimer, Qt
+
+    import core.chat.files as cf
+    bob, bob_window = pair
+    monkeypatch.setattr(cf, "PROGRESS_EVERY", 0.0)     # an event per chunk: cancel at a precise point
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(32 * MiB))              # 128 chunks
+    mine = offer(window, qtbot, dialogs, src)
+    theirs = only_card(bob_window.chat_panel, qtbot)
+    clicked: list = []
+
+    def progress(event) -> None:
+        data = event.data
+        if not clicked and data["direction"] == "in" and data["state"] == "transferring" \
+                and 0 < data["done"] >= data["total"] // 8:
+            clicked.append(data["done"])              # bob presses Cancel as soon as the loop turns
+            QTimer.singleShot(0, lambda: qtbot.mouseClick(theirs.cancel_button, Qt.LeftButton))
+    bob.events.on("chat_file", progress)
+    out = tmp_path / "partial.bin"
+    dialogs["save"] = str(out)
+    click(qtbot, theirs.accept_button)
+    qtbot.waitUntil(lambda: theirs.state.text().startswith("cancelled"), timeout=60000)
+    assert clicked and clicked[0] < 32 * MiB
+    assert theirs.state.text() == "cancelled: cancelled here" and not theirs.cancel_button.isVisible()
+    qtbot.waitUntil(lambda: mine.state.text().startswith("cancelled"), timeout=WAIT)
+    assert "the peer" in mine.state.text() and not mine.cancel_button.isVisible()
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
