@@ -638,7 +638,10 @@ class ChatPanel(QWidget):
         return rows
 
     def _last_message(self, peer: str) -> int:
-        views = self.chat.read(peer, 0, mark=False)
+        try:
+            views = self.chat.read(peer, 0, mark=False)
+        except CoveyError:      # the peer was removed meanwhile: its files are being dropped
+            return 0
         return int(views[-1]["id"]) if views else 0
 
     def _prune_files(self) -> None:
