@@ -8,8 +8,10 @@ a new conversation measures afresh. File rows have one fixed height (a
 """
 from __future__ import annotations
 
+import math
+
 from PySide6.QtCore import QRect, QSize, Qt
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QFontMetricsF, QPainter, QPen
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate
 
 from .file_row import CARD_HEIGHT
@@ -59,8 +61,11 @@ class MessageDelegate(QStyledItemDelegate):
             font, small = self.fonts(option)
             fm = QFontMetrics(font)
             text = row.text or " "
-            one_line = fm.horizontalAdvance(text) if "\n" not in text and len(text) < 200 else None
-            if one_line is not None and one_line <= width - 2 * PAD:   # most messages: no wrapping to measure
+            # most messages fit one line: one advance instead of a wrapped layout (rounded up, plus a
+            # pixel, so drawing it wrapped in that width never pushes the last word onto a hidden line)
+            one_line = (math.ceil(QFontMetricsF(font).horizontalAdvance(text)) + 1
+                        if "\n" not in text and len(text) < 200 else None)
+            if one_line is not None and one_line <= width - 2 * PAD:
                 text_w, text_h = one_line, fm.height()
             else:
                 box = fm.boundingRect(QRect(0, 0, width - 2 * PAD, 100_000), Qt.TextWordWrap, text)

@@ -437,3 +437,35 @@ def test_a_contact_going_offline_and_back_redraws_its_row_without_rereading_the_
     qtbot.waitUntil(lambda: bob.identity.id in alice.connections, timeout=WAIT)     # alice dials again
     qtbot.waitUntil(lambda: contact_text(panel, "bob").split("\n")[1].startswith("online"), timeout=WAIT)
     assert reads == [], "a connection event made the Chat tab re-read the whole peer list"
+
+
+def test_every_message_fits_the_box_its_bubble_draws_it_in(qapp):
+    """The delegate measures a line that fits cheaply; the text drawn (wrapped, in the width the
+    bubble gives it) must still fit the height it reserved: no last word pushed onto a hidden line."""
+    from PySide6.QtCore import QRect
+    from PySide6.QtGui import QFontMetrics
+    from PySide6.QtWidgets import QListView, QStyleOptionViewItem
+
+    from desktop.chat.message_delegate import PAD, MessageDelegate
+    from desktop.chat.messages_model import MessagesModel
+
+    model = MessagesModel(lambda peer: "bob")
+    view = QListView()
+    view.resize(640, 400)
+    delegate = MessageDelegate(model, view)
+    texts = ["Round 12 finished, accuracy 0.94.", "Hi Bob! Are the new weights in?", "ok", "i" * 60,
+             "W" * 40, "a line with trailing space ", "Mixed width: WWWiii MMMlll 0.94, 1.00; done.",
+             "word " * 30, "two\nlines"]
+    model.set_views([{"id": i + 1, "from": "b" * 64, "text": t, "sent_at": "2026-01-01T00:00:00+00:00",
+                      "state": "received", "outgoing": bool(i % 2), "expires_at": None}
+                     for i, t in enumerate(texts)])
+    option = QStyleOptionViewItem()
+    option.font = view.font()
+    metrics = QFontMetrics(option.font)
+    for width in (300, 420, 640, 900):
+        view.resize(width, 400)
+        for row in model.rows:
+            _, text_w, text_h, _ = delegate.layout(option, row)
+            drawn_in = min(delegate.bubble_width() - 2 * PAD, max(text_w, 1))
+            needed = metrics.boundingRect(QRect(0, 0, drawn_in, 100_000), Qt.TextWordWrap, row.text).height()
+            assert needed <= text_h, f"{row.text!r} at {width}px needs {needed}px, has {text_h}px"
