@@ -10,6 +10,7 @@
   row's layout is cached). Rows have a ``kind``: ``text`` or ``file``.
 - ``file_row``: :class:`FileCard`, a file transfer in the conversation (name,
   size, progress bar, state, Save…/Decline/Cancel); one per file row.
+- ``group_actions`` / ``file_actions``: the panel's group and file handling (mixins).
 - ``conversation_view``: header, badges, timer, members, notices, the message
   list, the message box.
 - ``group_dialogs``: create a group; see (and, as its creator, change) its members.
