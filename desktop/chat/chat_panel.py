@@ -383,9 +383,12 @@ class ChatPanel(GroupActions, FileActions, QWidget):
     on_event_peer_disconnected = on_event_peer_connected
 
     def on_event_tier_changed(self, event) -> None:
-        """Who may chat changed: the list is read again (coalesced)."""
-        self.contacts_update.request()
-        if event.data.get("peer") == self.peer:
+        """Who may chat may have changed: the list is read again (coalesced), unless the peer
+        neither is in it nor may chat (a stranger connecting is added to the peer book as UNKNOWN)."""
+        peer = str(event.data.get("peer"))
+        if self.contacts.row_of(peer) >= 0 or self.may_chat(peer):
+            self.contacts_update.request()
+        if peer == self.peer:
             self.header_update.request()
 
     on_event_peer_added = on_event_tier_changed

@@ -421,7 +421,7 @@ def test_the_chat_tab_renders_a_real_conversation_to_png(window, bob, qtbot, run
 
 
 def test_a_contact_going_offline_and_back_redraws_its_row_without_rereading_the_peer_list(window, bob, qtbot, run,
-                                                                                          address_of):
+                                                                                          address_of, make_node):
     panel, alice = window.chat_panel, window.node
     qtbot.waitUntil(lambda: "online" in contact_text(panel, "bob"), timeout=WAIT)
     reads = []
@@ -436,6 +436,11 @@ def test_a_contact_going_offline_and_back_redraws_its_row_without_rereading_the_
     qtbot.waitUntil(lambda: contact_text(panel, "bob").split("\n")[1].startswith("offline"), timeout=WAIT)
     qtbot.waitUntil(lambda: bob.identity.id in alice.connections, timeout=WAIT)     # alice dials again
     qtbot.waitUntil(lambda: contact_text(panel, "bob").split("\n")[1].startswith("online"), timeout=WAIT)
+    stranger = make_node("eve")                           # a stranger connects: added to the book, may not chat
+    run(stranger.add_peer(address_of(alice)))
+    qtbot.waitUntil(lambda: stranger.identity.id in alice.connections, timeout=WAIT)
+    qtbot.wait(300)                                       # longer than a coalesced redraw (100 ms)
+    assert contact_index(panel, "eve") is None
     assert reads == [], "a connection event made the Chat tab re-read the whole peer list"
 
 
