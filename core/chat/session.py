@@ -32,8 +32,8 @@ from doubleratchet import (AuthenticationFailedException, DecryptionFailedExcept
                            DoSProtectionException, DuplicateMessageException, EncryptedMessage)
 
 from core.errors import MalformedMessage, MessageTooLarge
-from core.chat.errors import (DecryptFailed, ForgedSender, KeyAgreementFailed, NewSession, ReplayedMessage,
-                              SessionClosed, TooManySkipped, UnknownSession)
+from core.chat.errors import (ChatError, DecryptFailed, ForgedSender, KeyAgreementFailed, NewSession,
+                              ReplayedMessage, SessionClosed, TooManySkipped, UnknownSession)
 from core.chat.ratchet import MAX_PLAINTEXT, MAX_SKIP, PARAMS, Ratchet, X3DHHead, decode, encode, run_now
 from core.chat.x3dh_adapter import Bundle, ChatKeys
 
@@ -48,19 +48,27 @@ def _check_plaintext(plaintext: bytes) -> bytes:
     return bytes(plaintext)
 
 
+_LIBRARY_REFUSALS = (AuthenticationFailedException, DecryptionFailedException, DuplicateMessageException,
+                     DoSProtectionException)
+
+
+def _refusal(peer: str, exc: Exception) -> ChatError:
+    """The typed chat error, naming the peer, for one of the library's ``_LIBRARY_REFUSALS``."""
+    if isinstance(exc, DuplicateMessageException):
+        return ReplayedMessage(f"message from {peer[:16]} was already decrypted (replay)")
+    if isinstance(exc, DoSProtectionException):
+        return TooManySkipped(f"message from {peer[:16]} skips more than {MAX_SKIP} message keys")
+    return DecryptFailed(f"message from {peer[:16]} does not decrypt (tampered, forged, "
+                         f"or for another conversation)")
+
+
 @contextlib.contextmanager
 def _refusals(peer: str) -> Iterator[None]:
     """Turn the library's exceptions into typed chat errors that name the peer."""
     try:
         yield
-    except (AuthenticationFailedException, DecryptionFailedException) as exc:
-        raise DecryptFailed(f"message from {peer[:16]} does not decrypt (tampered, forged, "
-                            f"or for another conversation)") from exc
-    except DuplicateMessageException as exc:
-        raise ReplayedMessage(f"message from {peer[:16]} was already decrypted (replay)") from exc
-    except DoSProtectionException as exc:
-        raise TooManySkipped(f"message from {peer[:16]} skips more than {MAX_SKIP} "
-                             f"message keys") from exc
+    except _LIBRARY_REFUSALS as exc:
+        raise _refusal(peer, exc) from exc
 
 
 class Session:
@@ -178,9 +186,11 @@ class Session:
         ratchet = self._live()
         if wire.x3dh is not None and (self.initiator or wire.x3dh != self._head):
             raise NewSession(f"{self.peer[:16]} started a new session")
-        with _refusals(self.peer):
+        try:  # inline rather than _refusals: no context manager to build for every message
             plaintext = run_now(ratchet.decrypt_message(
                 EncryptedMessage(wire.header, wire.ciphertext), _ad(self._x3dh_ad, self.peer, self.me, wire.x3dh)))
+        except _LIBRARY_REFUSALS as exc:
+            raise _refusal(self.peer, exc) from exc
         self._attach = False  # the peer has the session: no need to send the header again
         return plaintext
 
