@@ -31,8 +31,8 @@ import x3dh
 from doubleratchet import (AuthenticationFailedException, DecryptionFailedException,
                            DoSProtectionException, DuplicateMessageException, EncryptedMessage)
 
-from core.errors import MalformedMessage, MessageTooLarge
-from core.chat.errors import (ChatError, DecryptFailed, ForgedSender, KeyAgreementFailed, NewSession,
+from core.errors import CoveyError, MalformedMessage, MessageTooLarge
+from core.chat.errors import (DecryptFailed, ForgedSender, KeyAgreementFailed, NewSession,
                               ReplayedMessage, SessionClosed, TooManySkipped, UnknownSession)
 from core.chat.ratchet import MAX_PLAINTEXT, MAX_SKIP, PARAMS, Ratchet, X3DHHead, decode, encode, run_now
 from core.chat.x3dh_adapter import Bundle, ChatKeys
@@ -52,7 +52,7 @@ _LIBRARY_REFUSALS = (AuthenticationFailedException, DecryptionFailedException, D
                      DoSProtectionException)
 
 
-def _refusal(peer: str, exc: Exception) -> ChatError:
+def _refusal(peer: str, exc: Exception) -> CoveyError:
     """The typed chat error, naming the peer, for one of the library's ``_LIBRARY_REFUSALS``."""
     if isinstance(exc, DuplicateMessageException):
         return ReplayedMessage(f"message from {peer[:16]} was already decrypted (replay)")
