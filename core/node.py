@@ -47,6 +47,7 @@ BACKOFF_MIN, BACKOFF_MAX = 0.5, 60.0
 SWEEP_INTERVAL = 0.1  # how often unanswered requests are checked against their timeout
 MAX_LAN_DIALS = 4     # LAN peers dialled at once for the session (a beacon flood dials no more)
 USER_SOURCES = ("manual", "bootstrap")  # dials whose address the user gave
+ROUTE_LABELS = {"off": "direct", "socks5": "SOCKS5", "tor": "Tor"}   # how outbound connections go
 DISCOVERY_SETTINGS = ("discovery", "discovery_group", "discovery_port", "discovery_interval",
                       "discovery_interface")
 
@@ -264,7 +265,13 @@ class Node:
                 "mode": conn.mode if conn is not None else rec.mode,
                 "reputation": round(rec.reputation, 4), "banned": rec.banned,
                 "last_seen": _iso(seen), "pinned": rec.pinned, "source": rec.source,
-                "kept": rec.kept, "discovered": discovered, "fingerprint": _fingerprint(rec.id)}
+                "kept": rec.kept, "discovered": discovered, "fingerprint": _fingerprint(rec.id),
+                "route": self.route_of(conn) if conn is not None and not conn.closed else None}
+
+    def route_of(self, conn: PeerConnection) -> str:
+        """How a live connection travels: ``direct``, ``SOCKS5`` or ``Tor`` when we dialled it
+        (as the proxy setting makes them: a proxy change drops them), ``inbound`` when it dialled us."""
+        return ROUTE_LABELS.get(self.settings.proxy_mode, self.settings.proxy_mode) if conn.initiator else "inbound"
 
     def list_peers(self) -> list[dict]:
         """The peer book, then the nodes heard on the LAN that are not in it (``discovered``:
@@ -488,7 +495,7 @@ class Node:
         self.connections[peer_id] = conn
         conn.on_message = self._dispatch
         self.events.emit(ev.PEER_CONNECTED, peer=peer_id, name=rec.name, mode=conn.mode,
-                         address=rec.address, initiator=conn.initiator)
+                         address=rec.address, initiator=conn.initiator, route=self.route_of(conn))
         log.info("connected to %s (%s) in %s mode", rec.name or peer_id[:12], rec.address, conn.mode)
         if keeps_connected(rec) and peer_id not in self._keepers and not self._stopping:
             self._keep(peer_id)
@@ -608,7 +615,8 @@ class Node:
         if key is not None:
             key = key.strip().lower()
             if not is_peer_id(key):
-                raise BadRequest("--key must be the peer's id: 64 hex digits (see `covey id` on that node)")
+                raise BadRequest("the key must be the peer's ID: 64 hex digits (its owner reads it on "
+                                 "their node; a contact link carries it)")
             if key == self.identity.id:
                 raise BadRequest("that is this node's own key")
             if key not in self.connections:

@@ -46,7 +46,7 @@ PANELS: tuple[Panel, ...] = (
     Panel("banner", SecurityBanner, TOP),
     Panel("identity_panel", IdentityPanel, LEFT),
     Panel("crypto_panel", CryptoPanel, LEFT),
-    Panel("peers_panel", PeersPanel, TAB, "Peers"),
+    Panel("peers_panel", PeersPanel, TAB, "Trust"),
     Panel("network_panel", NetworkPanel, TAB, "Network"),
     Panel("chat_panel", ChatPanel, TAB, "Chat", service="chat"),
     Panel("training_panel", TrainingPanel, TAB, "Training", service="learning"),
