@@ -64,6 +64,10 @@ class PeersPanel(QWidget):
         self.table.setToolTip("Your peers. Double-click a tier to change it; right-click a row for more")
         self.table.setAccessibleName("Peers and their trust tiers")
         header = self.table.horizontalHeader()
+        header.setToolTip("Hover a column title for what it means")
+        header.setAccessibleName("Peer table columns")
+        self.table.verticalHeader().setAccessibleName("Peer table rows")
+        self.table.verticalHeader().setToolTip("Rows of the peer table")
         header.setHighlightSections(False)
         header.setDefaultAlignment(Qt.AlignLeft | Qt.AlignVCenter)
         # fixed widths from the header texts: ResizeToContents would measure every row on each change
