@@ -20,6 +20,13 @@ COLUMNS = ("Name", "ID", "Tier", "Verified", "Connected", "Mode", "Route", "Repu
 NAME, ID, TIER, VERIFIED, CONNECTED, MODE, ROUTE, REPUTATION, LAST_SEEN = range(len(COLUMNS))
 PEER_ROLE = Qt.UserRole + 1          # the whole peer dict of a row
 SEARCH_ROLE = Qt.UserRole + 2        # lower-case text the filter field matches
+# data() runs for every role of every visible cell on each paint: plain ints, looked up
+# once (reading ``Qt.DisplayRole`` costs microseconds each time)
+_DISPLAY, _FOREGROUND, _FONT, _EDIT, _TOOLTIP, _ACCESSIBLE = (int(r) for r in (
+    Qt.DisplayRole, Qt.ForegroundRole, Qt.FontRole, Qt.EditRole, Qt.ToolTipRole, Qt.AccessibleTextRole))
+_PEER, _SEARCH = int(PEER_ROLE), int(SEARCH_ROLE)
+_PLAIN = Qt.ItemIsSelectable | Qt.ItemIsEnabled
+_EDITABLE = _PLAIN | Qt.ItemIsEditable
 HEADER_TIPS = (
     "The name the peer announced or you gave it",
     "The start of the peer's ID (its public key); the full ID is in the details",
@@ -92,7 +99,7 @@ class PeersModel(QAbstractTableModel):
         self._rows: list[Row] = []
         self._keys: list[tuple] = []
         self._index: dict[str, int] = {}
-        self._mono = mono_font()
+        self.mono_font = mono_font()
         self._verified_of = verified_of or (lambda peer_id: None)
         self._brushes = {c.name(): QBrush(c) for c in (DANGER, GOOD, MUTED)}
 
@@ -230,29 +237,26 @@ class PeersModel(QAbstractTableModel):
         return None
 
     def flags(self, index: QModelIndex):
-        flags = super().flags(index)
-        return flags | Qt.ItemIsEditable if index.isValid() and index.column() == TIER else flags
+        return _EDITABLE if index.column() == TIER else _PLAIN
 
-    def data(self, index: QModelIndex, role=Qt.DisplayRole):
-        if not index.isValid():
-            return None
-        row, col = self._rows[index.row()], index.column()
-        if role == Qt.DisplayRole:
-            return row.texts[col]
-        if role == Qt.ForegroundRole:
-            return row.colors[col]
-        if role == Qt.FontRole:
-            return self._mono if col == ID else None
-        if role == Qt.EditRole:
-            return row.peer["tier"] if col == TIER else row.texts[col]
-        if role == PEER_ROLE:
-            return row.peer
-        if role == SEARCH_ROLE:
-            return row.search
-        if role == Qt.ToolTipRole:
-            return _tooltip(row.peer, col)
-        if role == Qt.AccessibleTextRole:
-            return f"{COLUMNS[col]}: {row.texts[col]}"
+    def data(self, index: QModelIndex, role=_DISPLAY):
+        if role == _DISPLAY:
+            return self._rows[index.row()].texts[index.column()]
+        if role == _FOREGROUND:
+            return self._rows[index.row()].colors[index.column()]
+        if role == _FONT:
+            return self.mono_font if index.column() == ID else None
+        if role == _EDIT:
+            row = self._rows[index.row()]
+            return row.peer["tier"] if index.column() == TIER else row.texts[index.column()]
+        if role == _PEER:
+            return self._rows[index.row()].peer
+        if role == _SEARCH:
+            return self._rows[index.row()].search
+        if role == _TOOLTIP:
+            return _tooltip(self._rows[index.row()].peer, index.column())
+        if role == _ACCESSIBLE:
+            return f"{COLUMNS[index.column()]}: {self._rows[index.row()].texts[index.column()]}"
         return None
 
 

@@ -5,7 +5,7 @@ import asyncio
 from datetime import datetime, timezone
 
 from PySide6.QtCore import QSortFilterProxyModel, Qt, QTimer, Signal
-from PySide6.QtGui import QActionGroup, QGuiApplication, QKeySequence
+from PySide6.QtGui import QActionGroup, QFontMetrics, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QLineEdit,
                                QMenu, QMessageBox, QPushButton, QTableView, QToolButton, QVBoxLayout,
                                QWidget)
@@ -17,7 +17,8 @@ from ..actions import confirm, run_action, run_action_now
 from . import contact
 from .peer_details import PeerDetails
 from .peer_dialogs import AddPeerDialog
-from .peers_model import COLUMNS, NAME, PEER_ROLE, SEARCH_ROLE, TIER, PeersModel
+from .peers_model import (COLUMNS, ID, LAST_SEEN, MODE, NAME, PEER_ROLE, ROUTE, SEARCH_ROLE, TIER, VERIFIED,
+                          PeersModel)
 from .tier_delegate import TIER_HELP, TIERS, TierDelegate
 from .trust_dialog import CoreConfirmDialog
 
@@ -46,7 +47,7 @@ class PeersPanel(QWidget):
         self.proxy.setFilterRole(SEARCH_ROLE)
         self.proxy.setFilterCaseSensitivity(Qt.CaseInsensitive)
         self.table = QTableView()
-        self.table.setModel(self.proxy)
+        self.table.setModel(self.model)   # the proxy is put between them only while a filter is set
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.DoubleClicked | QAbstractItemView.SelectedClicked
@@ -70,13 +71,7 @@ class PeersPanel(QWidget):
         self.table.verticalHeader().setToolTip("Rows of the peer table")
         header.setHighlightSections(False)
         header.setDefaultAlignment(Qt.AlignLeft | Qt.AlignVCenter)
-        # fixed widths from the header texts: ResizeToContents would measure every row on each change
-        metrics = self.table.fontMetrics()
-        for col, title in enumerate(COLUMNS):
-            header.resizeSection(col, max(64, metrics.horizontalAdvance(title) + 28))
-        header.resizeSection(NAME, 140)
-        header.resizeSection(1, metrics.horizontalAdvance("0" * 12) + 28)
-        header.setStretchLastSection(True)
+        self._size_columns()
         self.table.selectionModel().selectionChanged.connect(self._update_actions)
 
         self.filter = QLineEdit(placeholderText="Filter: name, ID, tier or address")
@@ -175,8 +170,39 @@ class PeersPanel(QWidget):
         return None if self.chat is None else self.chat.is_verified(peer_id)
 
     def _filter(self, text: str) -> None:
-        self.proxy.setFilterFixedString(text.strip())
+        """Show the rows whose search text holds ``text``. Without a filter the table shows the
+        model itself: a proxy costs Python calls on every paint, which 1,000 rows feel."""
+        text = text.strip()
+        self.proxy.setFilterFixedString(text)
+        wanted = self.proxy if text else self.model
+        if self.table.model() is not wanted:
+            selected, old = self.selected_peer(), self.table.selectionModel()
+            self.table.setModel(wanted)   # a new selection model: connect it again
+            old.deleteLater()
+            self.table.selectionModel().selectionChanged.connect(self._update_actions)
+            self._size_columns()
+            if selected is not None and self._view_index(self.model.row_of(selected["id"])).isValid():
+                self.table.selectRow(self._view_index(self.model.row_of(selected["id"])).row())
         self._changed()
+
+    def _size_columns(self) -> None:
+        """Fixed widths from the widest value a column can hold: ResizeToContents would measure
+        every row on each change."""
+        header = self.table.horizontalHeader()
+        metrics = self.table.fontMetrics()
+        widest = {TIER: ("external", "sandbox", "unknown", "banned"), MODE: ("asymmetric", "symmetric"),
+                  ROUTE: ("inbound", "SOCKS5", "direct"), VERIFIED: ("✓ yes",), LAST_SEEN: ("59 min ago",)}
+        for col, title in enumerate(COLUMNS):
+            texts = (title,) + widest.get(col, ())
+            header.resizeSection(col, max(metrics.horizontalAdvance(t) for t in texts) + 32)
+        header.resizeSection(NAME, 140)
+        header.resizeSection(ID, QFontMetrics(self.model.mono_font).horizontalAdvance("0" * 12) + 32)
+        header.setStretchLastSection(True)
+
+    def _view_index(self, row: int):
+        """The table's index of the model's ``row`` (invalid when the filter hides it)."""
+        index = self.model.index(row, 0)
+        return self.proxy.mapFromSource(index) if self.table.model() is self.proxy else index
 
     def _changed(self) -> None:
         """After any change of the rows: the empty hint, the buttons, the details, the count."""
@@ -193,10 +219,10 @@ class PeersPanel(QWidget):
         row = self.model.row_of(peer_id)
         if row < 0:
             return False
-        index = self.proxy.mapFromSource(self.model.index(row, 0))
+        index = self._view_index(row)
         if not index.isValid():
             self.filter.clear()
-            index = self.proxy.mapFromSource(self.model.index(row, 0))
+            index = self._view_index(row)
         self.table.selectRow(index.row())
         self.table.scrollTo(index)
         return True

@@ -17,6 +17,7 @@ class CoreConfirmDialog(QDialog):
         super().__init__(parent)
         name = peer["name"] or peer["id"][:12]
         self.setWindowTitle(f"Raise {name} to CORE?")
+        self.setMinimumWidth(460)
         intro = QLabel(f"CORE is full trust: {name} may propagate knowledge through this node, "
                        "delegate tasks to it and relay its messages. First make sure it is really "
                        "them: compare these with their owner, in person or on a call you trust.")

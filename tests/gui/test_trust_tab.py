@@ -89,7 +89,7 @@ def test_set_tier_shows_each_tier_in_the_table(window, make_node, qtbot, address
 
 
 def tier_cell_centre(panel, peer_id: str) -> QPoint:
-    index = panel.proxy.mapFromSource(panel.model.index(panel.model.row_of(peer_id), TIER))
+    index = panel.table.model().index(panel._view_index(panel.model.row_of(peer_id)).row(), TIER)
     return panel.table.visualRect(index).center()
 
 
@@ -180,8 +180,8 @@ def test_the_route_says_who_dialled(window, make_node, qtbot, run, address_of):
 
 
 def visible_names(panel) -> list[str]:
-    proxy = panel.proxy
-    return [proxy.index(r, NAME).data() for r in range(proxy.rowCount())]
+    shown = panel.table.model()
+    return [shown.index(r, NAME).data() for r in range(shown.rowCount())]
 
 
 def test_the_filter_field_shows_only_matching_peers(window, make_node, qtbot, address_of):
@@ -230,7 +230,7 @@ def test_a_clipboard_without_a_link_says_so(window, qtbot):
 
 def right_click(panel, peer_id: str):
     """A person's right click on the peer's row: Qt delivers it as a context-menu event."""
-    index = panel.proxy.mapFromSource(panel.model.index(panel.model.row_of(peer_id), NAME))
+    index = panel._view_index(panel.model.row_of(peer_id))
     pos = panel.table.visualRect(index).center()
     viewport = panel.table.viewport()
     QApplication.sendEvent(viewport, QContextMenuEvent(QContextMenuEvent.Mouse, pos, viewport.mapToGlobal(pos)))
@@ -325,3 +325,81 @@ def test_selecting_a_peer_shows_its_full_fingerprint_and_id(window, make_node, q
     assert details.tier.text().startswith("unknown:")
     panel.table.clearSelection()
     assert not details.isVisibleTo(window)
+
+
+def populate(window, make_node, run, qtbot, address_of):
+    """Trusted, sandboxed, unknown, banned and offline peers, verified or not."""
+    node = window.node
+    peers = {}
+    for name, tier in (("bob-laptop", "core"), ("carol-lab", "sandbox"), ("dave", "external"),
+                       ("mallory", "unknown"), ("erin-nas", "core")):
+        other = make_node(name)
+        run(node.add_peer(address_of(other), name=name))
+        node.trust(other.identity.id, tier)
+        peers[name] = other
+    node.service("chat").verify(peers["bob-laptop"].identity.id, mark=True)
+    run(node.ban(peers["mallory"].identity.id))
+    run(peers["erin-nas"].stop())
+    qtbot.waitUntil(lambda: window.peers_panel.model.connected_count() == 3)
+    window.peers_panel.select_peer(peers["carol-lab"].identity.id)
+    return peers
+
+
+def cut_or_hidden(panel) -> list[str]:
+    """Buttons of the tab that are off screen or narrower than their text."""
+    from PySide6.QtWidgets import QAbstractButton
+    wrong = []
+    tab = panel.rect()
+    for button in panel.findChildren(QAbstractButton):
+        if not button.isVisibleTo(panel) or button.metaObject().className() == "QLineEditIconButton":
+            continue
+        box = button.geometry().translated(button.parentWidget().mapTo(panel, button.geometry().topLeft())
+                                           - button.geometry().topLeft())
+        if not tab.contains(box):
+            wrong.append(f"{button.text()!r} at {box.getRect()} outside {tab.getRect()}")
+        if button.width() < button.fontMetrics().horizontalAdvance(button.text().replace("&", "")):
+            wrong.append(f"{button.text()!r} is {button.width()} px wide")
+    return wrong
+
+
+def test_the_trust_tab_renders_and_fits_from_900x600(window, make_node, run, qtbot, address_of, artifacts):
+    populate(window, make_node, run, qtbot, address_of)
+    panel = window.peers_panel
+    qtbot.mouseClick(window.tabs.tabBar(), Qt.LeftButton,
+                     pos=window.tabs.tabBar().tabRect(window.tabs.indexOf(panel)).center())
+    assert window.tabs.currentWidget() is panel
+    for width, height in ((1200, 800), (900, 600)):
+        window.resize(width, height)
+        QApplication.processEvents()
+        assert window.grab().save(str(artifacts / f"trust-tab-{width}x{height}.png"))
+        assert cut_or_hidden(panel) == []
+    model = panel.model
+    texts = {model.peer(r)["name"]: [model.index(r, c).data() for c in (TIER, VERIFIED, MODE)]
+             for r in range(model.rowCount())}
+    assert texts["mallory"] == ["banned", "no", "—"]
+    assert texts["bob-laptop"] == ["core", "✓ yes", "asymmetric"]
+    assert texts["erin-nas"][2] == "—"
+    panel.select_peer(panel.model.peer(panel.model.row_of(
+        next(p["id"] for p in window.node.list_peers() if p["name"] == "dave")))["id"])
+    dialog = panel.request_tier(panel.selected_peer()["id"], "core")
+    qtbot.waitUntil(dialog.isVisible)
+    QApplication.processEvents()
+    assert dialog.grab().save(str(artifacts / "trust-core-confirm.png"))
+    qtbot.mouseClick(dialog.cancel_button, Qt.LeftButton)
+
+
+def test_peer_events_change_rows_without_resetting_the_model(window, make_node, qtbot, run, address_of):
+    panel = window.peers_panel
+    resets, changed = [], []
+    panel.model.modelReset.connect(lambda: resets.append(1))
+    panel.model.dataChanged.connect(lambda top, bottom, *_: changed.append((top.row(), bottom.row())))
+    bob = connected_peer(window, make_node, qtbot, address_of)
+    carol = connected_peer(window, make_node, qtbot, address_of, name="carol")
+    panel.select_peer(bob.identity.id)
+    panel.tier_actions["external"].trigger()
+    qtbot.waitUntil(lambda: cell(window, bob.identity.id, TIER) == "external")
+    run(carol.stop())
+    qtbot.waitUntil(lambda: cell(window, carol.identity.id, CONNECTED) == "no")
+    assert resets == []
+    assert changed and all(top == bottom for top, bottom in changed), "one row at a time"
+    assert panel.selected_peer()["id"] == bob.identity.id, "the selection stays on its peer"
