@@ -457,6 +457,7 @@ class ChatService:
         """The safety number with the peer; ``mark`` stores that the user verified it."""
         rec = self.node.resolve(ref)
         number = safety_number(self.node.identity.id, rec.id)
+        row: dict | None
         if mark:
             before = self._contacts.verified_peers()
             row = self._contacts.mark(rec.id, rec.name, rec.address)
