@@ -4,8 +4,8 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timezone
 
-from PySide6.QtCore import QSortFilterProxyModel, Qt, QTimer, Signal
-from PySide6.QtGui import QActionGroup, QFontMetrics, QGuiApplication, QKeySequence
+from PySide6.QtCore import QEvent, QSortFilterProxyModel, Qt, QTimer, Signal
+from PySide6.QtGui import QActionGroup, QFontMetrics, QGuiApplication
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QLineEdit,
                                QMenu, QMessageBox, QPushButton, QTableView, QToolButton, QVBoxLayout,
                                QWidget)
@@ -125,10 +125,10 @@ class PeersPanel(QWidget):
         self.unban_button.setAccessibleName("Unban peer")
         self.unban_button.clicked.connect(self.unban_selected)
         self.remove_button = QPushButton("Remove…")
-        self.remove_button.setToolTip("Forget the selected peer: its pinned key, tier and reputation")
+        self.remove_button.setToolTip("Forget the selected peer: its pinned key, tier and reputation (Delete)")
         self.remove_button.setAccessibleName("Remove peer")
         self.remove_button.clicked.connect(self.confirm_remove)
-        self.remove_button.setShortcut(QKeySequence.Delete)
+        self.table.installEventFilter(self)   # Delete on a selected row: Remove…
 
         top = QHBoxLayout()
         top.addWidget(self.filter, 1)
@@ -241,6 +241,13 @@ class PeersPanel(QWidget):
             for action in self.tier_actions.values():
                 action.setChecked(False)
             self.tier_group.setExclusionPolicy(QActionGroup.ExclusionPolicy.Exclusive)
+
+    def eventFilter(self, watched, event) -> bool:
+        if (watched is self.table and event.type() == QEvent.KeyPress and event.key() == Qt.Key_Delete
+                and self.table.state() != QAbstractItemView.EditingState and self.selected_peer() is not None):
+            self.confirm_remove()
+            return True
+        return super().eventFilter(watched, event)
 
     def _context_menu(self, pos) -> None:
         if self.table.indexAt(pos).isValid():

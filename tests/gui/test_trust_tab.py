@@ -1,5 +1,5 @@
 """Every action of the Trust tab (the peer table), against real nodes on 127.0.0.1, driven as a person does."""
-from PySide6.QtCore import QPoint, Qt
+from PySide6.QtCore import QPoint, Qt, QTimer
 from PySide6.QtGui import QContextMenuEvent, QGuiApplication
 from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -203,15 +203,30 @@ def test_the_filter_field_shows_only_matching_peers(window, make_node, qtbot, ad
     assert panel.selected_peer()["id"] == carol.identity.id
 
 
+def choose_from_button_menu(qtbot, button, action) -> None:
+    """Click ``button`` and then ``action`` in the menu it pops up (the menu runs its own loop)."""
+    menu = button.menu()
+
+    def click_item():
+        if not menu.isVisible():
+            QTimer.singleShot(50, click_item)
+            return
+        qtbot.mouseClick(menu, Qt.LeftButton, pos=menu.actionGeometry(action).center())
+    QTimer.singleShot(50, click_item)
+    qtbot.mouseClick(button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not menu.isVisible())
+
+
 def test_copy_my_contact_link_and_add_a_peer_from_a_copied_link(window, make_node, qtbot, address_of):
     panel = window.peers_panel
-    panel.copy_link_action.trigger()
+    QGuiApplication.clipboard().clear()
+    choose_from_button_menu(qtbot, panel.link_button, panel.copy_link_action)
     ours = QGuiApplication.clipboard().text()
     assert ours.startswith("covey://") and ours.endswith("#" + window.node.identity.id)
     assert ours in window.statusBar().currentMessage()
     bob = make_node("bob")
     QGuiApplication.clipboard().setText(f"  covey://{address_of(bob)}#{bob.identity.id.upper()}\n")
-    panel.paste_link_action.trigger()
+    choose_from_button_menu(qtbot, panel.link_button, panel.paste_link_action)
     dialog = panel.add_dialog
     qtbot.waitUntil(dialog.isVisible)
     assert dialog.address.text() == address_of(bob) and dialog.key.text() == bob.identity.id
@@ -286,7 +301,8 @@ def test_remove_asks_first_and_cancel_keeps_the_row(window, make_node, qtbot, ru
     assert cell(window, bob.identity.id, NAME) == "bob"
 
     panel.select_peer(bob.identity.id)
-    qtbot.mouseClick(panel.remove_button, Qt.LeftButton)
+    qtbot.keyClick(panel.table, Qt.Key_Delete)   # the keyboard way to Remove…
+    assert panel.confirm_box is not box and panel.confirm_box.isVisible()
     qtbot.mouseClick(panel.confirm_box.button(QMessageBox.Yes), Qt.LeftButton)
     qtbot.waitUntil(lambda: panel.model.row_of(bob.identity.id) < 0)
     assert window.node.peers.get(bob.identity.id) is None
