@@ -22,7 +22,9 @@ class PeerDetails(QGroupBox):
         self.address = _value()
         self.key = _value()
         self.tier = _value()
-        for label in (self.key, self.tier, self.address):
+        self.verified = _value()
+        self.connection = _value()
+        for label in (self.key, self.tier, self.address, self.verified):
             label.setWordWrap(True)
         form = QFormLayout(self)
         form.setLabelAlignment(Qt.AlignLeft)
@@ -31,6 +33,8 @@ class PeerDetails(QGroupBox):
         form.addRow(caption("Address"), self.address)
         form.addRow(caption("Key"), self.key)
         form.addRow(caption("Tier"), self.tier)
+        form.addRow(caption("Verified"), self.verified)
+        form.addRow(caption("Connection"), self.connection)
         hint = QLabel("Compare the fingerprint with the peer's owner (in person or by phone) "
                       "before raising its tier.")
         hint.setObjectName("hint")
@@ -50,6 +54,12 @@ class PeerDetails(QGroupBox):
         pinned = ("pinned: another key at this address is refused" if peer.get("pinned")
                   else "learned from its first connection")
         self.key.setText(f"{pinned}; {source}")
+        verified = peer.get("verified")
+        self.verified.setText("chat is off on this node" if verified is None else
+                              "yes: you compared the safety number" if verified else
+                              "no: compare the safety number (Chat tab) or the fingerprint")
+        self.connection.setText(f"{peer['mode']}, {peer.get('route') or 'direct'}" if peer["connected"] and peer.get("mode")
+                                else "not connected")
         if peer["banned"]:
             self.tier.setText(f"banned (tier {peer['tier']} applies again when the ban is lifted)")
         else:

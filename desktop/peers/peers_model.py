@@ -195,6 +195,7 @@ class PeersModel(QAbstractTableModel):
 
     def _row(self, peer: dict) -> Row:
         verified = self._verified_of(peer["id"])
+        peer = {**peer, "verified": verified}   # the details panel shows it too
         texts = (
             peer["name"] or "(unnamed)",
             peer["id"][:12],

@@ -164,8 +164,13 @@ def test_enter_or_escape_in_the_core_dialog_keeps_the_tier(window, make_node, qt
 def test_the_verified_column_follows_the_safety_number_marked_in_chat(window, make_node, qtbot, address_of):
     bob = connected_peer(window, make_node, qtbot, address_of)
     assert cell(window, bob.identity.id, VERIFIED) == "no"
+    panel = window.peers_panel
+    panel.select_peer(bob.identity.id)
+    assert panel.details.verified.text().startswith("no")
+    assert panel.details.connection.text() == "asymmetric, direct"
     window.node.service("chat").verify(bob.identity.id, mark=True)   # what the Chat tab's button calls
     qtbot.waitUntil(lambda: cell(window, bob.identity.id, VERIFIED) == "✓ yes")
+    assert panel.details.verified.text().startswith("yes")
 
 
 def test_the_route_says_who_dialled(window, make_node, qtbot, run, address_of):
