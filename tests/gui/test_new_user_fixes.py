@@ -18,6 +18,8 @@ def cell(window, peer_id: str, column: int):
 
 
 def open_add_dialog(window, qtbot):
+    bar = window.tabs.tabBar()   # the Trust tab first, as a person would
+    qtbot.mouseClick(bar, Qt.LeftButton, pos=bar.tabRect(window.tabs.indexOf(window.peers_panel)).center())
     qtbot.mouseClick(window.peers_panel.add_button, Qt.LeftButton)
     dialog = window.peers_panel.add_dialog
     assert dialog is not None and dialog.isVisible()

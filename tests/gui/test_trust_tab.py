@@ -12,7 +12,15 @@ def cell(window, peer_id: str, column: int) -> str | None:
     return None if row < 0 else model.data(model.index(row, column))
 
 
+def show_trust_tab(window, qtbot) -> None:
+    """Click the Trust tab's title in the tab bar, as a person does."""
+    bar = window.tabs.tabBar()
+    qtbot.mouseClick(bar, Qt.LeftButton, pos=bar.tabRect(window.tabs.indexOf(window.peers_panel)).center())
+    assert window.tabs.currentWidget() is window.peers_panel
+
+
 def add_through_dialog(window, qtbot, address: str, key: str = "", name: str = ""):
+    show_trust_tab(window, qtbot)
     qtbot.mouseClick(window.peers_panel.add_button, Qt.LeftButton)
     dialog = window.peers_panel.add_dialog
     assert dialog is not None and dialog.isVisible()
@@ -224,6 +232,7 @@ def choose_from_button_menu(qtbot, button, action) -> None:
 
 def test_copy_my_contact_link_and_add_a_peer_from_a_copied_link(window, make_node, qtbot, address_of):
     panel = window.peers_panel
+    show_trust_tab(window, qtbot)
     QGuiApplication.clipboard().clear()
     choose_from_button_menu(qtbot, panel.link_button, panel.copy_link_action)
     ours = QGuiApplication.clipboard().text()
@@ -242,6 +251,7 @@ def test_copy_my_contact_link_and_add_a_peer_from_a_copied_link(window, make_nod
 
 
 def test_a_clipboard_without_a_link_says_so(window, qtbot):
+    show_trust_tab(window, qtbot)
     QGuiApplication.clipboard().setText("hello")
     assert window.peers_panel.add_from_clipboard() is None
     assert "no contact link" in window.statusBar().currentMessage()
@@ -311,7 +321,7 @@ def test_remove_asks_first_and_cancel_keeps_the_row(window, make_node, qtbot, ru
     qtbot.mouseClick(panel.confirm_box.button(QMessageBox.Yes), Qt.LeftButton)
     qtbot.waitUntil(lambda: panel.model.row_of(bob.identity.id) < 0)
     assert window.node.peers.get(bob.identity.id) is None
-    assert panel.empty.isVisibleTo(window)
+    assert panel.empty.isVisibleTo(panel)   # the hint, on the Trust tab (maybe not the current tab)
 
 
 def test_actions_are_disabled_without_a_selection(window, make_node, qtbot, address_of):
@@ -386,9 +396,7 @@ def cut_or_hidden(panel) -> list[str]:
 def test_the_trust_tab_renders_and_fits_from_900x600(window, make_node, run, qtbot, address_of, artifacts):
     populate(window, make_node, run, qtbot, address_of)
     panel = window.peers_panel
-    qtbot.mouseClick(window.tabs.tabBar(), Qt.LeftButton,
-                     pos=window.tabs.tabBar().tabRect(window.tabs.indexOf(panel)).center())
-    assert window.tabs.currentWidget() is panel
+    show_trust_tab(window, qtbot)
     for width, height in ((1200, 800), (900, 600)):
         window.resize(width, height)
         QApplication.processEvents()
