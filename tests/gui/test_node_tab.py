@@ -263,7 +263,7 @@ def test_the_onion_address_is_shown_and_offered_first_when_tor_publishes_it(wind
 
 # -- Add peer from a contact link --------------------------------------------------------------
 def open_add_dialog(window, qtbot):
-    open_tab(window, qtbot, "Peers")
+    open_tab(window, qtbot, "Trust")
     click(qtbot, window.peers_panel.add_button)
     dialog = window.peers_panel.add_dialog
     qtbot.waitUntil(dialog.isVisible)
