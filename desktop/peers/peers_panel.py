@@ -353,13 +353,12 @@ class PeersPanel(QWidget):
         """Open Add peer filled in from the contact link on the clipboard."""
         text = QGuiApplication.clipboard().text()
         try:
-            address, peer_id = contact.parse(text)
+            contact.parse(text)
         except CoveyError as exc:
             self.failed.emit(f"The clipboard holds no contact link ({human(exc)}): copy the covey://… link first")
             return None
         dialog = self.open_add_dialog()
-        dialog.address.setText(address)
-        dialog.key.setText(peer_id)
+        dialog.use_link(text)   # the dialog's own paste path
         dialog.name.setFocus(Qt.OtherFocusReason)   # what is left to fill in: a name, if any
         return dialog
 
