@@ -6,9 +6,9 @@ from datetime import datetime, timezone
 
 from PySide6.QtCore import QEvent, QSortFilterProxyModel, Qt, QTimer, Signal
 from PySide6.QtGui import QActionGroup, QFontMetrics, QGuiApplication
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QLineEdit,
-                               QMenu, QMessageBox, QPushButton, QTableView, QToolButton, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHBoxLayout, QHeaderView, QLabel, QLineEdit,
+                               QMenu, QMessageBox, QPushButton, QScrollArea, QSplitter, QTableView,
+                               QToolButton, QVBoxLayout, QWidget)
 from qasync import asyncSlot
 
 from core.errors import BadRequest, CoveyError, KeyMismatch, UnknownPeer, human
@@ -147,11 +147,22 @@ class PeersPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(top)
         layout.addLayout(bar)
-        layout.addWidget(self.table, 1)
-        layout.addWidget(self.empty)
-        # shown by the window next to the identity panel, so the table keeps its height
+        # the selected peer's details under the table (a splitter: the person chooses the share)
         self.details = PeerDetails(TIER_HELP)
-        self.sidebar = self.details
+        details = QScrollArea()
+        details.setWidget(self.details)
+        details.setWidgetResizable(True)
+        details.setFrameShape(QFrame.NoFrame)
+        details.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        body = QSplitter(Qt.Vertical)
+        body.addWidget(self.table)
+        body.addWidget(details)
+        body.setStretchFactor(0, 3)
+        body.setStretchFactor(1, 2)
+        body.setChildrenCollapsible(False)
+        self.details_area = details
+        layout.addWidget(body, 1)
+        layout.addWidget(self.empty)
         self.ages = QTimer(self)
         self.ages.timeout.connect(self.model.refresh_times)
         self.ages.start(AGE_REFRESH_MS)
@@ -230,6 +241,7 @@ class PeersPanel(QWidget):
     def _update_actions(self, *_) -> None:
         peer = self.selected_peer()
         self.details.show_peer(peer)
+        self.details_area.setVisible(peer is not None)
         for widget in (self.tier_button, self.remove_button):
             widget.setEnabled(peer is not None)
         self.ban_button.setEnabled(peer is not None and not peer["banned"])

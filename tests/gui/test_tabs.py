@@ -16,7 +16,7 @@ def test_the_window_shows_the_registered_panels(window):
     assert titles(window) == ["Node", "Network", "Encryption", "Chat", "Trust", "Training", "Knowledge", "Tasks"]
     for panel in tabs.PANELS:
         assert getattr(window, panel.key) is not None
-    assert window.peers_panel.details.parent() is not None, "the selected peer's details sit in the left column"
+    assert window.peers_panel.details.parent() is not None, "the selected peer's details sit in the Trust tab"
 
 
 def test_a_tab_whose_service_the_node_does_not_run_is_not_shown(make_node, qtbot, monkeypatch):
