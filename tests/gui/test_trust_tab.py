@@ -109,6 +109,8 @@ def pick_in_tier_editor(qtbot, panel, peer_id: str, tier: str) -> None:
     qtbot.waitUntil(lambda: panel.tier_delegate.editor is not None and panel.tier_delegate.editor.isVisible())
     combo = panel.tier_delegate.editor
     assert combo.currentData() == panel.model.peer(panel.model.row_of(peer_id))["tier"]
+    assert combo.toolTip() and combo.accessibleName() == "Trust tier"
+    assert all(combo.itemData(i, Qt.ToolTipRole) for i in range(combo.count()))
     qtbot.mouseClick(combo, Qt.LeftButton)
     view = combo.view()
     qtbot.waitUntil(view.isVisible)
@@ -141,6 +143,8 @@ def test_raising_to_core_shows_both_fingerprints_and_the_safety_number_and_cance
     assert "".join(dialog.safety.text().split()) == number and len(number) == 60
     assert bob.service("chat").verify(window.node.identity.id)["safety_number"] == number, "both sides read the same"
     assert dialog.cancel_button.isDefault()
+    for control in (dialog.confirm_button, dialog.cancel_button):
+        assert control.toolTip() and control.accessibleName()
     qtbot.mouseClick(dialog.cancel_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: not dialog.isVisible())
     assert cell(window, bob.identity.id, TIER) == "unknown"
