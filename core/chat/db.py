@@ -35,6 +35,10 @@ class Contacts:
         row = self._rows.get(peer)
         return dict(row) if row is not None and row["verified_key"] == peer else None
 
+    def verified_peers(self) -> set[str]:
+        """The peer ids that are verified now."""
+        return {peer for peer, row in self._rows.items() if row["verified_key"] == peer}
+
     def mark(self, peer: str, name: str, address: str | None) -> dict:
         """Mark ``peer`` verified; rows of other keys under the same name or address are retired
         (the user compared the new safety number)."""
@@ -55,6 +59,10 @@ class Contacts:
             del self._rows[other]
         self._rows[peer] = row
         return dict(row)
+
+    def may_conflict(self, peer: str) -> bool:
+        """Whether :meth:`conflict` could find anything for ``peer`` (cheap: no peer record needed)."""
+        return bool(self._rows) and peer not in self._rows
 
     def conflict(self, peer: str, name: str, address: str | None) -> dict | None:
         """A verified contact of another key known under ``name`` or ``address`` (None if none)."""

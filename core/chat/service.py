@@ -32,6 +32,8 @@ Events (``node.events``; none carries message text: read it from the service):
 - ``chat_expired`` {peer, ids}
 - ``chat_request`` {peer, name} (a contact request; its text via ``requests()``)
 - ``chat_key_changed`` {peer, verified_peer, name}
+- ``chat_verified`` {peer, retired}: the user marked the peer verified (``retired``: contacts
+  of other keys under its name or address, no longer verified).
 - ``message_rejected`` {peer, type, code, reason} for every refused chat input.
 - ``chat_file`` {peer, file, state, done, total, direction}: files, see ``self.files``
   (:mod:`core.chat.files`).
@@ -51,7 +53,7 @@ import time
 
 from core import events as ev
 from core.events import (CHAT_CLOSED, CHAT_EXPIRED, CHAT_KEY_CHANGED, CHAT_MESSAGE, CHAT_REQUEST, CHAT_STATE,
-                         CHAT_TIMER, CHAT_TYPING)
+                         CHAT_TIMER, CHAT_TYPING, CHAT_VERIFIED)
 from core.errors import CoveyError, PeerUnreachable, UnknownPeer
 from core.net.limits import LogLimiter
 from core.peers import Capability, Tier
@@ -162,9 +164,13 @@ class ChatService:
 
     def check_peer(self, peer: str) -> None:
         """Raise unless our policy lets us chat with ``peer`` and its key is not a changed one."""
-        self.node.peers.check(peer, Capability.CHAT)
+        if not self.connected(peer):  # connected: its limits hold the same decision (see connected)
+            self.node.peers.check(peer, Capability.CHAT)
+        contacts = self._contacts
+        if not contacts.may_conflict(peer):
+            return
         rec = self.node.peers.get(peer)
-        clash = self._contacts.conflict(peer, rec.name, rec.address)
+        clash = contacts.conflict(peer, rec.name, rec.address)
         if clash is not None:
             self.node.events.emit(CHAT_KEY_CHANGED, peer=peer, verified_peer=clash["peer"], name=clash["name"])
             exc = KeyChanged(
@@ -201,6 +207,8 @@ class ChatService:
         return conv
 
     def _peer(self, ref: str) -> str:
+        if ref in self.links:   # a full peer id we chat with (a removed peer's link is dropped)
+            return ref
         return self.node.resolve(ref).id
 
     def link_for(self, peer: str) -> Link:
@@ -306,10 +314,12 @@ class ChatService:
             self.refused(peer, proto.BUNDLE, exc)
             raise
 
-    async def _on_msg(self, peer: str, body: dict) -> None:
+    def _on_msg(self, peer: str, body: dict) -> None:
+        # Synchronous, so the node runs it in the reader's turn (no task per message); the
+        # decryption never suspends (Link.receive_now), and the reader waits for it to finish.
         try:
             sid, wire = proto.parse_msg(body)
-            await self._link(peer).receive(sid, wire)
+            self._link(peer).receive_now(sid, wire)
         except CoveyError as exc:
             self.refused(peer, proto.MSG, exc)
 
@@ -359,12 +369,14 @@ class ChatService:
         conv = self._conv(peer)
         msg = conv.add(self.node.identity.id, text, time.time(), outgoing=True, ttl=conv.ttl)
         link.queue(proto.encode_content(proto.Content(proto.TEXT, text, msg.sent_at, conv.ttl)),
-                   tag=(peer, msg.id))
+                   tag=(peer, msg.id), wake=False)
         self.node.events.emit(CHAT_MESSAGE, peer=peer, id=msg.id, direction="out")
         if msg.expires_at is not None:
             self._expiry_wake.set()
         self._changed_soon()
-        return {**msg.view(), "peer": peer}
+        view = {**msg.view(), "peer": peer}
+        await link.push()    # out now, in this turn (or by the pump, which also holds it while away)
+        return view
 
     def read(self, ref: str, after: int = 0, *, mark: bool = True) -> list[dict]:
         """The conversation's messages with an id above ``after``; marks them read (receipts if on)."""
@@ -455,11 +467,23 @@ class ChatService:
         """The safety number with the peer; ``mark`` stores that the user verified it."""
         rec = self.node.resolve(ref)
         number = safety_number(self.node.identity.id, rec.id)
-        row = self._contacts.mark(rec.id, rec.name, rec.address) if mark else self._contacts.verified(rec.id)
+        row: dict | None
+        if mark:
+            before = self._contacts.verified_peers()
+            row = self._contacts.mark(rec.id, rec.name, rec.address)
+            self.node.events.emit(CHAT_VERIFIED, peer=rec.id,
+                                  retired=sorted(before - self._contacts.verified_peers()))
+        else:
+            row = self._contacts.verified(rec.id)
         clash = self._contacts.conflict(rec.id, rec.name, rec.address)
         return {"peer": rec.id, "name": rec.name, "safety_number": number, "grouped": grouped(number),
                 "verified": row is not None, "verified_at": row["verified_at"] if row else None,
                 "key_changed": clash is not None}
+
+    def is_verified(self, peer: str) -> bool:
+        """Whether the user marked this exact peer id verified (a lookup in memory; False
+        while the service is not started)."""
+        return self.contacts is not None and self.contacts.verified(peer) is not None
 
     def qr_png(self, ref: str) -> bytes:
         """A PNG of the QR code of the safety number with the peer (for the GUI)."""
