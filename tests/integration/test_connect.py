@@ -146,6 +146,21 @@ async def test_bootstrap_list_connects_on_start(make_node):
     assert bob.peers.get(alice.identity.id).tier == "unknown"
 
 
+async def test_a_bootstrap_peer_that_starts_later_is_reached_by_retrying(make_node, caplog):
+    """Nodes on k8s start in any order: a bootstrap peer that is not up yet is dialled again with backoff."""
+    import logging
+    import socket
+    with socket.socket() as s:   # a free port nobody listens on yet
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    caplog.set_level(logging.INFO, logger="covey.node")
+    bob = await make_node("bob", bootstrap=[f"127.0.0.1:{port}"])
+    await wait_until(lambda: any(f"127.0.0.1:{port}" in r.getMessage() for r in caplog.records), 10)
+    assert not bob.connections   # the first dial failed: nobody was listening
+    alice = await make_node("alice", listen=f"127.0.0.1:{port}")
+    await wait_until(lambda: alice.identity.id in bob.connections, 20)
+
+
 async def test_event_stream_reports_connect_tier_and_disconnect(make_node):
     alice, bob = await make_node("alice"), await make_node("bob")
     queue = bob.events.subscribe()
