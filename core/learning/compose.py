@@ -101,21 +101,23 @@ def assign_groups(workers: Sequence[str], aggregators: Sequence[str],
     """Deal ``workers`` (in their slot order) to ``aggregators``; groups left empty are omitted.
 
     Without ``reach``: round-robin. With ``reach`` (aggregator -> the workers it can take
-    updates from): a worker stays with its ``previous`` aggregator if that one reaches it
-    (groups stay stable, and a worker an aggregator banned does not start afresh in another
-    group), else goes to the least loaded one that reaches it (ties: the first in
-    ``aggregators``); a worker no aggregator reaches is left out.
+    updates from): a worker stays with its ``previous`` aggregator if that one reaches it and
+    holds less than a fair share (groups stay stable, a worker an aggregator banned does not
+    start afresh in another group, and an aggregator that comes back gets workers again), else
+    goes to the least loaded one that reaches it (ties: the first in ``aggregators``); a worker
+    no aggregator reaches is left out.
     """
-    previous = previous or {}
     if not aggregators:
         return {}
+    previous = previous or {}
+    fair = -(-len(workers) // len(aggregators))
     groups: dict[str, list[str]] = {a: [] for a in aggregators}
     for i, w in enumerate(workers):
         if reach is None:
             groups[aggregators[i % len(aggregators)]].append(w)
             continue
         candidates = [a for a in aggregators if w in reach.get(a, ())]
-        if previous.get(w) in candidates:
+        if previous.get(w) in candidates and len(groups[previous[w]]) < fair:
             groups[previous[w]].append(w)
         elif candidates:
             groups[min(candidates, key=lambda a: len(groups[a]))].append(w)

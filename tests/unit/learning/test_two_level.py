@@ -116,7 +116,11 @@ def test_groups_are_dealt_only_to_aggregators_that_reach_the_worker():
     # a's workers move to b when a is gone
     assert assign_groups(["w0", "w1", "w2"], ["b"], reach) == {"b": ["w1", "w2"]}
     # a worker stays with its previous aggregator while that one reaches it
-    assert assign_groups(["w1", "w2"], ["a", "b"], reach, {"w1": "b", "w2": "b"}) == {"b": ["w1", "w2"]}
+    assert assign_groups(["w1", "w2"], ["a", "b"], reach, {"w1": "a", "w2": "a"}) == {"a": ["w1"], "b": ["w2"]}
+    # ... up to a fair share: an aggregator that comes back gets workers again
+    both = {"a": {"w1", "w2", "w3", "w4"}, "b": {"w1", "w2", "w3", "w4"}}
+    assert assign_groups(["w1", "w2", "w3", "w4"], ["a", "b"], both, dict.fromkeys(["w1", "w2", "w3", "w4"], "b")) \
+        == {"a": ["w3", "w4"], "b": ["w1", "w2"]}
 
 
 # -- the messages --------------------------------------------------------------------------
