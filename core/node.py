@@ -496,6 +496,9 @@ class Node:
         try:
             await conn.run()
         finally:
+            for pending_conn, fut in list(self._pending.values()):   # they would wait for their deadline
+                if pending_conn is conn and not fut.done():
+                    fut.set_exception(PeerUnreachable(f"peer {peer_id[:12]} disconnected before it answered"))
             if self.connections.get(peer_id) is conn:
                 del self.connections[peer_id]
                 if self._book.get(peer_id) is not None and self.store is not None and not self._stopping:
