@@ -223,6 +223,7 @@ class Drill:
         if not moved:
             raise DrillFailed(f"the dead aggregator's workers did not move: {after[-1]['accepted']} updates "
                               f"through {len(after[-1]['groups'])} groups")
+        restart_from = self._task()["round"]   # rounds up to this one ran without the killed nodes
         say(f"restarting {', '.join(victims)}")
         covey("cluster", "start", *victims, "--dir", str(self.dir), timeout=300)
         restarted_at = self._task()["round"]
@@ -254,7 +255,8 @@ class Drill:
             accuracy=final["accuracy"], round_s_median=round(statistics.median(seconds), 3),
             round_s_max=round(max(seconds), 3), round_s=[round(x, 3) for x in seconds],
             killed={"workers": victims[:-1], "aggregator": victims[-1], "after_round": killed_at,
-                    "restarted_after_round": restarted_at, "back_by_round": rejoin_round},
+                    "restart_from_round": restart_from, "restarted_after_round": restarted_at,
+                    "back_by_round": rejoin_round},
             groups_per_round=[len(h["groups"]) for h in final["history"]],
             accepted_per_round=[h["accepted"] for h in final["history"]])
         say(f"task {final['state']} after {final['round']} rounds, accuracy {final['accuracy']}, "
