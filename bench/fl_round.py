@@ -34,25 +34,30 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def covey(home: Path, *args: str, timeout: float = 60.0):
-    out = subprocess.run([sys.executable, "-m", "core.app.cli", "--home", str(home), *args, "--json"],
-                         cwd=REPO, capture_output=True, text=True, timeout=timeout)
-    if out.returncode != 0:
-        raise RuntimeError(f"covey {' '.join(args)}: {out.stderr.strip()}")
-    return json.loads(out.stdout)
+def progress(text: str) -> None:
+    print(f"fl_round {time.strftime('%H:%M:%S')}: {text}", file=sys.stderr, flush=True)
 
 
-def start_node(home: Path, env: dict) -> subprocess.Popen:
+def covey(home: Path, command: str, **params):
+    """One command on the node of ``home`` through its control API (in-process client: a CLI
+    process per call made the set-up of 50 nodes take minutes)."""
+    from core.app.client import call
+    return call(home, command, params, timeout=60.0)
+
+
+def spawn_node(home: Path, env: dict) -> subprocess.Popen:
     home.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", "core.app.cli", "--home", str(home), "--headless",
+    return subprocess.Popen([sys.executable, "-m", "core.app.cli", "--home", str(home), "--headless",
                              "--listen", "127.0.0.1:0", "--log-level", "warning"],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
+
+
+def wait_node(home: Path, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
     while not (home / "control.json").exists():
         if time.monotonic() > deadline or proc.poll() is not None:
             raise RuntimeError(f"node in {home} did not start")
         time.sleep(0.1)
-    return proc
 
 
 def networked(workers: int, rounds: int, secure: bool, validate: bool = True, aggregators: int = 0):
@@ -61,46 +66,51 @@ def networked(workers: int, rounds: int, secure: bool, validate: bool = True, ag
     with tempfile.TemporaryDirectory() as tmp:
         try:
             coord_home = Path(tmp) / "coord"
-            procs.append(start_node(coord_home, env))
+            agg_homes = [Path(tmp) / f"a{i}" for i in range(aggregators)]
+            homes = [Path(tmp) / f"w{i}" for i in range(workers)]
+            for home in [coord_home, *agg_homes, *homes]:   # all at once; each is waited for below
+                procs.append(spawn_node(home, env))
+            for home, proc in zip([coord_home, *agg_homes, *homes], procs, strict=True):
+                wait_node(home, proc)
+            progress(f"{len(procs)} nodes up")
             coord = covey(coord_home, "id")
             port = coord["listen"][0].rsplit(":", 1)[1]
+
+            def join(home: Path, *others: str) -> dict:
+                """The node of ``home`` adds the coordinator (trusted CORE) and the ``others`` (addresses)."""
+                covey(home, "peers.add", address=f"127.0.0.1:{port}")
+                covey(home, "peers.trust", peer=coord["id"], tier="core")
+                for address in others:
+                    covey(home, "peers.add", address=address)
+                return covey(home, "id")
             aggs = []
-            for i in range(aggregators):
-                home = Path(tmp) / f"a{i}"
-                procs.append(start_node(home, env))
-                covey(home, "peers", "add", f"127.0.0.1:{port}")
-                covey(home, "peers", "trust", coord["id"], "core")
-                ident = covey(home, "id")
-                aggs.append((home, ident["id"], ident["listen"][0].rsplit(":", 1)[1]))
+            for home in agg_homes:
+                ident = join(home)
+                aggs.append((home, ident["id"], ident["listen"][0]))
             worker_ids = []
-            for i in range(workers):
-                home = Path(tmp) / f"w{i}"
-                procs.append(start_node(home, env))
-                covey(home, "peers", "add", f"127.0.0.1:{port}")
-                covey(home, "peers", "trust", coord["id"], "core")
-                for _, _, agg_port in aggs:
-                    covey(home, "peers", "add", f"127.0.0.1:{agg_port}")
-                worker_ids.append(covey(home, "id")["id"])
+            for home in homes:
+                worker_ids.append(join(home, *(address for _, _, address in aggs))["id"])
             for agg_home, _, _ in aggs:
                 for wid in worker_ids:
-                    covey(agg_home, "peers", "trust", wid, "core")
+                    covey(agg_home, "peers.trust", peer=wid, tier="core")
             deadline = time.monotonic() + 60
-            while sum(p["connected"] for p in covey(coord_home, "peers", "list")) < workers + aggregators:
+            while sum(p["connected"] for p in covey(coord_home, "peers.list")) < workers + aggregators:
                 if time.monotonic() > deadline:
                     raise RuntimeError("workers did not connect")
                 time.sleep(0.2)
-            for p in covey(coord_home, "peers", "list"):
-                covey(coord_home, "peers", "trust", p["id"], "core")
-            args = ["ml", "start", "--rounds", str(rounds), "--min-clients", str(workers), "--seed", "0"]
+            for p in covey(coord_home, "peers.list"):
+                covey(coord_home, "peers.trust", peer=p["id"], tier="core")
+            options: dict = {"rounds": rounds, "min_clients": workers, "seed": 0}
             if secure:
-                args += ["--secure-agg"]
+                options["secure_agg"] = True
             elif not validate:
-                args += ["--validate", "off"]
+                options["validate"] = "off"
             if aggs:
-                args += ["--aggregators", ",".join(agg_id for _, agg_id, _ in aggs)]
-            task = covey(coord_home, *args)["task"]
+                options["aggregators"] = ",".join(agg_id for _, agg_id, _ in aggs)
+            task = covey(coord_home, "ml.start", **options)["task"]
+            progress(f"task {task} started")
             deadline = time.monotonic() + 600
-            while (status := covey(coord_home, "ml", "status", task))["state"] == "running":
+            while (status := covey(coord_home, "ml.status", task=task))["state"] == "running":
                 if time.monotonic() > deadline:
                     raise RuntimeError("task did not finish")
                 time.sleep(0.5)

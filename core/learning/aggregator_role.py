@@ -31,6 +31,7 @@ from core.errors import CoveyError, MalformedMessage, RefusedByPolicy, UnknownTa
 from core.peers import Capability
 from core.signed import seal
 
+from . import offload
 from . import protocol as proto
 from .intake import OpenRound, UpdateIntake
 from .secure_round import SecureRounds
@@ -84,7 +85,10 @@ class GroupTask(UpdateIntake, SecureRounds):
         """Open the group's round (replacing one still open: the coordinator dealt the groups again)."""
         self.close_collector()
         self._setup = None
-        ref_loss = await asyncio.to_thread(self._prepare, gr)
+        if self.data is None:   # the first round loads the held-out set (and torch): off the loop
+            ref_loss = await asyncio.to_thread(self._prepare, gr)
+        else:
+            ref_loss = await offload.run(self._prepare, gr, params=self.spec.n_params())
         now = time.monotonic()
         self.round = gr.round - 1
         rs = OpenRound(gr.round, gr.attempt, gr.round_id, set(gr.group), now + gr.deadline, now,
@@ -113,7 +117,7 @@ class GroupTask(UpdateIntake, SecureRounds):
         if self.spec.secure_agg:
             vector, weight, kept, outliers = await self._unmask_group(rs)
         else:
-            vector, weight, kept, outliers = await asyncio.to_thread(self._combine, rs)
+            vector, weight, kept, outliers = await offload.run(self._combine, rs, params=self.spec.n_params())
         self._settle(rs, outliers)   # on the loop: reputation changes emit events (and may ban)
         body = {"task": self.id, "round": rs.number, "round_id": rs.round_id, "vector": vector,
                 "weight": weight, "loss": _finite_or_none(_mean_loss(rs)), "workers": self._worker_entries(rs, kept, outliers)}

@@ -33,7 +33,7 @@ from core.errors import BadRequest, CoveyError, RefusedByPolicy
 from core.peers import Capability
 from core.signed import seal
 
-from . import db
+from . import db, offload
 from . import protocol as proto
 from .groups import GROUP_GRACE, GroupRounds, group_records, group_worker_entries
 from .intake import OpenRound, UpdateIntake
@@ -250,10 +250,11 @@ class CoordinatorTask(UpdateIntake, GroupRounds, SecureRounds):
         rs = OpenRound(number, attempt, os.urandom(proto.ROUND_ID_BYTES), set(eligible),
                     now + spec.deadline + grace, now, weight_cap=self._weight_cap(),
                     slots={p: self.participants[p] for p in eligible})
-        blob = await asyncio.to_thread(encode, weights)
+        size = spec.n_params()
+        blob = await offload.run(encode, weights, params=size)
         global_flat = flatten(weights)
         if spec.validate:
-            rs.ref_loss = (await asyncio.to_thread(self._evaluate, weights, True))[0]
+            rs.ref_loss = (await offload.run(self._evaluate, weights, True, params=size))[0]
         self.current = rs
         announced = eligible
         aggregator_of: dict[str, str] = {}
@@ -290,14 +291,14 @@ class CoordinatorTask(UpdateIntake, GroupRounds, SecureRounds):
             log.info("task %s round %d: deadline passed; %d worker(s) missing", self.id, number, len(late))
         rs.closed = True
         if rs.groups:
-            vector, kept = await asyncio.to_thread(self._combine_groups, rs, global_flat)
+            vector, kept = await offload.run(self._combine_groups, rs, global_flat, params=size)
         elif sa is not None:  # spec.secure_agg
             vector, kept = await self._secagg_finish(rs, sa, global_flat)
         else:
             if len(rs.accepted) < spec.min_clients:
                 self._fail(rs, f"{len(rs.accepted)} updates accepted, {spec.min_clients} needed")
                 return None
-            vector, kept = await asyncio.to_thread(self._aggregate, rs, global_flat)
+            vector, kept = await offload.run(self._aggregate, rs, global_flat, params=size)
         if vector is None:
             self._fail(rs, rs.why or "secure aggregation could not unmask the sum")
             return None
@@ -355,9 +356,10 @@ class CoordinatorTask(UpdateIntake, GroupRounds, SecureRounds):
         kept_set, outliers = kept
         _, wspec, weights = self._loaded()
         candidate = unflatten(np.asarray(vector, dtype=np.float32), wspec)
+        size = self.spec.n_params()
         if self._global_loss is None:
-            self._global_loss = (await asyncio.to_thread(self._evaluate, weights, False))[0]
-        loss, acc = await asyncio.to_thread(self._evaluate, candidate, False)
+            self._global_loss = (await offload.run(self._evaluate, weights, False, params=size))[0]
+        loss, acc = await offload.run(self._evaluate, candidate, False, params=size)
         factor, margin = AGGREGATE_TOLERANCE
         previous = self._global_loss
         # Under differential privacy the noise the user asked for can raise an honest
