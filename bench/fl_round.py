@@ -68,7 +68,10 @@ def networked(workers: int, rounds: int, secure: bool, validate: bool = True, ag
             coord_home = Path(tmp) / "coord"
             agg_homes = [Path(tmp) / f"a{i}" for i in range(aggregators)]
             homes = [Path(tmp) / f"w{i}" for i in range(workers)]
+            from core.app.cluster import _node_config
             for home in [coord_home, *agg_homes, *homes]:   # all at once; each is waited for below
+                home.mkdir(parents=True)
+                _node_config(home, workers + aggregators + 1)   # loopback: every peer comes from 127.0.0.1
                 procs.append(spawn_node(home, env))
             for home, proc in zip([coord_home, *agg_homes, *homes], procs, strict=True):
                 wait_node(home, proc)
