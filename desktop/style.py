@@ -1,10 +1,12 @@
 """Shared look: the style sheet, fonts, the app icon from ``resources/`` and small text helpers."""
 from __future__ import annotations
 
+import html
 import logging
+from typing import TypeVar
 
 from PySide6.QtGui import QColor, QFont, QIcon
-from PySide6.QtWidgets import QLabel, QTableWidgetItem
+from PySide6.QtWidgets import QLabel, QTableWidgetItem, QWidget
 
 from .resources_path import resources_dir
 
@@ -38,6 +40,22 @@ def grouped(text: str, size: int, per_line: int) -> str:
     """``text`` in groups of ``size`` characters, ``per_line`` groups per line."""
     groups = [text[i:i + size] for i in range(0, len(text), size)]
     return "\n".join(" ".join(groups[i:i + per_line]) for i in range(0, len(groups), per_line))
+
+
+W = TypeVar("W", bound=QWidget)
+
+
+def named(widget: W, name: str, tip: str) -> W:
+    """``widget`` with an accessible name (what a screen reader says) and a tooltip."""
+    widget.setAccessibleName(name)
+    widget.setToolTip(tip)
+    return widget
+
+
+def plain_tip(text: str) -> str:
+    """A tooltip that shows ``text`` literally: Qt renders a tooltip that looks like markup as
+    markup, so text from peers (names, event details) goes in escaped, as rich text."""
+    return "<qt>" + html.escape(text).replace("\n", "<br>") + "</qt>"
 
 
 def caption(text: str) -> QLabel:
