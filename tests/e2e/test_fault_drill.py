@@ -2,6 +2,8 @@
 and restarted workers and an aggregator, down with no process left."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from bench.fault_drill import KILLED_WORKERS, MIN_ROUNDS, PSS_LIMIT_MB, Drill
@@ -11,6 +13,7 @@ from bench.fault_drill import KILLED_WORKERS, MIN_ROUNDS, PSS_LIMIT_MB, Drill
 @pytest.mark.timeout(900)
 def test_fifty_node_fault_drill(tmp_path):
     out = Drill(tmp_path / "drill").run()
+    print(json.dumps(out))   # the drill's numbers in the CI log (pytest -s / -rP)
     assert out["roles"] == {"bootstrap": 3, "aggregator": 5, "worker": 40, "client": 2}
     assert out["chat"]["delivered"]
     assert out["rounds_committed"] >= MIN_ROUNDS
