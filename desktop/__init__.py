@@ -3,6 +3,9 @@
 Layout
     app launcher startup window tabs   the shell: opens the node, builds the window from
                                        the panel registry (``tabs.PANELS``)
+    shell/                             the window's frame: menus, status fields, remembered
+                                       state, tray, one app per home, log file, crash dialog
+                                       (imports the toolkit and the core, never an area)
     actions bridge style resources_path
                                        the toolkit every area uses: run a core call and say
                                        what happened; core events into ``on_event_<name>``

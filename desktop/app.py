@@ -13,9 +13,14 @@ from PySide6.QtCore import QSocketNotifier, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from core import logs
+from core.app.client import call
 from core.app.runtime import Runtime
-from core.errors import human
+from core.errors import CoveyError, human
 
+from .shell.crash import CrashReporter
+from .shell.logfile import add_log_file, log_path, remove_log_file
+from .shell.shown import FirstPaint
+from .shell.single import SingleInstance, ask_running_app
 from .startup import ask_name_dialog, ask_passphrase_dialog, open_node
 from .style import app_icon, style_sheet
 from .window import MainWindow
@@ -38,7 +43,13 @@ class Session:
         await self.runtime.start()
         self.window = MainWindow(self.node)
         self.window.closed.connect(self.closed.set)
+        FirstPaint(self.window)
         self.window.show()
+
+    def bring_to_front(self) -> None:
+        """Another launch with this home asked to see the window."""
+        if self.window is not None:
+            self.window.bring_to_front()
 
     async def close(self) -> None:
         """Stop the control API and the node (bounded: closing must not hang)."""
@@ -57,7 +68,7 @@ class Session:
 
 
 def _quit_on_signals(app: QApplication, session: Session) -> QSocketNotifier:
-    """Ctrl-C / SIGTERM close the window (Qt would otherwise swallow them)."""
+    """Ctrl-C / SIGTERM quit (Qt would otherwise swallow them): no close question, no tray."""
     reader, writer = socket.socketpair()
     reader.setblocking(False)
     writer.setblocking(False)
@@ -65,7 +76,7 @@ def _quit_on_signals(app: QApplication, session: Session) -> QSocketNotifier:
 
     def close(*_):
         if session.window is not None:
-            QTimer.singleShot(0, session.window.close)
+            QTimer.singleShot(0, session.window.quit)
         else:
             session.closed.set()
 
@@ -88,24 +99,74 @@ def make_app() -> QApplication:
 
 
 def main(home: Path, overrides: dict, passphrase: bytes | None) -> int:
-    """Run the desktop app until its window closes; returns the exit code."""
+    """Run the desktop app until the user quits; returns the exit code."""
     logs.setup("info")
     app = make_app()
+    home = Path(home)
+    instance = SingleInstance(home)
     try:
-        node = open_node(home, overrides, passphrase, ask_name_dialog, ask_passphrase_dialog(home))
-    except Exception as exc:
-        QMessageBox.critical(None, "Covey", f"Covey cannot open {home}:\n\n{human(exc)}")
+        claimed = instance.claim()
+    except OSError as exc:
+        QMessageBox.critical(None, "Covey", f"Covey cannot use the data folder {home}:\n\n{human(exc)}")
         return 1
-    if node is None:
+    if not claimed:
+        if ask_running_app(home):
+            log.info("Covey already runs with %s: its window was raised", home)
+            return 0
+        QMessageBox.critical(None, "Covey", f"Another Covey app is using the data folder {home}, "
+                             "but it does not answer. Close it (or end its process), then try again.")
         return 1
-    loop = qasync.QEventLoop(app)
-    asyncio.set_event_loop(loop)
-    with loop:
-        session = Session(node)
-        notifier = _quit_on_signals(app, session)
-        error = loop.run_until_complete(session.run())
-        notifier.setEnabled(False)
-    if error:
-        QMessageBox.critical(None, "Covey", f"Covey could not start:\n\n{error}")
+    try:
+        return _run(app, home, overrides, passphrase, instance)
+    finally:
+        instance.release()
+
+
+def _run(app: QApplication, home: Path, overrides: dict, passphrase: bytes | None,
+         instance: SingleInstance) -> int:
+    busy = running_elsewhere(home)
+    if busy:
+        QMessageBox.critical(None, "Covey", busy)
         return 1
-    return 0
+    log_file = add_log_file(home)
+    crash = CrashReporter(log_path(home))
+    crash.install()
+    try:
+        try:
+            node = open_node(home, overrides, passphrase, ask_name_dialog, ask_passphrase_dialog(home))
+        except Exception as exc:
+            log.warning("cannot open %s: %s", home, exc)
+            QMessageBox.critical(None, "Covey", f"Covey cannot open {home}:\n\n{human(exc)}")
+            return 1
+        if node is None:
+            return 1
+        logs.log_events(node.events)
+        loop = qasync.QEventLoop(app)
+        asyncio.set_event_loop(loop)
+        crash.watch(loop)
+        with loop:
+            session = Session(node)
+            instance.raise_requested.connect(session.bring_to_front)
+            notifier = _quit_on_signals(app, session)
+            error = loop.run_until_complete(session.run())
+            notifier.setEnabled(False)
+        if error:
+            QMessageBox.critical(None, "Covey", f"Covey could not start:\n\n{error}\n\n"
+                                 f"The log file is {log_path(home)}")
+            return 1
+        log.info("quit")
+        return 0
+    finally:
+        crash.uninstall()
+        remove_log_file(log_file)
+
+
+def running_elsewhere(home: Path) -> str | None:
+    """Why this home cannot be opened because its node already runs (``covey --headless``,
+    say), or None. A control.json left by a crash does not count (the client checks the pid)."""
+    try:
+        info = call(home, "id", {}, timeout=5.0)
+    except CoveyError:
+        return None
+    return (f"The node of the data folder {home} is already running (process {info.get('pid', '?')}, "
+            "without a window). Stop it first, or choose another data folder.")

@@ -5,17 +5,19 @@ from __future__ import annotations
 import logging
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import (QFrame, QLabel, QMainWindow, QScrollArea, QSplitter, QStatusBar, QTabWidget, QVBoxLayout,
+from PySide6.QtWidgets import (QFrame, QMainWindow, QScrollArea, QSplitter, QStatusBar, QTabWidget, QVBoxLayout,
                                QWidget)
 
 from . import tabs
 from .bridge import EventBridge
+from .shell.shell import Shell
 from .style import app_icon
 from .tabs import LEFT, TAB, TOP
 
 log = logging.getLogger("covey.desktop.window")
 STATUS_MS = 8000
 ERROR_MS = 15000
+REMEMBERED_FORMS = ("training_panel",)   # panels whose ``form`` keeps its fields between runs
 
 
 class MainWindow(QMainWindow):
@@ -71,12 +73,7 @@ class MainWindow(QMainWindow):
         layout.addWidget(split, 1)
         self.setCentralWidget(central)
 
-        self.peer_count = QLabel()
-        self.peer_count.setObjectName("peerCount")
-        self.mode_label = QLabel()
         self.setStatusBar(QStatusBar())
-        self.statusBar().addPermanentWidget(self.mode_label)
-        self.statusBar().addPermanentWidget(self.peer_count)
 
         for panel, widget in built:
             if panel.place == TAB:
@@ -87,10 +84,12 @@ class MainWindow(QMainWindow):
                 widget.status.connect(self.show_status)
             if hasattr(widget, "failed"):
                 widget.failed.connect(self.show_error)
+        # the shell: menus, status fields, remembered state (the training form too), closing
+        self.shell = Shell(self, node, self.tabs, {
+            key: getattr(self, key).form for key in REMEMBERED_FORMS if getattr(self, key, None) is not None})
+        self.bridge.register(self.shell.status)
         self.bridge.register(self)
-        self.peers_panel.count_changed.connect(self._show_count)
-        self._show_count(self.peers_panel.model.connected_count())
-        self._show_mode()
+        self.peer_count, self.mode_label = self.shell.status.peers, self.shell.status.mode
 
     def add_tab(self, widget: QWidget, title: str) -> None:
         """Show ``widget`` as a tab; it receives node events in its ``on_event_<name>`` methods."""
@@ -119,20 +118,7 @@ class MainWindow(QMainWindow):
         self.statusBar().style().unpolish(self.statusBar())
         self.statusBar().style().polish(self.statusBar())
 
-    def _show_count(self, connected: int) -> None:
-        self.peer_count.setText(f"{connected} peer{'s' if connected != 1 else ''} connected")
-
-    def _show_mode(self) -> None:
-        view = self.node.crypto_view()
-        self.mode_label.setText(f"Encryption: {view['mode']} (min {view['min']})")
-        self.mode_label.setProperty("danger", view["min"] == "none")
-        self.mode_label.style().unpolish(self.mode_label)
-        self.mode_label.style().polish(self.mode_label)
-
     # -- node events -------------------------------------------------------------------
-    def on_event_settings_changed(self, event) -> None:
-        self._show_mode()
-
     def on_event_node_stopping(self, event) -> None:
         self.bridge.close()   # the store closes next; nothing may read it any more
 
@@ -142,7 +128,17 @@ class MainWindow(QMainWindow):
             self.show_error(str(message))
 
     # -- closing --------------------------------------------------------------------------
+    def quit(self) -> None:
+        """Stop the node and end the app (no close question)."""
+        self.shell.quit()
+
+    def bring_to_front(self) -> None:
+        self.shell.bring_to_front()
+
     def closeEvent(self, event) -> None:
+        if not self.shell.may_close():   # to the tray, or the close question is on screen
+            event.ignore()
+            return
         self.bridge.close()
         self.closed.emit()
         super().closeEvent(event)

@@ -15,6 +15,7 @@ DESKTOP = ROOT / "desktop"
 TOOLKIT = {"desktop.actions", "desktop.bridge", "desktop.style", "desktop.resources_path"}
 CORE_FOR_EVERY_AREA = {"core.errors", "core.events", "core.config", "core.node", "core.contact_link"}
 FORBIDDEN_EVERYWHERE = ("torch",)
+SHELL = "shell"   # desktop/shell/: part of the shell (menus, status bar, tray...), not an area
 
 
 def module_name(path: Path) -> str:
@@ -48,7 +49,8 @@ def imports(module: str, tree: ast.Module, is_package: bool) -> set[str]:
 
 
 def areas() -> set[str]:
-    return {p.name for p in DESKTOP.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    return {p.name for p in DESKTOP.iterdir()
+            if p.is_dir() and (p / "__init__.py").exists() and p.name != SHELL}
 
 
 def area_services() -> dict[str, str]:
@@ -132,6 +134,23 @@ def test_the_toolkit_imports_no_area_and_nothing_of_the_shell():
                 wrong.append(f"{module} imports {name}")
             if name.startswith(FORBIDDEN_EVERYWHERE):
                 wrong.append(f"{module} imports {name}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_shell_package_imports_no_area_and_no_torch():
+    """desktop/shell/ works on the widgets the window hands it; it never reaches into an area."""
+    found_areas = areas()
+    wrong = []
+    for module, tree in desktop_modules().items():
+        if not module.startswith(f"desktop.{SHELL}"):
+            continue
+        is_package = module == f"desktop.{SHELL}"
+        for name in sorted(imports(module, tree, is_package)):
+            parts = name.split(".")
+            if (len(parts) > 1 and parts[0] == "desktop" and parts[1] in found_areas) \
+                    or name.startswith(FORBIDDEN_EVERYWHERE):
+                wrong.append(f"{module} imports {name}")
+    assert any(m.startswith(f"desktop.{SHELL}.") for m in desktop_modules()), "the scan missed desktop/shell"
     assert not wrong, "\n".join(wrong)
 
 
