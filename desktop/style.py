@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import logging
+from typing import TypeVar
 
 from PySide6.QtGui import QColor, QFont, QIcon
-from PySide6.QtWidgets import QLabel, QTableWidgetItem
+from PySide6.QtWidgets import QLabel, QTableWidgetItem, QWidget
 
 from .resources_path import resources_dir
 
@@ -38,6 +39,16 @@ def grouped(text: str, size: int, per_line: int) -> str:
     """``text`` in groups of ``size`` characters, ``per_line`` groups per line."""
     groups = [text[i:i + size] for i in range(0, len(text), size)]
     return "\n".join(" ".join(groups[i:i + per_line]) for i in range(0, len(groups), per_line))
+
+
+W = TypeVar("W", bound=QWidget)
+
+
+def named(widget: W, name: str, tip: str) -> W:
+    """``widget`` with the name a screen reader says and the tooltip a person reads."""
+    widget.setAccessibleName(name)
+    widget.setToolTip(tip)
+    return widget
 
 
 def caption(text: str) -> QLabel:

@@ -123,6 +123,9 @@ class CountersTable(QTableWidget):
         self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
         self.setMinimumHeight(90)
+        self.setAccessibleName("Gossip counters")
+        self.setToolTip("Packets sent to and received from each peer, how many were accepted, already held "
+                        "or rejected (hover a rejected count for the reasons)")
 
     def show_status(self, status: dict, peer_name) -> None:
         rows = [(peer_name(p["id"]), p) for p in status["peers"]]

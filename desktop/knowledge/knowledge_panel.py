@@ -16,6 +16,7 @@ from qasync import asyncSlot
 
 from ..actions import run_action, run_action_now
 from ..bridge import Refresh
+from ..style import named
 from .knowledge_forms import DetailsBox, PublishBox
 from .knowledge_model import TITLE, CountersTable, PacketFilter, PacketsModel, size_text
 
@@ -37,13 +38,15 @@ class KnowledgePanel(QWidget):
         self.model = PacketsModel(self.peer_name, self)
         self.proxy = PacketFilter(self)
         self.proxy.setSourceModel(self.model)
-        self.filter = QLineEdit()
+        self.filter = named(QLineEdit(), "Filter packets", "Show only packets whose title, author, tag or kind "
+                            "contains this text")
         self.filter.setPlaceholderText("Filter by title, author, tag or kind")
         self.filter.setClearButtonEnabled(True)
         self.filter.textChanged.connect(self.proxy.setFilterFixedString)
         self.summary = QLabel()
         self.summary.setObjectName("caption")
-        self.table = QTableView()
+        self.table = named(QTableView(), "Packets",
+                           "The packets this node holds, newest first; select one for its details")
         self.table.setModel(self.proxy)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)

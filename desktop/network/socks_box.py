@@ -7,14 +7,10 @@ from PySide6.QtWidgets import QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLine
 
 from core.errors import BadRequest
 
+from ..style import named
+
 PASSWORD_SET = "set (type a new one to replace it)"
 NO_PASSWORD = "none stored"
-
-
-def named(widget, name: str, tip: str):
-    widget.setAccessibleName(name)
-    widget.setToolTip(tip)
-    return widget
 
 
 class Socks5Box(QGroupBox):

@@ -15,7 +15,7 @@ from qasync import asyncSlot
 
 from ..actions import run_action
 from ..bridge import Refresh
-from ..style import BAD, GOOD, MUTED, mono_font, table_item
+from ..style import BAD, GOOD, MUTED, mono_font, named, table_item
 from .tasks_form import RunForm
 
 COLUMNS = ("Task", "Role", "Type", "Peer", "State", "Proof", "CPU s", "Wall s", "Peak MB", "When")
@@ -69,7 +69,8 @@ class TasksPanel(QWidget):
         self.executor.setObjectName("caption")
         self.executor.setWordWrap(True)
 
-        self.table = QTableWidget(0, len(COLUMNS))
+        self.table = named(QTableWidget(0, len(COLUMNS)), "Tasks sent and served",
+                           "Tasks this node sent and served; select one to check its proof again")
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
@@ -81,7 +82,7 @@ class TasksPanel(QWidget):
             header.setSectionResizeMode(col, QHeaderView.ResizeToContents)
         header.setStretchLastSection(True)
         self.table.itemSelectionChanged.connect(self.show_selected)
-        self.details = QPlainTextEdit()
+        self.details = named(QPlainTextEdit(), "Task details", "The selected task's outcome, proof and result")
         self.details.setReadOnly(True)
         self.details.setFont(mono_font())
         self.details.setPlaceholderText("Select a task to see its proof, checked again now.")
