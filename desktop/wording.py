@@ -9,7 +9,9 @@ in the window (the list below, the Trust tab).
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from typing import Any, Awaitable, Callable, Mapping
+
+from core.errors import BadRequest, CoveyError, human
 
 FLAG = re.compile(r"--([a-z][a-z0-9-]*)((?: (?:[A-Z][A-Z0-9_]*(?:[:,.][A-Z][A-Z0-9_]*)*|X|C|K|N))*)")
 COMMAND = re.compile(r"`covey[^`]*`")
@@ -40,6 +42,15 @@ def gui_words(text: str, fields: Mapping[str, str] | None = None,
         label = (fields or {}).get(name)
         return f"“{label}”" if label else name.replace("-", " ")
     return FLAG.sub(field, text)
+
+
+async def reworded(call: Awaitable[Any], words: Callable[[str], str]) -> Any:
+    """Await ``call``; a refusal of the core is raised again as ``words`` says it (the status bar and
+    the form then show the same sentence)."""
+    try:
+        return await call
+    except CoveyError as exc:
+        raise BadRequest(words(human(exc))) from exc
 
 
 def speaks_cli(text: str) -> bool:

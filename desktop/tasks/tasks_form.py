@@ -36,7 +36,7 @@ class ArgsForm(QWidget):
             named(widget, arg["name"].replace("_", " "), arg["help"])
             self.fields[arg["name"]] = widget
             self.kinds[arg["name"]] = arg["kind"]
-            layout.addRow(arg["name"] + ("" if not arg["required"] else " *"), row)
+            layout.addRow(arg["name"].replace("_", " ") + ("" if not arg["required"] else " *"), row)
         if not spec["args"]:
             layout.addRow(QLabel("no arguments"))
 

@@ -13,10 +13,11 @@ from PySide6.QtWidgets import (QFrame, QGroupBox, QHBoxLayout, QLabel, QProgress
                                QVBoxLayout, QWidget)
 from qasync import asyncSlot
 
-from core.errors import BadRequest, CoveyError, human
+from core.errors import CoveyError
 
 from ..actions import run_action, run_action_now
 from ..bridge import Refresh
+from ..wording import reworded
 from .training_form import TrainingForm, in_form_words
 from .training_tables import InvitationsBox, WorkersTable
 
@@ -335,12 +336,8 @@ class TrainingPanel(QWidget):
             self.follow(view["task"])
             return f"Training task {view['task']} started: {view['rounds']} rounds"
         # every refusal is shown under the form as well, where the options are
-        async def start_task() -> dict:
-            try:
-                return await self.learning.start_task(**options)
-            except CoveyError as exc:   # said about the form's fields, in the status bar too
-                raise BadRequest(in_form_words(human(exc))) from exc
-        await run_action(self, start_task(), failure="Could not start training",
+        await run_action(self, reworded(self.learning.start_task(**options), in_form_words),
+                         failure="Could not start training",
                          busy=self.form.set_busy, on_error=self.form.show_refusal, success=started)
 
     @asyncSlot()
