@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QGridLayout
                                QLabel, QPushButton, QSpinBox, QVBoxLayout)
 
 from core.errors import CoveyError, human
-from core.learning.protocol import ATTACKS, MODELS, RULES, SECAGG_AGGREGATOR, TaskSpec
+from core.learning.protocol import ATTACKERS_WITHOUT_ATTACK, ATTACKS, MODELS, RULES, SECAGG_AGGREGATOR, TaskSpec
 from core.learning.rules import SECURE_AGG_RULES
 
 from ..style import named
@@ -36,7 +36,7 @@ def _or(words) -> str:
 def _sentences() -> dict[str, str]:
     """The core's refusals this form words better itself: about its fields, not flags."""
     secure = _or(RULES[name].label for name in SECURE_AGG_RULES)
-    out = {"--attackers K needs --attack KIND (sign_flip, noise or label_flip)":
+    out = {ATTACKERS_WITHOUT_ATTACK:
            "Attackers is above 0 but Attack is none: choose an attack (" + _or(ATTACK_LABELS.values())
            + "), or set Attackers to 0"}
     for rule in RULES.values():
