@@ -22,6 +22,7 @@ from .knowledge_model import TITLE, CountersTable, PacketFilter, PacketsModel, s
 
 log = logging.getLogger("covey.desktop.knowledge")
 LIST_LIMIT = 1000
+TITLE_WIDTH = 240
 
 
 class KnowledgePanel(QWidget):
@@ -54,7 +55,11 @@ class KnowledgePanel(QWidget):
         self.table.verticalHeader().hide()
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeToContents)
-        header.setSectionResizeMode(TITLE, QHeaderView.Stretch)
+        # the title is what people read: a width of its own (the other columns took it all when it
+        # only stretched into what they left), the last column takes what remains
+        header.setSectionResizeMode(TITLE, QHeaderView.Interactive)
+        header.resizeSection(TITLE, TITLE_WIDTH)
+        header.setStretchLastSection(True)
         self.table.setMinimumHeight(120)
         self.table.selectionModel().selectionChanged.connect(self._selected)
 
@@ -175,7 +180,7 @@ class KnowledgePanel(QWidget):
             height = max(self.height(), 400)
             self.split.setSizes([height * 2 // 5, height - height * 2 // 5])
             lower = height - height * 2 // 5
-            self.beside.setSizes([lower * 7 // 10, lower - lower * 7 // 10])
+            self.beside.setSizes([lower * 11 // 20, lower - lower * 11 // 20])
         super().showEvent(event)
 
     # -- actions -----------------------------------------------------------------------------

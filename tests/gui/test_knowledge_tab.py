@@ -229,7 +229,8 @@ def test_the_tab_renders_with_real_data(window, bob, make_node, run, address_of,
 
 
 def test_with_a_packet_shown_every_control_is_named_and_fits_900_by_600(window, bob, qtbot):
-    from tests.gui.test_layout_fit import SMALL, cut_labels, hidden_buttons, interactive, settle
+    from desktop.knowledge.knowledge_model import TITLE
+    from tests.gui.test_layout_fit import SMALL, cut_headers, cut_labels, hidden_buttons, interactive, settle
     panel = open_tab(window, qtbot)
     form = panel.publish_box
     qtbot.keyClicks(form.title, "Plan")
@@ -243,4 +244,5 @@ def test_with_a_packet_shown_every_control_is_named_and_fits_900_by_600(window, 
     assert len(controls) >= 10
     for widget in controls:
         assert widget.toolTip() and widget.accessibleName(), widget
-    assert not cut_labels(panel) and not hidden_buttons(panel)
+    assert not cut_labels(panel) and not hidden_buttons(panel) and not cut_headers(panel)
+    assert panel.table.columnWidth(TITLE) >= 150, "the title is what people read: it keeps a width"

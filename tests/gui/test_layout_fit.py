@@ -99,6 +99,23 @@ def cut_labels(window) -> list[str]:
     return problems
 
 
+def cut_headers(window) -> list[str]:
+    """Column titles of tables narrower than their text (a column squeezed to nothing)."""
+    problems = []
+    for view in window.findChildren(QAbstractItemView):
+        header = getattr(view, "horizontalHeader", lambda: None)()
+        if not view.isVisible() or header is None or header.isHidden() or view.model() is None:
+            continue
+        metrics = header.fontMetrics()
+        for section in range(header.count()):
+            if header.isSectionHidden(section):
+                continue
+            text = str(view.model().headerData(section, Qt.Horizontal) or "")
+            if text and header.sectionSize(section) < metrics.horizontalAdvance(text):
+                problems.append(f"column {text!r} of {name_of(view)} is {header.sectionSize(section)} px wide")
+    return problems
+
+
 def hidden_buttons(window) -> list[str]:
     """Buttons a person cannot see whole, even after scrolling to them."""
     problems = []
@@ -150,7 +167,7 @@ def check_every_tab(window, qtbot, size) -> dict[str, list[str]]:
     for index in range(window.tabs.count()):
         panel = show_tab(window, qtbot, index)
         settle(window, qtbot, size)
-        problems = cut_labels(window) + sideways_scrolling(window) + hidden_buttons(window)
+        problems = cut_labels(window) + cut_headers(window) + sideways_scrolling(window) + hidden_buttons(window)
         hint = panel.minimumSizeHint()
         if hint.width() > size[0] - 20 or hint.height() > size[1] - 100:
             problems.append(f"the tab needs at least {hint.width()}x{hint.height()}")
