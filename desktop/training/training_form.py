@@ -8,8 +8,8 @@ says how many eligible workers are connected and how many a round needs.
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QGridLayout, QGroupBox, QHBoxLayout,
-                               QLabel, QPushButton, QSpinBox, QVBoxLayout)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QGroupBox, QHBoxLayout, QLabel, QPushButton,
+                               QSpinBox, QVBoxLayout)
 
 from core.errors import CoveyError, human
 from core.learning.protocol import ATTACKERS_WITHOUT_ATTACK, ATTACKS, MODELS, RULES, SECAGG_AGGREGATOR, TaskSpec
@@ -17,6 +17,7 @@ from core.learning.rules import SECURE_AGG_RULES
 
 from ..style import named
 from ..wording import gui_words
+from .field_grid import FieldGrid
 
 ATTACK_LABELS = {"sign_flip": "sign flip", "noise": "scaled noise", "label_flip": "label flip"}
 DATASETS = ("digits", "synthetic")
@@ -139,31 +140,20 @@ class TrainingForm(QGroupBox):
         self.workers_line.setWordWrap(True)
         self._eligible = 0
 
-        grid = QGridLayout()
-        grid.setHorizontalSpacing(8)
-        rows = [
-            (("Model", self.model), ("Dataset", self.dataset), ("Aggregator", self.aggregator)),
-            (("Rounds", self.rounds), ("Epochs", self.epochs), ("Learning rate", self.lr)),
-            (("Min. clients", self.min_clients), ("Round deadline", self.deadline), (None, self.secure_agg)),
-            (("DP noise", self.dp_noise), ("DP clip", self.dp_clip), ("Attack", self.attack)),
-            (("Attackers", self.attackers),),
-        ]
-        for r, row in enumerate(rows):
-            for c, (label, widget) in enumerate(row):
-                if label is None:
-                    grid.addWidget(widget, r, 2 * c, 1, 2)
-                    continue
-                grid.addWidget(QLabel(label), r, 2 * c)
-                grid.addWidget(widget, r, 2 * c + 1)
-        for c in (1, 3, 5):
-            grid.setColumnStretch(c, 1)
+        self.fields = FieldGrid([
+            ("Model", self.model), ("Dataset", self.dataset), ("Aggregator", self.aggregator),
+            ("Rounds", self.rounds), ("Epochs", self.epochs), ("Learning rate", self.lr),
+            ("Min. clients", self.min_clients), ("Round deadline", self.deadline), (None, self.secure_agg),
+            ("DP noise", self.dp_noise), ("DP clip", self.dp_clip), ("Attack", self.attack),
+            ("Attackers", self.attackers),
+        ])
         buttons = QHBoxLayout()
         buttons.addWidget(self.refusal, 1)
         buttons.addStretch(0)   # keeps the buttons compact while there is no refusal to show
         buttons.addWidget(self.start_button, 0, Qt.AlignTop)
         buttons.addWidget(self.stop_button, 0, Qt.AlignTop)
         layout = QVBoxLayout(self)
-        layout.addLayout(grid)
+        layout.addWidget(self.fields)
         layout.addWidget(self.workers_line)
         layout.addLayout(buttons)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import (QFrame, QGroupBox, QHBoxLayout, QLabel, QProgressBar, QScrollArea, QTabWidget,
                                QVBoxLayout, QWidget)
 from qasync import asyncSlot
@@ -54,12 +54,20 @@ def waiting_text(view: dict, spec: dict) -> str:
     return text
 
 
-class _Column(QWidget):
-    """The scrolled content. Its word-wrapped labels make QScrollArea ask heightForWidth, which
-    would sum the charts' large preferred heights; the minimum lets the charts share the window."""
+class _ChartsHolder(QWidget):
+    """Where the charts go. It asks for no more than its minimum (it stretches into the room there
+    is): the scrolled column takes each part's preferred height as its minimum, and the charts'
+    large one squeezed the form's fields to half their height on a narrow window."""
 
-    def heightForWidth(self, width: int) -> int:
-        return self.minimumSizeHint().height()
+    def sizeHint(self) -> QSize:
+        return self.minimumSizeHint()
+
+
+class _Lower(QTabWidget):
+    """The workers | invitations tabs, asking only for their minimum (see :class:`_ChartsHolder`)."""
+
+    def sizeHint(self) -> QSize:
+        return self.minimumSizeHint()
 
 
 class TrainingPanel(QWidget):
@@ -102,7 +110,7 @@ class TrainingPanel(QWidget):
         self.detail.setTextFormat(Qt.PlainText)
         self.detail.setWordWrap(True)
         self.detail.hide()
-        self.charts_holder = QWidget()
+        self.charts_holder = _ChartsHolder()
         self.charts_holder.setMinimumHeight(190)
         QVBoxLayout(self.charts_holder).setContentsMargins(0, 4, 0, 0)
         progress_box = QGroupBox("Progress")
@@ -125,12 +133,12 @@ class TrainingPanel(QWidget):
         self.invitations.set_auto_join(self.learning.auto_join)
         self.invitations_update = Refresh(self.refresh_invitations, self)   # one redraw per burst of events
         self.workers_update = Refresh(self.refresh_workers, self)
-        self.lower = QTabWidget()     # the latest round's workers | this node's invitations
+        self.lower = _Lower()     # the latest round's workers | this node's invitations
         self.lower.addTab(self.workers, "Workers")
         self.lower.addTab(self.invitations, "Invitations")
         self.lower.setMinimumHeight(170)
 
-        content = _Column()
+        content = QWidget()
         layout = QVBoxLayout(content)
         layout.setContentsMargins(0, 0, 4, 0)
         layout.addWidget(self.form)

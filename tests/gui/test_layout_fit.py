@@ -67,9 +67,9 @@ def show_tab(window, qtbot, index: int) -> QWidget:
 def settle(window, qtbot, size) -> None:
     """Resize (a window whose minimum is larger stays larger: that is reported on its own)."""
     window.resize(*size)
-    QApplication.processEvents()
-    qtbot.wait(20)
-    QApplication.processEvents()
+    for _ in range(5):   # a layout that changes on resize (a form reflowing its columns) settles in steps
+        QApplication.processEvents()
+        qtbot.wait(10)
 
 
 def rect_in(widget: QWidget, window: QWidget) -> QRect:
@@ -90,8 +90,12 @@ def cut_labels(window) -> list[str]:
             continue
         if label.textFormat() == Qt.PlainText or not GuiQt.mightBeRichText(label.text()):
             metrics = label.fontMetrics()
-            needed = max(metrics.horizontalAdvance(line) for line in label.text().split("\n"))
+            lines = label.text().split("\n")
+            needed = max(metrics.horizontalAdvance(line) for line in lines)
             needed += label.contentsMargins().left() + label.contentsMargins().right() + 2 * label.margin()
+            tall = metrics.height() + (len(lines) - 1) * metrics.lineSpacing()
+            if label.contentsRect().height() < tall - 1:
+                problems.append(f"{name_of(label)} is {label.contentsRect().height()} px high, its text needs {tall}")
         else:
             needed = label.sizeHint().width()
         if label.width() < needed:

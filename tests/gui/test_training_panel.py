@@ -400,3 +400,22 @@ def test_an_invitation_over_the_model_budget_shows_its_size_and_cannot_be_joined
     assert "cannot be joined" in size.toolTip()
     assert invitations.selected_task() == started["task"]
     assert not invitations.join_button.isEnabled()
+
+
+@pytest.mark.parametrize("width, columns", [(520, 1), (700, 2), (1000, 3)])
+def test_the_form_reflows_to_the_width_instead_of_scrolling_sideways(make_node, qtbot, width, columns):
+    from desktop.training.training_panel import TrainingPanel
+    from tests.gui.test_layout_fit import cut_labels, hidden_buttons, settle, sideways_scrolling
+    node = make_node("narrow")
+    panel = TrainingPanel(node, node.service("learning"))
+    qtbot.addWidget(panel)
+    panel.show()
+    qtbot.waitExposed(panel)
+    settle(panel, qtbot, (width, 600))
+    assert panel.form.fields.columns == columns
+    assert not sideways_scrolling(panel), sideways_scrolling(panel)
+    assert not cut_labels(panel), cut_labels(panel)
+    assert not hidden_buttons(panel), hidden_buttons(panel)
+    # the form keeps every field at its full height (the charts below give way, the page scrolls)
+    for field in (panel.form.model, panel.form.attackers, panel.form.deadline):
+        assert field.height() >= field.minimumSizeHint().height()
