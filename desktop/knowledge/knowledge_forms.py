@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
-                               QPushButton, QVBoxLayout)
+from PySide6.QtWidgets import (QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
+                               QPushButton, QScrollArea, QVBoxLayout, QWidget)
 
 from core.knowledge.protocol import MAX_TAG, MAX_TAGS, MAX_TITLE
 
@@ -116,11 +116,19 @@ class DetailsBox(QGroupBox):
                                    "Save this packet's file or text to a file of your choice")
         self.export_button.setEnabled(False)
         self.export_button.clicked.connect(lambda: self.packet_id and self.export_requested.emit(self.packet_id))
+        content = QWidget()   # a short window scrolls the details rather than cutting the facts
+        inner = QVBoxLayout(content)
+        inner.setContentsMargins(0, 0, 0, 0)
+        inner.addWidget(self.heading)
+        inner.addWidget(self.signature)
+        inner.addWidget(self.facts)
+        inner.addWidget(self.preview, 1)
+        scroll = QScrollArea()
+        scroll.setWidget(content)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.NoFrame)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.heading)
-        layout.addWidget(self.signature)
-        layout.addWidget(self.facts)
-        layout.addWidget(self.preview, 1)
+        layout.addWidget(scroll, 1)
         row = QHBoxLayout()
         row.addStretch(1)
         row.addWidget(self.export_button)
