@@ -110,7 +110,7 @@ async def sample_data(fed: Federation, window) -> None:
         await _step("training to finish", _until(lambda: learning.tasks[started["task"]].state != "running",
                                                  "the training task"))
     knowledge = alice.service("knowledge")
-    await _step("publishing", knowledge.publish(
+    published = await _step("publishing", knowledge.publish(
         text="Round 8 of the digits MLP reached 0.93 test accuracy; weights are on the lab share.",
         title="Digits MLP: results", kind="note", tags=["ml", "results"]))
     await _step("publishing", bob.service("knowledge").publish(
@@ -129,6 +129,19 @@ async def sample_data(fed: Federation, window) -> None:
         await _step("chat", _chat(alice, bob))
     await _show_chat(window, "bob")
     await _select_peer(window, bob.identity.id)
+    _select_rows(window, published)
+
+
+def _select_rows(window, published) -> None:
+    """A row selected in the lists, so their details show (what a person looks at)."""
+    knowledge = getattr(window, "knowledge_panel", None)
+    if knowledge is not None and published:
+        knowledge.reload()
+        knowledge.select_packet(published["id"])
+    tasks = getattr(window, "tasks_panel", None)
+    if tasks is not None and tasks.table.rowCount():
+        tasks.refresh()
+        tasks.table.selectRow(tasks.table.rowCount() - 1)
 
 
 async def _chat(alice, bob) -> None:
