@@ -75,12 +75,11 @@ class Federation:
 
     async def start(self) -> None:
         from core.config import Settings
-        from core.identity import Identity
+        from core.identity import ensure_identity
         from core.node import Node
         for name in ("alice", "bob", "carol"):
             home = self.root / name
-            identity = Identity.generate(name)
-            identity.save(home)
+            identity, _ = ensure_identity(home, name)
             node = Node(home, identity, Settings(listen="127.0.0.1:0", discovery=False))
             await node.start()
             self.nodes[name] = node
@@ -138,6 +137,12 @@ def _select_rows(window, published) -> None:
     if knowledge is not None and published:
         knowledge.reload()
         knowledge.select_packet(published["id"])
+    network = getattr(window, "network_panel", None)
+    if network is not None and hasattr(network, "socks_radio"):   # the SOCKS5 form, typed but not applied
+        network.socks_radio.setChecked(True)
+        network.socks.host.setText("127.0.0.1")
+        network.socks.port.setText("1080")
+        network.socks.user.setText("alice")
     tasks = getattr(window, "tasks_panel", None)
     if tasks is not None and tasks.table.rowCount():
         tasks.refresh()
