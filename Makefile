@@ -4,7 +4,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 DEBS    := tor microsocks xvfb libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libegl1 libxkbcommon-x11-0 iproute2 util-linux
 
-.PHONY: run test setup debs lint bench clean screenshots
+.PHONY: run test test-containers bundle test-bundle setup debs lint bench clean screenshots
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -44,6 +44,14 @@ TOR_NS  := $(if $(filter 0,$(shell id -u)),unshare -n,unshare -rn)
 test: $(STAMP) debs lint
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -p no:cacheprovider tests
 	$(TOR_NS) sh -c 'ip link set lo up && exec $(PY) -m pytest -q -p no:cacheprovider -m tor tests/integration/tor'
+	@if packaging/podman.sh can-run; then $(MAKE) --no-print-directory test-containers; \
+	 else echo "containers: skipped (see the reason above)"; fi
+
+# Containers: the image built from packaging/Dockerfile with Debian's podman (no registry
+# needed: packaging/podman.sh), then a federation from `covey cluster compose` trains 3 rounds.
+test-containers: $(STAMP)
+	packaging/podman.sh all
+	COVEY_CONTAINER_IMAGE=localhost/covey:latest $(PY) -m pytest -q -p no:cacheprovider -m containers tests/containers
 
 # pyflakes + bugbear on the code, and the types of the core: zero findings allowed.
 lint: $(STAMP)
@@ -53,6 +61,16 @@ lint: $(STAMP)
 # Every tab of the window with real data from three local nodes, to docs/screenshots/<tab>.png (not part of test).
 screenshots: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m desktop.screenshots docs/screenshots
+
+# The one-folder app (PyInstaller, packaging/README.md): build/dist/covey/covey. PyInstaller
+# is a build tool, not a dependency of the app.
+bundle: $(STAMP)
+	$(PY) -m pip install -q pyinstaller==6.22.3
+	$(VENV)/bin/pyinstaller --noconfirm --log-level WARN --distpath build/dist --workpath build/pyinstaller packaging/covey.spec
+	@du -sh build/dist/covey
+
+test-bundle: bundle
+	COVEY_BUNDLE=$(CURDIR)/build/dist/covey/covey $(PY) -m pytest -q -p no:cacheprovider tests/bundle
 
 bench: $(STAMP)
 	for b in bench/*.py; do $(PY) $$b; done

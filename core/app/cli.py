@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None, open_desktop=None) -> int:
                     print("covey: no display found; running the node headless (Ctrl-C stops it)",
                           file=sys.stderr)
                 from core.app.headless import run
-                return run(home, overrides, read_passphrase(args, True), args.log_level)
+                return run(home, overrides, read_passphrase(args, True), args.log_level, exit_process=True)
             return open_desktop(home, overrides, read_passphrase(args, True))
         name = args.command
         if name == "init":
