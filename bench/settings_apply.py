@@ -46,6 +46,7 @@ def main() -> dict:
     (home / "network.key").write_text(os.urandom(32).hex() + "\n")
     (home / "config.json").write_text(json.dumps({"discovery_interval": 5.0}))
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setQuitOnLastWindowClosed(False)   # the window closes before the node stops
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     recording = False
@@ -108,7 +109,7 @@ def main() -> dict:
             window = MainWindow(node)
             window.show()
             await asyncio.sleep(0.2)
-            panel = window.crypto_panel
+            panel = window.encryption_panel.modes
             panel.preferred.setCurrentIndex(panel.preferred.findData("none"))
             recording = True
             sys.setprofile(profile)

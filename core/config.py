@@ -106,6 +106,22 @@ def check_network_key(key: bytes) -> bytes:
     return key
 
 
+MAX_KEY_FILE = 4096   # bytes read of a network key file someone hands over
+
+
+def read_key_file(path: Path) -> bytes:
+    """The network key in a file to import: 64 hex digits (around them, white space)."""
+    with open(path, "rb") as f:
+        data = f.read(MAX_KEY_FILE + 1)
+    if len(data) > MAX_KEY_FILE:
+        raise BadRequest(f"{path} is not a network key file: it is larger than {MAX_KEY_FILE} bytes")
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise BadRequest(f"{path} is not a network key file: a key file holds 64 hex digits") from None
+    return parse_network_key(text)
+
+
 def read_network_key(path: Path) -> bytes | None:
     """The key in ``path`` (network.key: 64 hex digits), None when there is none."""
     try:

@@ -21,7 +21,7 @@ import nacl.signing
 import nacl.utils
 
 from core.files import private_dir, write_atomic
-from core.errors import (CorruptKeyFile, InvalidSignature, MalformedMessage, NoIdentity,
+from core.errors import (BadRequest, CorruptKeyFile, InvalidSignature, MalformedMessage, NoIdentity,
                          PassphraseRequired, WrongPassphrase)
 
 log = logging.getLogger("covey.identity")
@@ -95,6 +95,7 @@ class Identity:
         self.signing_key = signing_key
         self.name = name
         self.public_bytes: bytes = bytes(signing_key.verify_key)
+        self.protected = False      # whether its key file is encrypted with a passphrase (load/save set it)
 
     def __repr__(self) -> str:  # never show the seed
         return f"Identity(name={self.name!r}, id={self.id[:16]}...)"
@@ -156,6 +157,7 @@ class Identity:
                        box=bytes(box).hex())
         write_atomic(home / KEY_FILE, (json.dumps(doc, indent=1) + "\n").encode(), 0o600)
         write_atomic(home / PUB_FILE, (self.id + "\n").encode(), 0o644)
+        self.protected = passphrase is not None
 
     @classmethod
     def load(cls, home: Path, passphrase: bytes | None = None) -> "Identity":
@@ -179,8 +181,26 @@ class Identity:
             raise _corrupt(path, "it is far larger than a key file")
         doc = _parse(path, raw)
         identity = cls(nacl.signing.SigningKey(_seed_from(path, doc, passphrase)), doc["name"])
+        identity.protected = doc["encrypted"]
         _check_pub(home / PUB_FILE, identity)
         return identity
+
+    def change_passphrase(self, home: Path, old: bytes | None, new: bytes) -> None:
+        """Encrypt the key file of ``home`` with ``new``. When it is protected now, ``old``
+        must unlock it (WrongPassphrase / PassphraseRequired otherwise); nothing is written
+        unless it does. Slow by design (Argon2id): call it off the event loop."""
+        if not new:
+            raise BadRequest("the new passphrase cannot be empty")
+        if self.protected:
+            if not old:
+                raise PassphraseRequired("give the current passphrase to change it")
+            try:
+                current = Identity.load(home, old)
+            except WrongPassphrase:
+                raise WrongPassphrase("the current passphrase is not the right one: nothing was changed") from None
+            if current.id != self.id:
+                raise CorruptKeyFile(f"the key file in {home} is not this node's key", path=str(home))
+        self.save(home, new)
 
 
 def ensure_identity(home: Path, name: str = "", passphrase: bytes | None = None) -> tuple[Identity, bool]:

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Literal, overload
 from . import events as ev
 from core.net import wire
 from .config import (MODE_RANK, Settings, check_network_key, load_settings, offered_modes, parse_network_key,
-                     read_network_key, save_settings, with_changes, write_secret)
+                     read_key_file, read_network_key, save_settings, with_changes, write_secret)
 from core.net.connection import CLOSE_POLICY, CLOSE_REPLACED, CLOSE_SHUTDOWN, PeerConnection
 from .errors import (BadRequest, CoveyError, KeyMismatch, NotAdmitted, PeerBanned, PeerUnreachable, RateLimited,
                      RefusedByPolicy, TimedOut, UnknownPeer, from_code)
+from .contact_link import best_addresses, contact_link, looks_like_link, parse_contact_link
 from .events import EventBus
 from core.net.handshake import LocalEndpoint, random_psk
 from .identity import Identity, ensure_identity, is_peer_id
@@ -47,6 +48,7 @@ BACKOFF_MIN, BACKOFF_MAX = 0.5, 60.0
 SWEEP_INTERVAL = 0.1  # how often unanswered requests are checked against their timeout
 MAX_LAN_DIALS = 4     # LAN peers dialled at once for the session (a beacon flood dials no more)
 USER_SOURCES = ("manual", "bootstrap")  # dials whose address the user gave
+ROUTE_LABELS = {"off": "direct", "socks5": "SOCKS5", "tor": "Tor"}   # how outbound connections go
 DISCOVERY_SETTINGS = ("discovery", "discovery_group", "discovery_port", "discovery_interval",
                       "discovery_interface")
 
@@ -246,9 +248,11 @@ class Node:
         return [f"{h}:{port}" for h in hosts]
 
     def info(self) -> dict:
+        listen, onion = self.listen_addresses(), self.route.onion()
+        best = best_addresses(listen, onion)
         return {"id": self.identity.id, "name": self.identity.name,
-                "fingerprint": self.identity.fingerprint, "listen": self.listen_addresses(),
-                "onion": self.route.onion(),
+                "fingerprint": self.identity.fingerprint, "listen": listen, "onion": onion,
+                "link": contact_link(best[0], self.identity.id) if best else None,
                 "mode": self.settings.mode, "min_mode": self.settings.min_mode,
                 "network_key": self.psk() is not None, "pid": os.getpid(),
                 "uptime": round(time.time() - self.started_at, 3)}
@@ -604,7 +608,13 @@ class Node:
         another key, KeyMismatch is raised and nothing is saved; if it answers with that key,
         or cannot be reached now, the key is pinned. Without ``key``, the first key seen is
         pinned (the peer stays UNKNOWN). Either way the node keeps reconnecting to it
-        (``source`` is ``bootstrap`` for configured addresses). Cancelling saves nothing."""
+        (``source`` is ``bootstrap`` for configured addresses). Cancelling saves nothing.
+        ``address`` may be a contact link (``covey://HOST:PORT#ID``): its id is the key."""
+        if looks_like_link(address):
+            link = parse_contact_link(address)
+            if key is not None and key.strip().lower() != link.peer_id:
+                raise BadRequest("the key given is not the id in the contact link: give one or the other")
+            address, key = link.address, link.peer_id
         if key is not None:
             key = key.strip().lower()
             if not is_peer_id(key):
@@ -776,6 +786,44 @@ class Node:
         self._psk, self._psk_read = key, True
         await self._change({}, persist=False, announce=("network_key",))
         return self.crypto_view()
+
+    def sessions(self) -> list[dict]:
+        """The live connections: peer id, name, mode, route (outbound: direct, SOCKS5 or Tor
+        as the proxy setting makes them, since a proxy change drops them; or inbound) and
+        since (epoch seconds)."""
+        outbound = ROUTE_LABELS.get(self.settings.proxy_mode, self.settings.proxy_mode)
+        book = self._book
+        views = []
+        for peer_id, conn in list(self.connections.items()):
+            if conn.closed:
+                continue
+            rec = book.get(peer_id)
+            views.append({"peer": peer_id, "name": (rec.name if rec else "") or conn.peer_name,
+                          "mode": conn.mode, "route": outbound if conn.initiator else "inbound",
+                          "since": conn.opened_at})
+        return views
+
+    async def set_passphrase(self, old: str | bytes | None, new: str | bytes) -> dict:
+        """Protect the identity key file with the passphrase ``new``; when it is protected
+        already, ``old`` must unlock it. Argon2id runs in a thread, off the loop."""
+        def raw(secret: str | bytes | None) -> bytes | None:
+            return secret.encode() if isinstance(secret, str) else secret
+        await asyncio.to_thread(self.identity.change_passphrase, self.home, raw(old), raw(new) or b"")
+        self.events.emit(ev.SETTINGS_CHANGED, changes=["passphrase"])
+        return {"protected": self.identity.protected}
+
+    async def psk_import(self, path: str | Path) -> dict:
+        """Set the network key from a file holding its 64 hex digits (read off the loop)."""
+        key = await asyncio.to_thread(read_key_file, Path(path))
+        return await self.psk_set(key)
+
+    async def psk_export(self, path: str | Path) -> dict:
+        """Write the network key to ``path`` (mode 0600), for a peer to import."""
+        key = self.psk()
+        if key is None:
+            raise BadRequest("there is no network key to export: generate or import one first")
+        await asyncio.to_thread(write_secret, Path(path), key.hex().encode() + b"\n")
+        return {"exported": str(path)}
 
     async def set_name(self, name: str) -> dict:
         """Rename this node: peers see the new name at their next handshake and in beacons."""

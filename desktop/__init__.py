@@ -16,7 +16,8 @@ Import rule (checked by tests/test_architecture_desktop.py)
       - the toolkit: ``desktop.actions``, ``desktop.bridge``, ``desktop.style``,
         ``desktop.resources_path``,
       - the core's foundation and facade: ``core.errors``, ``core.events``,
-        ``core.config``, ``core.node``,
+        ``core.config``, ``core.node``, and ``core.contact_link`` (the links that the
+        Node tab shows and Add peer reads),
       - the public declarations of the service its tab renders (``core.<service>.protocol``,
         the service named in its ``tabs.PANELS`` line: pure, no torch),
       - Qt and other libraries (never torch).

@@ -1,6 +1,7 @@
 """Shared look: the style sheet, fonts, the app icon from ``resources/`` and small text helpers."""
 from __future__ import annotations
 
+import html
 import logging
 from typing import TypeVar
 
@@ -45,10 +46,16 @@ W = TypeVar("W", bound=QWidget)
 
 
 def named(widget: W, name: str, tip: str) -> W:
-    """``widget`` with the name a screen reader says and the tooltip a person reads."""
+    """``widget`` with an accessible name (what a screen reader says) and a tooltip."""
     widget.setAccessibleName(name)
     widget.setToolTip(tip)
     return widget
+
+
+def plain_tip(text: str) -> str:
+    """A tooltip that shows ``text`` literally: Qt renders a tooltip that looks like markup as
+    markup, so text from peers (names, event details) goes in escaped, as rich text."""
+    return "<qt>" + html.escape(text).replace("\n", "<br>") + "</qt>"
 
 
 def caption(text: str) -> QLabel:

@@ -14,10 +14,11 @@ from PySide6.QtWidgets import QWidget
 
 
 from .chat.chat_panel import ChatPanel
-from .encryption.crypto_panel import CryptoPanel, SecurityBanner
+from .encryption.banner import SecurityBanner
+from .encryption.encryption_panel import EncryptionPanel
 from .knowledge.knowledge_panel import KnowledgePanel
 from .network.network_panel import NetworkPanel
-from .node.identity_panel import IdentityPanel
+from .node.node_panel import NodePanel
 from .peers.peers_panel import PeersPanel
 from .tasks.tasks_panel import TasksPanel
 from .training.training_panel import TrainingPanel
@@ -44,11 +45,11 @@ class Panel:
 
 PANELS: tuple[Panel, ...] = (
     Panel("banner", SecurityBanner, TOP),
-    Panel("identity_panel", IdentityPanel, LEFT),
-    Panel("crypto_panel", CryptoPanel, LEFT),
-    Panel("peers_panel", PeersPanel, TAB, "Peers"),
+    Panel("node_panel", NodePanel, TAB, "Node"),
     Panel("network_panel", NetworkPanel, TAB, "Network"),
+    Panel("encryption_panel", EncryptionPanel, TAB, "Encryption"),
     Panel("chat_panel", ChatPanel, TAB, "Chat", service="chat"),
+    Panel("peers_panel", PeersPanel, TAB, "Peers"),
     Panel("training_panel", TrainingPanel, TAB, "Training", service="learning"),
     Panel("knowledge_panel", KnowledgePanel, TAB, "Knowledge", service="knowledge"),
     Panel("tasks_panel", TasksPanel, TAB, "Tasks", service="delegation"),

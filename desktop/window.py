@@ -1,5 +1,5 @@
 """The main window, built from the panel registry (``tabs.PANELS``): a banner across the top,
-the left column (this node, encryption, the selected peer) and the tabs on the right."""
+the tabs, and a left column only when a panel asks for one (the selected peer's details)."""
 from __future__ import annotations
 
 import logging
@@ -62,6 +62,7 @@ class MainWindow(QMainWindow):
         split.addWidget(self.tabs)
         split.setStretchFactor(1, 1)
         split.setChildrenCollapsible(False)
+        scroll.setVisible(bool(left))   # a left column only when some panel asks for one
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.setContentsMargins(10, 10, 10, 6)

@@ -13,7 +13,7 @@ import core.events
 ROOT = Path(__file__).resolve().parents[1]
 DESKTOP = ROOT / "desktop"
 TOOLKIT = {"desktop.actions", "desktop.bridge", "desktop.style", "desktop.resources_path"}
-CORE_FOR_EVERY_AREA = {"core.errors", "core.events", "core.config", "core.node"}
+CORE_FOR_EVERY_AREA = {"core.errors", "core.events", "core.config", "core.node", "core.contact_link"}
 FORBIDDEN_EVERYWHERE = ("torch",)
 
 

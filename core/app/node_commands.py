@@ -26,8 +26,8 @@ async def _peers_list(node):
     return node.list_peers()
 
 
-@command("peers.add", "add a peer by address (pin its key with --key)",
-         Param("address", "HOST:PORT of the peer", max_len=300),
+@command("peers.add", "add a peer by address (pin its key with --key) or by its contact link",
+         Param("address", "HOST:PORT of the peer, or its contact link covey://HOST:PORT#ID", max_len=320),
          Param("key", "the peer's id (64 hex) to pin", flag="--key", required=False),
          Param("name", "a name for the peer", flag="--name", required=False, max_len=64))
 async def _peers_add(node, address, key=None, name=None):

@@ -1,18 +1,18 @@
-"""Encryption: preferred / minimum mode, the network key, and the warning banner."""
+"""Encryption modes and the network key: preferred / minimum mode, generate, import, export."""
 from __future__ import annotations
 
-import html
 import logging
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QDir, Qt, Signal
 from PySide6.QtGui import QStandardItemModel
-from PySide6.QtWidgets import (QComboBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel,
-                               QMessageBox, QPushButton, QVBoxLayout)
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QMessageBox,
+                               QPushButton, QVBoxLayout)
 from qasync import asyncSlot
 
 from core.config import MODE_RANK
 
 from ..actions import confirm, run_action
+from ..style import named
 
 log = logging.getLogger("covey.desktop.crypto")
 MODE_LABELS = {
@@ -21,10 +21,12 @@ MODE_LABELS = {
     "none": "none — NO encryption (authenticated only)",
 }
 MODE_ORDER = ("symmetric", "asymmetric", "none")   # strongest first, as the user reads them
+NEEDS_KEY = "needs a network key: generate one or import it (Network key, below)"
+KEY_FILES = "Network key files (*.key *.txt);;All files (*)"
 
 
-def _mode_combo() -> QComboBox:
-    combo = QComboBox()
+def _mode_combo(name: str, tip: str) -> QComboBox:
+    combo = named(QComboBox(), name, tip)
     for mode in MODE_ORDER:
         combo.addItem(MODE_LABELS[mode], mode)
     return combo
@@ -51,41 +53,57 @@ class CryptoPanel(QGroupBox):
         super().__init__("Encryption", parent)
         self.node = node
         self.confirm_box: QMessageBox | None = None
-        self.current = QLabel()
+        self.current = named(QLabel(), "Encryption in effect", "The mode asked for now, and the modes accepted.")
         self.current.setObjectName("cryptoCurrent")
-        self.preferred = _mode_combo()
-        self.minimum = _mode_combo()
-        self.preferred.setToolTip("The mode this node asks for; the stronger of both sides' "
-                                  "preferences is used when both accept it.")
-        self.minimum.setToolTip("The weakest mode this node accepts; peers that only offer "
-                                "weaker modes are refused.")
-        self.apply_button = QPushButton("Apply")
-        self.apply_button.clicked.connect(self.apply)
-        self.key_state = QLabel()
-        self.key_button = QPushButton("Generate network key")
-        self.key_button.clicked.connect(self.generate_key_clicked)
-        self.error = QLabel()
+        self.current.setWordWrap(True)
+        self.preferred = _mode_combo("Preferred mode", "The mode this node asks for; the stronger of both "
+                                     "sides' preferences is used when both accept it.")
+        self.minimum = _mode_combo("Minimum mode", "The weakest mode this node accepts; peers that only "
+                                   "offer weaker modes are refused.")
+        self.apply_button = named(QPushButton("Apply"), "Apply the modes",
+                                  "Use the preferred and minimum modes chosen above; connections in a "
+                                  "weaker mode are closed and negotiate again.")
+        self.key_state = named(QLabel(), "Network key state", "Whether this node holds a network key.")
+        self.key_state.setWordWrap(True)
+        self.key_button = named(QPushButton("Generate network key"), "Generate a network key",
+                                "Create a new random network key for symmetric mode.")
+        self.import_button = named(QPushButton("Import…"), "Import a network key",
+                                   "Read the network key a peer gave you from a file.")
+        self.export_button = named(QPushButton("Export…"), "Export the network key",
+                                   "Write the network key to a file (readable only by you) to give "
+                                   "to peers out of band.")
+        self.error = named(QLabel(), "Encryption error", "Why the last change did not work.")
         self.error.setTextFormat(Qt.PlainText)
         self.error.setObjectName("error")
         self.error.setWordWrap(True)
         self.error.hide()
 
         form = QFormLayout()
+        form.setRowWrapPolicy(QFormLayout.WrapLongRows)
         form.addRow("Preferred", self.preferred)
         form.addRow("Minimum", self.minimum)
-        key_row = QHBoxLayout()
-        key_row.addWidget(self.key_state, 1)
-        key_row.addWidget(self.key_button)
-        form.addRow("Network key", key_row)
+        key_buttons = QHBoxLayout()
+        key_buttons.addWidget(self.key_button)
+        key_buttons.addWidget(self.import_button)
+        key_buttons.addWidget(self.export_button)
+        key_buttons.addStretch(1)
+        key_box = QVBoxLayout()
+        key_box.addWidget(self.key_state)
+        key_box.addLayout(key_buttons)
+        form.addRow("Network key", key_box)
         buttons = QHBoxLayout()
         buttons.addWidget(self.current, 1)
-        buttons.addWidget(self.apply_button)
+        buttons.addWidget(self.apply_button, 0, Qt.AlignTop)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.error)
         self.preferred.currentIndexChanged.connect(self._preferred_changed)
         self.minimum.currentIndexChanged.connect(self._minimum_changed)
+        self.apply_button.clicked.connect(self.apply)
+        self.key_button.clicked.connect(self.generate_key_clicked)
+        self.import_button.clicked.connect(self.import_clicked)
+        self.export_button.clicked.connect(self.export_clicked)
         self.refresh()
 
     # -- state --------------------------------------------------------------------
@@ -93,17 +111,18 @@ class CryptoPanel(QGroupBox):
         view = view or self.node.crypto_view()
         self._view = view
         have_key = view["network_key"]
-        why = "" if have_key else "needs a network key: generate one (or import it with `covey crypto psk import`)"
         for combo in (self.preferred, self.minimum):
-            _set_enabled(combo, "symmetric", have_key, why)
+            _set_enabled(combo, "symmetric", have_key, "" if have_key else NEEDS_KEY)
             combo.blockSignals(True)
         self.preferred.setCurrentIndex(self.preferred.findData(view["mode"]))
         self.minimum.setCurrentIndex(self.minimum.findData(view["min"]))
         for combo in (self.preferred, self.minimum):
             combo.blockSignals(False)
         self.current.setText(f"In effect: {view['mode']} (accepts {', '.join(reversed(view['offered']))})")
-        self.key_state.setText("set (keep it secret; share out of band)" if have_key else "none")
-        self.key_button.setText("Replace network key…" if have_key else "Generate network key")
+        self.key_state.setText("set (keep it secret; share it out of band)" if have_key else "none")
+        self.key_button.setText("Replace…" if have_key else "Generate network key")
+        self.key_button.setAccessibleName("Replace the network key" if have_key else "Generate a network key")
+        self.export_button.setEnabled(have_key)
         self._update_apply()
 
     def symmetric_selectable(self) -> bool:
@@ -126,9 +145,6 @@ class CryptoPanel(QGroupBox):
         self.apply_button.setEnabled((self.preferred.currentData(), self.minimum.currentData())
                                      != (self._view["mode"], self._view["min"]))
 
-    def on_event_settings_changed(self, event) -> None:
-        self.refresh()
-
     # -- actions ----------------------------------------------------------------------
     @asyncSlot()
     async def apply(self) -> None:
@@ -141,84 +157,49 @@ class CryptoPanel(QGroupBox):
                          busy=self.apply_button, on_error=lambda _: self.refresh(),   # back to what is in force
                          error_label=self.error, success=applied)
 
-    def generate_key_clicked(self) -> None:
+    def _replacing(self, what: str, on_yes) -> None:
+        """Run ``on_yes`` now when there is no key yet; otherwise ask first."""
         if not self._view["network_key"]:
-            self.generate_key()
+            on_yes()
             return
         self.confirm_box = confirm(
-            self, "Replace network key", "Replace the network key with a new random one?",
-            "Peers that hold the old key can no longer connect in symmetric "
-            "mode until you give them the new one (`covey crypto psk export`).", "Replace",
-            self.generate_key)
+            self, "Replace network key", f"Replace the network key with {what}?",
+            "Peers that hold the old key can no longer connect in symmetric mode until "
+            "they have the new one (Export… writes it to a file).", "Replace", on_yes)
+
+    def generate_key_clicked(self) -> None:
+        self._replacing("a new random one", self.generate_key)
 
     @asyncSlot()
     async def generate_key(self) -> None:
         def created(view: dict) -> str:
             self.refresh(view)
             return ("New network key created: symmetric mode is available. "
-                    "Give the key to your peers out of band (`covey crypto psk export FILE`).")
+                    "Give the key to your peers out of band (Export…).")
         await run_action(self, self.node.psk_set(), failure="Could not create a network key",
                          busy=self.key_button, error_label=self.error, success=created)
 
+    def import_clicked(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import a network key", QDir.homePath(), KEY_FILES)
+        if path:
+            self._replacing("the one in this file", lambda: self.import_key(path))
 
-class SecurityBanner(QFrame):
-    """A warning across the window while unencrypted traffic is possible or happening.
+    @asyncSlot(str)
+    async def import_key(self, path: str) -> None:
+        def imported(view: dict) -> str:
+            self.refresh(view)
+            return "Network key imported: symmetric mode is available"
+        await run_action(self, self.node.psk_import(path), failure="Could not import the network key",
+                         busy=self.import_button, error_label=self.error, success=imported)
 
-    The peer list is read once; after that the connection events say which
-    connections are in clear text (their payload carries the peer, its name and mode).
-    """
+    def export_clicked(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export the network key", QDir.homePath() + "/covey-network.key",
+                                              KEY_FILES)
+        if path:
+            self.export_key(path)
 
-    def __init__(self, node, parent=None):
-        super().__init__(parent)
-        self.node = node
-        self.setObjectName("dangerBanner")
-        self.text = QLabel()
-        self.text.setWordWrap(True)
-        self.text.setTextFormat(Qt.RichText)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(12, 8, 12, 8)
-        layout.addWidget(self.text, 1)
-        self.plain: dict[str, str] = {}   # peer id -> shown name of each connection in mode none
-        self.refresh()
-
-    def message(self) -> str:
-        """The warning in force, or '' when every connection must be encrypted."""
-        view = self.node.crypto_view()
-        parts = []
-        if view["mode"] == "none":
-            parts.append("<b>Encryption is OFF.</b> This node prefers mode <i>none</i>: anyone on "
-                         "the network path can read its traffic. Peers are still authenticated "
-                         "and frames keep their integrity.")
-        elif view["min"] == "none":
-            parts.append("<b>Unencrypted connections are accepted.</b> The minimum mode is "
-                         "<i>none</i>: a peer that prefers no encryption can connect in clear text.")
-        if self.plain:
-            names = html.escape(", ".join(list(self.plain.values())[:5]))  # names come from peers
-            parts.append(f"<b>{len(self.plain)} connection(s) unencrypted right now:</b> {names}.")
-        return " ".join(parts)
-
-    def refresh(self) -> None:
-        """Re-read the connections in clear text, then redraw."""
-        self.plain = {p["id"]: p["name"] or p["id"][:12] for p in self.node.list_peers()
-                      if p["connected"] and p["mode"] == "none"}
-        self._draw()
-
-    def _draw(self) -> None:
-        text = self.message()
-        self.text.setText(text)
-        self.setVisible(bool(text))
-
-    def on_event_settings_changed(self, event) -> None:
-        self._draw()
-
-    def on_event_peer_connected(self, event) -> None:
-        peer, data = event.data.get("peer"), event.data
-        if data.get("mode") == "none":
-            self.plain[peer] = data.get("name") or str(peer)[:12]
-        elif self.plain.pop(peer, None) is None:
-            return
-        self._draw()
-
-    def on_event_peer_disconnected(self, event) -> None:
-        if self.plain.pop(event.data.get("peer"), None) is not None:
-            self._draw()
+    @asyncSlot(str)
+    async def export_key(self, path: str) -> None:
+        await run_action(self, self.node.psk_export(path), failure="Could not export the network key",
+                         busy=self.export_button, error_label=self.error,
+                         success=f"Network key written to {path} (only you can read it); keep it secret")

@@ -7,7 +7,7 @@ from PySide6.QtWidgets import QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLine
 
 from core.errors import BadRequest
 
-from ..style import named
+from ..style import named   # also what the rest of the Network tab uses
 
 PASSWORD_SET = "set (type a new one to replace it)"
 NO_PASSWORD = "none stored"

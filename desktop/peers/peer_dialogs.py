@@ -1,11 +1,21 @@
 """Dialogs of the peers panel: add a peer."""
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QMimeData, QObject, Qt, Signal
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit,
                                QVBoxLayout)
 
+from core.contact_link import looks_like_link, parse_contact_link
+from core.errors import BadRequest
+
 from ..style import mono_font
+
+
+def dropped_link(mime: QMimeData) -> str | None:
+    """The contact link a drag carries (as text or as a URL), or None."""
+    texts = [mime.text()] if mime.hasText() else []
+    texts += [url.toString() for url in mime.urls()[:1]]
+    return next((t for t in texts if looks_like_link(t)), None)
 
 
 class AddPeerDialog(QDialog):
@@ -21,7 +31,7 @@ class AddPeerDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Add peer")
         self.setMinimumWidth(520)
-        self.address = QLineEdit(placeholderText="host:port, e.g. 192.168.1.20:8102")
+        self.address = QLineEdit(placeholderText="host:port, e.g. 192.168.1.20:8102, or a covey:// contact link")
         self.key = QLineEdit(placeholderText="optional: the peer's id (64 hex digits) to pin")
         self.name = QLineEdit(placeholderText="optional: a name you will recognise")
         self.key.setFont(mono_font())
@@ -47,6 +57,9 @@ class AddPeerDialog(QDialog):
         self.buttons.accepted.connect(self._submit)
         self.buttons.rejected.connect(self.reject)
         self.address.textChanged.connect(self._changed)
+        self.setAcceptDrops(True)              # a contact link dropped anywhere on the dialog
+        for field in (self.address, self.key, self.name):
+            field.installEventFilter(self)     # ... or on a field (which would insert it as text)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(hint)
@@ -55,8 +68,42 @@ class AddPeerDialog(QDialog):
         self.add_button.setDefault(True)   # Enter in a field submits (set once the button is in the dialog)
 
     def _changed(self) -> None:
-        self.add_button.setEnabled(bool(self.address.text().strip()))
         self.error.hide()
+        if looks_like_link(self.address.text()):   # a contact link pasted or typed into the address
+            self.use_link(self.address.text())
+        self.add_button.setEnabled(bool(self.address.text().strip()) and not looks_like_link(self.address.text()))
+
+    def use_link(self, text: str) -> bool:
+        """Fill the address and the key from a contact link; say what is wrong with a bad one."""
+        try:
+            link = parse_contact_link(text)
+        except BadRequest as exc:   # said, without moving the cursor: the person may still be typing it
+            self.error.setText(f"That contact link cannot be used: {exc}")
+            self.error.show()
+            return False
+        self.key.setText(link.peer_id)
+        self.address.setText(link.address)
+        self.address.setFocus(Qt.OtherFocusReason)
+        return True
+
+    def dragEnterEvent(self, event) -> None:
+        if dropped_link(event.mimeData()) is not None:
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        link = dropped_link(event.mimeData())
+        if link is not None:
+            self.use_link(link)
+            event.acceptProposedAction()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() in (QEvent.DragEnter, QEvent.DragMove, QEvent.Drop) and dropped_link(event.mimeData()):
+            if event.type() == QEvent.Drop:
+                self.dropEvent(event)
+            else:
+                event.acceptProposedAction()
+            return True
+        return super().eventFilter(watched, event)
 
     def _submit(self) -> None:
         address = self.address.text().strip()

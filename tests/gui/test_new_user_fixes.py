@@ -160,7 +160,7 @@ def test_a_disabled_primary_button_is_rendered_differently(window, qtbot):
 
 
 def test_symmetric_without_a_network_key_is_a_disabled_greyed_item(window, qtbot):
-    panel = window.crypto_panel
+    panel = window.encryption_panel.modes
     combo = panel.preferred
     row_sym, row_asym = combo.findData("symmetric"), combo.findData("asymmetric")
     model = combo.model()

@@ -118,7 +118,7 @@ def test_remove_asks_first_and_cancel_keeps_the_row(window, make_node, qtbot, ru
     qtbot.mouseClick(panel.confirm_box.button(QMessageBox.Yes), Qt.LeftButton)
     qtbot.waitUntil(lambda: panel.model.row_of(bob.identity.id) < 0)
     assert window.node.peers.get(bob.identity.id) is None
-    assert panel.empty.isVisibleTo(window)
+    assert panel.empty.isVisibleTo(panel)   # the hint, on the Peers tab (not the current tab)
 
 
 def test_actions_are_disabled_without_a_selection(window, make_node, qtbot, address_of):
