@@ -123,7 +123,7 @@ def test_robust_aggregation_rejecting_an_attacker_shows_in_the_worker_table(wind
     honest = [r for name, r in rows.items() if name != attacker_name]
     assert len(honest) == len(workers) - 1 and all(r["Status"] == "accepted" for r in honest)
     assert list(panel.charts.curves["rejected"].getData()[1]) == [h["rejected"] for h in task.history]
-    assert all(h["rejected"] >= 1 for h in task.history)
+    assert all(h["rejected"] >= 1 for h in task.history), [(h["round"], h["accepted"], h["rejected"], h["missing"], h["workers"]) for h in task.history]
 
 
 def test_differential_privacy_adds_the_epsilon_chart(window, make_node, run, qtbot, address_of, artifacts):
