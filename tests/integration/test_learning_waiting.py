@@ -38,3 +38,30 @@ async def test_status_counts_connected_peers_that_have_not_joined(make_node):
     status = task.status()
     assert (status["ready"], status["not_joined"], status["needed"]) == (0, 2, 2)
     await learning.stop_task(started["task"])
+
+
+async def test_a_round_that_arrives_before_the_join_reply_is_handled_is_taken(make_node):
+    """The coordinator counts a worker in as soon as it answers the join; its first round can reach
+    the worker before the worker has handled that answer (a busy loop). The worker takes the round
+    and trains once the answer is in, instead of refusing it (which cost the round a retry, or left
+    the worker out of it)."""
+    import asyncio
+    coord, workers = await federation(make_node, 1, auto_join=False)
+    worker = workers[0]
+    real_request = worker.request
+
+    async def slow_to_handle_the_join_reply(peer, kind, body, **kw):
+        reply = await real_request(peer, kind, body, **kw)
+        if kind == "ml.join":
+            await asyncio.sleep(1.5)   # the reply is in; this node is busy before it handles it
+        return reply
+    worker.request = slow_to_handle_the_join_reply
+    learning = coord.service("learning")
+    started = await learning.start_task(rounds=1, min_clients=1, seed=4, deadline=30.0)
+    await wait_until(lambda: started["task"] in worker.service("learning").worker.members, 10)
+    await worker.service("learning").join(started["task"])
+    task = learning.tasks[started["task"]]
+    await wait_until(lambda: task.state != "running", 60, step=0.05)
+    assert task.state == "done"
+    assert task.history[0]["attempt"] == 0, "the first round was refused and retried"
+    assert task.history[0]["accepted"] == 1
