@@ -1,6 +1,7 @@
 """The Chat tab: contacts on the left, the open conversation on the right.
 
-It renders ``node.service("chat")``: the contacts list and the requests are
+It renders ``node.service("chat")`` (one-to-one conversations, its ``groups``
+and its ``files``): the contacts list and the requests are
 redrawn (coalesced) on peer and chat events; the open conversation is changed
 a row at a time from the ``chat_*`` events, whose payloads carry ids only (the
 text is read from the service, for the open conversation only). Every user
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 
 from PySide6.QtCore import QItemSelectionModel, Qt, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QApplication, QCheckBox, QLabel, QLineEdit, QListView,
@@ -24,6 +26,9 @@ from ..bridge import Refresh
 from ..style import caption
 from .contacts_model import CONTACT_ROLE, ContactsFilter, ContactsModel
 from .conversation_view import ConversationView
+from .file_actions import CUT_NOTE, RESUMED_NOTE, FileActions
+from .group_actions import GroupActions, group_row
+from .group_dialogs import CreateGroupDialog, MembersDialog
 from .messages_model import MessagesModel
 from .notifier import Notifier
 from .requests_box import RequestDialog, RequestsBox
@@ -33,8 +38,9 @@ log = logging.getLogger("covey.desktop.chat")
 CHAT = "chat"     # the capability a peer needs to chat (the node's policy table decides per tier)
 
 
-class ChatPanel(QWidget):
-    """Renders the chat service and turns clicks into its calls."""
+class ChatPanel(GroupActions, FileActions, QWidget):
+    """Renders the chat service and turns clicks into its calls (groups: :class:`GroupActions`,
+    files: :class:`FileActions`)."""
 
     status = Signal(str)
     failed = Signal(str)
@@ -43,7 +49,15 @@ class ChatPanel(QWidget):
         super().__init__(parent)
         self.node = node
         self.chat = chat
-        self.peer: str | None = None            # the open conversation
+        self.peer: str | None = None            # the open one-to-one conversation
+        self.group: str | None = None           # or the open group
+        self.departed: OrderedDict[str, dict] = OrderedDict()   # groups we are no longer in: shown read-only
+        self.invites: set[str] = set()          # groups others added us to, not answered yet
+        self._declining: set[str] = set()       # invitations being declined (leaving says so)
+        self.file_places: OrderedDict[str, int] = OrderedDict()  # file id -> the message id its row follows
+        self.file_notes: dict[str, str] = {}    # file id -> "connection cut" / "resumed"
+        self.group_dialog: CreateGroupDialog | None = None
+        self.members_dialog: MembersDialog | None = None
         self.notifier = Notifier(self)
         self.confirm_box: QMessageBox | None = None
         self.safety_dialog: SafetyDialog | None = None
@@ -82,6 +96,10 @@ class ChatPanel(QWidget):
                                    "that may not chat with you yet")
         self.ask_button.setAccessibleName("Send a contact request")
         self.ask_button.clicked.connect(self.open_request_dialog)
+        self.group_button = QPushButton("New &group…")
+        self.group_button.setToolTip("Start a group with some of your contacts; you decide who is in it")
+        self.group_button.setAccessibleName("Create a group")
+        self.group_button.clicked.connect(self.open_group_dialog)
         self.requests_box = RequestsBox()
         self.requests_box.accept_requested.connect(self.accept)
         self.requests_box.refuse_requested.connect(self.refuse)
@@ -91,7 +109,9 @@ class ChatPanel(QWidget):
         self.receipts_box.setChecked(prefs["read_receipts"])
         self.receipts_box.setToolTip("Tell contacts when you read their messages, and see when they read yours; "
                                      "off: neither is sent nor shown")
+        self.receipts_box.setAccessibleName("Read receipts")
         self.typing_box = QCheckBox("&Typing indicator")
+        self.typing_box.setAccessibleName("Typing indicator")
         self.typing_box.setChecked(prefs["typing"])
         self.typing_box.setToolTip("Tell contacts while you type, and see when they do; off: neither")
         self.receipts_box.toggled.connect(lambda on: self.change_settings(read_receipts=on))
@@ -105,6 +125,12 @@ class ChatPanel(QWidget):
         self.conversation.timer_chosen.connect(self.set_timer)
         self.conversation.safety_requested.connect(self.open_safety)
         self.conversation.close_requested.connect(self.confirm_close)
+        self.conversation.file_requested.connect(self.send_file)
+        self.conversation.file_action.connect(self.file_action)
+        self.conversation.members_requested.connect(self.open_members)
+        self.conversation.leave_requested.connect(self.confirm_leave)
+        self.conversation.invite_answered.connect(self.answer_invite)
+        self.conversation.dismiss_requested.connect(self.dismiss_group)
 
         side = QWidget()
         side_layout = QVBoxLayout(side)
@@ -112,6 +138,7 @@ class ChatPanel(QWidget):
         side_layout.addWidget(self.filter)
         side_layout.addWidget(self.list, 1)
         side_layout.addWidget(self.empty)
+        side_layout.addWidget(self.group_button)
         side_layout.addWidget(self.ask_button)
         side_layout.addWidget(self.requests_box)
         side_layout.addSpacing(6)
@@ -168,15 +195,31 @@ class ChatPanel(QWidget):
                          "verified": summary["verified"], "unread": summary["unread"],
                          "last_at": summary["last_at"], "typing": summary["typing"],
                          "messages": summary["messages"]})
+        groups = self.chat.groups.listing()
+        for gid in {g["group"] for g in groups} & set(self.departed):
+            del self.departed[gid]                       # invited again
+        for group in groups:
+            rows.append(group_row(group["group"], group["name"], len(group["members"]), group["unread"],
+                                  group["messages"]))
+        for gid, gone in self.departed.items():
+            rows.append(group_row(gid, gone["name"], len(gone["members"]), 0, 0, gone["why"]))
         self.contacts.set_rows(rows)
         self.empty.setVisible(not rows)
-        if self.peer is not None:
-            self._select(self.peer)
+        if self.current is not None:
+            self._select(self.current)
+
+    @property
+    def current(self) -> str | None:
+        """The id of the open conversation (a peer's or a group's)."""
+        return self.peer or self.group
 
     def reload_requests(self) -> None:
         self.requests_box.set_requests(self.chat.requests())
 
     def refresh_header(self) -> None:
+        if self.group is not None:
+            self.refresh_group()
+            return
         if self.peer is None:
             return
         try:
@@ -201,14 +244,17 @@ class ChatPanel(QWidget):
     # -- the open conversation ----------------------------------------------------------------------
     def _picked(self, current, _previous=None) -> None:
         row = current.data(CONTACT_ROLE) if current.isValid() else None
-        if row is not None and row["id"] != self.peer:
-            self.open_conversation(row["id"])
+        if row is not None and row["id"] != self.current:
+            if row["kind"] == "group":
+                self.open_group(row["id"])
+            else:
+                self.open_conversation(row["id"])
 
     def open_conversation(self, peer: str) -> bool:
         """Show the conversation with ``peer`` (its messages count as read if the window is in front)."""
         def shown(views: list) -> None:
-            self.peer = peer
-            self.model.set_views(views)
+            self.peer, self.group = peer, None
+            self.model.set_rows(self.rows_with_files(peer, views))
             if self.seen():
                 self.model.mark_read()
             self.conversation.open(self.name_of(peer))
@@ -219,7 +265,7 @@ class ChatPanel(QWidget):
                               failure=f"Could not open the conversation with {self.name_of(peer)}", success=shown)
 
     def close_view(self) -> None:
-        self.peer = None
+        self.peer = self.group = None
         self.model.clear()
         self.conversation.close_view()
 
@@ -234,6 +280,9 @@ class ChatPanel(QWidget):
 
     def catch_up(self, mark: bool | None = None) -> None:
         """Add the open conversation's new messages (and mark them read if the person sees them)."""
+        if self.group is not None:
+            self.catch_up_group()
+            return
         if self.peer is None:
             return
         peer = self.peer
@@ -248,7 +297,7 @@ class ChatPanel(QWidget):
             self.model.mark_read()
 
     def _focus_changed(self, *_) -> None:
-        if self.peer is not None and self.seen():
+        if self.current is not None and self.seen():
             self.catch_up(mark=True)
             self.contacts_update.request()
 
@@ -258,15 +307,24 @@ class ChatPanel(QWidget):
 
     # -- node events ------------------------------------------------------------------------------
     def on_event_chat_message(self, event) -> None:
-        peer = event.data.get("peer")
-        if peer == self.peer and not event.data.get("group"):   # a group message is not this conversation's
+        peer, group = event.data.get("peer"), event.data.get("group")
+        if group is not None:
+            if group == self.group:
+                self.catch_up_group()
+        elif peer == self.peer:                # a group message is not this conversation's
             self.catch_up()
             self.header_update.request()       # the first message opens the encrypted session
         self.contacts_update.request()
         if event.data.get("direction") == "in" and not self.window().isActiveWindow():
-            self.notifier.notify("Covey", f"New message from {self.name_of(peer or '')}")
+            where = f" in {self.group_name(group)}" if group else ""
+            self.notifier.notify("Covey", f"New message from {self.name_of(peer or '')}{where}")
 
     def on_event_chat_state(self, event) -> None:
+        group = event.data.get("group")
+        if group is not None:
+            if group == self.group:
+                self.model.set_state(int(event.data.get("id") or 0), str(event.data.get("state")))
+            return
         if event.data.get("peer") == self.peer:
             self.model.set_state(int(event.data.get("id") or 0), str(event.data.get("state")))
             self.header_update.request()       # delivered: the session is open
@@ -310,15 +368,32 @@ class ChatPanel(QWidget):
         self.failed.emit(key_changed_text(name))
 
     def on_event_peer_connected(self, event) -> None:
-        self.contacts_update.request()
-        if event.data.get("peer") == self.peer:
+        """Only that contact's online dot changes: a connection never re-reads the peer list."""
+        peer = str(event.data.get("peer"))
+        connected = event.name == "peer_connected" and self.chat.connected(peer)
+        if not self.contacts.set_connected(peer, connected) and self.may_chat(peer):
+            self.contacts_update.request()     # a contact the list does not show yet
+        if peer == self.peer:
             self.header_update.request()
+        if event.name == "peer_connected":
+            self._note_files(peer, CUT_NOTE, RESUMED_NOTE)
+        else:
+            self._note_files(peer, None, CUT_NOTE)
 
     on_event_peer_disconnected = on_event_peer_connected
-    on_event_tier_changed = on_event_peer_connected
-    on_event_peer_added = on_event_peer_connected
-    on_event_peer_banned = on_event_peer_connected
-    on_event_peer_unbanned = on_event_peer_connected
+
+    def on_event_tier_changed(self, event) -> None:
+        """Who may chat may have changed: the list is read again (coalesced), unless the peer
+        neither is in it nor may chat (a stranger connecting is added to the peer book as UNKNOWN)."""
+        peer = str(event.data.get("peer"))
+        if self.contacts.row_of(peer) >= 0 or self.may_chat(peer):
+            self.contacts_update.request()
+        if peer == self.peer:
+            self.header_update.request()
+
+    on_event_peer_added = on_event_tier_changed
+    on_event_peer_banned = on_event_tier_changed
+    on_event_peer_unbanned = on_event_tier_changed
 
     def on_event_peer_removed(self, event) -> None:
         if event.data.get("peer") == self.peer:
@@ -332,10 +407,16 @@ class ChatPanel(QWidget):
     # -- actions ------------------------------------------------------------------------------------
     @asyncSlot(str)
     async def send(self, text: str) -> None:
-        peer = self.peer
-        if peer is None:
+        peer, gid = self.peer, self.group
+        if peer is None and gid is None:
             return
         async with self._sending:     # one at a time: messages keep the order they were written in
+            if gid is not None:
+                await run_action(self, self.chat.groups.send(gid, text),
+                                 failure=f"Could not send to {self.group_name(gid)}",
+                                 on_error=lambda _: self.conversation.not_sent(text) if gid == self.group else None)
+                return
+            assert peer is not None
             await run_action(self, self.chat.send(peer, text), failure=f"Could not send to {self.name_of(peer)}",
                              on_error=lambda _: self.conversation.not_sent(text) if peer == self.peer else None)
 

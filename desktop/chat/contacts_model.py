@@ -1,8 +1,9 @@
 """The contacts list: who this node may chat with, and every open conversation.
 
-A row is a dict: ``kind`` ("peer"; "group" once the service has groups), ``id``,
+A row is a dict: ``kind`` ("peer" or "group"), ``id`` (peer or group id),
 ``name``, ``tier``, ``connected``, ``verified``, ``unread``, ``last_at``,
-``typing``, ``messages``. Open conversations come first (newest first), then
+``typing``, ``messages``; a group's also ``members`` (how many) and
+``departed`` (why it is read-only here: "", "left", "removed", "closed"). Open conversations come first (newest first), then
 connected contacts, then the rest by name.
 """
 from __future__ import annotations
@@ -11,7 +12,9 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QSortFilterProxyMode
 from PySide6.QtGui import QBrush, QColor, QFont, QIcon, QPainter, QPixmap
 
 CONTACT_ROLE = Qt.UserRole + 1      # the row dict
-ONLINE, OFFLINE, MUTED = QColor("#2e7d32"), QColor("#a4aab4"), QColor("#6b7383")
+ONLINE, OFFLINE, MUTED, GROUP = QColor("#2e7d32"), QColor("#a4aab4"), QColor("#6b7383"), QColor("#1f5fbf")
+DEPARTED = {"left": "you left", "removed": "you were removed", "closed": "closed by its creator",
+            "declined": "you declined"}
 
 
 def label(row: dict) -> str:
@@ -45,13 +48,24 @@ class ContactsModel(QAbstractListModel):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.rows: list[dict] = []
-        self._icons = {True: _dot(ONLINE), False: _dot(OFFLINE)}
+        self._icons = {True: _dot(ONLINE), False: _dot(OFFLINE), "group": _dot(GROUP)}
 
     def set_rows(self, rows: list[dict]) -> None:
         """Replace the rows (a coalesced redraw: the view keeps its selection by id, see the panel)."""
         self.beginResetModel()
         self.rows = sorted(rows, key=_order)
         self.endResetModel()
+
+    def set_connected(self, key: str, connected: bool) -> bool:
+        """A contact connected or went away: redraw its row only; False if it has no row."""
+        row = self.row_of(key)
+        if row < 0:
+            return False
+        if self.rows[row]["connected"] != connected:
+            self.rows[row]["connected"] = connected
+            index = self.index(row)
+            self.dataChanged.emit(index, index)
+        return True
 
     def row_of(self, key: str) -> int:
         return next((i for i, r in enumerate(self.rows) if r["id"] == key), -1)
@@ -66,6 +80,9 @@ class ContactsModel(QAbstractListModel):
         first = label(row) + ("  ✓ verified" if row["verified"] else "")
         if row["unread"]:
             first += f"  ({row['unread']} new)"
+        if row["kind"] == "group":
+            departed = DEPARTED.get(row.get("departed") or "", "")
+            return f"{first}\ngroup · " + (departed or f"{row.get('members', 0)} members")
         second = "typing…" if row["typing"] else ("online" if row["connected"] else "offline")
         return f"{first}\n{second} · {row['tier']}"
 
@@ -81,7 +98,9 @@ class ContactsModel(QAbstractListModel):
         if role == CONTACT_ROLE:
             return row
         if role == Qt.DecorationRole:
-            return self._icons[bool(row["connected"])]
+            return self._icons["group" if row["kind"] == "group" else bool(row["connected"])]
+        if role == Qt.ToolTipRole and row["kind"] == "group":
+            return f"{label(row)}: a group\n{self.text(row).split(chr(10))[1]}"
         if role == Qt.ToolTipRole:
             state = "connected" if row["connected"] else "not connected: messages wait in memory until it is"
             verified = ("safety number verified" if row["verified"]

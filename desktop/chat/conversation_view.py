@@ -1,18 +1,23 @@
 """The open conversation: who, how it is protected, its timer, the messages and the message box.
 
 The view only draws and asks: its signals (``send_requested``, ``typing_changed``,
-``timer_chosen``, ``safety_requested``, ``close_requested``) are turned into
-service calls by the panel.
+``timer_chosen``, ``safety_requested``, ``close_requested``, ``file_requested``,
+``file_action``, ``members_requested``, ``leave_requested``, ``invite_answered``)
+are turned into service calls by the panel. A group conversation hides what only
+a pair has (safety number, timer, files) and shows its members; a group the
+person left or was removed from is shown read-only with why.
 """
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QModelIndex, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QKeyEvent, QTextCursor
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFrame, QHBoxLayout, QLabel, QListView, QPlainTextEdit,
                                QPushButton, QSizePolicy, QStackedWidget, QVBoxLayout, QWidget)
 
 from core.chat.protocol import TIMERS
 
+from .elided import ElidedLabel
+from .file_row import FileCard
 from .message_delegate import MessageDelegate
 from .messages_model import MessagesModel
 
@@ -56,6 +61,12 @@ class ConversationView(QStackedWidget):
     timer_chosen = Signal(str)
     safety_requested = Signal()
     close_requested = Signal()
+    file_requested = Signal()
+    file_action = Signal(str, str)        # ("accept" | "decline" | "cancel", file id)
+    members_requested = Signal()
+    leave_requested = Signal()
+    invite_answered = Signal(bool)        # True: stay in the group; False: leave it
+    dismiss_requested = Signal()          # drop a group we are no longer in from the list
 
     def __init__(self, model: MessagesModel, parent=None):
         super().__init__(parent)
@@ -68,11 +79,9 @@ class ConversationView(QStackedWidget):
         page = QWidget()
         self.addWidget(page)
 
-        self.title = QLabel()
+        self.title = ElidedLabel()                 # names come from the network: plain text, cut with "…"
         self.title.setObjectName("chatTitle")
-        self.title.setTextFormat(Qt.PlainText)     # names come from the network
         self.title.setStyleSheet("font-weight: bold; font-size: 12pt;")
-        self.title.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         self.verified = QLabel("✓ verified")
         self.verified.setStyleSheet("color: #2e7d32; font-weight: bold;")
         self.verified.setToolTip("You compared the safety number with this contact and marked it verified")
@@ -111,6 +120,51 @@ class ConversationView(QStackedWidget):
         self.close_button.setToolTip("Close the conversation: its messages are wiped here and on the contact's node")
         self.close_button.setAccessibleName("Close conversation")
         self.close_button.clicked.connect(self.close_requested)
+        self.members = QLabel()
+        self.members.setObjectName("caption")
+        self.members.setTextFormat(Qt.PlainText)     # member names come from the network
+        self.members.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.members.setAccessibleName("Group members")
+        self.members_button = QPushButton("&Members…")
+        self.members_button.setToolTip("Who is in this group (every member sees the same list); its creator "
+                                       "adds and removes members here")
+        self.members_button.setAccessibleName("Group members")
+        self.members_button.clicked.connect(self.members_requested)
+        self.leave_button = QPushButton("&Leave group")
+        self.leave_button.setObjectName("danger")
+        self.leave_button.setToolTip("Leave the group: its messages are wiped here and you get none of the "
+                                     "later ones (the creator leaving closes it for everyone)")
+        self.leave_button.setAccessibleName("Leave group")
+        self.leave_button.clicked.connect(self.leave_requested)
+
+        self.notice = QFrame()                       # an invitation to answer, or why a group is read-only
+        self.notice.setObjectName("infoBanner")
+        self.notice.setStyleSheet("#infoBanner { background: #fff8e1; border: 1px solid #f0d58c; "
+                                  "border-radius: 6px; }")
+        self.notice_text = QLabel()
+        self.notice_text.setTextFormat(Qt.PlainText)
+        self.notice_text.setWordWrap(True)
+        self.notice_text.setAccessibleName("Group notice")
+        self.stay_button = QPushButton("Acce&pt")
+        self.stay_button.setObjectName("primary")
+        self.stay_button.setToolTip("Stay in the group: you see its messages and its members see yours")
+        self.stay_button.setAccessibleName("Accept the group invitation")
+        self.stay_button.clicked.connect(lambda: self.invite_answered.emit(True))
+        self.decline_button = QPushButton("&Decline")
+        self.decline_button.setToolTip("Leave the group at once: you get none of its messages")
+        self.decline_button.setAccessibleName("Decline the group invitation")
+        self.decline_button.clicked.connect(lambda: self.invite_answered.emit(False))
+        self.dismiss_button = QPushButton("Remo&ve from list")
+        self.dismiss_button.setToolTip("Forget this group here: it leaves the contacts list")
+        self.dismiss_button.setAccessibleName("Remove the group from the list")
+        self.dismiss_button.clicked.connect(self.dismiss_requested)
+        notice_layout = QHBoxLayout(self.notice)
+        notice_layout.setContentsMargins(8, 4, 8, 4)
+        notice_layout.addWidget(self.notice_text, 1)
+        notice_layout.addWidget(self.stay_button)
+        notice_layout.addWidget(self.decline_button)
+        notice_layout.addWidget(self.dismiss_button)
+        self.notice.hide()
 
         self.list = QListView()
         self.list.setModel(model)
@@ -120,7 +174,7 @@ class ConversationView(QStackedWidget):
         self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.list.setResizeMode(QListView.Adjust)
         self.list.setLayoutMode(QListView.Batched)     # 10,000 rows: laid out in batches, never at once
-        self.list.setBatchSize(500)
+        self.list.setBatchSize(200)     # a batch costs a few ms: scrolling stays smooth while it lays out
         self.list.setWordWrap(True)
         self.list.setSelectionMode(QAbstractItemView.SingleSelection)
         self.list.setEditTriggers(QAbstractItemView.NoEditTriggers)
@@ -128,6 +182,8 @@ class ConversationView(QStackedWidget):
         self.list.setStyleSheet("QListView { background: #f8f9fb; border: 1px solid #d9dce1; border-radius: 6px; }")
         self.list.setMinimumHeight(120)
         model.rowsInserted.connect(self._scroll_if_at_end)
+        model.rowsInserted.connect(self._attach_cards)
+        model.modelReset.connect(self._attach_cards)
 
         self.typing = QLabel(" ")
         self.typing.setObjectName("caption")
@@ -141,6 +197,11 @@ class ConversationView(QStackedWidget):
         self.send_button.setToolTip("Send the message (Enter)")
         self.send_button.setAccessibleName("Send message")
         self.send_button.clicked.connect(self._submit)
+        self.file_button = QPushButton("Fil&e…")
+        self.file_button.setToolTip("Send a file: choose it, and it goes end-to-end encrypted, piece by piece, "
+                                    "once the contact accepts it")
+        self.file_button.setAccessibleName("Send a file")
+        self.file_button.clicked.connect(self.file_requested)
         self.note = QLabel(EPHEMERAL_NOTE)
         self.note.setObjectName("caption")
         self.note.setWordWrap(True)
@@ -150,21 +211,30 @@ class ConversationView(QStackedWidget):
         top.addWidget(self.verified)
         top.addWidget(self.safety_button)
         top.addWidget(self.close_button)
+        top.addWidget(self.members_button)
+        top.addWidget(self.leave_button)
         state = QHBoxLayout()
         state.addWidget(self.online)
         state.addWidget(self.e2e, 1)
+        self.timer_label = timer_label
         controls = QHBoxLayout()
         controls.addWidget(timer_label)
         controls.addWidget(self.timer)
         controls.addWidget(self.timer_by, 1)
+        buttons = QVBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.file_button)
+        buttons.addWidget(self.send_button)
         compose = QHBoxLayout()
         compose.addWidget(self.box, 1)
-        compose.addWidget(self.send_button, 0, Qt.AlignBottom)
+        compose.addLayout(buttons)
         layout = QVBoxLayout(page)
         layout.setContentsMargins(4, 0, 0, 0)
         layout.addLayout(top)
         layout.addLayout(state)
+        layout.addWidget(self.members)
         layout.addWidget(self.banner)
+        layout.addWidget(self.notice)
         layout.addLayout(controls)
         layout.addWidget(self.list, 1)
         layout.addWidget(self.typing)
@@ -178,18 +248,97 @@ class ConversationView(QStackedWidget):
         self._tick = QTimer(self)               # redraws the countdowns while some message will expire
         self._tick.setInterval(COUNTDOWN_MS)
         self._tick.timeout.connect(self.list.viewport().update)
+        self.group = False
+        for widget in (self.members, self.members_button, self.leave_button):
+            widget.hide()                  # one-to-one until ``open(..., group=True)``
 
     # -- what the panel shows ----------------------------------------------------------------
-    def open(self, name: str) -> None:
-        """Show the conversation page for ``name`` (the rows come from the model)."""
+    def open(self, name: str, group: bool = False) -> None:
+        """Show the conversation page for ``name`` (the rows come from the model); ``group``: a group's."""
         self.setCurrentIndex(1)
+        self.group = group
         self.title.setText(name)
         self.title.setToolTip(name)
+        for widget in (self.verified, self.safety_button, self.close_button, self.timer_label, self.timer,
+                       self.timer_by, self.file_button, self.online):
+            widget.setVisible(not group)
+        for widget in (self.members, self.members_button, self.leave_button):
+            widget.setVisible(group)
         self.banner.hide()
+        self.notice.hide()
+        self.set_read_only(False)
         self.typing.setText(" ")
         self.box.clear()
         self.list.scrollToBottom()
         self.update_countdown()
+
+    def show_group(self, view: dict) -> None:
+        """A group's members (the creator's signed list, the same for every member) and protection."""
+        names = [view["names"].get(m) or m[:12] for m in view["members"]]
+        creator = view["names"].get(view["creator"]) or view["creator"][:12]
+        text = f"{len(names)} members: {', '.join(names)} · created by {creator}"
+        self.members.setText(text)
+        self.members.setToolTip(text)
+        self.members_button.setText(f"&Members ({len(names)})…")
+        self.e2e.setText("End-to-end encrypted · each member gets its own copy over its own session")
+        self.e2e.setToolTip("A group message goes to each member over the pairwise encrypted session with "
+                            "it; someone who left or was removed gets none of the later ones")
+
+    def show_invite(self, text: str | None) -> None:
+        """An invitation to answer (``None``: none)."""
+        self._notice(text, answer=True)
+
+    def show_departed(self, text: str) -> None:
+        """The person left the group, was removed, or it was closed: read-only, saying why."""
+        self._notice(text, answer=False)
+        self.set_read_only(True)
+        for widget in (self.members_button, self.leave_button, self.members):
+            widget.setVisible(False)
+        self.e2e.setText("This group is closed here: nothing more is sent to you or from you")
+
+    def _notice(self, text: str | None, answer: bool) -> None:
+        self.notice_text.setText(text or "")
+        self.notice.setVisible(bool(text))
+        self.stay_button.setVisible(answer)
+        self.decline_button.setVisible(answer)
+        self.dismiss_button.setVisible(bool(text) and not answer)
+
+    def set_read_only(self, read_only: bool) -> None:
+        for widget in (self.box, self.send_button):
+            widget.setEnabled(not read_only)
+        self.box.setPlaceholderText("You can no longer write here" if read_only else
+                                    "Write a message (Enter sends, Shift+Enter: new line)")
+
+    def update_file(self, view: dict, note: str | None = None) -> bool:
+        """A transfer moved on: its row and card redraw; False when it is not shown here."""
+        if not self.model.update_file(view, note):
+            return False
+        card = self.card(str(view["id"]))
+        if card is not None:
+            card.show_view(view, self.model.rows[self.model.file_row(str(view["id"]))].note)
+        return True
+
+    def card(self, file_id: str) -> FileCard | None:
+        row = self.model.file_row(file_id)
+        widget = self.list.indexWidget(self.model.index(row)) if row >= 0 else None
+        return widget if isinstance(widget, FileCard) else None
+
+    def _attach_cards(self, parent=QModelIndex(), first: int = 0, last: int | None = None) -> None:
+        """Give each file row without one its card (rows inserted, or the model reset)."""
+        rows = self.model.rows
+        last = len(rows) - 1 if last is None else last
+        for i in range(max(0, first), min(last, len(rows) - 1) + 1):
+            row = rows[i]
+            if row.kind != "file" or row.file is None:
+                continue
+            index = self.model.index(i)
+            if isinstance(self.list.indexWidget(index), FileCard):
+                continue
+            card = FileCard(row.file, row.note)
+            card.accept_requested.connect(lambda fid: self.file_action.emit("accept", fid))
+            card.decline_requested.connect(lambda fid: self.file_action.emit("decline", fid))
+            card.cancel_requested.connect(lambda fid: self.file_action.emit("cancel", fid))
+            self.list.setIndexWidget(index, card)
 
     def close_view(self) -> None:
         self.setCurrentIndex(0)

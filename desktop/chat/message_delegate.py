@@ -1,14 +1,20 @@
 """Draws a message row as a bubble: sender and time, the text, the ticks and the timer countdown.
 
-Heights are cached per (message id, width), so a 10,000-row conversation lays
-out once and scrolls without measuring text again.
+Each row's layout (its height, the wrapped text's box and the header line) is
+cached per (row key, width), so a 10,000-row conversation lays out once and
+scrolls without measuring text again; a width change (the window resized) or
+a new conversation measures afresh. File rows have one fixed height (a
+:class:`~desktop.chat.file_row.FileCard` covers them).
 """
 from __future__ import annotations
 
+import math
+
 from PySide6.QtCore import QRect, QSize, Qt
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QFontMetricsF, QPainter, QPen
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate
 
+from .file_row import CARD_HEIGHT
 from .messages_model import ROW_ROLE, Row, clock, countdown, ticks
 
 PAD, GAP, MARGIN = 8, 3, 6       # inside a bubble, between its lines, around it
@@ -30,7 +36,7 @@ class MessageDelegate(QStyledItemDelegate):
         super().__init__(view)
         self.model = model
         self.view = view      # rows are as wide as its viewport (a sizeHint option has no useful rect)
-        self._heights: dict[tuple[int, int], int] = {}
+        self._layouts: dict[tuple, tuple[int, int, int, str]] = {}   # (key, width) -> height, text w, h, head
         model.modelReset.connect(self.forget)   # ids start again in a new or closed conversation
 
     def fonts(self, option) -> tuple[QFont, QFont]:
@@ -44,33 +50,51 @@ class MessageDelegate(QStyledItemDelegate):
     def bubble_width(self) -> int:
         return int((self.row_width() - 2 * MARGIN) * MAX_FRACTION)
 
-    def sizeHint(self, option, index) -> QSize:
-        row: Row = index.data(ROW_ROLE)
+    def layout(self, option, row: Row) -> tuple[int, int, int, str]:
+        """(height, text width, text height, header) of a message row at the current width (cached)."""
         width = self.bubble_width()
-        key = (row.id, width)
-        height = self._heights.get(key)
-        if height is None:
-            if len(self._heights) > CACHE_LIMIT:
-                self._heights.clear()
+        key = (row.key, width)
+        found = self._layouts.get(key)
+        if found is None:
+            if len(self._layouts) > CACHE_LIMIT:
+                self._layouts.clear()
             font, small = self.fonts(option)
-            text = QFontMetrics(font).boundingRect(QRect(0, 0, width - 2 * PAD, 100_000),
-                                                   Qt.TextWordWrap, row.text or " ")
+            fm = QFontMetrics(font)
+            text = row.text or " "
+            # most messages fit one line: one advance instead of a wrapped layout (rounded up, plus a
+            # pixel, so drawing it wrapped in that width never pushes the last word onto a hidden line)
+            one_line = (math.ceil(QFontMetricsF(font).horizontalAdvance(text)) + 1
+                        if "\n" not in text and len(text) < 200 else None)
+            if one_line is not None and one_line <= width - 2 * PAD:
+                text_w, text_h = one_line, fm.height()
+            else:
+                box = fm.boundingRect(QRect(0, 0, width - 2 * PAD, 100_000), Qt.TextWordWrap, text)
+                text_w, text_h = box.width(), box.height()
             line = QFontMetrics(small).height()
             foot = GAP + line if has_footer(row) else 0
-            height = self._heights[key] = 2 * PAD + line + GAP + text.height() + foot + 2 * MARGIN
-        return QSize(self.row_width(), height)
+            height = 2 * PAD + line + GAP + text_h + foot + 2 * MARGIN
+            head = f"{self.model.sender(row)} · {clock(row.sent_at)}"
+            found = self._layouts[key] = (height, text_w, text_h, head)
+        return found
+
+    def sizeHint(self, option, index) -> QSize:
+        row: Row = index.data(ROW_ROLE)
+        if row.kind == "file":
+            return QSize(self.row_width(), CARD_HEIGHT)     # a FileCard (an index widget) covers it
+        return QSize(self.row_width(), self.layout(option, row)[0])
 
     def paint(self, painter: QPainter, option, index) -> None:
         row: Row = index.data(ROW_ROLE)
+        if row.kind == "file":
+            return
         font, small = self.fonts(option)
-        fm, sm = QFontMetrics(font), QFontMetrics(small)
+        sm = QFontMetrics(small)
         width = self.bubble_width()
-        text_rect = fm.boundingRect(QRect(0, 0, width - 2 * PAD, 100_000), Qt.TextWordWrap, row.text or " ")
-        head = f"{self.model.sender(row)} · {clock(row.sent_at)}"
+        _, text_w, text_h, head = self.layout(option, row)
         marks, _ = ticks(row.state, self.model.read_receipts) if row.outgoing else ("", "")
         timer = f"disappears in {countdown(row.expires_at)}" if row.expires_at is not None else ""
         foot = "  ".join(p for p in (timer, marks) if p)
-        inner = max(text_rect.width(), sm.horizontalAdvance(head), sm.horizontalAdvance(foot))
+        inner = max(text_w, sm.horizontalAdvance(head), sm.horizontalAdvance(foot))
         bubble_w = min(width, inner + 2 * PAD)
         rect = option.rect.adjusted(MARGIN, MARGIN, -MARGIN, -MARGIN)
         left = rect.right() - bubble_w if row.outgoing else rect.left()
@@ -89,8 +113,8 @@ class MessageDelegate(QStyledItemDelegate):
         y += sm.height() + GAP
         painter.setFont(font)
         painter.setPen(option.palette.text().color())
-        painter.drawText(QRect(x, y, bubble_w - 2 * PAD, text_rect.height()), Qt.TextWordWrap, row.text)
-        y += text_rect.height() + GAP
+        painter.drawText(QRect(x, y, bubble_w - 2 * PAD, text_h), Qt.TextWordWrap, row.text)
+        y += text_h + GAP
         painter.setFont(small)
         foot_rect = QRect(x, y, bubble_w - 2 * PAD, sm.height())
         if timer:
@@ -103,5 +127,5 @@ class MessageDelegate(QStyledItemDelegate):
         painter.restore()
 
     def forget(self) -> None:
-        """Drop the cached heights (a new conversation, or the font changed)."""
-        self._heights.clear()
+        """Drop the cached layouts (a new conversation, or the font changed)."""
+        self._layouts.clear()

@@ -107,6 +107,7 @@ class RequestDialog(QDialog):
         self.buttons = QDialogButtonBox(QDialogButtonBox.Cancel)
         self.send_button = self.buttons.addButton("Send request", QDialogButtonBox.AcceptRole)
         self.send_button.setObjectName("primary")
+        self.send_button.setAccessibleName("Send contact request")
         self.send_button.setToolTip("Send the line to the peer; it sees it under Contact requests")
         self.send_button.setEnabled(False)
         self.buttons.accepted.connect(self._submit)

@@ -42,6 +42,8 @@ class SafetyDialog(QDialog):
         self.mark_button.setObjectName("primary")
         self.mark_button.setToolTip("Only if the digits match: stored with the contact and shown next to "
                                     "the conversation; a later key change is then refused loudly")
+        self.mark_button.setAccessibleName("Mark as verified")
+        self.buttons.button(QDialogButtonBox.Close).setToolTip("Close this window")
         self.mark_button.clicked.connect(self.mark_requested)
         self.buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)

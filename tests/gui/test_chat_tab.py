@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+import traceback
 
 import pytest
 from PySide6.QtCore import QPoint, Qt
@@ -351,7 +352,7 @@ def test_ten_thousand_messages_are_rows_of_one_view(window, bob, qtbot):
     view = panel.conversation.list
     view.scrollToBottom()
     QApplication.processEvents()
-    qtbot.waitUntil(lambda: view.verticalScrollBar().maximum() > 10_000 * 20)
+    qtbot.waitUntil(lambda: view.verticalScrollBar().maximum() > 10_000 * 20, timeout=WAIT)   # laid out in batches
     view.verticalScrollBar().setValue(view.verticalScrollBar().maximum())
     QApplication.processEvents()
     last = view.indexAt(QPoint(20, view.viewport().height() - 20))
@@ -417,3 +418,59 @@ def test_the_chat_tab_renders_a_real_conversation_to_png(window, bob, qtbot, run
     window.resize(900, 600)
     QApplication.processEvents()
     assert window.grab().save(str(artifacts / "chat-tab-900x600.png"))
+
+
+def test_a_contact_going_offline_and_back_redraws_its_row_without_rereading_the_peer_list(window, bob, qtbot, run,
+                                                                                          address_of, make_node):
+    panel, alice = window.chat_panel, window.node
+    qtbot.waitUntil(lambda: "online" in contact_text(panel, "bob"), timeout=WAIT)
+    reads = []
+    list_peers = alice.list_peers
+    def counted():
+        if any("chat_panel.py" in frame.filename for frame in traceback.extract_stack()):
+            reads.append(1)                               # the Chat tab's reads only (other tabs have theirs)
+        return list_peers()
+    alice.list_peers = counted
+    conn = alice.connections[bob.identity.id]
+    run(conn.close(reason="cut by the test"))
+    qtbot.waitUntil(lambda: contact_text(panel, "bob").split("\n")[1].startswith("offline"), timeout=WAIT)
+    qtbot.waitUntil(lambda: bob.identity.id in alice.connections, timeout=WAIT)     # alice dials again
+    qtbot.waitUntil(lambda: contact_text(panel, "bob").split("\n")[1].startswith("online"), timeout=WAIT)
+    stranger = make_node("eve")                           # a stranger connects: added to the book, may not chat
+    run(stranger.add_peer(address_of(alice)))
+    qtbot.waitUntil(lambda: stranger.identity.id in alice.connections, timeout=WAIT)
+    qtbot.wait(300)                                       # longer than a coalesced redraw (100 ms)
+    assert contact_index(panel, "eve") is None
+    assert reads == [], "a connection event made the Chat tab re-read the whole peer list"
+
+
+def test_every_message_fits_the_box_its_bubble_draws_it_in(qapp):
+    """The delegate measures a line that fits cheaply; the text drawn (wrapped, in the width the
+    bubble gives it) must still fit the height it reserved: no last word pushed onto a hidden line."""
+    from PySide6.QtCore import QRect
+    from PySide6.QtGui import QFontMetrics
+    from PySide6.QtWidgets import QListView, QStyleOptionViewItem
+
+    from desktop.chat.message_delegate import PAD, MessageDelegate
+    from desktop.chat.messages_model import MessagesModel
+
+    model = MessagesModel(lambda peer: "bob")
+    view = QListView()
+    view.resize(640, 400)
+    delegate = MessageDelegate(model, view)
+    texts = ["Round 12 finished, accuracy 0.94.", "Hi Bob! Are the new weights in?", "ok", "i" * 60,
+             "W" * 40, "a line with trailing space ", "Mixed width: WWWiii MMMlll 0.94, 1.00; done.",
+             "word " * 30, "two\nlines"]
+    model.set_views([{"id": i + 1, "from": "b" * 64, "text": t, "sent_at": "2026-01-01T00:00:00+00:00",
+                      "state": "received", "outgoing": bool(i % 2), "expires_at": None}
+                     for i, t in enumerate(texts)])
+    option = QStyleOptionViewItem()
+    option.font = view.font()
+    metrics = QFontMetrics(option.font)
+    for width in (300, 420, 640, 900):
+        view.resize(width, 400)
+        for row in model.rows:
+            _, text_w, text_h, _ = delegate.layout(option, row)
+            drawn_in = min(delegate.bubble_width() - 2 * PAD, max(text_w, 1))
+            needed = metrics.boundingRect(QRect(0, 0, drawn_in, 100_000), Qt.TextWordWrap, row.text).height()
+            assert needed <= text_h, f"{row.text!r} at {width}px needs {needed}px, has {text_h}px"
