@@ -3,7 +3,8 @@
 Prints one JSON document. Every target of issue 2 ("Speed") is a ratio
 against a floor measured here, or an absolute budget:
 
-- ``latency``: 100-byte request/reply between two nodes in asymmetric mode
+- ``latency``: 100-byte request/reply between two nodes in the ``--mode`` chosen
+  (default asymmetric; none and symmetric too, with a shared network key)
   (``node.request(peer, "echo", {"d": 100 bytes})``) against a bare aiohttp
   WebSocket echo of 100-byte binary frames; p50 <= 1.5x, p99 <= 3x.
 - ``throughput_100b``: 100-byte messages one way (``node.send``) against
@@ -23,6 +24,7 @@ figures). Compression is off everywhere; discovery is off.
 
     .venv/bin/python bench/transport.py [--rtts 5000] [--small 50000] [--large 40] [--conns 300]
     .venv/bin/python bench/transport.py --uvloop     # both ends on uvloop, when installed
+    .venv/bin/python bench/transport.py --mode symmetric --skip-idle   # or --mode none
 """
 from __future__ import annotations
 
@@ -87,11 +89,29 @@ async def serve_floor() -> None:
     await _announce({"port": port})
 
 
-async def serve_node(home: str, trusted: list[str]) -> None:
+def node_settings(mode: str) -> dict:
+    """Overrides of a bench node: loopback, no discovery, ``mode`` preferred and required."""
+    return {"listen": "127.0.0.1:0", "discovery": False, "mode": mode, "min_mode": mode}
+
+
+def make_home(home: Path, name: str, network_key: bytes | None) -> str:
+    """A fresh identity in ``home`` (and the shared network key for symmetric mode) -> id."""
+    from core.config import write_secret
+    from core.identity import Identity
+    from core.node import PSK_FILE
+    home.mkdir()
+    identity = Identity.generate(f"bench-{name}")
+    identity.save(home)
+    if network_key is not None:
+        write_secret(home / PSK_FILE, network_key.hex().encode() + b"\n")
+    return identity.id
+
+
+async def serve_node(home: str, mode: str, trusted: list[str]) -> None:
     """A Node with a sync ``echo`` handler, a counting ``sink`` and ``flush``
     (replies with the sink count); ``trusted`` ids are CORE peers."""
     from core.node import Node
-    node = Node.open(Path(home), {"listen": "127.0.0.1:0", "discovery": False})
+    node = Node.open(Path(home), node_settings(mode))
     await node.start()
     for peer_id in trusted:
         node.peers.add_or_update(peer_id, name="bench", source="manual")
@@ -210,12 +230,12 @@ class FloorEnds(Ends):
 class NodeEnds(Ends):
     """A started Node in this process connected to the node server process."""
 
-    async def open(self, home: Path, server_id: str, port: int) -> "NodeEnds":
+    async def open(self, home: Path, server_id: str, port: int, mode: str) -> "NodeEnds":
         from core.node import Node
-        self.node = Node.open(home, {"listen": "127.0.0.1:0", "discovery": False})
+        self.node = Node.open(home, node_settings(mode))
         await self.node.start()
         conn = await self.node.dial(f"127.0.0.1:{port}", server_id)
-        assert conn.mode == "asymmetric", conn.mode
+        assert conn.mode == mode, conn.mode
         self.peer = server_id
         self.body, self.big = {"d": os.urandom(SMALL)}, {"d": os.urandom(LARGE)}
         return self
@@ -257,15 +277,16 @@ async def compare(ends: dict[str, Ends], rtts: int, small: int, large: int, roun
     return out
 
 
-async def connection_rate(dialer_home: Path, server_id: str, port: int, n: int) -> dict:
+async def connection_rate(dialer_home: Path, server_id: str, port: int, n: int, mode: str,
+                          network_key: bytes | None) -> dict:
     """Sequential dial + handshake + close with a bare Transport (no listen port is
     advertised, so the server does not keep a reconnecting link back to us)."""
     from core.config import Settings
     from core.net.handshake import LocalEndpoint
     from core.identity import Identity
     from core.net.transport import Transport
-    settings = Settings(listen="127.0.0.1:0", discovery=False)
-    local = LocalEndpoint.create(Identity.load(dialer_home), settings.mode, settings.min_mode, None)
+    settings = Settings(**node_settings(mode))
+    local = LocalEndpoint.create(Identity.load(dialer_home), settings.mode, settings.min_mode, network_key)
     transport = Transport(local, settings, admit=lambda peer, host: None,
                           on_connection=None, health=dict)
     address = f"127.0.0.1:{port}"
@@ -369,28 +390,25 @@ async def _wait_health(session: aiohttp.ClientSession, port: int, t0: float, pro
 
 # -- main ------------------------------------------------------------------------------
 async def run(opts) -> dict:
-    from core.identity import Identity
     base = Path(tempfile.mkdtemp(prefix="covey-bench-"))
+    network_key = os.urandom(32) if opts.mode == "symmetric" else None
     try:
         homes = {name: base / name for name in ("server", "client", "dialer")}
-        ids = {}
-        for name, home in homes.items():
-            home.mkdir()
-            identity = Identity.generate(f"bench-{name}")
-            identity.save(home)
-            ids[name] = identity.id
+        ids = {name: make_home(home, name, network_key) for name, home in homes.items()}
         floor_proc, floor_info = start_server(["floor"], opts.uvloop)
-        node_proc, node_info = start_server(["node", str(homes["server"]), ids["client"], ids["dialer"]],
-                                            opts.uvloop)
+        node_proc, node_info = start_server(["node", str(homes["server"]), opts.mode, ids["client"],
+                                             ids["dialer"]], opts.uvloop)
         try:
             ends = {"floor": await FloorEnds().open(floor_info["port"]),
-                    "node": await NodeEnds().open(homes["client"], node_info["id"], node_info["port"])}
+                    "node": await NodeEnds().open(homes["client"], node_info["id"], node_info["port"],
+                                                  opts.mode)}
             try:
                 figures = await compare(ends, opts.rtts, opts.small, opts.large, opts.rounds)
             finally:
                 for e in ends.values():
                     await e.close()
-            conns = await connection_rate(homes["dialer"], node_info["id"], node_info["port"], opts.conns)
+            conns = await connection_rate(homes["dialer"], node_info["id"], node_info["port"], opts.conns,
+                                          opts.mode, network_key)
         finally:
             stop_server(floor_proc)
             stop_server(node_proc)
@@ -423,7 +441,7 @@ def report(floor: dict, node: dict, conns: dict, idle: dict | None, opts) -> dic
             "loop": "uvloop" if opts.uvloop else "asyncio",
             "params": {"rtts": opts.rtts, "small_msgs": opts.small, "large_msgs": opts.large,
                        "small_bytes": SMALL, "large_bytes": LARGE, "conns": opts.conns, "rounds": opts.rounds,
-                       "mode": "asymmetric"},
+                       "mode": opts.mode},
             "floor": floor, "node": node, "connections": conns, "idle": idle,
             "ratios": ratios, "targets": TARGETS, "holds": holds, "all_hold": all(holds.values())}
 
@@ -445,13 +463,15 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5, help="floor/node alternations")
     p.add_argument("--skip-idle", action="store_true", help="skip the covey --headless RSS/start part")
     p.add_argument("--uvloop", action="store_true", help="run both ends on uvloop")
+    p.add_argument("--mode", choices=("none", "asymmetric", "symmetric"), default="asymmetric",
+                   help="encryption mode of both nodes (symmetric: a shared network key)")
     p.add_argument("--serve", nargs="+", help=argparse.SUPPRESS)
     opts = p.parse_args()
     if opts.uvloop:
         _install_uvloop()
     if opts.serve:
         kind, rest = opts.serve[0], opts.serve[1:]
-        asyncio.run(serve_floor() if kind == "floor" else serve_node(rest[0], rest[1:]))
+        asyncio.run(serve_floor() if kind == "floor" else serve_node(rest[0], rest[1], rest[2:]))
         return
     print(json.dumps(asyncio.run(run(opts)), indent=2))
 

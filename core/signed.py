@@ -58,6 +58,17 @@ def canonical(obj: Any) -> bytes:
 def _normalize(obj: Any, depth: int) -> Any:
     if depth > MAX_DEPTH:
         raise MalformedMessage(f"value is nested deeper than {MAX_DEPTH} levels")
+    kind = type(obj)   # the common exact types first, each one test (subclasses take the long way)
+    if kind is str and obj.isascii():
+        return obj
+    if kind is dict:
+        for key in obj:
+            if type(key) is not str:
+                break
+        else:
+            return {key: _normalize(obj[key], depth + 1) for key in sorted(obj)}
+    if kind is bytes or kind is float and not math.isnan(obj) or (kind is int and -2 ** 63 <= obj < 2 ** 64):
+        return obj
     if obj is None or obj is True or obj is False:
         return obj
     if isinstance(obj, int):
@@ -88,6 +99,19 @@ def _signed_bytes(kind: str, signer: str, nonce: bytes, ts: float, body: dict) -
     return DOMAIN + kind.encode("utf-8") + b"\0" + canonical(fields)
 
 
+def envelope_bytes(envelope: dict, signed: bytes) -> bytes:
+    """``canonical(envelope)`` (signature included) from the bytes its signature covers, without
+    encoding the body again: the signed map is the envelope's minus ``sig``, whose key sorts
+    just before ``signer``, so the signature's entry is spliced in there. ``envelope`` must be
+    one whose ``signed`` bytes were just made or checked (:func:`seal_signed`, ``*_signed``)."""
+    prefix = DOMAIN + envelope["kind"].encode("utf-8") + b"\0"
+    tail = canonical(["signer", envelope["signer"], "ts", envelope["ts"]])[1:]   # [1:]: no array header
+    if not signed.startswith(prefix) or not signed.endswith(tail) or signed[len(prefix)] != 0x85:
+        raise MalformedMessage("these are not the signed bytes of this envelope")
+    cut = len(signed) - len(tail)
+    return b"\x86" + signed[len(prefix) + 1:cut] + canonical(["sig", envelope["sig"]])[1:] + signed[cut:]
+
+
 def _check_kind(kind: Any) -> str:
     if not isinstance(kind, str) or not kind or "\0" in kind or len(kind) > 64:
         raise MalformedMessage(f"object kind must be a short non-empty string, got {kind!r:.80}")
@@ -99,13 +123,19 @@ def seal(identity, kind: str, body: dict, *, now: float | None = None) -> dict:
 
     The envelope is ``{"kind", "signer", "nonce", "ts", "body", "sig"}``.
     """
+    return seal_signed(identity, kind, body, now=now)[0]
+
+
+def seal_signed(identity, kind: str, body: dict, *, now: float | None = None) -> tuple[dict, bytes]:
+    """:func:`seal`, also returning the bytes the signature covers (for :func:`envelope_bytes`)."""
     _check_kind(kind)
     if not isinstance(body, dict):
         raise MalformedMessage(f"a signed body must be a map, got {type(body).__name__}")
     nonce = os.urandom(NONCE_BYTES)
     ts = float(time.time() if now is None else now)
-    sig = identity.sign(_signed_bytes(kind, identity.id, nonce, ts, body))
-    return {"kind": kind, "signer": identity.id, "nonce": nonce, "ts": ts, "body": body, "sig": sig}
+    signed = _signed_bytes(kind, identity.id, nonce, ts, body)
+    sig = identity.sign(signed)
+    return {"kind": kind, "signer": identity.id, "nonce": nonce, "ts": ts, "body": body, "sig": sig}, signed
 
 
 def _check_shape(envelope: Any, kind: str) -> None:
@@ -138,10 +168,15 @@ def _check_shape(envelope: Any, kind: str) -> None:
 def verify_only(envelope: dict, kind: str) -> tuple[str, dict]:
     """Check shape and signature only (no clock, no replay): for stored objects re-read later."""
     _check_shape(envelope, kind)
+    return _verify_shaped(envelope, kind)[:2]
+
+
+def _verify_shaped(envelope: dict, kind: str) -> tuple[str, dict, bytes]:
+    """The signature check of an envelope whose shape was checked: (signer, body, signed bytes)."""
     signer = envelope["signer"]
     data = _signed_bytes(kind, signer, envelope["nonce"], envelope["ts"], envelope["body"])
     verify(signer, data, envelope["sig"])
-    return signer, envelope["body"]
+    return signer, envelope["body"], data
 
 
 def check_sender(envelope: Any, kind: str, sender: str) -> str:
@@ -231,17 +266,31 @@ class Verifier:
         MalformedMessage, NotTheSender, whatever ``authorize`` raises,
         StaleMessage, InvalidSignature or ReplayDetected.
         """
+        return self.admit_signed(envelope, kind, sender, authorize, now=now)[:2]
+
+    def admit_signed(self, envelope: Any, kind: str, sender: str,
+                     authorize: Callable[[str, dict], None] | None, *,
+                     now: float | None = None) -> tuple[str, dict, bytes]:
+        """:meth:`admit`, also returning the bytes the signature covers (:func:`envelope_bytes`)."""
         signer = check_sender(envelope, kind, sender)
         if authorize is not None:
             authorize(signer, envelope["body"])
-        return self.open(envelope, kind, now=now)
+        return self._open_shaped(envelope, kind, now)
 
     def open(self, envelope: dict, kind: str, *, now: float | None = None) -> tuple[str, dict]:
         """Validate an envelope of ``kind`` whose sender is already authorised; returns ``(signer_id, body)``.
 
         Raises MalformedMessage, StaleMessage, InvalidSignature or ReplayDetected.
         """
+        return self.open_signed(envelope, kind, now=now)[:2]
+
+    def open_signed(self, envelope: dict, kind: str, *, now: float | None = None) -> tuple[str, dict, bytes]:
+        """:meth:`open`, also returning the bytes the signature covers (:func:`envelope_bytes`)."""
         _check_shape(envelope, kind)
+        return self._open_shaped(envelope, kind, now)
+
+    def _open_shaped(self, envelope: dict, kind: str, now: float | None) -> tuple[str, dict, bytes]:
+        """:meth:`open` after the shape check: clock, signature, replay."""
         signer = envelope["signer"]
         now = time.time() if now is None else float(now)
         ts = float(envelope["ts"])
@@ -251,7 +300,7 @@ class Verifier:
             raise StaleMessage(
                 f"signed {kind} from {signer[:16]} is {abs(ts - now):.0f} s {direction} "
                 f"(allowed {allowed:.0f} s); check both clocks")
-        signer, body = verify_only(envelope, kind)
+        signer, body, signed = _verify_shaped(envelope, kind)
         nonce = envelope["nonce"]
         with self._lock:
             self._horizon = max(self._horizon, now - self.window)
@@ -268,7 +317,7 @@ class Verifier:
             if window is None:
                 window = self._new_window(signer, kind)
             window.remember(nonce, ts, self.max_entries)
-        return signer, body
+        return signer, body, signed
 
     def _new_window(self, signer: str, kind: str) -> _Window:
         if len(self._windows) >= self.max_signers:

@@ -56,6 +56,10 @@ class Contacts:
         self._rows[peer] = row
         return dict(row)
 
+    def may_conflict(self, peer: str) -> bool:
+        """Whether :meth:`conflict` could find anything for ``peer`` (cheap: no peer record needed)."""
+        return bool(self._rows) and peer not in self._rows
+
     def conflict(self, peer: str, name: str, address: str | None) -> dict | None:
         """A verified contact of another key known under ``name`` or ``address`` (None if none)."""
         if peer in self._rows:

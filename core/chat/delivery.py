@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from core.errors import MalformedMessage
 from core.chat.errors import BadReceipt, OutboxFull
@@ -26,16 +27,15 @@ from core.chat.errors import BadReceipt, OutboxFull
 MAX_SEQ = 2 ** 63 - 1
 
 
-@dataclass(frozen=True)
-class Data:
-    """One message on the wire (``attempt`` counts from 1)."""
+class Data(NamedTuple):
+    """One message on the wire (``attempt`` counts from 1). Immutable (a named tuple: one is
+    made per message at each end, several times cheaper than a frozen dataclass)."""
     seq: int
     payload: bytes
     attempt: int
 
 
-@dataclass(frozen=True)
-class Ack:
+class Ack(NamedTuple):
     """Everything up to ``upto`` received, plus the seqs in ``sel``; ``read``: highest seq read."""
     upto: int
     sel: tuple[int, ...] = ()
@@ -49,8 +49,7 @@ class _Pending:
     next_send: float = 0.0
 
 
-@dataclass(frozen=True)
-class Receipts:
+class Receipts(NamedTuple):
     """What an Ack told the sender: newly delivered seqs and the new read mark (or None)."""
     delivered: tuple[int, ...]
     read: int | None

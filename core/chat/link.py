@@ -14,7 +14,10 @@ A :class:`Link` owns, in memory only:
   closed, so counting starts again at the frame's ``base``).
 - a pump task that sends due frames (acks first, then data in window order),
   each encrypted afresh at every (re)transmission, and sleeps until the next
-  resend is due, a new frame is queued, or the peer reconnects.
+  resend or delayed ack is due, a new frame is queued, or the peer reconnects.
+  A message the user sends goes out in the sender's own turn (:meth:`Link.push`)
+  when no pump step is under way; a received one is decrypted and delivered
+  in the reader's turn (:meth:`Link.receive_now`: the ratchet never suspends).
 
 What frames mean to the user is the owner's business (the chat service): it is
 called back with ``on_content``, ``on_sent``, ``on_delivered``, ``on_read``,
@@ -44,6 +47,7 @@ log = logging.getLogger("covey.chat.link")
 MAX_SESSIONS = 3          # sessions kept per peer (simultaneous starts, restarts)
 MAX_CLOSED = 16           # ids of closed sessions remembered (to name the refusal)
 MAX_TAGS = 8192           # outgoing seqs remembered for read receipts
+MAX_RESETS = 4            # chat.reset sends in flight per peer
 BUNDLE_TIMEOUT = 10.0
 RETRY_MIN, RETRY_MAX = 1.0, 60.0
 WINDOW, REORDER, OUTBOX = 128, 256, 1000
@@ -73,10 +77,12 @@ class Link:
         self._tags: "OrderedDict[int, object]" = OrderedDict()   # out seq -> owner's tag
         self._closing: int | None = None                       # seq of our CLOSE, until acked
         self._wipe_after_ack = False
-        self._rx = asyncio.Lock()
         self._tx = asyncio.Lock()
+        self._stepping = asyncio.Lock()      # one pump step at a time (the pump's or push's)
         self._wake = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0                  # monotonic time the timer fires at
+        self._resets: dict[bytes, asyncio.Task] = {}
         self._retry_at: float | None = None
         self._retry_delay = RETRY_MIN
         self._task: asyncio.Task | None = None
@@ -112,10 +118,16 @@ class Link:
 
     async def stop(self) -> None:
         """Stop the pump and wipe every key (node shutdown)."""
+        tasks = list(self._resets.values())
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            tasks.append(self._task)
             self._task = None
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._wipe_sessions()
 
     def poke(self) -> None:
@@ -130,15 +142,27 @@ class Link:
         self.poke()
 
     # -- sending -----------------------------------------------------------------------
-    def queue(self, content: bytes, tag: object = None) -> int:
-        """Queue one content payload for reliable delivery; returns its seq (OutboxFull at the bound)."""
+    def queue(self, content: bytes, tag: object = None, *, wake: bool = True) -> int:
+        """Queue one content payload for reliable delivery; returns its seq (OutboxFull at the bound).
+
+        ``wake=False``: the caller sends it itself right after (:meth:`push`)."""
         seq = self.out.queue(content, time.monotonic())
         if tag is not None:
             self._tags[seq] = tag
             while len(self._tags) > MAX_TAGS:
                 self._tags.popitem(last=False)
-        self.poke()
+        if wake:
+            self.poke()
         return seq
+
+    async def push(self) -> None:
+        """Send what is due now, in the caller's turn: what a pump step would do, without the
+        hop to the pump task. If a step is under way, the pump takes it on after that one."""
+        if self._stepping.locked() or not self.owner.connected(self.peer):
+            self.poke()      # away: the pump holds it for later (a mailbox), never in the caller's turn
+            return
+        async with self._stepping:
+            await self._step()
 
     def forget(self, tag: object) -> None:
         """Stop sending the message tagged ``tag`` (it disappeared by timer before delivery)."""
@@ -184,35 +208,50 @@ class Link:
             raise
 
     async def _pump(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
-            self._wake.clear()
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            wake = None
-            if self.owner.connected(self.peer):
-                try:
-                    wake = await self._flush()
-                except PeerUnreachable:
-                    wake = None  # link_up wakes us when it is back
-                except CoveyError as exc:
-                    # No session could be started (refused, bad bundle, key changed, timeout):
-                    # try again later, with backoff.
-                    log.warning("chat with %s: cannot send yet: %s", self.peer[:12], exc)
-                    wake = self._backoff()
-                except Exception:  # a bug must not end the pump (and strand every message)
-                    log.exception("chat with %s: sending failed", self.peer[:12])
-                    wake = self._backoff()
-            elif self.out.unacked and self._closing is None:
-                try:
-                    wake = await self.owner.away(self)
-                except Exception:  # the same: a bug must not end the pump
-                    log.exception("chat with %s: holding for later failed", self.peer[:12])
-            if wake is not None:
-                delay = max(0.0, wake - time.monotonic())
-                self._timer = loop.call_later(delay, self._wake.set)
+            async with self._stepping:
+                self._wake.clear()
+                await self._step()
+
+    async def _step(self) -> None:
+        """Send what is due (or hold it for later while the peer is away); arm the next wake."""
+        wake = None
+        if self.owner.connected(self.peer):
+            try:
+                wake = await self._flush()
+            except PeerUnreachable:
+                wake = None  # link_up wakes us when it is back
+            except CoveyError as exc:
+                # No session could be started (refused, bad bundle, key changed, timeout):
+                # try again later, with backoff.
+                log.warning("chat with %s: cannot send yet: %s", self.peer[:12], exc)
+                wake = self._backoff()
+            except Exception:  # a bug must not end the pump (and strand every message)
+                log.exception("chat with %s: sending failed", self.peer[:12])
+                wake = self._backoff()
+        elif self.out.unacked and self._closing is None:
+            try:
+                wake = await self.owner.away(self)
+            except Exception:  # the same: a bug must not end the pump
+                log.exception("chat with %s: holding for later failed", self.peer[:12])
+        if wake is not None:
+            self._arm(wake)
+
+    def _arm(self, when: float) -> None:
+        """Wake the pump at ``when`` (monotonic) at the latest. A timer that fires earlier is
+        kept: waking early costs one step that finds little due, while moving the timer on
+        every message costs a cancel and a new timer each."""
+        if self._timer is not None:
+            if self._timer_at <= when:
+                return
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = asyncio.get_running_loop().call_later(max(0.0, when - time.monotonic()), self._ring)
+
+    def _ring(self) -> None:
+        self._timer = None
+        self._wake.set()
 
     def _backoff(self) -> float:
         self._retry_at = time.monotonic() + self._retry_delay
@@ -308,31 +347,36 @@ class Link:
     # -- receiving ---------------------------------------------------------------------
     async def receive(self, sid: bytes, wire: bytes) -> None:
         """Decrypt and act on one ``chat.msg`` (raises a typed error if refused; nothing changes then)."""
-        async with self._rx:
-            session = self.sessions.get(sid)
-            if session is not None:
-                plaintext = await session.decrypt(wire)
-            else:
-                if sid in self._closed_sids:
-                    await self._send_reset(sid)
-                    raise SessionClosed(f"message from {self.peer[:16]} for a closed conversation")
-                head = decode_wire(wire).x3dh
-                if head is None:
-                    await self._send_reset(sid)
-                    raise UnknownSession(f"message from {self.peer[:16]} is for a session this node does "
-                                         f"not hold (closed, or from before a restart); asked it to start anew")
-                if head.ek[:proto.SID] != sid:
-                    raise MalformedMessage("chat message: session id does not match its X3DH header")
-                self.owner.check_peer(self.peer)
-                try:
-                    session, plaintext = await Session.accept(self.keys, self.peer, wire)
-                except KeyAgreementFailed:
-                    # Its prekey is gone (used before this node restarted, or replaced): the peer
-                    # still sends under a session we can no longer open; ask it to start anew.
-                    await self._send_reset(sid)
-                    raise
-                self._add(session)
-            self._on_frame(*proto.decode_frame(plaintext))
+        self.receive_now(sid, wire)
+
+    def receive_now(self, sid: bytes, wire: bytes) -> None:
+        """:meth:`receive`, in this call: the ratchet never suspends, so one message is decrypted
+        and acted on in one step (in arrival order, none interleaved); a reset it calls for is
+        sent in the background."""
+        session = self.sessions.get(sid)
+        if session is not None:
+            plaintext = session.decrypt_now(wire)
+        else:
+            if sid in self._closed_sids:
+                self._reset_soon(sid)
+                raise SessionClosed(f"message from {self.peer[:16]} for a closed conversation")
+            head = decode_wire(wire).x3dh
+            if head is None:
+                self._reset_soon(sid)
+                raise UnknownSession(f"message from {self.peer[:16]} is for a session this node does "
+                                     f"not hold (closed, or from before a restart); asked it to start anew")
+            if head.ek[:proto.SID] != sid:
+                raise MalformedMessage("chat message: session id does not match its X3DH header")
+            self.owner.check_peer(self.peer)
+            try:
+                session, plaintext = Session.accept_now(self.keys, self.peer, wire)
+            except KeyAgreementFailed:
+                # Its prekey is gone (used before this node restarted, or replaced): the peer
+                # still sends under a session we can no longer open; ask it to start anew.
+                self._reset_soon(sid)
+                raise
+            self._add(session)
+        self._on_frame(*proto.decode_frame(plaintext))
 
     def _on_frame(self, kind: str, frame) -> None:
         if kind == proto.FRAME_DATA:
@@ -344,9 +388,14 @@ class Link:
                 self.inc = self._receiver()
             released = self.inc.skip_to(base) + self.inc.on_data(data)
             self._ack_waiting += 1           # acknowledge (duplicates too), soon
+            now = time.monotonic()
             if self._ack_since is None:
-                self._ack_since = time.monotonic()
-            self.poke()
+                self._ack_since = now
+            due = self._ack_due_at(now)
+            if due is None:
+                self.poke()
+            else:
+                self._arm(due)               # a delayed ack: no pump step per message
             for _seq, payload in released:
                 try:
                     content = proto.decode_content(payload)
@@ -405,11 +454,21 @@ class Link:
         log.info("chat with %s: the peer has no session %s; starting a new one", self.peer[:12], sid.hex())
         self.link_up()
 
+    def _reset_soon(self, sid: bytes) -> None:
+        """Tell the peer we hold no session ``sid``, in the background (a few at a time: past
+        that, the peer hears it when it resends)."""
+        if sid in self._resets or len(self._resets) >= MAX_RESETS:
+            return
+        task = self._resets[sid] = asyncio.ensure_future(self._send_reset(sid))
+        task.add_done_callback(lambda _task: self._resets.pop(sid, None))
+
     async def _send_reset(self, sid: bytes) -> None:
         try:
             await self.owner.node.send(self.peer, proto.RESET, {"s": sid})
         except PeerUnreachable:
             pass  # it will resend, and hear it then
+        except Exception:  # a background send: nobody else would see it fail
+            log.exception("chat with %s: sending a reset failed", self.peer[:12])
 
     # -- sessions ----------------------------------------------------------------------
     def _add(self, session: Session) -> None:

@@ -37,7 +37,7 @@ A group's ``text`` also carries ``m``, the membership the author holds.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import msgpack
 
@@ -67,14 +67,12 @@ TEXT, TIMER, CLOSE, FILE, GROUP, LEAVE = "text", "timer", "close", "file", "grou
 CONTENT_KINDS = (TEXT, TIMER, CLOSE, FILE, GROUP, LEAVE)
 
 
-@dataclass(frozen=True)
-class Typing:
+class Typing(NamedTuple):
     on: bool
 
 
-@dataclass(frozen=True)
-class Content:
-    """What one data frame carries."""
+class Content(NamedTuple):
+    """What one data frame carries (immutable; a named tuple: one is made per message)."""
     kind: str
     text: str = ""
     ts: float = 0.0

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import copy
 import enum
+import hashlib
 import os
 import struct
-from typing import NamedTuple
+from collections.abc import Coroutine
+from typing import Any, NamedTuple, TypeVar
 
 import msgpack
 from cryptography.exceptions import InvalidTag
@@ -57,6 +59,47 @@ class MessageKDF(kdf_separate_hmacs.KDF):
     @staticmethod
     def _get_hash_function() -> HashFunction:
         return HashFunction.SHA_256
+
+    @classmethod
+    async def derive(cls, key: bytes, data: bytes, length: int) -> bytes:
+        # The library's derive (one HMAC-SHA-256 per byte of ``data``, concatenated), with the
+        # key's inner and outer pad hashed once for all bytes (RFC 2104): the same bytes at
+        # two thirds of the cost of an HMAC per byte (two per message, on both ends).
+        if length != len(data) * 32:
+            raise ValueError("this HMAC-based KDF derives 32 bytes per byte of KDF data")
+        if len(key) > 64:
+            key = hashlib.sha256(key).digest()
+        block = key.ljust(64, b"\0")
+        inner, outer = hashlib.sha256(block.translate(_IPAD)), hashlib.sha256(block.translate(_OPAD))
+        out = []
+        for i in range(len(data)):
+            h, o = inner.copy(), outer.copy()
+            h.update(data[i:i + 1])
+            o.update(h.digest())
+            out.append(o.digest())
+        return b"".join(out)
+
+
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+_T = TypeVar("_T")
+
+
+def run_now(coro: Coroutine[Any, Any, _T]) -> _T:
+    """Run a coroutine of the ratchet or X3DH libraries to its end within this call.
+
+    Their API is async but does no I/O: nothing in it ever suspends, so a session
+    operation is one atomic step of the event loop (no other decrypt can run half-way
+    through it and lose its state update). Should a future version suspend, this
+    refuses loudly instead of interleaving two operations."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise RuntimeError("a ratchet operation suspended: it must run to its end in one step")
 
 
 class AesGcm(AEAD):
@@ -98,7 +141,9 @@ class Ratchet(DoubleRatchet):
         raise TypeError("ratchet state stays in memory: it cannot be pickled")
 
 
+_LEAVES = frozenset({bytes, str, int, float, bool, type(None)})   # by exact type: one set lookup
 _IMMUTABLE = (bytes, str, int, float, bool, type(None), type, frozenset, enum.Enum)
+_NODES = (KDFChain, SymmetricKeyRatchet)
 _MEMO = "_pub_memo"  # (priv, pub): two immutable bytes
 
 
@@ -107,15 +152,15 @@ def _tree_copy(obj, memo: dict):
     KDF classes) shared, as deepcopy would leave them; anything else goes through deepcopy."""
     clone = object.__new__(type(obj))
     memo[id(obj)] = clone
-    state = {}
-    for key, value in obj.__dict__.items():
-        if isinstance(value, _IMMUTABLE) or key == _MEMO:
-            state[key] = value
-        elif isinstance(value, (KDFChain, SymmetricKeyRatchet)):
+    state = obj.__dict__.copy()
+    for key, value in state.items():   # replaces values in place: the keys stay as they are
+        if type(value) in _LEAVES or key == _MEMO:
+            continue
+        if isinstance(value, _NODES):
             state[key] = memo.get(id(value)) or _tree_copy(value, memo)
-        else:
+        elif not isinstance(value, _IMMUTABLE):
             state[key] = copy.deepcopy(value, memo)
-    clone.__dict__.update(state)
+    clone.__dict__ = state
     return clone
 
 

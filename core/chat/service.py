@@ -162,9 +162,13 @@ class ChatService:
 
     def check_peer(self, peer: str) -> None:
         """Raise unless our policy lets us chat with ``peer`` and its key is not a changed one."""
-        self.node.peers.check(peer, Capability.CHAT)
+        if not self.connected(peer):  # connected: its limits hold the same decision (see connected)
+            self.node.peers.check(peer, Capability.CHAT)
+        contacts = self._contacts
+        if not contacts.may_conflict(peer):
+            return
         rec = self.node.peers.get(peer)
-        clash = self._contacts.conflict(peer, rec.name, rec.address)
+        clash = contacts.conflict(peer, rec.name, rec.address)
         if clash is not None:
             self.node.events.emit(CHAT_KEY_CHANGED, peer=peer, verified_peer=clash["peer"], name=clash["name"])
             exc = KeyChanged(
@@ -201,6 +205,8 @@ class ChatService:
         return conv
 
     def _peer(self, ref: str) -> str:
+        if ref in self.links:   # a full peer id we chat with (a removed peer's link is dropped)
+            return ref
         return self.node.resolve(ref).id
 
     def link_for(self, peer: str) -> Link:
@@ -306,10 +312,12 @@ class ChatService:
             self.refused(peer, proto.BUNDLE, exc)
             raise
 
-    async def _on_msg(self, peer: str, body: dict) -> None:
+    def _on_msg(self, peer: str, body: dict) -> None:
+        # Synchronous, so the node runs it in the reader's turn (no task per message); the
+        # decryption never suspends (Link.receive_now), and the reader waits for it to finish.
         try:
             sid, wire = proto.parse_msg(body)
-            await self._link(peer).receive(sid, wire)
+            self._link(peer).receive_now(sid, wire)
         except CoveyError as exc:
             self.refused(peer, proto.MSG, exc)
 
@@ -359,12 +367,14 @@ class ChatService:
         conv = self._conv(peer)
         msg = conv.add(self.node.identity.id, text, time.time(), outgoing=True, ttl=conv.ttl)
         link.queue(proto.encode_content(proto.Content(proto.TEXT, text, msg.sent_at, conv.ttl)),
-                   tag=(peer, msg.id))
+                   tag=(peer, msg.id), wake=False)
         self.node.events.emit(CHAT_MESSAGE, peer=peer, id=msg.id, direction="out")
         if msg.expires_at is not None:
             self._expiry_wake.set()
         self._changed_soon()
-        return {**msg.view(), "peer": peer}
+        view = {**msg.view(), "peer": peer}
+        await link.push()    # out now, in this turn (or by the pump, which also holds it while away)
+        return view
 
     def read(self, ref: str, after: int = 0, *, mark: bool = True) -> list[dict]:
         """The conversation's messages with an id above ``after``; marks them read (receipts if on)."""

@@ -15,14 +15,15 @@ arrives first. A message carrying a different X3DH header raises
 :class:`NewSession`: the caller decides whether to :meth:`Session.accept` it.
 
 Every message's associated data binds the X3DH identities, the sender and
-recipient ids, the X3DH header if attached, and the ratchet header. One
-asyncio.Lock per session serialises encrypt/decrypt (the library decrypts on
-a copy and commits on success; two at once would lose an update). There is
-deliberately no way to export or pickle a session.
+recipient ids, the X3DH header if attached, and the ratchet header. Each
+operation runs to its end in one call (``*_now``; the async forms wrap them):
+the libraries' async API never suspends (:func:`~core.chat.ratchet.run_now`
+refuses if it ever does), so no two operations on a session interleave (the
+library decrypts on a copy and commits on success; two at once would lose an
+update). There is deliberately no way to export or pickle a session.
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import Iterator
 
@@ -30,10 +31,10 @@ import x3dh
 from doubleratchet import (AuthenticationFailedException, DecryptionFailedException,
                            DoSProtectionException, DuplicateMessageException, EncryptedMessage)
 
-from core.errors import MalformedMessage, MessageTooLarge
-from core.chat.errors import (DecryptFailed, ForgedSender, KeyAgreementFailed, NewSession, ReplayedMessage,
-                              SessionClosed, TooManySkipped, UnknownSession)
-from core.chat.ratchet import MAX_PLAINTEXT, MAX_SKIP, PARAMS, Ratchet, X3DHHead, decode, encode
+from core.errors import CoveyError, MalformedMessage, MessageTooLarge
+from core.chat.errors import (DecryptFailed, ForgedSender, KeyAgreementFailed, NewSession,
+                              ReplayedMessage, SessionClosed, TooManySkipped, UnknownSession)
+from core.chat.ratchet import MAX_PLAINTEXT, MAX_SKIP, PARAMS, Ratchet, X3DHHead, decode, encode, run_now
 from core.chat.x3dh_adapter import Bundle, ChatKeys
 
 AD_DOMAIN = b"covey/v1/chat/msg\0"
@@ -47,19 +48,27 @@ def _check_plaintext(plaintext: bytes) -> bytes:
     return bytes(plaintext)
 
 
+_LIBRARY_REFUSALS = (AuthenticationFailedException, DecryptionFailedException, DuplicateMessageException,
+                     DoSProtectionException)
+
+
+def _refusal(peer: str, exc: Exception) -> CoveyError:
+    """The typed chat error, naming the peer, for one of the library's ``_LIBRARY_REFUSALS``."""
+    if isinstance(exc, DuplicateMessageException):
+        return ReplayedMessage(f"message from {peer[:16]} was already decrypted (replay)")
+    if isinstance(exc, DoSProtectionException):
+        return TooManySkipped(f"message from {peer[:16]} skips more than {MAX_SKIP} message keys")
+    return DecryptFailed(f"message from {peer[:16]} does not decrypt (tampered, forged, "
+                         f"or for another conversation)")
+
+
 @contextlib.contextmanager
 def _refusals(peer: str) -> Iterator[None]:
     """Turn the library's exceptions into typed chat errors that name the peer."""
     try:
         yield
-    except (AuthenticationFailedException, DecryptionFailedException) as exc:
-        raise DecryptFailed(f"message from {peer[:16]} does not decrypt (tampered, forged, "
-                            f"or for another conversation)") from exc
-    except DuplicateMessageException as exc:
-        raise ReplayedMessage(f"message from {peer[:16]} was already decrypted (replay)") from exc
-    except DoSProtectionException as exc:
-        raise TooManySkipped(f"message from {peer[:16]} skips more than {MAX_SKIP} "
-                             f"message keys") from exc
+    except _LIBRARY_REFUSALS as exc:
+        raise _refusal(peer, exc) from exc
 
 
 class Session:
@@ -75,7 +84,6 @@ class Session:
         self._x3dh_ad = x3dh_ad
         self._head: X3DHHead | None = head
         self._attach = initiator
-        self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -108,16 +116,22 @@ class Session:
     async def initiate(cls, keys: ChatKeys, peer_id: str, bundle: Bundle,
                        first_plaintext: bytes) -> tuple["Session", bytes]:
         """Start a session with ``peer_id`` from its verified bundle; returns (session, wire bytes)."""
+        return cls.initiate_now(keys, peer_id, bundle, first_plaintext)
+
+    @classmethod
+    def initiate_now(cls, keys: ChatKeys, peer_id: str, bundle: Bundle,
+                     first_plaintext: bytes) -> tuple["Session", bytes]:
+        """:meth:`initiate`, in this call."""
         plaintext = _check_plaintext(first_plaintext)
         if bundle.peer != peer_id:
             raise ForgedSender(f"bundle of {bundle.peer[:16]} used for {peer_id[:16]}")
-        secret, x3dh_ad, header = await keys.agree_active(bundle)
+        secret, x3dh_ad, header = run_now(keys.agree_active(bundle))
         if header.pre_key is None:   # our bundles always carry one (ChatKeys.bundle_for reserves it)
             raise KeyAgreementFailed(f"the bundle of {peer_id[:16]} carries no one-time prekey")
         head = X3DHHead(header.identity_key, header.ephemeral_key, header.signed_pre_key, header.pre_key)
         ad = _ad(x3dh_ad, keys.id, peer_id, head)
-        ratchet, msg = await Ratchet.encrypt_initial_message(
-            *PARAMS, secret, bundle.x3dh.signed_pre_key, plaintext, ad)
+        ratchet, msg = run_now(Ratchet.encrypt_initial_message(
+            *PARAMS, secret, bundle.x3dh.signed_pre_key, plaintext, ad))
         return cls(keys.id, peer_id, ratchet, x3dh_ad, head, True), encode(head, msg.header, msg.ciphertext)
 
     @classmethod
@@ -128,6 +142,11 @@ class Session:
         the header names another identity, KeyAgreementFailed if its prekey is
         unknown or used (replay), DecryptFailed if it does not decrypt.
         """
+        return cls.accept_now(keys, peer_id, data)
+
+    @classmethod
+    def accept_now(cls, keys: ChatKeys, peer_id: str, data: bytes) -> tuple["Session", bytes]:
+        """:meth:`accept`, in this call."""
         wire = decode(data)
         head = wire.x3dh
         if head is None:
@@ -135,37 +154,44 @@ class Session:
                                  f"have (closed, or from before a restart)")
         if head.ik != bytes.fromhex(peer_id):
             raise ForgedSender(f"initial message from {peer_id[:16]} names another identity")
-        secret, x3dh_ad, spk_priv = await keys.agree_passive(
-            peer_id, x3dh.Header(head.ik, head.ek, head.spk, head.opk))
+        secret, x3dh_ad, spk_priv = run_now(keys.agree_passive(
+            peer_id, x3dh.Header(head.ik, head.ek, head.spk, head.opk)))
         with _refusals(peer_id):
-            ratchet, plaintext = await Ratchet.decrypt_initial_message(
+            ratchet, plaintext = run_now(Ratchet.decrypt_initial_message(
                 *PARAMS, secret, spk_priv, EncryptedMessage(wire.header, wire.ciphertext),
-                _ad(x3dh_ad, peer_id, keys.id, head))
+                _ad(x3dh_ad, peer_id, keys.id, head)))
         keys.consume(head.opk)  # only now: a tampered copy must not burn the prekey
         return cls(keys.id, peer_id, ratchet, x3dh_ad, head, False), plaintext
 
     # -- messages --------------------------------------------------------------
     async def encrypt(self, plaintext: bytes) -> bytes:
         """Encrypt one message for the peer; returns the wire bytes."""
+        return self.encrypt_now(plaintext)
+
+    def encrypt_now(self, plaintext: bytes) -> bytes:
+        """:meth:`encrypt`, in this call."""
         plaintext = _check_plaintext(plaintext)
-        async with self._lock:
-            ratchet = self._live()
-            head = self._head if self._attach else None
-            msg = await ratchet.encrypt_message(plaintext, _ad(self._x3dh_ad, self.me, self.peer, head))
+        ratchet = self._live()
+        head = self._head if self._attach else None
+        msg = run_now(ratchet.encrypt_message(plaintext, _ad(self._x3dh_ad, self.me, self.peer, head)))
         return encode(head, msg.header, msg.ciphertext)
 
     async def decrypt(self, data: bytes) -> bytes:
         """Decrypt one message from the peer; raises a typed ChatError (state unchanged) if refused."""
+        return self.decrypt_now(data)
+
+    def decrypt_now(self, data: bytes) -> bytes:
+        """:meth:`decrypt`, in this call."""
         wire = decode(data)
-        async with self._lock:
-            ratchet = self._live()
-            if wire.x3dh is not None and (self.initiator or wire.x3dh != self._head):
-                raise NewSession(f"{self.peer[:16]} started a new session")
-            with _refusals(self.peer):
-                plaintext = await ratchet.decrypt_message(
-                    EncryptedMessage(wire.header, wire.ciphertext),
-                    _ad(self._x3dh_ad, self.peer, self.me, wire.x3dh))
-            self._attach = False  # the peer has the session: no need to send the header again
+        ratchet = self._live()
+        if wire.x3dh is not None and (self.initiator or wire.x3dh != self._head):
+            raise NewSession(f"{self.peer[:16]} started a new session")
+        try:  # inline rather than _refusals: no context manager to build for every message
+            plaintext = run_now(ratchet.decrypt_message(
+                EncryptedMessage(wire.header, wire.ciphertext), _ad(self._x3dh_ad, self.peer, self.me, wire.x3dh)))
+        except _LIBRARY_REFUSALS as exc:
+            raise _refusal(self.peer, exc) from exc
+        self._attach = False  # the peer has the session: no need to send the header again
         return plaintext
 
     def wipe(self) -> None:

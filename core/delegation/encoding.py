@@ -17,11 +17,16 @@ from core.errors import MalformedMessage, MessageTooLarge
 MAX_RESULT_BYTES = 1024 * 1024
 
 
+# One encoder for every call (json.dumps with options builds a new one each time). No circular
+# check: a cycle still ends in RecursionError, refused below like any other unencodable value.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                            check_circular=False)
+
+
 def canonical_json(obj: Any) -> bytes:
     """The canonical JSON bytes of ``obj``; MalformedMessage if it is not plain JSON data."""
     try:
-        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False).encode("utf-8")
+        return _ENCODER.encode(obj).encode("utf-8")
     except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as exc:
         raise MalformedMessage(f"value cannot be encoded as canonical JSON: {exc}") from exc
 

@@ -5,7 +5,9 @@ Sealed with core.signed as kind ``task.request``. The envelope's ``signer``,
 body holds ``task`` (32 hex digits), ``type``, ``args``, ``inputs`` (sha256
 hex of every bytes-valued argument, by name) and ``deadline`` (unix time).
 The request digest is sha256 of the canonical encoding of the whole envelope,
-signature included: a proof names exactly one signed request.
+signature included: a proof names exactly one signed request. Where the bytes the
+signature covers are at hand (just sealed, or just verified), that encoding is
+spliced from them (:func:`core.signed.envelope_bytes`) rather than made again.
 """
 from __future__ import annotations
 
@@ -14,13 +16,13 @@ import math
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.delegation.encoding import sha256_hex
 from core.delegation.errors import TaskTimedOut
 from core.delegation.tasks import TaskType, task_type
 from core.errors import MalformedMessage
-from core.signed import Verifier, canonical, seal, verify_only
+from core.signed import Verifier, canonical, envelope_bytes, seal_signed, verify_only
 
 KIND = "task.request"
 MAX_TIMEOUT = 600.0
@@ -41,10 +43,13 @@ class TaskRequest:
     requester: str
     nonce: bytes
     created: float
+    signed: bytes = field(default=b"", repr=False, compare=False)   # what the signature covers
 
     @functools.cached_property
     def digest(self) -> str:
         """The request digest, computed on first use (a requester's while the request travels)."""
+        if self.signed:
+            return sha256_hex(envelope_bytes(self.envelope, self.signed))
         return request_digest(self.envelope)
 
     @property
@@ -79,10 +84,11 @@ def build_request(identity, type_name: str, args: dict, *, timeout: float = 30.0
     created = time.time() if now is None else float(now)
     task_id, inputs, deadline = os.urandom(16).hex(), input_digests(args), created + float(timeout)
     body = {"task": task_id, "type": type_name, "args": args, "inputs": inputs, "deadline": deadline}
-    envelope = seal(identity, KIND, body, now=created)
+    envelope, signed = seal_signed(identity, KIND, body, now=created)
     # Built from checked parts: the fields are not parsed again (the executor does that).
     return TaskRequest(envelope=envelope, task=task_id, type=kind.name, args=checked, inputs=dict(inputs),
-                       deadline=deadline, requester=identity.id, nonce=envelope["nonce"], created=created)
+                       deadline=deadline, requester=identity.id, nonce=envelope["nonce"], created=created,
+                       signed=signed)
 
 
 def open_request(verifier: Verifier, envelope, *, now: float | None = None,
@@ -92,8 +98,8 @@ def open_request(verifier: Verifier, envelope, *, now: float | None = None,
     Raises MalformedMessage, InvalidSignature, StaleMessage, ReplayDetected,
     UnknownTaskType, BadRequest (an argument) or TaskTimedOut (deadline passed).
     """
-    _, body = verifier.open(envelope, KIND, now=now)
-    return _parse(envelope, body, types, now=time.time() if now is None else now)
+    _, body, signed = verifier.open_signed(envelope, KIND, now=now)
+    return _parse(envelope, body, types, now=time.time() if now is None else now, signed=signed)
 
 
 def admit_request(verifier: Verifier, envelope, *, sender: str, authorize, now: float | None = None,
@@ -102,8 +108,8 @@ def admit_request(verifier: Verifier, envelope, *, sender: str, authorize, now: 
     the signer being ``sender``, ``authorize(signer, body)`` (the tier), then clock, signature
     and replay, and last every field. Raises what :func:`open_request` raises, plus NotTheSender
     and whatever ``authorize`` raises."""
-    _, body = verifier.admit(envelope, KIND, sender, authorize, now=now)
-    return _parse(envelope, body, types, now=time.time() if now is None else now)
+    _, body, signed = verifier.admit_signed(envelope, KIND, sender, authorize, now=now)
+    return _parse(envelope, body, types, now=time.time() if now is None else now, signed=signed)
 
 
 def load_request(envelope, *, types: dict | None = None) -> TaskRequest:
@@ -112,7 +118,8 @@ def load_request(envelope, *, types: dict | None = None) -> TaskRequest:
     return _parse(envelope, body, types, now=None)
 
 
-def _parse(envelope: dict, body: dict, types: dict | None, now: float | None) -> TaskRequest:
+def _parse(envelope: dict, body: dict, types: dict | None, now: float | None,
+           signed: bytes = b"") -> TaskRequest:
     if set(body) != _BODY_KEYS:
         raise MalformedMessage(f"task request fields must be {sorted(_BODY_KEYS)}, got {sorted(map(str, body))[:10]}")
     task_id, deadline, inputs = body["task"], body["deadline"], body["inputs"]
@@ -132,4 +139,4 @@ def _parse(envelope: dict, body: dict, types: dict | None, now: float | None) ->
                            f"could start", timeout=deadline - created)
     return TaskRequest(envelope=envelope, task=task_id,
                        type=kind.name, args=args, inputs=dict(inputs), deadline=float(deadline),
-                       requester=envelope["signer"], nonce=envelope["nonce"], created=created)
+                       requester=envelope["signer"], nonce=envelope["nonce"], created=created, signed=signed)

@@ -2,7 +2,9 @@
 
 Sending keeps messages in order and costs little per message:
 - A message sent while nothing else is in flight is sealed and written at
-  once (the WebSocket write itself is synchronous, so order is kept).
+  once. When the socket's write buffer is empty it goes through aiohttp's
+  synchronous frame writer without any coroutine (``_direct``); otherwise
+  through ``ws.send_bytes``, which waits for the buffer to drain.
 - Small messages sent right after it, in the same event-loop turn, or while
   a large message is being written, are *batched*: one sealed frame carries
   many of them, written by a flush task on the next turn. A sender that finds
@@ -17,7 +19,11 @@ the peer's ``limits.max_receive`` bytes and hands each decoded message to
 busy node puts on the peer). The peer's messages are metered by a token
 bucket (``limits.rate``): when it is empty the reader sleeps. Unfinished
 chunked messages of all connections share one node-wide ``Budget`` and
-must complete within ``partial_timeout``. A frame that fails
+must complete within ``partial_timeout``. Liveness is checked here, not by
+aiohttp's heartbeat (which re-arms a timer for every frame received): a
+timer every ``heartbeat / 2`` seconds looks at a frame counter; after
+``heartbeat`` seconds of silence it sends a PING, and when nothing (not even
+the PONG) arrives within ``heartbeat / 2`` more, it closes the connection. A frame that fails
 authentication, a message over the cap, a full budget, a timed-out message
 or a protocol violation closes the connection with a reason; a malformed
 message body or an unknown type gets an error reply and the connection stays up.
@@ -28,10 +34,11 @@ import asyncio
 import logging
 import struct
 import time
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import aiohttp
 
+from core.net import inbox as _inbox
 from core.net import wire
 from core.errors import CoveyError, MalformedMessage, MessageTooLarge, PeerUnreachable
 from core.net.handshake import Channel
@@ -46,10 +53,38 @@ CLOSE_REPLACED = 4010   # a newer connection to the same peer replaced this one
 CLOSE_SHUTDOWN = 4011   # node shutting down
 CLOSE_BUSY = 4012       # a node-wide budget is exhausted (unfinished messages)
 CLOSE_TOO_SLOW = 4013   # an unfinished message took too long
+CLOSE_SILENT = 4014     # the peer answered no heartbeat PING
 MAX_BAD_MESSAGES = 20   # malformed messages tolerated before closing
 BATCH_MAX = 64 << 10    # bytes of small messages carried by one batch frame
 SMALL = 16 << 10        # messages up to this size may be batched
 _LEN = struct.Struct(">I")
+_BINARY, _PING, _PONG = aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG
+_OP_BINARY = int(aiohttp.WSMsgType.BINARY)
+
+
+class _Sent:
+    """What ``send`` returns for a message already written: awaiting it costs nothing."""
+    __slots__ = ()
+
+    def __await__(self):
+        return iter(())
+
+
+SENT = _Sent()
+
+
+def _frame_writer(ws) -> tuple[Callable | None, Callable | None]:
+    """aiohttp's synchronous frame write and the socket's write-buffer size, or (None, None).
+
+    ``_write_websocket_frame`` is aiohttp's own (private) step under ``send_frame``: header,
+    client mask, ``transport.write``. Used only without compression and while the socket's
+    buffer is empty; an aiohttp without it just takes ``ws.send_bytes`` every time."""
+    writer = getattr(ws, "_writer", None)
+    write = getattr(writer, "_write_websocket_frame", None)
+    transport = getattr(writer, "transport", None)
+    if write is None or transport is None or getattr(writer, "compress", True):
+        return None, None
+    return write, transport.get_write_buffer_size
 
 
 class PeerConnection:
@@ -58,7 +93,7 @@ class PeerConnection:
     def __init__(self, ws, channel: Channel, peer_id: str, peer_name: str, *, initiator: bool,
                  remote: str, listen_port: int, max_frame: int, max_message: int,
                  limits: PeerLimits, budget: Budget, unknown_budget: Budget,
-                 partial_timeout: float = 120.0):
+                 partial_timeout: float = 120.0, heartbeat: float = 20.0):
         self.ws = ws
         self.channel = channel
         self.peer_id = peer_id
@@ -83,6 +118,7 @@ class PeerConnection:
         self.close_reason = ""
         self.bad_messages = 0
         self._lock = asyncio.Lock()          # held while a large message or a batch is written
+        self._write, self._wbuffered = _frame_writer(ws)  # synchronous frame write, or (None, None)
         self._batch: list[bytes] = []
         self._batch_size = 0
         self._batch_written: asyncio.Future | None = None  # resolves when the open batch is on the wire
@@ -96,6 +132,13 @@ class PeerConnection:
         self._held_unknown = 0               # ... and in the UNKNOWN peers' share of it
         self._parts_timer: asyncio.TimerHandle | None = None
         self._closer: asyncio.Task | None = None
+        self.heartbeat = heartbeat           # seconds of silence before a PING (0: never)
+        self._received = 0                   # frames read: the heartbeat timer watches it
+        self._beat: asyncio.TimerHandle | None = None
+        self._beat_state = (0, 0)            # (frames read at the last tick, silent ticks since)
+        self._pinger: asyncio.Task | None = None
+        self.idle = False                    # run() waits at ws.receive() (the inbox may deliver now)
+        self.inbox: Any = None               # core.net.inbox.Inbox under ws, if installed
 
     @property
     def closed(self) -> bool:
@@ -118,8 +161,31 @@ class PeerConnection:
 
         ``urgent`` (requests and replies, where someone waits for the answer):
         write at once when nothing is queued, without opening a batching turn.
-        A plain function returning the send coroutine: one coroutine less per message."""
-        return self.send_raw(wire.encode(msg), urgent)
+        A plain function: a message written at once costs no coroutine at all."""
+        data = wire.encode(msg)
+        if len(data) <= SMALL and self._direct(data, urgent):
+            return SENT
+        return self.send_raw(data, urgent)
+
+    def _direct(self, data: bytes, urgent: bool) -> bool:
+        """Seal and write a small message now if nothing is queued before it and the socket
+        keeps up (an empty write buffer: no drain to wait for); False: take send_raw."""
+        write, buffered = self._write, self._wbuffered
+        if write is None or buffered is None:
+            return False
+        if ((not urgent and self._turn_open) or self._batch or self._lock.locked()
+                or self._closed.is_set() or self.ws.closed or buffered()):
+            return False
+        if not urgent:
+            self._turn_open = True
+            asyncio.get_running_loop().call_soon(self._end_turn)
+        try:
+            write(self.channel.seal(b"\x00" + data), _OP_BINARY, 0)
+        except (ConnectionError, RuntimeError) as exc:
+            # The transport is closing: send_raw reports it (and the connection closes).
+            log.debug("direct write to %s failed: %s", self.peer_id[:12], exc)
+            return False
+        return True
 
     async def send_raw(self, data: bytes, urgent: bool = False) -> None:
         if self._closed.is_set() or self.ws.closed:
@@ -214,11 +280,23 @@ class PeerConnection:
     async def run(self) -> None:
         """Read until the connection closes; returns the close reason."""
         ws = self.ws
+        self._arm_heartbeat()
         try:
             while True:
+                self.idle = True
                 frame = await ws.receive()
-                if frame.type == aiohttp.WSMsgType.BINARY:
-                    data = self._open(frame.data)
+                self.idle = False
+                if frame.type is _BINARY:
+                    if frame.extra is _inbox.FROM_INBOX:   # inline() began with this frame
+                        kind, data = frame.data
+                        if kind == _inbox.AWAIT:
+                            await _inbox.finish(*data)
+                            continue
+                        if kind == _inbox.RAISE:
+                            raise data
+                    else:
+                        self._received += 1
+                        data = self._open(frame.data)
                     if data is None:
                         continue
                     if isinstance(data, list):
@@ -236,6 +314,14 @@ class PeerConnection:
                     pending = self._deliver(data)
                     if pending is not None:
                         await pending
+                elif frame.type is _PING:  # answered here: the sockets run without autoping
+                    self._received += 1
+                    self._tokens -= 1
+                    if self._tokens < 0:
+                        await self._throttle()
+                    await ws.pong(frame.data)
+                elif frame.type is _PONG:
+                    self._received += 1
                 elif frame.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
                                     aiohttp.WSMsgType.CLOSED):
                     if not self.close_reason:
@@ -258,10 +344,76 @@ class PeerConnection:
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             self.close_reason = f"connection lost: {exc}"
         finally:
+            self.idle = False
             self._drop_parts()
+            self._disarm_heartbeat()
             self._closed.set()
             if not ws.closed:
                 await ws.close()
+
+    # -- liveness ----------------------------------------------------------------
+    def _arm_heartbeat(self) -> None:
+        if self.heartbeat:
+            self._beat = asyncio.get_running_loop().call_later(self.heartbeat / 2, self._tick)
+
+    def _disarm_heartbeat(self) -> None:
+        if self._beat is not None:
+            self._beat.cancel()
+            self._beat = None
+
+    def _tick(self) -> None:
+        """Every heartbeat/2 s: two silent ticks send a PING, a third closes the connection."""
+        seen, silent = self._beat_state
+        silent = 0 if self._received != seen else silent + 1
+        self._beat_state = (self._received, silent)
+        if silent >= 3:
+            self._beat = None
+            log.info("closing %s: no answer to a heartbeat within %g s", self.peer_id[:12],
+                     self.heartbeat / 2)
+            self._closer = asyncio.ensure_future(self.close(
+                CLOSE_SILENT, f"no answer to a heartbeat within {self.heartbeat / 2:g} s"))
+            return
+        if silent == 2 and self._pinger is None:
+            self._pinger = asyncio.ensure_future(self._ping())
+        self._arm_heartbeat()
+
+    async def _ping(self) -> None:
+        try:
+            await self.ws.ping()
+        except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
+            log.debug("heartbeat to %s failed: %s", self.peer_id[:12], exc)
+        finally:
+            self._pinger = None
+
+    def inline(self, frame: bytes) -> None:
+        """One binary frame, from the inbox while run() idles (see core.net.inbox): the
+        same steps as run() takes; what would need an await (the rate limit's sleep, a
+        send that waits, a batch) or an error is queued for run(), in order."""
+        self._received += 1
+        inbox = self.inbox
+        try:
+            data = self._open(frame)
+            if data is None:
+                return
+            if self._tokens < 1 or isinstance(data, list):
+                inbox.push(_inbox.OPENED, data)
+                return
+            self._tokens -= 1
+            try:
+                msg = wire.decode(data, self.limits.max_receive)
+            except CoveyError:
+                pending = self._deliver(data)   # decodes again: counts the bad message, answers it
+            else:
+                handler = self.on_message
+                pending = handler(self, msg) if handler is not None else None
+            if pending is not None and pending is not SENT:
+                # Its first step runs now, as when run() awaited it at once (a reply is written
+                # before a task scheduled meanwhile, e.g. a ban's close, runs); run() finishes it.
+                started = _inbox.start(pending)
+                if started is not None:
+                    inbox.push(_inbox.AWAIT, started)
+        except Exception as exc:  # run() raises it: the same outcome as a frame it read itself
+            inbox.push(_inbox.RAISE, exc)
 
     async def _throttle(self) -> None:
         """Refill the token bucket; sleep until it is no longer in debt."""

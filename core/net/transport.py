@@ -27,7 +27,7 @@ from typing import Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from core.net import wire
+from core.net import inbox, wire
 from core.config import Settings, parse_hostport
 from core.net.connection import CLOSE_POLICY, CLOSE_PROTOCOL, PeerConnection
 from core.errors import (CoveyError, HandshakeFailed, KeyMismatch, MalformedMessage, PeerUnreachable,
@@ -227,8 +227,9 @@ class Transport:
             return web.Response(status=503, text="busy: too many handshakes in progress; retry later")
         slot = _Slot(pool, host, asyncio.get_running_loop().time(), request.transport)
         self._handshakes.append(slot)
+        # No aiohttp heartbeat or autoping: PeerConnection keeps the link alive itself.
         ws = web.WebSocketResponse(max_msg_size=self.settings.max_frame + 64, compress=False,
-                                   heartbeat=self.settings.heartbeat, autoping=True)
+                                   autoping=False)
         conn = None
         try:
             await ws.prepare(request)
@@ -352,7 +353,7 @@ class Transport:
         try:
             ws = await asyncio.wait_for(self._client().ws_connect(
                 url, max_msg_size=self.settings.max_frame + 64, compress=0,
-                heartbeat=self.settings.heartbeat, autoping=True), self.settings.connect_timeout)
+                autoping=False), self.settings.connect_timeout)
         except asyncio.TimeoutError:
             raise TimedOut(f"connecting to {address} timed out") from None
         except aiohttp.WSServerHandshakeError as exc:
@@ -385,8 +386,10 @@ class Transport:
             raise KeyMismatch(
                 f"{peer} presented key {peer_id[:16]}… but {expected_id[:16]}… is pinned for it: "
                 "possible man in the middle; connection refused")
-        await ws.send_bytes(msg3)
+        # The connection (and its inbox, core.net.inbox) before msg3: until the responder
+        # has it, it sends nothing, so the frame queue can be swapped safely now.
         conn = self._connection(ws, hs, initiator=True, remote=address, listen_port=0)
+        await ws.send_bytes(msg3)
         first = await _receive(ws, peer)
         try:
             plain = conn.channel.open(first)
@@ -404,12 +407,19 @@ class Transport:
 
     def _connection(self, ws, hs: NoiseHandshake, *, initiator: bool, remote: str,
                     listen_port: int) -> PeerConnection:
+        """The PeerConnection over ``ws``, with an inbox under it. Called between handshake
+        messages, while the peer sends nothing (the initiator before msg3, the responder
+        after reading it and before "ready")."""
         s, peer_id = self.settings, _authenticated(hs)
-        return PeerConnection(ws, hs.channel(), peer_id, hs.peer_name, initiator=initiator,
+        conn = PeerConnection(ws, hs.channel(), peer_id, hs.peer_name, initiator=initiator,
                               remote=remote, listen_port=listen_port, max_frame=s.max_frame,
                               max_message=s.max_message, limits=self.limits(peer_id),
                               budget=self.budget, unknown_budget=self.unknown_budget,
-                              partial_timeout=s.partial_timeout)
+                              partial_timeout=s.partial_timeout, heartbeat=s.heartbeat)
+        conn.inbox = inbox.install(ws, s.max_frame + 64, asyncio.get_running_loop())
+        if conn.inbox is not None:
+            conn.inbox.conn = conn
+        return conn
 
 
 def _authenticated(hs: NoiseHandshake) -> str:
@@ -431,6 +441,12 @@ def _release() -> str:
 async def _receive(ws, peer: str = "the peer") -> bytes:
     """One binary handshake frame; a close or anything else ends the handshake with its reason."""
     msg = await ws.receive()
+    for _ in range(4):  # a PING is answered (no autoping on these sockets); a few, not forever
+        if msg.type is aiohttp.WSMsgType.PING:
+            await ws.pong(msg.data)
+        elif msg.type is not aiohttp.WSMsgType.PONG:
+            break
+        msg = await ws.receive()
     if msg.type == aiohttp.WSMsgType.BINARY:
         if len(msg.data) > HANDSHAKE_FRAME_MAX:
             raise MalformedMessage("handshake frame too large")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import struct
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -55,40 +56,59 @@ def next_id() -> int:
         return _id_pool.pop()
 
 
+_unpackb = msgpack.unpackb
+_packers = threading.local()  # a Packer per thread (one is not thread-safe; making one per call costs)
+
+
+def _packer() -> msgpack.Packer:
+    packer = _packers.__dict__.get("p")
+    if packer is None:
+        packer = _packers.p = msgpack.Packer(use_bin_type=True)
+    return packer
+
+
 def encode(msg: Message) -> bytes:
     """Pack a message (fills id and timestamp when unset)."""
     data = {"t": msg.type, "i": msg.id or next_id(), "ts": msg.ts or time.time(), "b": msg.body}
     if msg.reply_to is not None:
         data["r"] = msg.reply_to
-    return msgpack.packb(data, use_bin_type=True)
+    try:
+        return _packers.p.pack(data)
+    except AttributeError:  # first message of this thread
+        return _packer().pack(data)
 
 
 def decode(data: bytes, max_size: int) -> Message:
-    """Unpack and validate a message; MalformedMessage / MessageTooLarge on bad input."""
+    """Unpack and validate a message; MalformedMessage / MessageTooLarge on bad input.
+
+    msgpack builds exact ``dict``/``int``/``float``/``str`` objects, so ``type(x) is``
+    checks suffice (and keep bools out of the integer fields)."""
     if len(data) > max_size:
         raise MessageTooLarge(f"message of {len(data)} bytes exceeds the limit of {max_size}")
     try:
-        raw = msgpack.unpackb(data, raw=False, strict_map_key=True)
+        raw = _unpackb(data)  # msgpack >= 1.0 defaults: raw=False, strict_map_key=True (no kwargs: cheaper)
     except Exception as exc:  # msgpack raises several unrelated types on garbage
         raise MalformedMessage(f"undecodable message: {type(exc).__name__}") from None
-    if not isinstance(raw, dict):
+    if type(raw) is not dict:
         raise MalformedMessage("message is not a map")
-    mtype, mid, ts, body = raw.get("t"), raw.get("i"), raw.get("ts"), raw.get("b")
+    get = raw.get
+    mtype, mid, ts, body, reply_to = get("t"), get("i"), get("ts"), get("b"), get("r")
     if type(mtype) is not str or mtype not in _valid_types:
         if not isinstance(mtype, str) or not _TYPE_RE.match(mtype):
             raise MalformedMessage("message type missing or invalid")
         if len(_valid_types) < 1024:  # bounded: a peer inventing names must not grow it
             _valid_types.add(mtype)
-    if not isinstance(mid, int) or isinstance(mid, bool) or mid < 0:
+    if type(mid) is not int or mid < 0:
         raise MalformedMessage("message id missing or invalid")
-    if not isinstance(ts, (int, float)) or isinstance(ts, bool):
-        raise MalformedMessage("message timestamp missing or invalid")
-    if not isinstance(body, dict):
+    if type(ts) is not float:
+        if type(ts) is not int:
+            raise MalformedMessage("message timestamp missing or invalid")
+        ts = float(ts)
+    if type(body) is not dict:
         raise MalformedMessage("message body must be a map")
-    reply_to = raw.get("r")
-    if reply_to is not None and (not isinstance(reply_to, int) or isinstance(reply_to, bool)):
+    if reply_to is not None and type(reply_to) is not int:
         raise MalformedMessage("reply id invalid")
-    return Message(mtype, body, mid, float(ts), reply_to)
+    return Message(mtype, body, mid, ts, reply_to)
 
 
 def pack_plain(obj: dict) -> bytes:

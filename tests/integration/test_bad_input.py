@@ -20,14 +20,14 @@ class RawPeer:
         self.session, self.target = session, target
         self.identity = Identity.generate("raw")
 
-    async def open(self, max_msg_size: int = 8 << 20):
+    async def open(self, max_msg_size: int = 8 << 20, **ws_options):
         self.ws = await self.session.ws_connect(f"http://{self.target}{wire.WS_PATH}",
-                                                max_msg_size=max_msg_size)
+                                                max_msg_size=max_msg_size, **ws_options)
         return self.ws
 
-    async def handshake(self, local: LocalEndpoint | None = None):
+    async def handshake(self, local: LocalEndpoint | None = None, **ws_options):
         local = local or LocalEndpoint.create(self.identity, "asymmetric", "asymmetric", None)
-        ws = await self.open()
+        ws = await self.open(**ws_options)
         hello = make_hello(local)
         await ws.send_bytes(hello)
         choice = (await ws.receive()).data

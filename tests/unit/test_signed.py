@@ -8,7 +8,8 @@ import pytest
 
 from core.errors import InvalidSignature, MalformedMessage, ReplayDetected, StaleMessage
 from core.identity import Identity
-from core.signed import DEFAULT_FUTURE_SKEW, DEFAULT_SKEW, Verifier, _signed_bytes, canonical, seal, verify_only
+from core.signed import (DEFAULT_FUTURE_SKEW, DEFAULT_SKEW, Verifier, _signed_bytes, canonical, envelope_bytes, seal,
+                         seal_signed, verify_only)
 
 NOW = 1_800_000_000.0
 
@@ -212,3 +213,53 @@ def test_verify_only_accepts_an_old_stored_object_and_rejects_a_tampered_one(ali
     env["body"]["round"] = 4
     with pytest.raises(InvalidSignature):
         verify_only(env, "checkpoint")
+
+
+# -- the envelope's canonical bytes from the signed bytes ---------------------------------
+BODIES = [{}, {"text": "x" * 100}, {"b": [1, 2.5, None, True], "a": {"y": b"\x00" * 300, "x": "é" * 40}},
+          {"n": -2 ** 63, "m": 2 ** 64 - 1, "f": float("inf"), "t": (1, "two")}]
+
+
+@pytest.mark.parametrize("body", BODIES)
+@pytest.mark.parametrize("ts", [NOW + 0.123456, NOW, 7, int(NOW) - 5])   # floats, and ints a peer may send
+def test_envelope_bytes_equal_the_canonical_envelope(alice, body, ts):
+    """The digest callers splice the signature into the signed bytes instead of encoding the
+    whole envelope again: the bytes are exactly canonical(envelope), sealed or opened."""
+    envelope, signed = seal_signed(alice, "thing", body, now=NOW)
+    assert envelope_bytes(envelope, signed) == canonical(envelope)
+    envelope = dict(envelope, ts=ts)
+    envelope["sig"] = alice.sign(_signed_bytes("thing", alice.id, envelope["nonce"], ts, body))
+    signer, opened, signed = Verifier(skew=10 ** 10).open_signed(envelope, "thing", now=NOW)
+    assert (signer, opened) == (alice.id, body)
+    assert envelope_bytes(envelope, signed) == canonical(envelope)
+    assert Verifier(skew=10 ** 10).admit_signed(copy.deepcopy(envelope), "thing", alice.id, None,
+                                                now=NOW)[2] == signed
+
+
+def test_envelope_bytes_refuse_the_signed_bytes_of_another_envelope(alice):
+    one, signed_one = seal_signed(alice, "thing", {"a": 1}, now=NOW)
+    other, signed_other = seal_signed(alice, "thing", {"a": 1}, now=NOW + 1)
+    other_kind, signed_kind = seal_signed(alice, "other", {"a": 1}, now=NOW)
+    for envelope, signed in ((one, signed_other), (one, signed_kind), (other_kind, signed_one)):
+        with pytest.raises(MalformedMessage):
+            envelope_bytes(envelope, signed)
+
+
+def test_canonical_fast_paths_encode_as_before():
+    """Exact str/dict/bytes/float/int take a short path; subclasses and odd values the long one."""
+    import enum
+
+    class Name(str, enum.Enum):
+        A = "a"
+
+    class Count(enum.IntEnum):
+        ONE = 1
+
+    value = {"s": "plain", "u": "ünï", "k": Name.A, "i": Count.ONE, "f": 1.5, "b": b"\x01",
+             "big": 2 ** 64 - 1, "neg": -2 ** 63, "l": [{"z": 1, "a": 2}], Name.A: "enum key"}
+    assert msgpack.unpackb(canonical(value), raw=False) == {
+        "s": "plain", "u": "ünï", "k": "a", "i": 1, "f": 1.5, "b": b"\x01", "big": 2 ** 64 - 1,
+        "neg": -2 ** 63, "l": [{"z": 1, "a": 2}], "a": "enum key"}
+    for bad in (2 ** 64, -2 ** 63 - 1, float("nan"), "\ud800", {1: "int key"}):
+        with pytest.raises(MalformedMessage):
+            canonical({"x": bad})

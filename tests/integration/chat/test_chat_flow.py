@@ -29,6 +29,22 @@ async def test_round_trip_both_ways_with_delivery_and_read_states(make_node):
     assert [c["peer"] for c in chat(bob).conversations_view()] == [a_id]
 
 
+async def test_a_message_to_a_connected_peer_is_on_the_wire_when_send_returns(make_node):
+    """send() encrypts and writes the message in the caller's turn (no hop to the link's pump):
+    its "sent" state is announced before send() returns; the receiver decrypts it in its
+    reader's turn and shows it once."""
+    alice, bob = await chat_pair(make_node)
+    await chat(alice).send("bob", "warm-up")       # the session starts with the first one
+    await wait_until(lambda: texts(bob, alice) == ["warm-up"])
+    seen = Recorder(alice)
+    try:
+        sent = await chat(alice).send("bob", "at once")
+        assert [e.data["id"] for e in seen.named("chat_state", state="sent")] == [sent["id"]]
+    finally:
+        seen.close()
+    await wait_until(lambda: texts(bob, alice) == ["warm-up", "at once"])
+
+
 async def test_messages_sent_while_the_peer_is_away_arrive_when_it_reconnects(make_node):
     alice, bob = await chat_pair(make_node)
     await chat(alice).send("bob", "first")

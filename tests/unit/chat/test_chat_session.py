@@ -195,15 +195,7 @@ async def test_other_x3dh_header_raises_new_session_and_plain_message_is_not_ini
     assert text == b"again" and sb2.session_id != sb.session_id
 
 
-async def test_concurrent_decrypts_on_one_session_all_commit(peers, monkeypatch):
-    from core.chat.ratchet import AesGcm
-    plain_decrypt = AesGcm.decrypt
-
-    async def yielding_decrypt(ciphertext, key, associated_data):
-        await asyncio.sleep(0)  # let another decrypt run mid-way, as a real await would
-        return await plain_decrypt(ciphertext, key, associated_data)
-
-    monkeypatch.setattr(AesGcm, "decrypt", staticmethod(yielding_decrypt))
+async def test_concurrent_decrypts_on_one_session_all_commit(peers):
     a, b, _ = peers
     sa, sb = await open_pair(a, b)
     wires = [await sa.encrypt(f"m{i}".encode()) for i in range(40)]
@@ -214,6 +206,26 @@ async def test_concurrent_decrypts_on_one_session_all_commit(peers, monkeypatch)
         with pytest.raises((ReplayedMessage, DecryptFailed)):
             await sb.decrypt(wire)
     assert await sa.decrypt(await sb.encrypt(b"after")) == b"after"
+
+
+async def test_a_ratchet_step_that_would_suspend_is_refused_and_changes_nothing(peers, monkeypatch):
+    """Session operations run to their end in one call (nothing else can interleave with a
+    decrypt and lose its state update): a library await that really suspended is refused."""
+    from core.chat.ratchet import AesGcm
+    plain_decrypt = AesGcm.decrypt
+
+    async def yielding_decrypt(ciphertext, key, associated_data):
+        await asyncio.sleep(0)  # a real await: another decrypt could run mid-way
+        return await plain_decrypt(ciphertext, key, associated_data)
+
+    a, b, _ = peers
+    sa, sb = await open_pair(a, b)
+    wire = await sa.encrypt(b"kept")
+    monkeypatch.setattr(AesGcm, "decrypt", staticmethod(yielding_decrypt))
+    with pytest.raises(RuntimeError, match="suspended"):
+        await sb.decrypt(wire)
+    monkeypatch.setattr(AesGcm, "decrypt", staticmethod(plain_decrypt))
+    assert await sb.decrypt(wire) == b"kept"   # the refused attempt committed nothing
 
 
 async def test_wipe_leaves_no_key_material_reachable(peers):
@@ -330,3 +342,23 @@ async def test_ratchet_state_copy_is_deep_and_equal(tmp_path):
                 assert value is not vars(other)[key]
     await clone.next_encryption_key()      # advancing the clone leaves the original alone
     assert clone.model != dh.model
+
+
+async def test_message_kdf_derives_the_same_bytes_as_the_library():
+    """Our HMAC message-chain KDF (pads hashed once per key) is a drop-in for the library's."""
+    import os
+
+    from doubleratchet.recommended import kdf_separate_hmacs
+
+    from core.chat.ratchet import MessageKDF
+
+    class LibraryKDF(kdf_separate_hmacs.KDF):
+        _get_hash_function = staticmethod(MessageKDF._get_hash_function)
+
+    for size in (16, 32, 64, 65, 100):      # shorter, equal to and longer than SHA-256's block
+        for data in (b"\x02\x01", b"\x01", b"\x07\x00\xff"):
+            key = os.urandom(size)
+            assert await MessageKDF.derive(key, data, 32 * len(data)) == \
+                await LibraryKDF.derive(key, data, 32 * len(data))
+    with pytest.raises(ValueError):
+        await MessageKDF.derive(os.urandom(32), b"\x02\x01", 32)

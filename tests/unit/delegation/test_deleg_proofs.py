@@ -165,6 +165,15 @@ def test_canonical_json_refuses_what_is_not_plain_json(bad):
         canonical_json(bad)
 
 
+def test_canonical_json_refuses_a_cycle_and_keeps_encoding_after_it():
+    """One shared encoder without the circular check: a cycle still ends in a clear refusal."""
+    loop: list = []
+    loop.append(loop)
+    with pytest.raises(MalformedMessage):
+        canonical_json({"x": loop})
+    assert canonical_json({"b": 1, "a": [2]}) == b'{"a":[2],"b":1}'
+
+
 def test_decode_result_refuses_non_json_constants_and_non_maps():
     with pytest.raises(MalformedMessage):
         decode_result(b'{"x": NaN}')
