@@ -7,6 +7,7 @@ subscriber drops its oldest events rather than stall the node.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -63,7 +64,10 @@ class EventBus:
 
     def __init__(self, queue_size: int = 1000):
         self._queues: list[asyncio.Queue] = []
-        self._callbacks: list[tuple[str | None, Callable[[Event], Any]]] = []
+        # Callbacks by the event name they want (None: every event), each with its
+        # registration number: an event looks up only its own listeners, in the order they came.
+        self._callbacks: dict[str | None, list[tuple[int, Callable[[Event], Any]]]] = {}
+        self._order = itertools.count()
         self._queue_size = queue_size
 
     def emit(self, name: str, /, **data: Any) -> Event:
@@ -73,12 +77,13 @@ class EventBus:
             if queue.full():
                 queue.get_nowait()  # drop the oldest: a slow reader must not stall the node
             queue.put_nowait(event)
-        for wanted, callback in list(self._callbacks):
-            if wanted is None or wanted == event.name:
-                try:
-                    callback(event)
-                except Exception:  # a broken listener must not break the emitter
-                    log.exception("event listener failed for %s", event.name)
+        named, every = self._callbacks.get(name), self._callbacks.get(None)
+        entries = sorted(named + every) if named and every else tuple(named or every or ())
+        for _, callback in entries:
+            try:
+                callback(event)
+            except Exception:  # a broken listener must not break the emitter
+                log.exception("event listener failed for %s", event.name)
         return event
 
     def subscribe(self) -> asyncio.Queue:
@@ -93,9 +98,14 @@ class EventBus:
 
     def on(self, name: str | None, callback: Callable[[Event], Any]) -> Callable[[], None]:
         """Call ``callback(event)`` for events named ``name`` (None: all). Returns an unsubscribe function."""
-        entry = (name, callback)
-        self._callbacks.append(entry)
-        return lambda: self._callbacks.remove(entry) if entry in self._callbacks else None
+        entry = (next(self._order), callback)
+        self._callbacks.setdefault(name, []).append(entry)
+
+        def remove() -> None:
+            entries = self._callbacks.get(name)
+            if entries is not None and entry in entries:
+                entries.remove(entry)
+        return remove
 
     async def wait_for(self, name: str, predicate: Callable[[Event], bool] = lambda e: True,
                        timeout: float = 10.0) -> Event:

@@ -5,11 +5,9 @@ asks :meth:`PeerBook.check` before acting for a peer.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
-from dataclasses import replace
 from enum import Enum
 from typing import Callable
 
@@ -213,15 +211,15 @@ class PeerBook:
 
     def get(self, peer_id: str) -> PeerRecord | None:
         rec = self._records().get(peer_id)
-        return replace(rec) if rec is not None else None  # a copy: callers may change it
+        return rec.copy() if rec is not None else None  # a copy: callers may change it
 
     def list(self) -> list[PeerRecord]:
         """All peers, oldest first."""
-        return [replace(r) for r in sorted(self._records().values(), key=lambda r: (r.added_at, r.id))]
+        return [r.copy() for r in sorted(self._records().values(), key=lambda r: (r.added_at, r.id))]
 
     def _save(self, rec: PeerRecord) -> None:
         self.store.upsert_peer(rec)
-        self._records()[rec.id] = replace(rec)
+        self._records()[rec.id] = rec.copy()
 
     def _require(self, peer_id: str) -> PeerRecord:
         rec = self.get(peer_id)
@@ -326,7 +324,7 @@ class PeerBook:
             # ``peer_name``: ``name`` is EventBus.emit's own first parameter.
             self.events.emit(ev.PEER_ADDED, peer=peer_id, peer_name=rec.name,
                              address=rec.address, source=rec.source, tier=rec.tier)
-        return dataclasses.replace(rec)
+        return rec.copy()
 
     def set_tier(self, peer_id: str, tier: Tier | str) -> PeerRecord:
         """Set the peer's trust tier (the user's decision); emits TIER_CHANGED when it changes."""
