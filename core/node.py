@@ -268,7 +268,13 @@ class Node:
                 "mode": conn.mode if conn is not None else rec.mode,
                 "reputation": round(rec.reputation, 4), "banned": rec.banned,
                 "last_seen": _iso(seen), "pinned": rec.pinned, "source": rec.source,
-                "kept": rec.kept, "discovered": discovered, "fingerprint": _fingerprint(rec.id)}
+                "kept": rec.kept, "discovered": discovered, "fingerprint": _fingerprint(rec.id),
+                "route": self.route_of(conn) if conn is not None and not conn.closed else None}
+
+    def route_of(self, conn: PeerConnection) -> str:
+        """How a live connection travels: ``direct``, ``SOCKS5`` or ``Tor`` when we dialled it
+        (as the proxy setting makes them: a proxy change drops them), ``inbound`` when it dialled us."""
+        return ROUTE_LABELS.get(self.settings.proxy_mode, self.settings.proxy_mode) if conn.initiator else "inbound"
 
     def list_peers(self) -> list[dict]:
         """The peer book, then the nodes heard on the LAN that are not in it (``discovered``:
@@ -492,7 +498,7 @@ class Node:
         self.connections[peer_id] = conn
         conn.on_message = self._dispatch
         self.events.emit(ev.PEER_CONNECTED, peer=peer_id, name=rec.name, mode=conn.mode,
-                         address=rec.address, initiator=conn.initiator)
+                         address=rec.address, initiator=conn.initiator, route=self.route_of(conn))
         log.info("connected to %s (%s) in %s mode", rec.name or peer_id[:12], rec.address, conn.mode)
         if keeps_connected(rec) and peer_id not in self._keepers and not self._stopping:
             self._keep(peer_id)
@@ -618,7 +624,8 @@ class Node:
         if key is not None:
             key = key.strip().lower()
             if not is_peer_id(key):
-                raise BadRequest("--key must be the peer's id: 64 hex digits (see `covey id` on that node)")
+                raise BadRequest("the key must be the peer's ID: 64 hex digits (its owner reads it on "
+                                 "their node; a contact link carries it)")
             if key == self.identity.id:
                 raise BadRequest("that is this node's own key")
             if key not in self.connections:
@@ -791,7 +798,6 @@ class Node:
         """The live connections: peer id, name, mode, route (outbound: direct, SOCKS5 or Tor
         as the proxy setting makes them, since a proxy change drops them; or inbound) and
         since (epoch seconds)."""
-        outbound = ROUTE_LABELS.get(self.settings.proxy_mode, self.settings.proxy_mode)
         book = self._book
         views = []
         for peer_id, conn in list(self.connections.items()):
@@ -799,8 +805,7 @@ class Node:
                 continue
             rec = book.get(peer_id)
             views.append({"peer": peer_id, "name": (rec.name if rec else "") or conn.peer_name,
-                          "mode": conn.mode, "route": outbound if conn.initiator else "inbound",
-                          "since": conn.opened_at})
+                          "mode": conn.mode, "route": self.route_of(conn), "since": conn.opened_at})
         return views
 
     async def set_passphrase(self, old: str | bytes | None, new: str | bytes) -> dict:

@@ -49,7 +49,7 @@ PANELS: tuple[Panel, ...] = (
     Panel("network_panel", NetworkPanel, TAB, "Network"),
     Panel("encryption_panel", EncryptionPanel, TAB, "Encryption"),
     Panel("chat_panel", ChatPanel, TAB, "Chat", service="chat"),
-    Panel("peers_panel", PeersPanel, TAB, "Peers"),
+    Panel("peers_panel", PeersPanel, TAB, "Trust"),
     Panel("training_panel", TrainingPanel, TAB, "Training", service="learning"),
     Panel("knowledge_panel", KnowledgePanel, TAB, "Knowledge", service="knowledge"),
     Panel("tasks_panel", TasksPanel, TAB, "Tasks", service="delegation"),

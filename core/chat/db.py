@@ -35,6 +35,10 @@ class Contacts:
         row = self._rows.get(peer)
         return dict(row) if row is not None and row["verified_key"] == peer else None
 
+    def verified_peers(self) -> set[str]:
+        """The peer ids that are verified now."""
+        return {peer for peer, row in self._rows.items() if row["verified_key"] == peer}
+
     def mark(self, peer: str, name: str, address: str | None) -> dict:
         """Mark ``peer`` verified; rows of other keys under the same name or address are retired
         (the user compared the new safety number)."""

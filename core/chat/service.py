@@ -32,6 +32,8 @@ Events (``node.events``; none carries message text: read it from the service):
 - ``chat_expired`` {peer, ids}
 - ``chat_request`` {peer, name} (a contact request; its text via ``requests()``)
 - ``chat_key_changed`` {peer, verified_peer, name}
+- ``chat_verified`` {peer, retired}: the user marked the peer verified (``retired``: contacts
+  of other keys under its name or address, no longer verified).
 - ``message_rejected`` {peer, type, code, reason} for every refused chat input.
 - ``chat_file`` {peer, file, state, done, total, direction}: files, see ``self.files``
   (:mod:`core.chat.files`).
@@ -51,7 +53,7 @@ import time
 
 from core import events as ev
 from core.events import (CHAT_CLOSED, CHAT_EXPIRED, CHAT_KEY_CHANGED, CHAT_MESSAGE, CHAT_REQUEST, CHAT_STATE,
-                         CHAT_TIMER, CHAT_TYPING)
+                         CHAT_TIMER, CHAT_TYPING, CHAT_VERIFIED)
 from core.errors import CoveyError, PeerUnreachable, UnknownPeer
 from core.net.limits import LogLimiter
 from core.peers import Capability, Tier
@@ -465,11 +467,23 @@ class ChatService:
         """The safety number with the peer; ``mark`` stores that the user verified it."""
         rec = self.node.resolve(ref)
         number = safety_number(self.node.identity.id, rec.id)
-        row = self._contacts.mark(rec.id, rec.name, rec.address) if mark else self._contacts.verified(rec.id)
+        row: dict | None
+        if mark:
+            before = self._contacts.verified_peers()
+            row = self._contacts.mark(rec.id, rec.name, rec.address)
+            self.node.events.emit(CHAT_VERIFIED, peer=rec.id,
+                                  retired=sorted(before - self._contacts.verified_peers()))
+        else:
+            row = self._contacts.verified(rec.id)
         clash = self._contacts.conflict(rec.id, rec.name, rec.address)
         return {"peer": rec.id, "name": rec.name, "safety_number": number, "grouped": grouped(number),
                 "verified": row is not None, "verified_at": row["verified_at"] if row else None,
                 "key_changed": clash is not None}
+
+    def is_verified(self, peer: str) -> bool:
+        """Whether the user marked this exact peer id verified (a lookup in memory; False
+        while the service is not started)."""
+        return self.contacts is not None and self.contacts.verified(peer) is not None
 
     def qr_png(self, ref: str) -> bytes:
         """A PNG of the QR code of the safety number with the peer (for the GUI)."""

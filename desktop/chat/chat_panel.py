@@ -87,7 +87,7 @@ class ChatPanel(GroupActions, FileActions, QWidget):
                                 "QListView::item:selected { background: #dbe7fb; color: #1f2430; }")
         self.list.selectionModel().currentChanged.connect(self._picked)
         self.list.activated.connect(lambda *_: self.conversation.box.setFocus())
-        self.empty = QLabel("No contacts yet: raise a peer to EXTERNAL (or higher) on the Peers tab, "
+        self.empty = QLabel("No contacts yet: raise a peer to EXTERNAL (or higher) on the Trust tab, "
                             "or ask one to chat.")
         self.empty.setObjectName("hint")
         self.empty.setWordWrap(True)

@@ -66,6 +66,7 @@ class AddPeerDialog(QDialog):
         layout.addWidget(self.error)
         layout.addWidget(self.buttons)
         self.add_button.setDefault(True)   # Enter in a field submits (set once the button is in the dialog)
+        _describe(self)
 
     def _changed(self) -> None:
         self.error.hide()
@@ -126,3 +127,18 @@ class AddPeerDialog(QDialog):
         field = field or self.address
         field.setFocus(Qt.OtherFocusReason)
         field.selectAll()
+
+
+def _describe(dialog: AddPeerDialog) -> None:
+    """Tooltips and accessible names of the dialog's controls."""
+    for widget, name, tip in (
+            (dialog.address, "Address", "Where the peer listens: host:port, e.g. 192.168.1.20:8102, or paste or drop "
+                                        "a covey:// contact link (it fills the key too)"),
+            (dialog.key, "Key", "The peer's ID (64 hex digits) as its owner reads it on their node: "
+                                "with it, only that peer can be added"),
+            (dialog.name, "Name", "A name you will recognise (optional)"),
+            (dialog.add_button, "Add and connect", "Connect to the peer and add it to your peers"),
+            (dialog.buttons.button(QDialogButtonBox.Cancel), "Cancel",
+             "Close without adding (also stops a connection attempt)")):
+        widget.setAccessibleName(name)
+        widget.setToolTip(tip)

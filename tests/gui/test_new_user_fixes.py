@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
 from core.identity import Identity
@@ -18,6 +18,8 @@ def cell(window, peer_id: str, column: int):
 
 
 def open_add_dialog(window, qtbot):
+    bar = window.tabs.tabBar()   # the Trust tab first, as a person would
+    qtbot.mouseClick(bar, Qt.LeftButton, pos=bar.tabRect(window.tabs.indexOf(window.peers_panel)).center())
     qtbot.mouseClick(window.peers_panel.add_button, Qt.LeftButton)
     dialog = window.peers_panel.add_dialog
     assert dialog is not None and dialog.isVisible()
@@ -192,3 +194,92 @@ def test_a_disabled_menu_item_is_greyed(window, qtbot):
     image = menu.grab().toImage()
     assert darkest(image, menu.actionGeometry(dead)) - darkest(image, menu.actionGeometry(live)) > 60
     menu.hide()
+
+
+# -- the Trust tab (the peer table) ------------------------------------------------------------
+def trust_peer(window, make_node, qtbot, address_of, name="bob"):
+    """Add a second real node through Add peer, typed as a person types, and wait until it is connected."""
+    other = make_node(name)
+    dialog = open_add_dialog(window, qtbot)
+    fill(qtbot, dialog, address_of(other))
+    press_enter(qtbot, dialog)
+    qtbot.waitUntil(lambda: cell(window, other.identity.id, CONNECTED) == "yes", timeout=15000)
+    return other
+
+
+def test_a_banned_disconnected_peer_shows_no_mode(window, make_node, qtbot, address_of):
+    from desktop.peers.peers_model import MODE, TIER
+    bob = trust_peer(window, make_node, qtbot, address_of)
+    panel = window.peers_panel
+    assert cell(window, bob.identity.id, MODE) == "asymmetric"
+    panel.select_peer(bob.identity.id)
+    qtbot.mouseClick(panel.ban_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: cell(window, bob.identity.id, TIER) == "banned"
+                    and cell(window, bob.identity.id, CONNECTED) == "no")
+    assert cell(window, bob.identity.id, MODE) == "—"
+    # and after a restart of the window, read from the peer book, still none
+    panel.refresh()
+    assert cell(window, bob.identity.id, MODE) == "—"
+
+
+def test_the_tier_menu_offers_one_of_many_items(window, make_node, qtbot, address_of):
+    bob = trust_peer(window, make_node, qtbot, address_of)
+    panel = window.peers_panel
+    panel.select_peer(bob.identity.id)
+    menu = panel.tier_button.menu()
+    seen = []
+
+    def look_and_close():   # the button's menu runs its own loop until it closes
+        seen.append((menu.isVisible(), [a.isChecked() for a in menu.actions()]))
+        menu.hide()
+    QTimer.singleShot(200, look_and_close)
+    qtbot.mouseClick(panel.tier_button, Qt.LeftButton)   # opens its menu
+    qtbot.waitUntil(lambda: seen != [])
+    assert seen == [(True, [False, False, False, True])]   # unknown
+    actions = menu.actions()
+    groups = {a.actionGroup() for a in actions}
+    assert len(groups) == 1 and None not in groups, "the tier items must be one group of radio items"
+    assert groups.pop().isExclusive()
+    assert [a.isChecked() for a in actions] == [False, False, False, True]   # unknown
+    menu.hide()
+    panel.tier_actions["external"].trigger()
+    qtbot.waitUntil(lambda: window.node.peers.get(bob.identity.id).tier == "external")
+    assert [a.isChecked() for a in actions] == [False, False, True, False]
+
+
+def controls(widget):
+    """Every control a person can operate inside ``widget`` (visible or not)."""
+    from PySide6.QtWidgets import QAbstractButton, QAbstractItemView, QComboBox, QLineEdit
+    kinds = (QAbstractButton, QLineEdit, QComboBox, QAbstractItemView)
+    found = [w for kind in kinds for w in widget.findChildren(kind)]
+    # not Qt's own inner parts (a line edit's clear icon, scroll bar buttons): Qt names those
+    return [w for w in found if not w.objectName().startswith("qt_")
+            and w.metaObject().className() != "QLineEditIconButton"]   # Qt's own inner parts (scroll bar buttons ...)
+
+
+def test_every_trust_tab_control_has_a_tooltip_and_an_accessible_name(window, make_node, qtbot, address_of):
+    bob = trust_peer(window, make_node, qtbot, address_of)
+    panel = window.peers_panel
+    panel.select_peer(bob.identity.id)
+    open_add_dialog(window, qtbot)   # a child of the panel: its fields count too
+    found = list(dict.fromkeys(controls(panel) + controls(panel.details)))
+    assert len(found) >= 12, found
+    missing = [f"{type(w).__name__} {getattr(w, 'text', lambda: '')()!r}" for w in found
+               if not w.toolTip() or not w.accessibleName()]
+    assert missing == [], f"controls without a tooltip or an accessible name: {missing}"
+    actions = list(panel.tier_actions.values())
+    assert all(a.toolTip() and a.toolTip() != a.text().replace("&", "") for a in actions)
+
+
+def test_no_command_line_wording_for_a_malformed_key(window, make_node, qtbot, address_of):
+    bob = make_node("bob")
+    dialog = open_add_dialog(window, qtbot)
+    fill(qtbot, dialog, address_of(bob), "abc123")
+    press_enter(qtbot, dialog)
+    qtbot.waitUntil(lambda: dialog.error.isVisible(), timeout=15000)
+    shown = dialog.error.text() + " " + window.statusBar().currentMessage()
+    assert "key" in dialog.error.text().lower() and "64 hex digits" in dialog.error.text()
+    assert "--" not in shown and "covey " not in shown, shown
+    assert dialog.focusWidget() is dialog.key
+    panel_texts = [w.toolTip() for w in controls(window.peers_panel)] + [window.peers_panel.empty.text()]
+    assert not [t for t in panel_texts if "--" in t or "covey " in t]

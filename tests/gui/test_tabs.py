@@ -13,10 +13,10 @@ def titles(window) -> list[str]:
 
 
 def test_the_window_shows_the_registered_panels(window):
-    assert titles(window) == ["Node", "Network", "Encryption", "Chat", "Peers", "Training", "Knowledge", "Tasks"]
+    assert titles(window) == ["Node", "Network", "Encryption", "Chat", "Trust", "Training", "Knowledge", "Tasks"]
     for panel in tabs.PANELS:
         assert getattr(window, panel.key) is not None
-    assert window.peers_panel.details.parent() is not None, "the selected peer's details sit in the left column"
+    assert window.peers_panel.details.parent() is not None, "the selected peer's details sit in the Trust tab"
 
 
 def test_a_tab_whose_service_the_node_does_not_run_is_not_shown(make_node, qtbot, monkeypatch):
@@ -24,7 +24,7 @@ def test_a_tab_whose_service_the_node_does_not_run_is_not_shown(make_node, qtbot
     monkeypatch.setattr(tabs, "find_service", lambda node, name: None)
     win = MainWindow(node)
     qtbot.addWidget(win)
-    assert titles(win) == ["Node", "Network", "Encryption", "Peers"]
+    assert titles(win) == ["Node", "Network", "Encryption", "Trust"]
     assert win.training_panel is None and win.tasks_panel is None and win.chat_panel is None
 
 
@@ -51,7 +51,7 @@ def test_one_registry_line_adds_a_tab_that_receives_events_and_reports(make_node
                         lambda node, name: "the notes service" if name == "notes" else real(node, name))
     win = MainWindow(node)
     qtbot.addWidget(win)
-    assert titles(win) == ["Node", "Network", "Encryption", "Chat", "Peers", "Training", "Knowledge", "Tasks", "Notes"]
+    assert titles(win) == ["Node", "Network", "Encryption", "Chat", "Trust", "Training", "Knowledge", "Tasks", "Notes"]
     assert win.notes_panel.text() == "notes of the notes service"
     run(node.set_mode("asymmetric", "none"))
     qtbot.waitUntil(lambda: win.notes_panel.seen != [])

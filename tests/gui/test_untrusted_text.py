@@ -18,7 +18,7 @@ def test_a_peer_name_with_markup_is_shown_literally(window, make_node, qtbot, ad
 
     window.peers_panel.table.selectRow(row)
     details = window.peers_panel.details
-    qtbot.waitUntil(details.isVisible)
+    qtbot.waitUntil(lambda: details.isVisibleTo(window.peers_panel))   # on the Trust tab
     assert EVIL in details.title()
     for label in (details.peer_id, details.address, details.key, details.tier):
         assert label.textFormat() == Qt.PlainText

@@ -20,7 +20,11 @@ async def test_safety_number_and_mark(make_node):
     theirs = chat(bob).verify(alice.identity.id)
     assert mine["safety_number"] == theirs["safety_number"] and len(mine["safety_number"]) == 60
     assert not mine["verified"] and not chat(alice).conversation("bob")["verified"]
+    assert not chat(alice).is_verified(bob.identity.id)
+    seen = Recorder(alice)
     assert chat(alice).verify("bob", mark=True)["verified"]
+    assert chat(alice).is_verified(bob.identity.id)
+    assert seen.named("chat_verified", peer=bob.identity.id, retired=[])
     row = alice.store.query_one("SELECT * FROM chat_contacts WHERE peer = ?", (bob.identity.id,))
     assert row["verified"] == 1 and row["verified_key"] == bob.identity.id and row["name"] == "bob"
     assert chat(alice).conversation("bob")["verified"]
@@ -55,6 +59,8 @@ async def test_verified_contact_with_a_changed_key_is_refused_loudly(make_node, 
         assert chat(alice).conversation(bob.identity.id)["verified"]    # the genuine one still is
         # the user compares the new safety number in person and marks it: chat goes ahead
         assert chat(alice).verify(i_id, mark=True)["verified"]
+        assert seen.named("chat_verified", peer=i_id, retired=[bob.identity.id])   # the old key's mark is gone
+        assert not chat(alice).is_verified(bob.identity.id)
         await chat(alice).send(i_id, "ok, verified")
         await wait_until(lambda: texts(impostor, alice) == ["ok, verified"])
         with pytest.raises(KeyChanged):                  # ...and the old key is the stranger now
