@@ -21,8 +21,8 @@ from core.net import wire
 from .config import (MODE_RANK, Settings, check_network_key, load_settings, offered_modes, parse_network_key,
                      read_key_file, read_network_key, save_settings, with_changes, write_secret)
 from core.net.connection import CLOSE_POLICY, CLOSE_REPLACED, CLOSE_SHUTDOWN, PeerConnection
-from .errors import (BadRequest, CoveyError, KeyMismatch, NotAdmitted, PeerBanned, PeerUnreachable, RateLimited,
-                     RefusedByPolicy, TimedOut, UnknownPeer, from_code)
+from .errors import (BadRequest, CoveyError, KeyMismatch, NotAdmitted, PeerBanned, PeerUnreachable, ProxyUnreachable,
+                     RateLimited, RefusedByPolicy, TimedOut, UnknownPeer, from_code)
 from .contact_link import best_addresses, contact_link, looks_like_link, parse_contact_link
 from .events import EventBus
 from core.net.handshake import LocalEndpoint, random_psk
@@ -45,6 +45,7 @@ PSK_FILE = "network.key"
 DB_FILE = "covey.db"
 Handler = Callable[[str, dict], Any]   # (peer_id, body) -> reply body | None (sync or async)
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 60.0
+BOOTSTRAP_TRIES, BOOTSTRAP_BACKOFF_MAX = 12, 30.0   # about 3 minutes of tries for a bootstrap peer
 SWEEP_INTERVAL = 0.1  # how often unanswered requests are checked against their timeout
 MAX_LAN_DIALS = 4     # LAN peers dialled at once for the session (a beacon flood dials no more)
 USER_SOURCES = ("manual", "bootstrap")  # dials whose address the user gave
@@ -505,6 +506,9 @@ class Node:
         try:
             await conn.run()
         finally:
+            for pending_conn, fut in list(self._pending.values()):   # they would wait for their deadline
+                if pending_conn is conn and not fut.done():
+                    fut.set_exception(PeerUnreachable(f"peer {peer_id[:12]} disconnected before it answered"))
             if self.connections.get(peer_id) is conn:
                 del self.connections[peer_id]
                 if self._book.get(peer_id) is not None and self.store is not None and not self._stopping:
@@ -575,10 +579,23 @@ class Node:
             self._keepers.pop(peer_id, None)
 
     async def _bootstrap(self, address: str) -> None:
-        try:
-            await self.add_peer(address, source="bootstrap")
-        except CoveyError as exc:
-            log.warning("bootstrap peer %s: %s", address, exc)
+        """Add a configured bootstrap peer. Nodes may start in any order (k8s), so one not up yet is
+        retried with capped exponential backoff and jitter, BOOTSTRAP_TRIES times at most."""
+        delay = BACKOFF_MIN
+        for attempt in range(1, BOOTSTRAP_TRIES + 1):
+            try:
+                await self.add_peer(address, source="bootstrap")
+                return
+            except (PeerUnreachable, TimedOut, RateLimited, ProxyUnreachable) as exc:
+                if attempt == BOOTSTRAP_TRIES or self._stopping:
+                    log.warning("bootstrap peer %s: %s; gave up after %d tries", address, exc, attempt)
+                    return
+                log.info("bootstrap peer %s: %s; try %d in %.1f s", address, exc, attempt + 1, delay)
+            except CoveyError as exc:   # not a matter of time (a bad address, another key or mode)
+                log.warning("bootstrap peer %s: %s", address, exc)
+                return
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, BOOTSTRAP_BACKOFF_MAX)
 
     def _on_discovered(self, beacon: Beacon) -> None:
         """A node heard on the LAN. It stays in discovery's memory (bounded, expiring), out of

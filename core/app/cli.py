@@ -85,7 +85,7 @@ def _cluster_parsers(subparser) -> None:
         sub = up if action == "up" else subparser(("cluster", action), f"cluster {action}")
         sub.add_argument("--dir", default="covey-cluster", help="cluster directory (default ./covey-cluster)")
         if action in ("kill", "start"):
-            sub.add_argument("node", help="node name, e.g. node-3")
+            sub.add_argument("node", nargs="+", help="node name(s), e.g. node-3")
     for action, what in (("compose", "a docker-compose file"), ("k8s", "Kubernetes manifests")):
         sub = subparser(("cluster", action), f"write {what} for a seed-topology federation")
         sub.add_argument("--nodes", type=int, required=True)
@@ -242,7 +242,7 @@ def _cluster(action: str, args):
     if action == "up":
         return cluster.up(directory, args.nodes, args.topology)
     if action in ("kill", "start"):
-        return getattr(cluster, action)(directory, args.node)
+        return getattr(cluster, action)(directory, *args.node)
     return getattr(cluster, action)(directory)
 
 

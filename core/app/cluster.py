@@ -323,29 +323,31 @@ def _find(state: dict, name: str) -> dict:
     raise BadRequest(f"no node {name!r} in this cluster: {', '.join(n['name'] for n in state['nodes'])}")
 
 
-def kill(directory: Path, name: str) -> dict:
-    """SIGKILL one node (to see the others cope)."""
+def kill(directory: Path, name: str, *more: str) -> dict:
+    """SIGKILL nodes (to see the others cope), all at once."""
+    import psutil
     state = load_state(directory)
-    node = _find(state, name)
-    proc = _process(node)
-    if proc is not None:
-        import psutil
-        proc.kill()
+    procs = [p for n in [_find(state, x) for x in (name, *more)] if (p := _process(n)) is not None]
+    for proc in procs:
         try:
-            proc.wait(STOP_GRACE)
+            proc.kill()
         except psutil.Error:
-            pass  # gone or reaped elsewhere: either way it no longer runs
-    return {"killed": name}
+            pass  # gone already: the wanted outcome
+    psutil.wait_procs(procs, timeout=STOP_GRACE)
+    return {"killed": name} if not more else {"killed": [name, *more]}
 
 
-def start(directory: Path, name: str) -> dict:
-    """Start a stopped node again on its old port, so its peers reconnect."""
+def start(directory: Path, name: str, *more: str) -> dict:
+    """Start stopped nodes again on their old ports (a batch at a time), so their peers reconnect."""
     state = load_state(directory)
-    node = _find(state, name)
-    if _alive(node):
-        raise BadRequest(f"{name} is already running (pid {node['pid']})")
-    _start_all(directory, state, [node], _progress_to(None))
-    return {"started": name, "pid": node["pid"]}
+    nodes = [_find(state, x) for x in (name, *more)]
+    for node in nodes:
+        if _alive(node):
+            raise BadRequest(f"{node['name']} is already running (pid {node['pid']})")
+    _start_all(directory, state, nodes, _progress_to(None))
+    if not more:
+        return {"started": name, "pid": nodes[0]["pid"]}
+    return {"started": [n["name"] for n in nodes], "pids": [n["pid"] for n in nodes]}
 
 
 def down(directory: Path) -> dict:

@@ -10,8 +10,8 @@ Pure data, shared by `covey cluster up` (local processes), `cluster compose` and
   N>=20 (2 from N>=6, else 1), aggregators N//10 (at least 1), clients 2 from N>=20
   (1 from N>=4, else 0), the rest workers. Links: the bootstraps form a mesh and
   every other node dials each of them; workers are dealt round-robin into one
-  group per aggregator, dial their aggregator and the next worker of their group
-  (a ring); aggregators form a mesh; clients dial every aggregator and each other.
+  group per aggregator, dial their aggregator, the next group's aggregator (to
+  move to if theirs dies) and the next worker of their group (a ring); aggregators form a mesh; clients dial every aggregator and each other.
   Then every node short of ``MIN_OTHER_PEERS`` peers besides the bootstraps dials
   its nearest non-bootstrap neighbours until it has them (or the cluster has no more).
 """
@@ -90,9 +90,10 @@ def _seed(nodes: int) -> list[PlannedNode]:
     for i, worker in enumerate(by_role["worker"]):
         worker.group = i % len(aggs)
         groups[worker.group].append(worker)
-    for agg, group in zip(aggs, groups, strict=True):
+    for g, (agg, group) in enumerate(zip(aggs, groups, strict=True)):
         for i, worker in enumerate(group):
             link(worker, agg)
+            link(worker, aggs[(g + 1) % len(aggs)])   # a second aggregator, should its own die
             if len(group) > 1:
                 link(worker, group[(i + 1) % len(group)])
     for i, client in enumerate(by_role["client"]):

@@ -124,6 +124,15 @@ class Delivery:
             wake = item.next_send if wake is None else min(wake, item.next_send)
         return frames, wake
 
+    def due(self, now: float) -> bool:
+        """True when a message (within the window) is due to be sent at ``now``."""
+        for index, item in enumerate(self._outbox.values()):
+            if index >= self.window:
+                return False
+            if item.next_send <= now:
+                return True
+        return False
+
     def waiting(self) -> list[tuple[int, bytes]]:
         """(seq, payload) of every message not yet acknowledged, oldest first."""
         return [(seq, item.payload) for seq, item in self._outbox.items()]

@@ -265,6 +265,9 @@ class Link:
             return self._retry_at
         self._retry_at = None
         ack_at = self._ack_due_at(now)
+        if ack_at is not None and self.out.due(now):
+            ack_at = None  # data goes out now: the acks (and receipts) waiting go first, so a
+            # reply never overtakes the acknowledgement of what it answers
         if ack_at is None:
             acks, _ = self.inc.tick(now)
             self._ack_waiting, self._ack_since = 0, None

@@ -27,12 +27,14 @@ import numpy as np
 
 from core import events as ev
 from core.admission import Admission, Reason
-from core.errors import CoveyError, RefusedByPolicy, UnknownTask
+from core.errors import CoveyError, MalformedMessage, RefusedByPolicy, UnknownTask
 from core.peers import Capability
 from core.signed import seal
 
+from . import offload
 from . import protocol as proto
 from .intake import OpenRound, UpdateIntake
+from .secure_round import SecureRounds
 
 if TYPE_CHECKING:
     from .data import Dataset
@@ -45,7 +47,7 @@ MAX_TASKS = 8            # tasks this node aggregates a group of at once (the ol
 PARTIAL_TIMEOUT = 30.0
 
 
-class GroupTask(UpdateIntake):
+class GroupTask(UpdateIntake, SecureRounds):
     """One task this node aggregates a group of, for one coordinator."""
 
     def __init__(self, role: AggregatorRole, task_id: str, coordinator: str, spec: proto.TaskSpec) -> None:
@@ -63,6 +65,7 @@ class GroupTask(UpdateIntake):
         self.weights: dict[str, np.ndarray] | None = None
         self.forwarded: list[dict] = []            # what went to the coordinator, newest last (bounded)
         self._collector: asyncio.Task | None = None
+        self._setup: asyncio.Task | None = None
         self.admission = Admission(self.node, "ml.update", Capability.LEARN_CONTRIBUTE,
                                    accountable=self._participant, label="ml update",
                                    words={Reason.NOT_SENDER: "not_participant"}, logger=log)
@@ -81,7 +84,11 @@ class GroupTask(UpdateIntake):
     async def open(self, gr: proto.GroupRound) -> None:
         """Open the group's round (replacing one still open: the coordinator dealt the groups again)."""
         self.close_collector()
-        ref_loss = await asyncio.to_thread(self._prepare, gr)
+        self._setup = None
+        if self.data is None:   # the first round loads the held-out set (and torch): off the loop
+            ref_loss = await asyncio.to_thread(self._prepare, gr)
+        else:
+            ref_loss = await offload.run(self._prepare, gr, params=self.spec.n_params())
         now = time.monotonic()
         self.round = gr.round - 1
         rs = OpenRound(gr.round, gr.attempt, gr.round_id, set(gr.group), now + gr.deadline, now,
@@ -95,8 +102,9 @@ class GroupTask(UpdateIntake):
         self._collector = self.role.service.spawn(self._collect(rs))
 
     def close_collector(self) -> None:
-        if self._collector is not None and not self._collector.done():
-            self._collector.cancel()
+        for job in (self._collector, self._setup):
+            if job is not None and not job.done():
+                job.cancel()
         if self.current is not None:
             self.current.closed = True
 
@@ -106,10 +114,13 @@ class GroupTask(UpdateIntake):
         except asyncio.TimeoutError:
             log.info("task %s round %d: group deadline passed", self.id, rs.number)
         rs.closed = True
-        vector, weight, kept, outliers = await asyncio.to_thread(self._combine, rs)
+        if self.spec.secure_agg:
+            vector, weight, kept, outliers = await self._unmask_group(rs)
+        else:
+            vector, weight, kept, outliers = await offload.run(self._combine, rs, params=self.spec.n_params())
         self._settle(rs, outliers)   # on the loop: reputation changes emit events (and may ban)
         body = {"task": self.id, "round": rs.number, "round_id": rs.round_id, "vector": vector,
-                "weight": weight, "loss": _mean_loss(rs), "workers": self._worker_entries(rs, kept, outliers)}
+                "weight": weight, "loss": _finite_or_none(_mean_loss(rs)), "workers": self._worker_entries(rs, kept, outliers)}
         self.round = rs.number
         if self.current is rs:
             self.current = None
@@ -123,6 +134,42 @@ class GroupTask(UpdateIntake):
                             reply.get("reason"))
         except CoveyError as exc:
             log.warning("task %s round %d: partial not delivered: %s", self.id, rs.number, exc)
+
+    def secure_setup(self, keys: dict) -> None:
+        """Secure aggregation: run the open round's roster and share relay with the workers' signed keys."""
+        rs = self.current
+        if rs is None or rs.closed or rs.sa is not None or self._setup is not None:
+            raise RefusedByPolicy("no open group round waits for its secure-aggregation keys")
+        from core.learning.secagg import SecAggParams, default_threshold
+        params = SecAggParams(round_id=rs.round_id, threshold=default_threshold(len(rs.participants)),
+                              dim=self.spec.n_params())
+        self._setup = self.role.service.spawn(self._secure_setup(rs, params, keys))
+
+    async def _secure_setup(self, rs: OpenRound, params, keys: dict) -> None:
+        if await self._secagg_setup(rs, params, keys, proto.SECAGG_MIN_ROSTER) is None:
+            rs.why = "too few workers of the group for secure aggregation"
+            rs.dropped |= rs.participants
+            rs.check_all_in()
+
+    async def _unmask_group(self, rs: OpenRound) -> tuple[bytes | None, float, set[str], dict[str, str]]:
+        """The group's unmasked weighted sum as its partial; nothing if it cannot be unmasked or the
+        workers' claimed example counts do not add up to the weight they masked."""
+        sa = rs.sa
+        unmasked = await self._secagg_unmask(rs, sa) if sa is not None else None
+        if sa is None or unmasked is None:
+            log.warning("task %s round %d: the group forwards no sum: %s", self.id, rs.number, rs.why)
+            return None, 0.0, set(), {}
+        total, survivors = unmasked
+        # Each worker masked weight * delta with weight = n / cap (1 under DP): scale back to n * delta.
+        scale = 1.0 if self.spec.dp else float(rs.weight_cap)
+        weight = float(sum(1 if self.spec.dp else rs.accepted[p][1] for p in survivors))
+        masked_weight = float(sa.total_weight or 0.0) * scale
+        if abs(masked_weight - weight) > (len(survivors) * 0.5 / sa.params.scale + 1e-9) * scale:
+            rs.why = f"the masked weights ({masked_weight:.4f}) do not match the claimed counts ({weight:g})"
+            log.warning("task %s round %d: %s", self.id, rs.number, rs.why)
+            return None, 0.0, set(), {}
+        vector = np.asarray(total, dtype=np.float64) * scale
+        return vector.astype("<f8").tobytes(), weight, set(survivors), {}
 
     def _combine(self, rs: OpenRound) -> tuple[bytes | None, float, set[str], dict[str, str]]:
         """Blocking: the group's partial (float64 bytes, weight), the updates kept and the outliers."""
@@ -147,6 +194,10 @@ class GroupTask(UpdateIntake):
             rs.check_all_in()
 
 
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None   # NaN cannot be signed
+
+
 def _mean_loss(rs: OpenRound) -> float:
     """The group's training loss, weighted by example counts (NaN if no update reported one)."""
     losses = [(v[2], v[1]) for v in rs.accepted.values() if math.isfinite(v[2])]
@@ -165,6 +216,8 @@ class AggregatorRole:
         self.tasks: dict[str, GroupTask] = {}
         self.node.on_message("ml.agg.round", self._on_round)
         self.node.on_message("ml.agg.update", self._on_update)
+        self.node.on_message("ml.agg.reach", self._on_reach)
+        self.node.on_message("ml.agg.keys", self._on_keys)
         self.node.events.on(ev.PEER_DISCONNECTED, self._on_disconnect)
 
     def _on_disconnect(self, event) -> None:
@@ -197,6 +250,35 @@ class AggregatorRole:
                 self.tasks.pop(next(iter(self.tasks))).close_collector()
         await task.open(gr)
         return {"ok": True}
+
+    def _on_reach(self, peer_id: str, body: dict) -> dict:
+        """Which of the named workers this node can answer for: those connected to it, and those it
+        banned (they stay in its group, refused, rather than start afresh in another)."""
+        from core.identity import is_peer_id
+        self.node.peers.check(peer_id, Capability.LEARN_CONTRIBUTE)   # a coordinator we train with
+        proto.task_id(body)
+        workers = proto.need(body, "workers", list, max_len=proto.MAX_GROUP)
+        if not all(isinstance(w, str) and is_peer_id(w) for w in workers):
+            raise MalformedMessage("workers must be peer ids")
+        connected = set(self.node.connected_peers())
+        return {"reach": [w for w in workers if w in connected or self._banned(w)]}
+
+    def _on_keys(self, peer_id: str, body: dict) -> dict:
+        """Secure aggregation: the group's workers' signed keys, from the coordinator of the open round."""
+        task = self.tasks.get(proto.task_id(body))
+        if task is None or task.coordinator != peer_id or not task.spec.secure_agg:
+            raise UnknownTask("this node aggregates no secure group of that task for that coordinator")
+        round_id = proto.need(body, "round_id", bytes)
+        keys = proto.need(body, "keys", dict, max_len=proto.MAX_GROUP)
+        rs = task.current
+        if rs is None or rs.round_id != round_id or not set(keys) <= rs.participants:
+            raise MalformedMessage("the keys are not for the open group round or name workers outside it")
+        task.secure_setup(keys)
+        return {"ok": True}
+
+    def _banned(self, peer: str) -> bool:
+        rec = self.node.peers.get(peer)
+        return rec is not None and bool(rec.banned)
 
     async def _on_update(self, peer_id: str, envelope: dict) -> dict:
         body = envelope.get("body") if isinstance(envelope, dict) else None

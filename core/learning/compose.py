@@ -95,11 +95,30 @@ def combine(name: str, partials: Sequence[Partial]) -> np.ndarray:
     return result.vector.astype(np.float64)
 
 
-def assign_groups(workers: Sequence[str], aggregators: Sequence[str]) -> dict[str, list[str]]:
-    """Deal ``workers`` (in their slot order) round-robin to ``aggregators``; groups left empty are omitted."""
+def assign_groups(workers: Sequence[str], aggregators: Sequence[str],
+                  reach: dict[str, set[str]] | None = None,
+                  previous: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """Deal ``workers`` (in their slot order) to ``aggregators``; groups left empty are omitted.
+
+    Without ``reach``: round-robin. With ``reach`` (aggregator -> the workers it can take
+    updates from): a worker stays with its ``previous`` aggregator if that one reaches it and
+    holds less than a fair share (groups stay stable, a worker an aggregator banned does not
+    start afresh in another group, and an aggregator that comes back gets workers again), else
+    goes to the least loaded one that reaches it (ties: the first in ``aggregators``); a worker
+    no aggregator reaches is left out.
+    """
     if not aggregators:
         return {}
+    previous = previous or {}
+    fair = -(-len(workers) // len(aggregators))
     groups: dict[str, list[str]] = {a: [] for a in aggregators}
     for i, w in enumerate(workers):
-        groups[aggregators[i % len(aggregators)]].append(w)
+        if reach is None:
+            groups[aggregators[i % len(aggregators)]].append(w)
+            continue
+        candidates = [a for a in aggregators if w in reach.get(a, ())]
+        if previous.get(w) in candidates and len(groups[previous[w]]) < fair:
+            groups[previous[w]].append(w)
+        elif candidates:
+            groups[min(candidates, key=lambda a: len(groups[a]))].append(w)
     return {a: g for a, g in groups.items() if g}

@@ -33,11 +33,11 @@ from core.errors import BadRequest, CoveyError, RefusedByPolicy
 from core.peers import Capability
 from core.signed import seal
 
-from . import db
+from . import db, offload
 from . import protocol as proto
-from . import roster as sa_roster
 from .groups import GROUP_GRACE, GroupRounds, group_records, group_worker_entries
 from .intake import OpenRound, UpdateIntake
+from .secure_round import SecureRounds
 
 if TYPE_CHECKING:  # numpy/torch-heavy modules, imported when a task runs
     from .data import Dataset
@@ -53,7 +53,7 @@ ACK_TIMEOUT = 10.0
 AGGREGATE_TOLERANCE = (2.0, 1.0)
 
 
-class CoordinatorTask(UpdateIntake, GroupRounds):
+class CoordinatorTask(UpdateIntake, GroupRounds, SecureRounds):
     """One task this node coordinates."""
 
     def __init__(self, service, task_id: str, spec: proto.TaskSpec, state: str = "running",
@@ -250,29 +250,36 @@ class CoordinatorTask(UpdateIntake, GroupRounds):
         rs = OpenRound(number, attempt, os.urandom(proto.ROUND_ID_BYTES), set(eligible),
                     now + spec.deadline + grace, now, weight_cap=self._weight_cap(),
                     slots={p: self.participants[p] for p in eligible})
-        blob = await asyncio.to_thread(encode, weights)
+        size = spec.n_params()
+        blob = await offload.run(encode, weights, params=size)
         global_flat = flatten(weights)
         if spec.validate:
-            rs.ref_loss = (await asyncio.to_thread(self._evaluate, weights, True))[0]
+            rs.ref_loss = (await offload.run(self._evaluate, weights, True, params=size))[0]
         self.current = rs
-        secagg: SecAggParams | None = None
-        if spec.secure_agg:
-            from core.learning.secagg import SecAggParams, default_threshold
-            secagg = SecAggParams(round_id=rs.round_id, threshold=default_threshold(len(eligible)),
-                                  dim=len(global_flat))
+        announced = eligible
         aggregator_of: dict[str, str] = {}
         if spec.aggregators:
             aggregator_of = await self._open_groups(rs, blob)
             if not aggregator_of:
-                self._fail(rs, "no aggregator is connected and took the round")
+                self._fail(rs, "no aggregator is connected, reaches a worker and took the round")
                 return None
-        acks = await asyncio.gather(*(self._announce(p, rs, blob, secagg, aggregator_of.get(p))
-                                      for p in eligible))
-        keys = {p: a.get("keys") for p, a in zip(eligible, acks, strict=True) if isinstance(a, dict)}
-        rs.dropped |= {p for p, a in zip(eligible, acks, strict=True) if a is None}
+            announced = [p for p in eligible if p in aggregator_of]
+        secagg: dict[str, SecAggParams] = {}
+        if spec.secure_agg:  # with groups, each group is its own secure-aggregation round
+            from core.learning.secagg import SecAggParams, default_threshold
+            for p in announced:
+                n = len(rs.groups[aggregator_of[p]]) if aggregator_of else len(announced)
+                secagg[p] = SecAggParams(round_id=rs.round_id, threshold=default_threshold(n),
+                                         dim=len(global_flat))
+        acks = await asyncio.gather(*(self._announce(p, rs, blob, secagg.get(p), aggregator_of.get(p))
+                                      for p in announced))
+        keys = {p: a.get("keys") for p, a in zip(announced, acks, strict=True) if isinstance(a, dict)}
+        rs.dropped |= {p for p, a in zip(announced, acks, strict=True) if a is None}
         sa: SecAggCoordinator | None = None
-        if secagg is not None:  # spec.secure_agg
-            sa = rs.sa = await self._secagg_setup(rs, secagg, keys)
+        if spec.secure_agg and rs.groups:
+            await self._send_group_keys(rs, keys)
+        elif spec.secure_agg:
+            sa = await self._secagg_setup(rs, secagg[announced[0]], keys, spec.round_minimum)
             if sa is None:
                 self._fail(rs, "too few workers for secure aggregation")
                 return None
@@ -284,14 +291,14 @@ class CoordinatorTask(UpdateIntake, GroupRounds):
             log.info("task %s round %d: deadline passed; %d worker(s) missing", self.id, number, len(late))
         rs.closed = True
         if rs.groups:
-            vector, kept = await asyncio.to_thread(self._combine_groups, rs, global_flat)
+            vector, kept = await offload.run(self._combine_groups, rs, global_flat, params=size)
         elif sa is not None:  # spec.secure_agg
             vector, kept = await self._secagg_finish(rs, sa, global_flat)
         else:
             if len(rs.accepted) < spec.min_clients:
                 self._fail(rs, f"{len(rs.accepted)} updates accepted, {spec.min_clients} needed")
                 return None
-            vector, kept = await asyncio.to_thread(self._aggregate, rs, global_flat)
+            vector, kept = await offload.run(self._aggregate, rs, global_flat, params=size)
         if vector is None:
             self._fail(rs, rs.why or "secure aggregation could not unmask the sum")
             return None
@@ -349,9 +356,10 @@ class CoordinatorTask(UpdateIntake, GroupRounds):
         kept_set, outliers = kept
         _, wspec, weights = self._loaded()
         candidate = unflatten(np.asarray(vector, dtype=np.float32), wspec)
+        size = self.spec.n_params()
         if self._global_loss is None:
-            self._global_loss = (await asyncio.to_thread(self._evaluate, weights, False))[0]
-        loss, acc = await asyncio.to_thread(self._evaluate, candidate, False)
+            self._global_loss = (await offload.run(self._evaluate, weights, False, params=size))[0]
+        loss, acc = await offload.run(self._evaluate, candidate, False, params=size)
         factor, margin = AGGREGATE_TOLERANCE
         previous = self._global_loss
         # Under differential privacy the noise the user asked for can raise an honest
@@ -390,79 +398,11 @@ class CoordinatorTask(UpdateIntake, GroupRounds):
         return record
 
 
-    # -- secure aggregation ------------------------------------------------------------
-    async def _secagg_setup(self, rs: OpenRound, params: SecAggParams, keys: dict) -> SecAggCoordinator | None:
-        from core.learning.secagg import SecAggCoordinator
-        advertised = {}
-        for p, envelope in keys.items():
-            try:
-                advertised[p] = sa_roster.signed_keys(envelope, p, self.id, rs.round_id)
-            except CoveyError as exc:
-                log.warning("secure aggregation: keys of %s refused: %s", p[:12], exc)
-        ready = sorted(advertised)
-        if len(ready) < max(params.threshold, self.spec.round_minimum):
-            return None
-        if params.threshold > len(ready) or params.threshold <= len(ready) / 2:
-            from core.learning.secagg import SecAggParams, default_threshold
-            params = SecAggParams(round_id=params.round_id, threshold=default_threshold(len(ready)),
-                                  dim=params.dim)
-        sa = SecAggCoordinator(params, ready)
-        for p in ready:
-            try:
-                sa.add_advertisement(p, advertised[p])
-            except BadRequest as exc:
-                log.warning("secure aggregation: bad keys from %s: %s", p[:12], exc)
-        try:
-            roster = sa.roster()
-            signed = {p: keys[p] for p in roster}  # each worker checks the others signed their keys
-            timeout = max(1.0, rs.deadline_at - time.monotonic())
-            replies = await asyncio.gather(*(self._sa_call(p, "ml.sa.roster", rs,
-                                                           {"roster": roster, "signed": signed}, timeout)
-                                             for p in roster))
-            for p, reply in zip(roster, replies, strict=True):
-                if reply is not None:
-                    try:
-                        sa.add_shares(p, reply.get("blobs"))
-                    except BadRequest as exc:
-                        log.warning("secure aggregation: bad shares from %s: %s", p[:12], exc)
-            relay = sa.relay()
-            rs.sa = sa  # masked inputs may arrive as soon as the first worker has its shares
-            await asyncio.gather(*(self._sa_call(p, "ml.sa.relay", rs, {"blobs": relay[p]}, timeout)
-                                   for p in relay))
-        except CoveyError as exc:
-            log.warning("task %s round %d: secure aggregation setup failed: %s", self.id, rs.number, exc)
-            return None
-        rs.dropped |= rs.participants - set(relay)
-        return sa
-
-    async def _sa_call(self, peer: str, msg_type: str, rs: OpenRound, extra: dict, timeout: float):
-        try:
-            return await self.node.request(peer, msg_type, {"task": self.id, "round_id": rs.round_id,
-                                                            **extra}, timeout=timeout)
-        except CoveyError as exc:
-            log.info("secure aggregation: %s to %s failed: %s", msg_type, peer[:12], exc)
-            return None
-
     async def _secagg_finish(self, rs: OpenRound, sa: SecAggCoordinator, global_flat: np.ndarray):
-        try:
-            request = sa.unmask_request()
-            survivors = request["survivors"]
-            replies = await asyncio.gather(*(self._sa_call(p, "ml.sa.unmask", rs, request, ACK_TIMEOUT)
-                                             for p in survivors))
-            for p, reply in zip(survivors, replies, strict=True):
-                if reply is not None:
-                    try:
-                        sa.add_unmask_response(p, reply)
-                    except BadRequest as exc:
-                        log.warning("secure aggregation: bad unmask reply from %s: %s", p[:12], exc)
-            total = await asyncio.to_thread(sa.result)
-        except CoveyError as exc:
-            log.warning("task %s round %d: %s", self.id, rs.number, exc)
+        unmasked = await self._secagg_unmask(rs, sa)
+        if unmasked is None:
             return None, None
-        problem = _implausible_sum(total, sa.total_weight, len(survivors), sa.params)
-        if problem:
-            rs.why = f"the unmasked sum is refused: {problem}"
-            return None, None
+        total, survivors = unmasked
         vector = global_flat + total / np.float32(sa.total_weight)
         return vector, (set(survivors), {})
 
@@ -487,23 +427,3 @@ class CoordinatorTask(UpdateIntake, GroupRounds):
                 **self._workers_view(),
                 "eta_seconds": None if eta is None or self.state != "running" else round(eta, 1),
                 "error": self.error, "spec": self.spec.to_dict(), "created": self.created}
-
-
-def _implausible_sum(total: np.ndarray, total_weight: float | None, n: int, params) -> str | None:
-    """Why an unmasked secure-aggregation sum cannot come from ``n`` honest workers (None if it can).
-
-    Each honest worker adds a weight in [0, 1] and ``weight * clip(delta)``, so
-    the total weight is at most ``n`` and every coordinate of the sum at most
-    ``clip`` times the total weight (plus rounding): a worker that scales its
-    vector or its weight beyond that is caught here.
-    """
-    slack = n * 0.5 / params.scale
-    if total_weight is None or not total_weight > slack:
-        return f"total weight {total_weight} is not positive"
-    if total_weight > n + slack:
-        return f"total weight {total_weight:.4f} exceeds the {n} survivors' caps (each at most 1)"
-    peak = float(np.max(np.abs(total))) if total.size else 0.0
-    if peak > params.clip * total_weight + slack:
-        return (f"a coordinate of the sum ({peak:.1f}) exceeds clip x total weight "
-                f"({params.clip:g} x {total_weight:.4f})")
-    return None

@@ -48,6 +48,7 @@ class GroupRounds:
     partial_admission: Admission
 
     def _init_groups(self) -> None:
+        self._dealt: dict[str, str] = {}   # worker -> its aggregator in the last round dealt
         # A partial's faults are its aggregator's own: they cost it reputation (it is CORE, so trusted).
         self.partial_admission = Admission(self.node, "ml.agg.partial", Capability.LEARN_CONTRIBUTE,
                                            accountable=lambda p: p in self.spec.aggregators,
@@ -64,18 +65,38 @@ class GroupRounds:
         """
         live = self._live_aggregators()
         workers = sorted(rs.participants, key=lambda p: rs.slots[p])
+        reach = await self._reach(live, workers)
+        live = [a for a in live if a in reach]
         while live:
-            groups = assign_groups(workers, live)
+            groups = assign_groups(workers, live, reach, self._dealt)
+            if not groups:
+                return {}
             oks = await asyncio.gather(*(self._open_group(a, rs, blob, g) for a, g in groups.items()))
             failed = {a for a, ok in zip(groups, oks, strict=True) if not ok}
             if not failed:
                 rs.groups = groups
+                self._dealt = {w: a for a, g in groups.items() for w in g}
                 # one that took its group but disconnected before the last answer came is lost already
                 connected = set(self.node.connected_peers())
                 rs.lost |= {a for a in groups if a not in connected}
                 return {w: a for a, g in groups.items() for w in g}
             live = [a for a in live if a not in failed]
         return {}
+
+    async def _reach(self, aggregators: list[str], workers: list[str]) -> dict[str, set[str]]:
+        """Per aggregator that answers, the round's workers it is connected to or banned (so a worker
+        is only dealt to an aggregator it can reach: after one dies, to another)."""
+        async def ask(aggregator: str) -> set[str] | None:
+            try:
+                reply = await self.node.request(aggregator, "ml.agg.reach", {"task": self.id, "workers": workers},
+                                                timeout=GROUP_ACK_TIMEOUT)
+                reached = proto.need(reply, "reach", list, max_len=len(workers))
+            except CoveyError as exc:
+                log.info("task %s: aggregator %s did not say whom it reaches: %s", self.id, aggregator[:12], exc)
+                return None
+            return set(workers) & {w for w in reached if isinstance(w, str)}
+        answers = await asyncio.gather(*(ask(a) for a in aggregators))
+        return {a: r for a, r in zip(aggregators, answers, strict=True) if r is not None}
 
     async def _open_group(self, aggregator: str, rs: OpenRound, blob: bytes, group: list[str]) -> bool:
         body = {"task": self.id, "round": rs.number, "attempt": rs.attempt, "round_id": rs.round_id,
@@ -89,6 +110,19 @@ class GroupRounds:
             log.info("task %s round %d: aggregator %s did not take its group: %s", self.id, rs.number,
                      aggregator[:12], exc)
             return False
+
+    async def _send_group_keys(self, rs: OpenRound, keys: dict) -> None:
+        """Secure aggregation in groups: each aggregator gets its workers' signed keys (``ml.agg.keys``)
+        and runs the group's secure-aggregation round, so it learns only the group's sum."""
+        async def send(aggregator: str, members: list[str]) -> None:
+            body = {"task": self.id, "round_id": rs.round_id,
+                    "keys": {w: keys[w] for w in members if keys.get(w) is not None}}
+            try:
+                await self.node.request(aggregator, "ml.agg.keys", body, timeout=GROUP_ACK_TIMEOUT)
+            except CoveyError as exc:
+                log.info("task %s round %d: aggregator %s did not take its group's keys: %s", self.id,
+                         rs.number, aggregator[:12], exc)
+        await asyncio.gather(*(send(a, g) for a, g in rs.groups.items()))
 
     def _lose_aggregator(self, peer: str) -> None:
         """An aggregator of the open round disconnected: stop waiting for its partial."""
@@ -192,6 +226,8 @@ def group_worker_entries(rs: OpenRound) -> dict[str, dict]:
             else:
                 entry = {"status": "missing", "reason": "aggregator_lost" if agg in rs.lost else "no_partial"}
             out[w] = {"slot": rs.slots.get(w), "group": agg, **entry}
+    for w in rs.participants - set(out):   # no live aggregator reached it
+        out[w] = {"slot": rs.slots.get(w), "group": None, "status": "missing", "reason": "no_aggregator"}
     return dict(sorted(out.items()))
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from core.admission import Admission, Reason, Rejection
 from core.errors import BadRequest, CoveyError, MalformedMessage, NotAdmitted, RefusedByPolicy, UpdateRejected
 
+from . import offload
 from . import protocol as proto
 
 if TYPE_CHECKING:
@@ -155,7 +156,8 @@ class UpdateIntake:
         if upd.weights is None:
             raise MalformedMessage("this round does not use secure aggregation: send weights")
         strict = self.node.peers.tier_of(signer).value
-        flat, norm, vloss = await asyncio.to_thread(self._check_update, upd.weights, rs.ref_loss, strict)
+        flat, norm, vloss = await offload.run(self._check_update, upd.weights, rs.ref_loss, strict,
+                                              params=self.spec.n_params())
         if rs.closed:
             raise UpdateRejected("late", f"round {rs.number} closed at its deadline")
         return flat, upd.n_examples, upd.loss, norm

@@ -16,10 +16,15 @@ Message types (all bodies are msgpack maps of plain types)::
 
 Two levels (a task with ``aggregators``; A = a group's aggregator, a CORE peer of C)::
 
+    ml.agg.reach   C -> A  {task, workers: [id]}               reply {"reach": [the workers A is connected
+                                                                 to and takes updates from]}
     ml.agg.round   C -> A  sealed "ml.agg.round" {task, round, attempt, round_id, weights, deadline,
                            weight_cap, spec, group: {worker: slot}}  reply {"ok"}
     ml.agg.update  W -> A  the sealed "ml.update" above (the round names A as the worker's
                            aggregator)                           reply {"accepted", "reason"}
+    ml.agg.keys    C -> A  {task, round_id, keys: {worker: sealed "ml.sa.keys"}}  reply {"ok"}
+                           (secure aggregation: A then runs ml.sa.roster/relay/unmask with its
+                           group, as C does one level down, and forwards the unmasked group sum)
     ml.agg.partial A -> C  sealed "ml.agg.partial" {task, round, round_id, vector|None, weight,
                            loss, workers: {worker: {status, n_examples?, train_loss?, norm?,
                            used?, reason?}}}                     reply {"accepted", "reason"}
@@ -54,8 +59,6 @@ SECAGG_AGGREGATOR = ("secure aggregation hides every single update from the coor
                      + " or ".join(SECURE_AGG_RULES) + " with --secure-agg, or drop --secure-agg")
 SECAGG_VALIDATION = ("secure aggregation hides every single update from the coordinator, so it cannot "
                      "validate each update on its held-out set; use --validate off with --secure-agg")
-SECAGG_GROUPS = ("secure aggregation inside each group of a two-level task is not built yet; "
-                 "run --secure-agg without --aggregators")
 ATTACKERS_WITHOUT_ATTACK = "--attackers K needs --attack KIND (sign_flip, noise or label_flip)"
 DP_VALIDATION = ("with differential privacy every single update carries noise far larger than its "
                  "signal (only the average is useful), so validating each update would reject honest "
@@ -176,8 +179,6 @@ class TaskSpec:
                 or not all(is_peer_id(a) for a in self.aggregators) \
                 or len(set(self.aggregators)) != len(self.aggregators):
             raise BadRequest(f"aggregators must be at most {MAX_AGGREGATORS} distinct peer ids")
-        if self.aggregators and self.secure_agg:
-            raise BadRequest(SECAGG_GROUPS)
 
     @property
     def round_minimum(self) -> int:
@@ -419,7 +420,7 @@ def parse_partial(body: dict, max_bytes: int) -> PartialBody:
     round_id = need(body, "round_id", bytes)
     vector = need(body, "vector", bytes, optional=True, max_len=max_bytes)
     weight = need(body, "weight", (int, float))
-    loss = need(body, "loss", (int, float))
+    loss = need(body, "loss", (int, float), optional=True)   # None: no worker reported one
     workers = need(body, "workers", dict, max_len=MAX_GROUP)
     if not (1 <= rnd <= MAX_ROUNDS and math.isfinite(weight) and weight >= 0):
         raise MalformedMessage("round or weight out of range")
@@ -437,7 +438,7 @@ def parse_partial(body: dict, max_bytes: int) -> PartialBody:
                        "used": bool(entry.get("used")),
                        "reason": str(entry.get("reason"))[:64] if entry.get("reason") is not None else None}
     return PartialBody(task_id(body), rnd, round_id, vector, float(weight),
-                       float(loss) if math.isfinite(loss) else float("nan"), clean)
+                       float(loss) if loss is not None and math.isfinite(loss) else float("nan"), clean)
 
 
 def _finite(x):

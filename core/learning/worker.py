@@ -342,7 +342,13 @@ class WorkerRole:
         sa = work.sa if work is not None else None
         if work is None or sa is None or work.ann.task != body["task"]:
             raise MalformedMessage("no secure-aggregation round with that id here")
-        return work, sa, self._member(peer_id, work.ann.task)
+        m = self.members.get(work.ann.task)
+        # two levels: the group's aggregator the round names runs the group's secure aggregation
+        collector = work.ann.aggregator or (m.coordinator if m is not None else None)
+        if m is None or peer_id != collector:
+            raise RefusedByPolicy("secure-aggregation messages of this round come only from whoever "
+                                  "collects its updates")
+        return work, sa, self._member(m.coordinator, work.ann.task)
 
     def _on_roster(self, peer_id: str, body: dict) -> dict:
         work, sa, m = self._work(peer_id, body)
@@ -350,7 +356,7 @@ class WorkerRole:
         spec = proto.TaskSpec.from_dict(m.spec)
         sa_roster.check_roster(roster, proto.need(body, "signed", dict), me=self.node.identity.id,
                                task=m.task, round_id=work.ann.round_id, known=self._vouched,
-                               minimum=spec.round_minimum)
+                               minimum=proto.SECAGG_MIN_ROSTER if work.ann.aggregator else spec.round_minimum)
         return {"blobs": sa.share_keys(roster)}
 
     def _vouched(self, peer_id: str) -> bool:

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from PySide6.QtCore import QObject, Qt
+from PySide6.QtCore import QObject, QPoint, Qt
 from PySide6.QtWidgets import QApplication
 
 from core.learning.protocol import SECAGG_AGGREGATOR
@@ -233,7 +233,8 @@ def test_secure_aggregation_with_a_robust_rule_is_refused_in_the_forms_words(win
     form = panel.form
     assert not form.refusal.isVisible() and form.start_button.isEnabled()
     form.aggregator.setCurrentIndex(form.aggregator.findData("krum"))
-    qtbot.mouseClick(form.secure_agg, Qt.LeftButton)
+    box = form.secure_agg   # click its box (a wide check box only takes clicks on its box and text)
+    qtbot.mouseClick(box, Qt.LeftButton, pos=QPoint(8, box.height() // 2))
     assert form.secure_agg.isChecked() and form.refusal.isVisible()
     assert form.refusal.text() == ("Secure aggregation hides every single update from the coordinator, so it "
                                    "cannot run Krum, which must look at each update: choose FedAvg or FedProx "

@@ -146,6 +146,43 @@ async def test_bootstrap_list_connects_on_start(make_node):
     assert bob.peers.get(alice.identity.id).tier == "unknown"
 
 
+async def test_a_bootstrap_peer_that_starts_later_is_reached_by_retrying(make_node, caplog):
+    """Nodes on k8s start in any order: a bootstrap peer that is not up yet is dialled again with backoff."""
+    import logging
+    import socket
+    with socket.socket() as s:   # a free port nobody listens on yet
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    caplog.set_level(logging.INFO, logger="covey.node")
+    bob = await make_node("bob", bootstrap=[f"127.0.0.1:{port}"])
+    await wait_until(lambda: any(f"127.0.0.1:{port}" in r.getMessage() for r in caplog.records), 10)
+    assert not bob.connections   # the first dial failed: nobody was listening
+    alice = await make_node("alice", listen=f"127.0.0.1:{port}")
+    await wait_until(lambda: alice.identity.id in bob.connections, 20)
+
+
+async def test_a_request_fails_at_once_when_its_peer_disconnects(make_node):
+    """A request to a peer that goes away fails with PeerUnreachable, not after its whole timeout."""
+    import asyncio
+
+    from core.errors import PeerUnreachable
+    alice, bob = await make_node("alice"), await make_node("bob")
+    await bob.add_peer(address(alice))
+    await wait_until(lambda: bob.identity.id in alice.connections, 10)
+    got = asyncio.Event()
+
+    async def never_answers(peer, body):
+        got.set()
+        await asyncio.sleep(3600)
+
+    bob.on_message("test.slow", never_answers)
+    request = asyncio.ensure_future(alice.request(bob.identity.id, "test.slow", {}, timeout=600))
+    await asyncio.wait_for(got.wait(), 10)
+    await bob.stop()
+    with pytest.raises(PeerUnreachable, match="disconnected"):
+        await asyncio.wait_for(request, 60)
+
+
 async def test_event_stream_reports_connect_tier_and_disconnect(make_node):
     alice, bob = await make_node("alice"), await make_node("bob")
     queue = bob.events.subscribe()

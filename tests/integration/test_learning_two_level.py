@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .conftest import address, wait_until
-from .test_learning_support import federation, run_task
+from .test_learning_support import federation, introduce, run_task
 
 
 async def two_level(make_node, n_workers: int = 6, n_aggregators: int = 2):
@@ -58,6 +58,35 @@ async def test_fedavg_through_two_aggregators_equals_one_level_and_records_each_
         group = set(two.history[-1]["groups"][a.identity.id]["workers"])
         assert all(a.peers.get(w).reputation > 0.5 for w in group)
     assert all(h["groups"] == {} for h in one.history)
+
+
+async def test_secure_aggregation_inside_each_group_equals_plain_fedavg(make_node):
+    """Each group's aggregator unmasks only its group's weighted sum; the result is the flat FedAvg."""
+    options = dict(rounds=2, aggregator="fedavg", seed=5, clients=6, deadline=30.0, validate=False)
+    flat_coord, _ = await federation(make_node, 6)
+    flat = await run_task(flat_coord, **options)
+    coord, aggs, workers = await two_level(_renamed(make_node, "b-"))
+    introduce(workers)   # a worker shares keys only with participants its user trusts
+    for w in workers:    # ... and takes the secure-aggregation steps only from an aggregator it trusts
+        for a in aggs:
+            w.peers.set_tier(a.identity.id, "core")
+    status = await run_task(coord, aggregators=[a.identity.id for a in aggs], secure_agg=True, **options)
+    assert flat["state"] == status["state"] == "done"
+    one = flat_coord.service("learning").tasks[flat["task"]]
+    two = coord.service("learning").tasks[status["task"]]
+    assert [h["attempt"] for h in two.history] == [0, 0]
+    # fixed point (2^-16 per masked coordinate) is the only difference from the plain sum
+    np.testing.assert_allclose(_flat(two), _flat(one), rtol=0, atol=2e-3)
+    assert abs(status["accuracy"] - flat["accuracy"]) < 0.02
+    for record in two.history:
+        assert record["secure_agg"] and record["accepted"] == 6
+        assert all(g["status"] == "combined" and g["accepted"] == 3 for g in record["groups"].values())
+        assert sum(g["weight"] for g in record["groups"].values()) == sum(
+            w["n_examples"] for w in record["workers"].values())
+    for a in aggs:   # an aggregator saw no single update: it measured no update's norm
+        forwarded = a.service("learning").aggregator.tasks[status["task"]].forwarded
+        assert len(forwarded) == 2
+        assert all(e["norm"] is None and e["used"] for f in forwarded for e in f["workers"].values())
 
 
 async def test_training_goes_on_when_an_aggregator_dies_mid_run(make_node):

@@ -57,6 +57,21 @@ async def test_messages_sent_while_the_peer_is_away_arrive_when_it_reconnects(ma
     await wait_until(lambda: texts(bob, alice) == ["first", "later 0", "later 1", "later 2"], 20)
 
 
+async def test_a_reply_never_overtakes_the_acknowledgement_of_what_it_answers(make_node, monkeypatch):
+    """Acks wait a little to be batched; a message going out takes the waiting ones with it,
+    first, so the sender sees its message delivered before the reply arrives."""
+    from core.chat import link
+    monkeypatch.setattr(link, "ACK_DELAY", 30.0)     # an ack alone would wait 30 s
+    alice, bob = await chat_pair(make_node)
+    a_id = alice.identity.id
+    await chat(alice).send("bob", "question")
+    await wait_until(lambda: "question" in texts(bob, alice))
+    await chat(bob).send(a_id, "answer")
+    await wait_until(lambda: "answer" in texts(alice, bob))
+    states = {m["text"]: m["state"] for m in chat(alice).read("bob", mark=False)}
+    assert states["question"] == "delivered"
+
+
 async def test_read_receipts_off_are_neither_sent_nor_shown(make_node):
     alice, bob = await chat_pair(make_node)
     a_id = alice.identity.id

@@ -108,6 +108,21 @@ def test_workers_are_dealt_round_robin_and_empty_groups_left_out():
     assert assign_groups(["w0"], []) == {}
 
 
+def test_groups_are_dealt_only_to_aggregators_that_reach_the_worker():
+    reach = {"a": {"w0", "w1", "w2"}, "b": {"w1", "w2", "w3"}, "c": set()}
+    # least loaded first (ties: the first aggregator); w4 is reached by none and left out
+    assert assign_groups(["w0", "w1", "w2", "w3", "w4"], ["a", "b", "c"], reach) == {
+        "a": ["w0", "w2"], "b": ["w1", "w3"]}
+    # a's workers move to b when a is gone
+    assert assign_groups(["w0", "w1", "w2"], ["b"], reach) == {"b": ["w1", "w2"]}
+    # a worker stays with its previous aggregator while that one reaches it
+    assert assign_groups(["w1", "w2"], ["a", "b"], reach, {"w1": "a", "w2": "a"}) == {"a": ["w1"], "b": ["w2"]}
+    # ... up to a fair share: an aggregator that comes back gets workers again
+    both = {"a": {"w1", "w2", "w3", "w4"}, "b": {"w1", "w2", "w3", "w4"}}
+    assert assign_groups(["w1", "w2", "w3", "w4"], ["a", "b"], both, dict.fromkeys(["w1", "w2", "w3", "w4"], "b")) \
+        == {"a": ["w3", "w4"], "b": ["w1", "w2"]}
+
+
 # -- the messages --------------------------------------------------------------------------
 TASK = "0123456789abcdef"
 
@@ -140,10 +155,10 @@ def test_a_group_round_is_parsed_and_its_malformed_forms_refused():
             protocol.parse_group_round({**body, **over}, 1 << 20)
 
 
-def test_a_spec_names_distinct_peer_ids_as_aggregators_and_not_with_secure_aggregation():
+def test_a_spec_names_distinct_peer_ids_as_aggregators_with_or_without_secure_aggregation():
     protocol.TaskSpec.from_dict({"aggregators": ["a" * 64, "b" * 64]})
     for bad in (["a" * 64, "a" * 64], ["nope"], "a" * 64, ["a" * 64] * 0 + [f"{i:064x}" for i in range(65)]):
         with pytest.raises(BadRequest):
             protocol.TaskSpec.from_dict({"aggregators": bad})
-    with pytest.raises(BadRequest, match="secure aggregation"):
-        protocol.TaskSpec.from_dict({"aggregators": ["a" * 64], "secure_agg": True, "validate": False})
+    # secure aggregation runs inside each group (tests/integration/test_learning_two_level.py)
+    assert protocol.TaskSpec.from_dict({"aggregators": ["a" * 64], "secure_agg": True, "validate": False}).secure_agg
