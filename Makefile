@@ -4,7 +4,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 DEBS    := tor microsocks xvfb libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libegl1 libxkbcommon-x11-0 iproute2 util-linux
 
-.PHONY: run test test-containers bundle test-bundle setup debs lint bench clean
+.PHONY: run test test-containers bundle test-bundle setup debs lint bench clean screenshots
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -57,6 +57,10 @@ test-containers: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check core desktop bench
 	$(VENV)/bin/mypy
+
+# Every tab of the window with real data from three local nodes, to docs/screenshots/<tab>.png (not part of test).
+screenshots: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) -m desktop.screenshots docs/screenshots
 
 # The one-folder app (PyInstaller, packaging/README.md): build/dist/covey/covey. PyInstaller
 # is a build tool, not a dependency of the app.

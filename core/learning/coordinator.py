@@ -407,6 +407,14 @@ class CoordinatorTask(UpdateIntake, GroupRounds, SecureRounds):
         return vector, (set(survivors), {})
 
     # -- view --------------------------------------------------------------------------
+    def _workers_view(self) -> dict:
+        """Who a round can use now: joined workers that are connected and allowed (``ready``), the
+        connected peers allowed to contribute that have not joined (``not_joined``: invited, or about
+        to be), and the round's minimum (``needed``)."""
+        waiting = [p for p in self.node.connected_peers() if p not in self.participants and self._allowed(p)]
+        return {"ready": len(self._eligible()), "not_joined": len(waiting), "needed": self.spec.round_minimum,
+                "round_open": self.current is not None and not self.current.closed}
+
     def status(self) -> dict:
         last = self.history[-1] if self.history else {}
         recent = [h["seconds"] for h in self.history[-5:]]
@@ -416,5 +424,6 @@ class CoordinatorTask(UpdateIntake, GroupRounds, SecureRounds):
                 "epsilon": last.get("epsilon") if self.spec.dp else None,
                 "history": [proto.round_view(h) for h in self.history],
                 "participants": len(self.participants), "rejections": dict(self.rejections),
+                **self._workers_view(),
                 "eta_seconds": None if eta is None or self.state != "running" else round(eta, 1),
                 "error": self.error, "spec": self.spec.to_dict(), "created": self.created}

@@ -59,6 +59,7 @@ SECAGG_AGGREGATOR = ("secure aggregation hides every single update from the coor
                      + " or ".join(SECURE_AGG_RULES) + " with --secure-agg, or drop --secure-agg")
 SECAGG_VALIDATION = ("secure aggregation hides every single update from the coordinator, so it cannot "
                      "validate each update on its held-out set; use --validate off with --secure-agg")
+ATTACKERS_WITHOUT_ATTACK = "--attackers K needs --attack KIND (sign_flip, noise or label_flip)"
 DP_VALIDATION = ("with differential privacy every single update carries noise far larger than its "
                  "signal (only the average is useful), so validating each update would reject honest "
                  "workers; use --validate off with --dp-noise")
@@ -161,7 +162,7 @@ class TaskSpec:
             _typed(self, "attack", str, choices=ATTACKS)
         _int_in(self, "attackers", 0, 10_000)
         if self.attackers and self.attack is None:
-            raise BadRequest("--attackers K needs --attack KIND (sign_flip, noise or label_flip)")
+            raise BadRequest(ATTACKERS_WITHOUT_ATTACK)
         if not isinstance(self.tiers, list) or not self.tiers or any(t not in TIERS for t in self.tiers):
             raise BadRequest(f"participant tiers must be a non-empty subset of {', '.join(TIERS)} "
                              "(only CORE and SANDBOX peers may contribute updates)")

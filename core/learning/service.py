@@ -117,8 +117,8 @@ class LearningService:
         self._check_aggregators(spec)
         await asyncio.to_thread(_fill_shape, spec)
         if spec.clients == 0 and spec.partition != "own":
-            eligible = [p for p in self.node.connected_peers() if self._may_contribute(p, spec)]
-            spec.clients = max(1, len(eligible))
+            # at least the round's minimum: a worker connecting later still gets a share of the data
+            spec.clients = max(spec.round_minimum, len(self.eligible_workers(spec.tiers)))
         task_id = secrets.token_hex(8)
         task = CoordinatorTask(self, task_id, spec)
         task.save()
@@ -127,6 +127,12 @@ class LearningService:
                               round=0, rounds=spec.rounds)
         task.launch()
         return {"task": task_id, "state": "running", "rounds": spec.rounds, "spec": spec.to_dict()}
+
+    def eligible_workers(self, tiers: list[str] | None = None) -> list[str]:
+        """The connected peers that may contribute updates to a task taking ``tiers`` (default: every
+        tier that may): the workers a new task would invite now."""
+        spec = proto.TaskSpec(tiers=list(tiers) if tiers is not None else list(proto.TIERS))
+        return sorted(p for p in self.node.connected_peers() if self._may_contribute(p, spec))
 
     def _may_contribute(self, peer: str, spec: proto.TaskSpec) -> bool:
         try:

@@ -121,6 +121,9 @@ class WorkerRole:
                                    accountable=False, logger=log)
         self.members: dict[str, Membership] = {}
         self._rounds: dict[bytes, _RoundWork] = {}
+        # joins waiting for the coordinator's reply: its first round may arrive before the reply is
+        # handled here (the coordinator counts us in as soon as it answered); it waits for the reply
+        self._joining: dict[str, asyncio.Event] = {}
         node = self.node
         node.on_message("ml.invite", self._on_invite)
         node.on_message("ml.round", self._on_round)
@@ -194,13 +197,18 @@ class WorkerRole:
         self._check_budget(task, spec)
         self.node.peers.check(m.coordinator, Capability.LEARN_CONTRIBUTE)
         await asyncio.to_thread(_prepare, m.spec, data)
-        reply = await self.node.request(m.coordinator, "ml.join", {"task": task, "own_data": bool(data)})
-        part = proto.need(reply, "partition", int, optional=True)
-        if _normal(proto.need(reply, "spec", dict)) != spec.to_dict():
-            raise RefusedByPolicy(f"the coordinator of task {task} answered the join with another spec "
-                                  "than the one it invited this node to; not joined")
-        m.partition, m.data, m.state = part, data, "joined"
-        self._save(m)
+        replied = self._joining[task] = asyncio.Event()
+        try:
+            reply = await self.node.request(m.coordinator, "ml.join", {"task": task, "own_data": bool(data)})
+            part = proto.need(reply, "partition", int, optional=True)
+            if _normal(proto.need(reply, "spec", dict)) != spec.to_dict():
+                raise RefusedByPolicy(f"the coordinator of task {task} answered the join with another spec "
+                                      "than the one it invited this node to; not joined")
+            m.partition, m.data, m.state = part, data, "joined"
+            self._save(m)
+        finally:
+            replied.set()
+            self._joining.pop(task, None)
         from core import events as ev
         self.node.events.emit(ev.ML_STATE, task=task, role="worker", state="joined", partition=part)
         return self.view(m)
@@ -220,10 +228,12 @@ class WorkerRole:
                 "secure_agg": bool(m.spec.get("secure_agg"))}
 
     # -- policy, on every message from a coordinator
-    def _member(self, coordinator: str, task) -> Membership:
-        """The joined membership of ``task`` under ``coordinator``, whose tier and ban are checked now."""
+    def _member(self, coordinator: str, task, joining: bool = False) -> Membership:
+        """The joined membership of ``task`` under ``coordinator``, whose tier and ban are checked now
+        (``joining``: or one whose join request to that coordinator awaits its reply)."""
         m = self.members.get(task) if isinstance(task, str) else None
-        if m is None or m.state != "joined" or m.coordinator != coordinator:
+        in_flight = joining and m is not None and m.state == "invited" and task in self._joining
+        if m is None or (m.state != "joined" and not in_flight) or m.coordinator != coordinator:
             raise RefusedByPolicy(f"this node has not joined task {str(task)[:16]} with that coordinator")
         self.node.peers.check(coordinator, Capability.LEARN_CONTRIBUTE)
         return m
@@ -231,9 +241,10 @@ class WorkerRole:
     # -- rounds
     def _on_round(self, peer_id: str, envelope: dict) -> dict:
         signer, body = self.admission.open(peer_id, envelope,
-                                           authorize=lambda signer, body: self._member(signer, body.get("task")))
+                                           authorize=lambda signer, body: self._member(signer, body.get("task"),
+                                                                                       joining=True))
         ann = proto.parse_round(body, self.node.settings.max_message)
-        m = self._member(peer_id, ann.task)
+        m = self._member(peer_id, ann.task, joining=True)
         spec = proto.TaskSpec.from_dict(m.spec)
         if _normal(ann.spec) != spec.to_dict():
             raise RefusedByPolicy(f"round {ann.round} of task {ann.task} carries another spec than the one "
@@ -266,6 +277,14 @@ class WorkerRole:
     async def _train_and_send(self, m: Membership, spec: proto.TaskSpec, work: _RoundWork) -> None:
         ann = work.ann
         try:
+            replied = self._joining.get(ann.task)
+            if replied is not None:   # the round came first: train once the join reply set our partition
+                try:
+                    await asyncio.wait_for(replied.wait(), ann.deadline)
+                except asyncio.TimeoutError:
+                    log.warning("task %s round %d: the join reply never came", ann.task, ann.round)
+                    return
+                self._member(m.coordinator, ann.task)   # the join may have failed
             result, delta = await asyncio.to_thread(self._train, m, spec, ann)
             # The count is capped by the announced cap: a larger own file does not outweigh the others.
             n_examples = max(1, min(result.n_examples, ann.weight_cap))

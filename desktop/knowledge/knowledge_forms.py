@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
-                               QPushButton, QVBoxLayout)
+from PySide6.QtWidgets import (QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
+                               QPushButton, QScrollArea, QVBoxLayout, QWidget)
 
 from core.knowledge.protocol import MAX_TAG, MAX_TAGS, MAX_TITLE
 
-from ..style import grouped, mono_font
+from ..style import grouped, mono_font, named
 from .knowledge_model import TIER_TEXT, size_text, when_text
 
 
@@ -19,23 +19,24 @@ class PublishBox(QGroupBox):
 
     def __init__(self, parent=None):
         super().__init__("Publish", parent)
-        self.title = QLineEdit()
+        self.title = named(QLineEdit(), "Title", "A short title peers see in their list")
         self.title.setMaxLength(MAX_TITLE)
         self.title.setPlaceholderText("A short title")
-        self.kind = QLineEdit("note")
+        self.kind = named(QLineEdit("note"), "Kind",
+                          "What it is: letters, digits, '.', '_' or '-' (note, model, dataset, ...)")
         self.kind.setMaxLength(32)
-        self.kind.setToolTip("What it is: letters, digits, '.', '_' or '-' (note, model, dataset, ...)")
-        self.tags = QLineEdit()
+        self.tags = named(QLineEdit(), "Tags", f"At most {MAX_TAGS} tags, separated by commas")
         self.tags.setMaxLength(MAX_TAGS * (MAX_TAG + 2))
         self.tags.setPlaceholderText("tags, separated by commas")
-        self.text = QPlainTextEdit()
+        self.text = named(QPlainTextEdit(), "Text to publish",
+                          "The text to sign and send; or leave it empty and publish a file")
         self.text.setPlaceholderText("Text to share with your trusted peers, signed by this node")
         self.text.setMinimumHeight(70)
-        self.text_button = QPushButton("Publish text")
+        self.text_button = named(QPushButton("Publish text"), "Publish text",
+                                 "Sign the text and send it to your CORE peers")
         self.text_button.setObjectName("primary")
-        self.text_button.setToolTip("Sign the text and send it to your CORE peers")
-        self.file_button = QPushButton("Publish file…")
-        self.file_button.setToolTip("Choose a file of at most 16 MiB, sign it and send it to your CORE peers")
+        self.file_button = named(QPushButton("Publish file…"), "Publish a file",
+                                 "Choose a file of at most 16 MiB, sign it and send it to your CORE peers")
         self.error = QLabel()
         self.error.setObjectName("error")
         self.error.setWordWrap(True)
@@ -107,19 +108,27 @@ class DetailsBox(QGroupBox):
         self.facts.setFont(mono_font())
         self.facts.setTextFormat(Qt.PlainText)
         self.facts.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        self.preview = QPlainTextEdit()
+        self.preview = named(QPlainTextEdit(), "Packet text", "The text of the selected packet")
         self.preview.setReadOnly(True)
         self.preview.setMinimumHeight(40)
         self.preview.hide()
-        self.export_button = QPushButton("Export…")
-        self.export_button.setToolTip("Save this packet's file or text to a file of your choice")
+        self.export_button = named(QPushButton("Export…"), "Export the packet",
+                                   "Save this packet's file or text to a file of your choice")
         self.export_button.setEnabled(False)
         self.export_button.clicked.connect(lambda: self.packet_id and self.export_requested.emit(self.packet_id))
+        content = QWidget()   # a short window scrolls the details rather than cutting the facts
+        inner = QVBoxLayout(content)
+        inner.setContentsMargins(0, 0, 0, 0)
+        inner.addWidget(self.heading)
+        inner.addWidget(self.signature)
+        inner.addWidget(self.facts)
+        inner.addWidget(self.preview, 1)
+        scroll = QScrollArea()
+        scroll.setWidget(content)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.NoFrame)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.heading)
-        layout.addWidget(self.signature)
-        layout.addWidget(self.facts)
-        layout.addWidget(self.preview, 1)
+        layout.addWidget(scroll, 1)
         row = QHBoxLayout()
         row.addStretch(1)
         row.addWidget(self.export_button)

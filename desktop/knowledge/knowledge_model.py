@@ -120,9 +120,15 @@ class CountersTable(QTableWidget):
         self.verticalHeader().hide()
         self.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.setSelectionMode(QAbstractItemView.NoSelection)
-        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-        self.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
+        header = self.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.Interactive)   # the peer keeps a width of its own
+        header.resizeSection(0, 140)
+        header.setStretchLastSection(True)
         self.setMinimumHeight(90)
+        self.setAccessibleName("Gossip counters")
+        self.setToolTip("Packets sent to and received from each peer, how many were accepted, already held "
+                        "or rejected (hover a rejected count for the reasons)")
 
     def show_status(self, status: dict, peer_name) -> None:
         rows = [(peer_name(p["id"]), p) for p in status["peers"]]

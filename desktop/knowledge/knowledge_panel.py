@@ -16,11 +16,13 @@ from qasync import asyncSlot
 
 from ..actions import run_action, run_action_now
 from ..bridge import Refresh
+from ..style import named
 from .knowledge_forms import DetailsBox, PublishBox
 from .knowledge_model import TITLE, CountersTable, PacketFilter, PacketsModel, size_text
 
 log = logging.getLogger("covey.desktop.knowledge")
 LIST_LIMIT = 1000
+TITLE_WIDTH = 240
 
 
 class KnowledgePanel(QWidget):
@@ -37,13 +39,15 @@ class KnowledgePanel(QWidget):
         self.model = PacketsModel(self.peer_name, self)
         self.proxy = PacketFilter(self)
         self.proxy.setSourceModel(self.model)
-        self.filter = QLineEdit()
+        self.filter = named(QLineEdit(), "Filter packets", "Show only packets whose title, author, tag or kind "
+                            "contains this text")
         self.filter.setPlaceholderText("Filter by title, author, tag or kind")
         self.filter.setClearButtonEnabled(True)
         self.filter.textChanged.connect(self.proxy.setFilterFixedString)
         self.summary = QLabel()
         self.summary.setObjectName("caption")
-        self.table = QTableView()
+        self.table = named(QTableView(), "Packets",
+                           "The packets this node holds, newest first; select one for its details")
         self.table.setModel(self.proxy)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
@@ -51,7 +55,11 @@ class KnowledgePanel(QWidget):
         self.table.verticalHeader().hide()
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeToContents)
-        header.setSectionResizeMode(TITLE, QHeaderView.Stretch)
+        # the title is what people read: a width of its own (the other columns took it all when it
+        # only stretched into what they left), the last column takes what remains
+        header.setSectionResizeMode(TITLE, QHeaderView.Interactive)
+        header.resizeSection(TITLE, TITLE_WIDTH)
+        header.setStretchLastSection(True)
         self.table.setMinimumHeight(120)
         self.table.selectionModel().selectionChanged.connect(self._selected)
 
@@ -172,7 +180,7 @@ class KnowledgePanel(QWidget):
             height = max(self.height(), 400)
             self.split.setSizes([height * 2 // 5, height - height * 2 // 5])
             lower = height - height * 2 // 5
-            self.beside.setSizes([lower * 7 // 10, lower - lower * 7 // 10])
+            self.beside.setSizes([lower * 11 // 20, lower - lower * 11 // 20])
         super().showEvent(event)
 
     # -- actions -----------------------------------------------------------------------------

@@ -10,7 +10,8 @@ from qasync import asyncSlot
 from core.errors import BadRequest
 
 from ..actions import run_action, run_action_now
-from .socks_box import Socks5Box, named
+from ..style import named
+from .socks_box import Socks5Box
 from .tor_box import TorBox
 
 NO_TOR_NETWORK = ("Tor cannot start without a tor network: choose the network's config file "

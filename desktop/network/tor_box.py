@@ -5,7 +5,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QButtonGroup, QFileDialog, QGridLayout, QGroupBox, QHBoxLayout, QLabel,
                                QLineEdit, QListWidget, QProgressBar, QPushButton, QRadioButton)
 
-from .socks_box import named
+from ..style import named
 
 NOT_READY = "Tor is not ready: nothing is being sent"
 

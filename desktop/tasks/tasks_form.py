@@ -15,6 +15,10 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog
 
 from core.delegation.protocol import parse_value
 
+from ..style import named
+
+RUN_TIP = "Send the task to the peer; its signed proof is checked when the result comes back"
+
 
 class ArgsForm(QWidget):
     """The fields of one task type; :meth:`values` -> (arguments, files)."""
@@ -29,10 +33,10 @@ class ArgsForm(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         for arg in spec["args"]:
             widget, row = self._field(arg, spec.get("datasets") or [])
-            widget.setToolTip(arg["help"])
+            named(widget, arg["name"].replace("_", " "), arg["help"])
             self.fields[arg["name"]] = widget
             self.kinds[arg["name"]] = arg["kind"]
-            layout.addRow(arg["name"] + ("" if not arg["required"] else " *"), row)
+            layout.addRow(arg["name"].replace("_", " ") + ("" if not arg["required"] else " *"), row)
         if not spec["args"]:
             layout.addRow(QLabel("no arguments"))
 
@@ -67,7 +71,7 @@ class ArgsForm(QWidget):
         h = QHBoxLayout(row)
         h.setContentsMargins(0, 0, 0, 0)
         h.addWidget(line, 1)
-        button = QPushButton("Browse…")
+        button = named(QPushButton("Browse…"), f"Choose the {arg['name']} file", f"Choose {arg['help']}")
         button.clicked.connect(lambda: self._choose(line))
         h.addWidget(button)
         self.browse[arg["name"]] = button
@@ -110,9 +114,8 @@ class RunForm(QGroupBox):
 
     def __init__(self, types: list[dict], parent=None):
         super().__init__("Run a task on a peer", parent)
-        self.peer = QComboBox()
-        self.peer.setToolTip("A peer that holds this node as CORE runs tasks for it")
-        self.type = QComboBox()
+        self.peer = named(QComboBox(), "Peer", "A peer that holds this node as CORE runs tasks for it")
+        self.type = named(QComboBox(), "Task type", "What the peer runs (hover an item for what it does)")
         self.forms = QStackedWidget()
         self.by_type: dict[str, ArgsForm] = {}
         for spec in types:
@@ -125,12 +128,14 @@ class RunForm(QGroupBox):
         self.summary = QLabel()
         self.summary.setObjectName("hint")
         self.summary.setWordWrap(True)
-        self.timeout = QDoubleSpinBox()
+        self.timeout = named(QDoubleSpinBox(), "Timeout", "Seconds the task may take, waiting included")
         self.timeout.setRange(1, 600)
         self.timeout.setValue(30)
         self.timeout.setSuffix(" s")
-        self.http = QCheckBox("over plain HTTP (POST /tasks)")
-        self.run_button = QPushButton("Run")
+        self.http = named(QCheckBox("over plain HTTP (POST /tasks)"), "Send over plain HTTP",
+                          "Send the signed request to the peer's HTTP endpoint instead of the encrypted "
+                          "connection (the request and the proof are signed either way)")
+        self.run_button = named(QPushButton("Run"), "Run the task", RUN_TIP)
         self.run_button.setDefault(True)
         self.run_button.clicked.connect(self._run)
         self.error = QLabel()
@@ -165,7 +170,7 @@ class RunForm(QGroupBox):
         if current is not None and self.peer.findData(current) >= 0:
             self.peer.setCurrentIndex(self.peer.findData(current))
         self.run_button.setEnabled(self.peer.count() > 0)
-        self.run_button.setToolTip("" if self.peer.count() else "connect to a peer first")
+        self.run_button.setToolTip(RUN_TIP if self.peer.count() else "Connect to a peer first")
 
     def current_form(self) -> ArgsForm:
         return self.by_type[self.type.currentData()]

@@ -9,17 +9,28 @@ import json
 import time
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QAbstractItemView, QGroupBox, QHeaderView, QLabel, QPlainTextEdit, QSplitter,
-                               QTableWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QFrame, QGroupBox, QHeaderView, QLabel, QPlainTextEdit,
+                               QScrollArea, QSplitter, QTableWidget, QVBoxLayout, QWidget)
 from qasync import asyncSlot
 
 from ..actions import run_action
 from ..bridge import Refresh
-from ..style import BAD, GOOD, MUTED, mono_font, table_item
+from ..style import BAD, GOOD, MUTED, mono_font, named, table_item
+from ..wording import gui_words, reworded
 from .tasks_form import RunForm
 
 COLUMNS = ("Task", "Role", "Type", "Peer", "State", "Proof", "CPU s", "Wall s", "Peak MB", "When")
+# the command line's commands, as this tab does the same
+COMMANDS = {r"`covey tasks show [^`]*`": "select it in the list below",
+            r"`covey tasks list`": "the list below",
+            r"`covey peers add [^`]*`": "Add peer on the Trust tab"}
+FIELDS = {"timeout": "Timeout", "http": "over plain HTTP"}
 STATE_COLOR = {"done": GOOD, "failed": BAD, "refused": BAD, "rejected": BAD, "sent": MUTED}
+
+
+def in_tab_words(text: str) -> str:
+    """A sentence of the core as this tab says it."""
+    return gui_words(text, FIELDS, commands=COMMANDS)
 
 
 def proof_text(view: dict) -> str:
@@ -41,7 +52,7 @@ def details_text(shown: dict) -> str:
                      f"executor {check['executor']}\nrequest digest {check['request_digest']}\n"
                      f"result sha256 {check['result_sha256'] or '—'}")
         if view.get("error"):
-            parts.append(f"error: {view['error']}")
+            parts.append(f"error: {in_tab_words(view['error'])}")
         if view.get("result") is not None:
             parts.append("result:\n" + json.dumps(view["result"], indent=1, sort_keys=True)[:4000])
         if view.get("proof") and view["proof"].get("statement"):
@@ -69,7 +80,8 @@ class TasksPanel(QWidget):
         self.executor.setObjectName("caption")
         self.executor.setWordWrap(True)
 
-        self.table = QTableWidget(0, len(COLUMNS))
+        self.table = named(QTableWidget(0, len(COLUMNS)), "Tasks sent and served",
+                           "Tasks this node sent and served; select one to check its proof again")
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
@@ -81,7 +93,7 @@ class TasksPanel(QWidget):
             header.setSectionResizeMode(col, QHeaderView.ResizeToContents)
         header.setStretchLastSection(True)
         self.table.itemSelectionChanged.connect(self.show_selected)
-        self.details = QPlainTextEdit()
+        self.details = named(QPlainTextEdit(), "Task details", "The selected task's outcome, proof and result")
         self.details.setReadOnly(True)
         self.details.setFont(mono_font())
         self.details.setPlaceholderText("Select a task to see its proof, checked again now.")
@@ -92,12 +104,26 @@ class TasksPanel(QWidget):
         split.addWidget(self.details)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
+        split.setChildrenCollapsible(False)
+        self.table.setMinimumHeight(90)
+        self.details.setMinimumHeight(60)
         QVBoxLayout(listing).addWidget(split)
-        layout = QVBoxLayout(self)
+        content = QWidget()
+        layout = QVBoxLayout(content)
         layout.addWidget(self.form)
         layout.addWidget(self.outcome)
         layout.addWidget(listing, 1)
         layout.addWidget(self.executor)
+        # a task type with many fields makes the form tall: small screens scroll rather than squeeze
+        scroll = QScrollArea()
+        scroll.setWidget(content)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        self.scroll = scroll
 
         self.redraw = Refresh(self.refresh, self)
         self.peers_redraw = Refresh(self.refresh_peers, self)
@@ -129,7 +155,7 @@ class TasksPanel(QWidget):
             cost = view["cost"] or {}
             cells = (table_item(view["task"][:12], tip=view["task"]), table_item(view["role"]), table_item(view["type"]),
                      table_item(view["peer_name"], tip=view["peer"]),
-                     table_item(view["state"], STATE_COLOR.get(view["state"]), view["error"] or ""),
+                     table_item(view["state"], STATE_COLOR.get(view["state"]), in_tab_words(view["error"] or "")),
                      table_item(proof_text(view), GOOD if view["verified"] else MUTED),
                      table_item(_num(cost.get("cpu_seconds"))), table_item(_num(cost.get("wall_seconds"))),
                      table_item(_num(cost.get("peak_rss_mb"), 1)), table_item(_when(view["created"])))
@@ -157,7 +183,8 @@ class TasksPanel(QWidget):
     @asyncSlot(str, str, dict, dict, float, bool)
     async def run_task(self, peer: str, kind: str, args: dict, files: dict, timeout: float, http: bool):
         self.outcome.setText(f"Running {kind} on {self._name(peer)}…")
-        await run_action(self, self.delegation.run(peer, kind, args, files=files, timeout=timeout, http=http),
+        call = self.delegation.run(peer, kind, args, files=files, timeout=timeout, http=http)
+        await run_action(self, reworded(call, in_tab_words),
                          failure=f"The {kind} task was not done", busy=self.form.run_button,
                          on_error=lambda reason: self.outcome.setText(f"{kind} on {self._name(peer)}: {reason}"),
                          error_label=self.form.error, success=self._done)

@@ -24,7 +24,7 @@ def _plot(title: str) -> pg.PlotWidget:
     plot.setMouseEnabled(x=False, y=False)
     plot.hideButtons()
     plot.setMenuEnabled(False)
-    plot.setMinimumSize(150, 190)
+    plot.setMinimumSize(110, 190)   # four side by side still fit a narrow window
     for side in ("left", "bottom"):
         axis = plot.getAxis(side)
         axis.setPen(pg.mkPen(AXIS))

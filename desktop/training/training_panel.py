@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import (QFrame, QGroupBox, QHBoxLayout, QLabel, QProgressBar, QScrollArea, QTabWidget,
                                QVBoxLayout, QWidget)
 from qasync import asyncSlot
@@ -17,7 +17,8 @@ from core.errors import CoveyError
 
 from ..actions import run_action, run_action_now
 from ..bridge import Refresh
-from .training_form import TrainingForm
+from ..wording import reworded
+from .training_form import TrainingForm, in_form_words
 from .training_tables import InvitationsBox, WorkersTable
 
 log = logging.getLogger("covey.desktop.training")
@@ -35,12 +36,38 @@ def eta_text(seconds: float | None) -> str:
     return f"about {seconds / 3600:.1f} h left"
 
 
-class _Column(QWidget):
-    """The scrolled content. Its word-wrapped labels make QScrollArea ask heightForWidth, which
-    would sum the charts' large preferred heights; the minimum lets the charts share the window."""
+def waiting_text(view: dict, spec: dict) -> str:
+    """Why a running task's round cannot start: too few eligible workers have joined ('' when it can)."""
+    if view.get("state") != "running" or view.get("round_open") or "ready" not in view:
+        return ""
+    ready, needed, not_joined = view["ready"], view["needed"], view.get("not_joined") or 0
+    if ready >= needed:
+        return ""
+    text = (f"Waiting for workers: {ready} eligible worker{'s' if ready != 1 else ''} connected and joined, "
+            f"{needed} needed (Min. clients).")
+    if not_joined:
+        text += (f" {not_joined} more connected peer{'s have' if not_joined != 1 else ' has'} been invited "
+                 "and not joined yet (a peer without auto-join presses Join in its Training tab).")
+    deadline = spec.get("deadline")
+    if deadline:
+        text += f" The round is retried every {deadline:g} s (Round deadline) until enough join."
+    return text
 
-    def heightForWidth(self, width: int) -> int:
-        return self.minimumSizeHint().height()
+
+class _ChartsHolder(QWidget):
+    """Where the charts go. It asks for no more than its minimum (it stretches into the room there
+    is): the scrolled column takes each part's preferred height as its minimum, and the charts'
+    large one squeezed the form's fields to half their height on a narrow window."""
+
+    def sizeHint(self) -> QSize:
+        return self.minimumSizeHint()
+
+
+class _Lower(QTabWidget):
+    """The workers | invitations tabs, asking only for their minimum (see :class:`_ChartsHolder`)."""
+
+    def sizeHint(self) -> QSize:
+        return self.minimumSizeHint()
 
 
 class TrainingPanel(QWidget):
@@ -74,11 +101,16 @@ class TrainingPanel(QWidget):
         self.progress.setValue(0)
         self.eta = QLabel()
         self.eta.setObjectName("caption")
+        self.waiting = QLabel()       # a running task short of workers: how many there are, how many it needs
+        self.waiting.setObjectName("error")
+        self.waiting.setTextFormat(Qt.PlainText)
+        self.waiting.setWordWrap(True)
+        self.waiting.hide()
         self.detail = QLabel()        # retries and errors: why the task is not moving
         self.detail.setTextFormat(Qt.PlainText)
         self.detail.setWordWrap(True)
         self.detail.hide()
-        self.charts_holder = QWidget()
+        self.charts_holder = _ChartsHolder()
         self.charts_holder.setMinimumHeight(190)
         QVBoxLayout(self.charts_holder).setContentsMargins(0, 4, 0, 0)
         progress_box = QGroupBox("Progress")
@@ -90,6 +122,7 @@ class TrainingPanel(QWidget):
         progress_layout.addWidget(self.title)
         progress_layout.addLayout(bar)
         progress_layout.addWidget(self.metrics)
+        progress_layout.addWidget(self.waiting)
         progress_layout.addWidget(self.detail)
         progress_layout.addWidget(self.charts_holder, 1)
 
@@ -99,12 +132,13 @@ class TrainingPanel(QWidget):
         self.invitations.auto_join_changed.connect(self.set_auto_join)
         self.invitations.set_auto_join(self.learning.auto_join)
         self.invitations_update = Refresh(self.refresh_invitations, self)   # one redraw per burst of events
-        self.lower = QTabWidget()     # the latest round's workers | this node's invitations
+        self.workers_update = Refresh(self.refresh_workers, self)
+        self.lower = _Lower()     # the latest round's workers | this node's invitations
         self.lower.addTab(self.workers, "Workers")
         self.lower.addTab(self.invitations, "Invitations")
         self.lower.setMinimumHeight(170)
 
-        content = _Column()
+        content = QWidget()
         layout = QVBoxLayout(content)
         layout.setContentsMargins(0, 0, 4, 0)
         layout.addWidget(self.form)
@@ -123,6 +157,7 @@ class TrainingPanel(QWidget):
         if newest is not None:
             self.follow(newest.id)
         self.refresh_invitations()
+        self.refresh_workers()
 
     # -- charts (lazy) ---------------------------------------------------------------
     def showEvent(self, event) -> None:
@@ -184,7 +219,12 @@ class TrainingPanel(QWidget):
             font.setBold(True)
             self.title.setFont(font)
             self._repolish(self.title)
-        if self.state == "running":
+        waiting = waiting_text(view, spec)
+        self.waiting.setText(waiting)
+        self.waiting.setVisible(bool(waiting))
+        if waiting:
+            self.eta.setText("waiting for workers")
+        elif self.state == "running":
             self.eta.setText(eta_text(view.get("eta_seconds")) or "estimating time left…")
         else:
             self.eta.setText(STATE_TEXT.get(self.state, self.state).capitalize())
@@ -284,10 +324,18 @@ class TrainingPanel(QWidget):
         if pending > before:   # a new invitation waits for the user: show it
             self.lower.setCurrentWidget(self.invitations)
 
+    def refresh_workers(self) -> None:
+        """Eligible workers (for the form) and the waiting line of the running task: peers came or went."""
+        self.form.set_eligible(len(self.learning.eligible_workers()))
+        if self.task is not None and self.state == "running":
+            self._render()
+
     def on_event_peer_connected(self, event) -> None:
         self.invitations_update.request()   # coordinator names may have changed
+        self.workers_update.request()
 
     on_event_tier_changed = on_event_peer_connected
+    on_event_peer_disconnected = on_event_peer_connected
 
     # -- actions ---------------------------------------------------------------------------
     @asyncSlot(dict)
@@ -296,7 +344,8 @@ class TrainingPanel(QWidget):
             self.follow(view["task"])
             return f"Training task {view['task']} started: {view['rounds']} rounds"
         # every refusal is shown under the form as well, where the options are
-        await run_action(self, self.learning.start_task(**options), failure="Could not start training",
+        await run_action(self, reworded(self.learning.start_task(**options), in_form_words),
+                         failure="Could not start training",
                          busy=self.form.set_busy, on_error=self.form.show_refusal, success=started)
 
     @asyncSlot()

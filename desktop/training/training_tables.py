@@ -6,7 +6,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QLabel,
                                QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from ..style import BAD, GOOD, MUTED, table_item
+from ..style import BAD, GOOD, MUTED, named, table_item
 
 WORKER_COLUMNS = ("Peer", "Role", "Update norm", "Examples", "Train loss", "Status")
 INVITE_COLUMNS = ("Task", "Coordinator", "Model", "Aggregator", "Rounds", "State", "Parameters")
@@ -76,10 +76,13 @@ class WorkersTable(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.title = "Workers"
-        self.table = _table(WORKER_COLUMNS)
+        self.table = named(_table(WORKER_COLUMNS), "Workers of the latest round",
+                           "Each worker of the latest round: its update's norm, examples, loss, and whether "
+                           "the update was kept (hover a name for the peer's id)")
         self.table.setMinimumHeight(110)
         self.empty = QLabel("No round finished yet.")
         self.empty.setObjectName("hint")
+        self.empty.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 6, 0, 0)
         layout.addWidget(self.table, 1)
@@ -125,17 +128,20 @@ class InvitationsBox(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.table = _table(INVITE_COLUMNS)
+        self.table = named(_table(INVITE_COLUMNS), "Training invitations",
+                           "Tasks other nodes invited this node to work on; select one and press Join")
         self.table.setMinimumHeight(90)
         self.table.itemSelectionChanged.connect(self._update_join)
-        self.join_button = QPushButton("Join")
+        self.join_button = named(QPushButton("Join"), "Join the selected task",
+                                 "Work on the selected task: train on this node's share each round")
         self.join_button.setObjectName("primary")
         self.join_button.clicked.connect(self._join_clicked)
-        self.auto_join = QCheckBox("Auto-join from trusted peers")
-        self.auto_join.setToolTip("Join invitations from CORE and SANDBOX peers without asking")
+        self.auto_join = named(QCheckBox("Auto-join from trusted peers"), "Auto-join from trusted peers",
+                               "Join invitations from CORE and SANDBOX peers without asking")
         self.auto_join.toggled.connect(self.auto_join_changed)
         self.empty = QLabel("No invitations. A CORE or SANDBOX peer that starts a task invites this node.")
         self.empty.setObjectName("hint")
+        self.empty.setWordWrap(True)
         bar = QHBoxLayout()
         bar.addWidget(self.auto_join)
         bar.addStretch(1)

@@ -226,3 +226,24 @@ def test_the_tab_renders_with_real_data(window, bob, make_node, run, address_of,
     tiers = {r[TITLE]: r[TIER] for r in visible_rows(panel)}
     assert tiers == {"Weekly sync agenda": "this node", "Network topology": "this node",
                      "Federated run results": "core", "Pruning idea": "sandbox (not relayed)"}
+
+
+def test_with_a_packet_shown_every_control_is_named_and_fits_900_by_600(window, bob, qtbot):
+    from desktop.knowledge.knowledge_model import TITLE
+    from tests.gui.test_layout_fit import SMALL, cut_headers, cut_labels, hidden_buttons, interactive, settle
+    panel = open_tab(window, qtbot)
+    form = panel.publish_box
+    qtbot.keyClicks(form.title, "Plan")
+    qtbot.keyClicks(form.text, "A longer text so the preview has something to show.")
+    qtbot.mouseClick(form.text_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: len(visible_rows(panel)) == 1)
+    click_row(panel, qtbot, visible_rows(panel)[0]["id"])
+    settle(window, qtbot, SMALL)
+    assert panel.details.preview.isVisible() and panel.details.export_button.isEnabled()
+    controls = interactive(panel)
+    assert len(controls) >= 10
+    for widget in controls:
+        assert widget.toolTip() and widget.accessibleName(), widget
+    assert not cut_labels(panel) and not hidden_buttons(panel) and not cut_headers(panel)
+    # the facts (ids in monospace) are never cut: a narrow details pane scrolls
+    assert panel.table.columnWidth(TITLE) >= 150, "the title is what people read: it keeps a width"

@@ -137,3 +137,32 @@ def test_tasks_served_for_a_peer_appear_without_a_click(tab, qtbot, run, artifac
     panel.window().resize(1280, 860)
     QApplication.processEvents()
     assert panel.window().grab().save(str(artifacts / "tasks_tab.png"))
+
+
+def test_a_failed_task_says_where_its_proof_is_in_the_tabs_words(tab, qtbot):
+    from desktop.wording import speaks_cli
+    panel = tab
+    form = choose(panel, "dataset.stats")
+    qtbot.keyClicks(form.fields["column"], "999")   # digits has 64 columns: the executor fails the task
+    click_run(panel, qtbot, 0)
+    assert cell(panel, 0, "State") == "failed" and cell(panel, 0, "Proof") == "verified ✓"
+    for text in (panel.form.error.text(), panel.outcome.text(), panel.window().statusBar().currentMessage()):
+        assert "the proof is signed and verified: select it in the list below" in text, text
+        assert not speaks_cli(text), text
+
+
+def test_every_task_type_fits_900_by_600_with_named_fields(tab, qtbot):
+    from tests.gui.test_layout_fit import SMALL, cut_labels, hidden_buttons, settle, sideways_scrolling
+    panel = tab
+    window = panel.window()
+    for index in range(panel.form.type.count()):
+        kind = panel.form.type.itemData(index)
+        form = choose(panel, kind)
+        settle(window, qtbot, SMALL)
+        hint = panel.minimumSizeHint()
+        assert hint.height() <= SMALL[1] - 100 and hint.width() <= SMALL[0] - 20, (kind, hint)
+        assert not cut_labels(panel) and not sideways_scrolling(panel) and not hidden_buttons(panel), kind
+        for name, widget in form.fields.items():
+            assert widget.toolTip() and widget.accessibleName(), (kind, name)
+        for button in form.browse.values():
+            assert button.toolTip() and button.accessibleName(), kind

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from PySide6.QtCore import QObject, Qt
+from PySide6.QtCore import QObject, QPoint, Qt
 from PySide6.QtWidgets import QApplication
 
 from core.learning.protocol import SECAGG_AGGREGATOR
@@ -123,7 +123,7 @@ def test_robust_aggregation_rejecting_an_attacker_shows_in_the_worker_table(wind
     honest = [r for name, r in rows.items() if name != attacker_name]
     assert len(honest) == len(workers) - 1 and all(r["Status"] == "accepted" for r in honest)
     assert list(panel.charts.curves["rejected"].getData()[1]) == [h["rejected"] for h in task.history]
-    assert all(h["rejected"] >= 1 for h in task.history)
+    assert all(h["rejected"] >= 1 for h in task.history), [(h["round"], h["accepted"], h["rejected"], h["missing"], h["workers"]) for h in task.history]
 
 
 def test_differential_privacy_adds_the_epsilon_chart(window, make_node, run, qtbot, address_of, artifacts):
@@ -159,32 +159,114 @@ def test_stop_stops_a_running_task_and_says_so(window, make_node, run, qtbot, ad
     assert f"stopped at round {task.round}" in window.statusBar().currentMessage()
 
 
-def test_a_round_waiting_for_workers_says_why(window, make_node, run, qtbot, address_of):
+def training_tab_by_click(window, qtbot):
+    """Show the Training tab by clicking its title, as a person does."""
+    panel = window.training_panel
+    bar = window.tabs.tabBar()
+    qtbot.mouseClick(bar, Qt.LeftButton, pos=bar.tabRect(window.tabs.indexOf(panel)).center())
+    qtbot.waitUntil(lambda: window.tabs.currentWidget() is panel)
+    return panel
+
+
+def type_value(qtbot, box, text: str) -> None:
+    """Select a spin box's text and type a new value, as a person does."""
+    box.setFocus()
+    box.selectAll()
+    qtbot.keyClicks(box, text)
+    qtbot.keyClick(box, Qt.Key_Tab)
+
+
+def test_with_too_few_workers_the_tab_says_at_once_how_many_there_are_and_are_needed(
+        window, make_node, run, qtbot, address_of):
+    panel = training_tab_by_click(window, qtbot)
+    form = panel.form
+    assert form.workers_line.text().startswith("0 eligible workers connected; a round needs 2")
     federation(window.node, make_node, run, qtbot, address_of, n=1)
-    panel = training_tab(window)
-    fill_form(panel.form, rounds=3, min_clients=2)
-    # the form has no deadline field; a short one keeps the wait for a second worker brief
-    panel.form.start_requested.emit({**panel.form.options(), "deadline": 0.5})
-    qtbot.waitUntil(lambda: panel.detail.isVisible(), timeout=20000)
-    assert panel.detail.text().startswith("Round 1 will be retried: ")
-    assert "2 needed" in panel.detail.text()
-    assert panel.state == "running" and panel.progress.value() == 0
-    qtbot.mouseClick(panel.form.stop_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: form.workers_line.text().startswith("1 eligible worker connected; a round needs 2"))
+    assert "lower Min. clients" in form.workers_line.text() and form.workers_line.objectName() == "error"
+    assert form.min_clients.value() == 2 and form.deadline.value() == 60   # the defaults a new user keeps
+    qtbot.mouseClick(form.start_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: panel.task is not None, timeout=20000)
+    # at once, not after the 60 s round deadline: the retry (panel.detail) has not come yet
+    qtbot.waitUntil(lambda: "1 eligible worker connected and joined" in panel.waiting.text(), timeout=20000)
+    assert panel.waiting.isVisible()
+    assert not panel.detail.isVisible(), "this test must see the line before the first retry"
+    assert panel.waiting.text().startswith(
+        "Waiting for workers: 1 eligible worker connected and joined, 2 needed (Min. clients).")
+    assert "retried every 60 s (Round deadline)" in panel.waiting.text()
+    assert panel.eta.text() == "waiting for workers" and panel.progress.format() == "Round 0 / 10"
+    # a second worker arrives: the line goes and the round runs
+    second = make_node("w-late")
+    second.service("learning").auto_join = True
+    run(second.add_peer(address_of(window.node)))
+    second.trust(window.node.identity.id, "core")
+    qtbot.waitUntil(lambda: second.identity.id in window.node.connected_peers(), timeout=10000)
+    window.node.trust(second.identity.id, "core")
+    qtbot.waitUntil(lambda: panel.progress.value() >= 1, timeout=ROUND_MS)
+    assert not panel.waiting.isVisible()
+    assert form.workers_line.text().startswith("2 eligible workers connected; a round needs 2.")
+    qtbot.mouseClick(form.stop_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: panel.state == "stopped", timeout=20000)
 
 
-def test_secure_aggregation_with_a_robust_rule_shows_the_core_refusal(window, qtbot):
-    panel = training_tab(window)
+def test_the_round_deadline_is_a_field_of_the_form(window, make_node, run, qtbot, address_of):
+    federation(window.node, make_node, run, qtbot, address_of, n=1)
+    panel = training_tab_by_click(window, qtbot)
+    form = panel.form
+    assert form.deadline.accessibleName() == "Round deadline" and form.deadline.toolTip()
+    type_value(qtbot, form.deadline, "1")
+    assert form.deadline.value() == 1 and form.options()["deadline"] == 1.0
+    qtbot.mouseClick(form.start_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: panel.task is not None, timeout=20000)
+    assert window.node.service("learning").tasks[panel.task].spec.deadline == 1.0
+    # with a 1 s deadline the retry comes soon, and says why in the core's words
+    qtbot.waitUntil(lambda: panel.detail.isVisible(), timeout=20000)
+    assert panel.detail.text().startswith("Round 1 will be retried: ") and "2 needed" in panel.detail.text()
+    assert panel.waiting.isVisible() and "every 1 s" in panel.waiting.text()
+    qtbot.mouseClick(form.stop_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: panel.state == "stopped", timeout=20000)
+
+
+def test_secure_aggregation_with_a_robust_rule_is_refused_in_the_forms_words(window, qtbot):
+    from desktop.wording import speaks_cli
+    panel = training_tab_by_click(window, qtbot)
     form = panel.form
     assert not form.refusal.isVisible() and form.start_button.isEnabled()
     form.aggregator.setCurrentIndex(form.aggregator.findData("krum"))
-    form.secure_agg.setChecked(True)
-    assert form.refusal.isVisible()
-    assert form.refusal.text() == SECAGG_AGGREGATOR.format(agg="krum")
+    box = form.secure_agg   # click its box (a wide check box only takes clicks on its box and text)
+    qtbot.mouseClick(box, Qt.LeftButton, pos=QPoint(8, box.height() // 2))
+    assert form.secure_agg.isChecked() and form.refusal.isVisible()
+    assert form.refusal.text() == ("Secure aggregation hides every single update from the coordinator, so it "
+                                   "cannot run Krum, which must look at each update: choose FedAvg or FedProx "
+                                   "as the Aggregator, or turn Secure aggregation off")
     assert not form.start_button.isEnabled()
+    assert "3" in form.workers_line.text(), "secure aggregation needs at least 3 workers"
     form.aggregator.setCurrentIndex(form.aggregator.findData("fedavg"))
     assert not form.refusal.isVisible() and form.start_button.isEnabled()
     assert window.node.service("learning").tasks == {}
+    assert speaks_cli(SECAGG_AGGREGATOR.format(agg="krum")), "the core words it for the command line"
+
+
+def test_every_refusal_the_form_can_show_speaks_of_its_fields(qtbot):
+    from core.learning.protocol import RULES
+    from desktop.training.training_form import TrainingForm
+    from desktop.wording import speaks_cli
+    form = TrainingForm()
+    qtbot.addWidget(form)
+    seen = []
+    form.attackers.setValue(2)   # an attack count without an attack
+    seen.append(form.refusal.text())
+    assert form.refusal.text() == ("Attackers is above 0 but Attack is none: choose an attack (sign flip, "
+                                   "scaled noise or label flip), or set Attackers to 0")
+    form.attackers.setValue(0)
+    form.secure_agg.setChecked(True)
+    for index in range(form.aggregator.count()):
+        form.aggregator.setCurrentIndex(index)
+        seen.append(form.refusal.text())
+        assert bool(form.refusal.text()) != RULES[form.aggregator.currentData()].secure_agg
+    assert len([t for t in seen if t]) >= 3
+    for text in seen:
+        assert not speaks_cli(text), text
 
 
 def test_the_form_lists_the_rules_table_with_its_labels_and_help(qtbot, monkeypatch):
@@ -319,3 +401,22 @@ def test_an_invitation_over_the_model_budget_shows_its_size_and_cannot_be_joined
     assert "cannot be joined" in size.toolTip()
     assert invitations.selected_task() == started["task"]
     assert not invitations.join_button.isEnabled()
+
+
+@pytest.mark.parametrize("width, columns", [(520, 1), (700, 2), (1000, 3)])
+def test_the_form_reflows_to_the_width_instead_of_scrolling_sideways(make_node, qtbot, width, columns):
+    from desktop.training.training_panel import TrainingPanel
+    from tests.gui.test_layout_fit import cut_labels, hidden_buttons, settle, sideways_scrolling
+    node = make_node("narrow")
+    panel = TrainingPanel(node, node.service("learning"))
+    qtbot.addWidget(panel)
+    panel.show()
+    qtbot.waitExposed(panel)
+    settle(panel, qtbot, (width, 600))
+    assert panel.form.fields.columns == columns
+    assert not sideways_scrolling(panel), sideways_scrolling(panel)
+    assert not cut_labels(panel), cut_labels(panel)
+    assert not hidden_buttons(panel), hidden_buttons(panel)
+    # the form keeps every field at its full height (the charts below give way, the page scrolls)
+    for field in (panel.form.model, panel.form.attackers, panel.form.deadline):
+        assert field.height() >= field.minimumSizeHint().height()
