@@ -43,7 +43,7 @@ TOR_NS  := $(if $(filter 0,$(shell id -u)),unshare -n,unshare -rn)
 
 test: $(STAMP) debs lint
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -p no:cacheprovider tests
-	$(TOR_NS) sh -c 'ip link set lo up && exec $(PY) -m pytest -q -p no:cacheprovider -m tor tests/integration/tor'
+	$(TOR_NS) sh -c 'ip link set lo up && exec $(PY) -m pytest -q -p no:cacheprovider -m tor tests/integration/tor tests/gui/tor'
 	@if packaging/podman.sh can-run; then $(MAKE) --no-print-directory test-containers; \
 	 else echo "containers: skipped (see the reason above)"; fi
 
