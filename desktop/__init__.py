@@ -6,10 +6,11 @@ Layout
     shell/                             the window's frame: menus, status fields, remembered
                                        state, tray, one app per home, log file, crash dialog
                                        (imports the toolkit and the core, never an area)
-    actions bridge style resources_path
+    actions bridge style resources_path wording
                                        the toolkit every area uses: run a core call and say
                                        what happened; core events into ``on_event_<name>``
-                                       with coalesced redraws; the look
+                                       with coalesced redraws; the look; the core's refusals
+                                       in the words of the GUI's fields
     node/ peers/ encryption/ training/ the areas: one package per part of the window
                                        network/ chat/ knowledge/ tasks/
 
@@ -17,7 +18,7 @@ Import rule (checked by tests/test_architecture_desktop.py)
     A module of an area package imports only
       - its own area,
       - the toolkit: ``desktop.actions``, ``desktop.bridge``, ``desktop.style``,
-        ``desktop.resources_path``,
+        ``desktop.resources_path``, ``desktop.wording``,
       - the core's foundation and facade: ``core.errors``, ``core.events``,
         ``core.config``, ``core.node``, and ``core.contact_link`` (the links that the
         Node tab shows and Add peer reads),

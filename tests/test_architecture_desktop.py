@@ -12,7 +12,7 @@ import core.events
 
 ROOT = Path(__file__).resolve().parents[1]
 DESKTOP = ROOT / "desktop"
-TOOLKIT = {"desktop.actions", "desktop.bridge", "desktop.style", "desktop.resources_path"}
+TOOLKIT = {"desktop.actions", "desktop.bridge", "desktop.style", "desktop.resources_path", "desktop.wording"}
 CORE_FOR_EVERY_AREA = {"core.errors", "core.events", "core.config", "core.node", "core.contact_link"}
 FORBIDDEN_EVERYWHERE = ("torch",)
 SHELL = "shell"   # desktop/shell/: part of the shell (menus, status bar, tray...), not an area

@@ -12,8 +12,8 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QGroupBox, 
                                QSpinBox, QVBoxLayout)
 
 from core.errors import CoveyError, human
-from core.learning.protocol import ATTACKERS_WITHOUT_ATTACK, ATTACKS, MODELS, RULES, SECAGG_AGGREGATOR, TaskSpec
-from core.learning.rules import SECURE_AGG_RULES
+from core.learning.protocol import (ATTACKERS_WITHOUT_ATTACK, ATTACKS, MODELS, RULES, SECAGG_AGGREGATOR,
+                                    SECURE_AGG_RULES, TaskSpec)
 
 from ..style import named
 from ..wording import gui_words
