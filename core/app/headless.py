@@ -9,14 +9,39 @@ import sys
 from pathlib import Path
 
 from core import logs
+from core.errors import BadRequest
 from core.app.runtime import Runtime
 
 log = logging.getLogger("covey.headless")
 STOP_DEADLINE = 2.0
+DESKTOP_LOCK = "desktop.lock"   # the desktop app's lock on its home (desktop/shell/single.py)
+
+
+def desktop_holder(home: Path) -> int | None:
+    """The pid of a live desktop app that holds ``home``, else None. Its lock file (a Qt
+    QLockFile) names the holder's pid on its first line; a crashed app's file names a
+    process that is gone, and does not count."""
+    try:
+        pid = int((home / DESKTOP_LOCK).read_text(errors="replace").splitlines()[0].strip())
+    except (OSError, IndexError, ValueError):
+        return None
+    if pid <= 0 or pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:   # alive, another user's
+        return pid
+    return pid
 
 
 async def serve(home: Path, overrides: dict, passphrase: bytes | None, *, ready=None) -> None:
     """Start a node and its control API; return after a signal and a clean stop."""
+    holder = desktop_holder(home)
+    if holder is not None:
+        raise BadRequest(f"the Covey app (pid {holder}) runs the node of {home}: quit it first, "
+                         f"or start this node with another home")
     runtime = Runtime.open(home, overrides, passphrase, create_as=overrides.get("name") or "")
     node = runtime.node
     logs.log_events(node.events)

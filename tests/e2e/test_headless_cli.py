@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import stat
+import subprocess
 
 import pytest
 
@@ -172,3 +173,29 @@ def test_nodes_find_each_other_on_the_lan_without_configuration(tmp_path, monkey
     finally:
         for node in nodes:
             node.stop()
+
+
+def test_a_home_the_desktop_app_holds_is_refused_and_a_crashed_apps_lock_is_not(tmp_path):
+    """The desktop app locks its home with a Qt QLockFile (desktop/shell/single.py); a
+    headless node on the same home would run a second node with the same identity."""
+    from PySide6.QtCore import QLockFile
+    home = tmp_path / "held"
+    home.mkdir()
+    lock = QLockFile(str(home / "desktop.lock"))
+    assert lock.tryLock(0)
+    try:
+        refused = covey(home, "--headless", "--listen", "127.0.0.1:0", check=False, timeout=60)
+        assert refused.returncode != 0
+        assert f"the Covey app (pid {os.getpid()}) runs the node of {home}" in refused.stderr
+        assert not (home / "control.json").exists()
+    finally:
+        lock.unlock()
+    # A lock file left by an app that is gone does not keep a node from starting.
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (home / "desktop.lock").write_text(f"{gone.pid}\ncovey\nhost\n")
+    node = Headless(home, "after").start()
+    try:
+        assert node.json("id")["name"] == "after"
+    finally:
+        node.stop()
