@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Awaitable, Callable, TypeVar, Union
 
+import shiboken6
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QMessageBox, QWidget
 
@@ -32,7 +33,8 @@ class _Action:
 
     def set_busy(self, busy: bool) -> None:
         if isinstance(self.busy, QWidget):
-            self.busy.setEnabled(not busy)
+            if shiboken6.isValid(self.busy):   # the window may have closed while the call ran
+                self.busy.setEnabled(not busy)
         elif self.busy is not None:
             self.busy(busy)
 

@@ -46,8 +46,10 @@ def test_start_tor_shows_bootstrap_onion_circuits_and_new_identity(panel, qtbot,
     qtbot.waitUntil(lambda: panel.tor.circuits.count() > 0, timeout=30000)
 
     click(qtbot, panel.tor.new_identity)
-    qtbot.waitUntil(panel.tor.new_identity.isEnabled, timeout=30000)
+    qtbot.waitUntil(lambda: "new identity" in window.statusBar().currentMessage() or panel.error.isVisible(),
+                    timeout=30000)
     assert not panel.error.isVisible(), panel.error.text()
+    assert panel.tor.new_identity.isEnabled()
 
 
 def test_use_a_running_tor_by_its_control_address(panel, qtbot, window, running_tor):
