@@ -2,26 +2,7 @@
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QApplication
 
-from desktop.peers.peers_model import CONNECTED
-
-
-def populate(window, make_node, run, address_of, qtbot):
-    """A realistic peer book: trusted, sandboxed, unknown, banned and offline peers."""
-    node = window.node
-    peers = {}
-    for name, tier in (("bob-laptop", "core"), ("carol-lab", "sandbox"), ("dave", "external"),
-                       ("mallory", "unknown"), ("erin-nas", "core")):
-        other = make_node(name)
-        run(node.add_peer(address_of(other), name=name))
-        node.trust(other.identity.id, tier)
-        peers[name] = other
-    run(node.ban(peers["mallory"].identity.id))
-    run(peers["erin-nas"].stop())
-    model = window.peers_panel.model
-    qtbot.waitUntil(lambda: sum(model.data(model.index(r, CONNECTED)) == "yes"
-                                for r in range(model.rowCount())) == 3)
-    window.peers_panel.select_peer(peers["carol-lab"].identity.id)
-    return peers
+from tests.gui.peer_book import populate
 
 
 def grab(window, path) -> bool:
@@ -36,7 +17,7 @@ def is_a_real_picture(path) -> bool:
 
 
 def test_main_window_renders_to_png(window, make_node, run, address_of, qtbot, artifacts):
-    populate(window, make_node, run, address_of, qtbot)
+    populate(window, make_node, run, qtbot, address_of)
     window.show_status("3 of 5 peers online")
     path = artifacts / "main-window.png"
     assert grab(window, path)
@@ -46,7 +27,7 @@ def test_main_window_renders_to_png(window, make_node, run, address_of, qtbot, a
 
 def test_main_window_with_encryption_off_renders_the_banner(window, make_node, run, address_of, qtbot,
                                                             artifacts):
-    populate(window, make_node, run, address_of, qtbot)
+    populate(window, make_node, run, qtbot, address_of)
     run(window.node.set_mode("none", "none"))
     qtbot.waitUntil(lambda: window.banner.isVisibleTo(window))
     path = artifacts / "main-window-encryption-off.png"

@@ -4,6 +4,7 @@ from PySide6.QtGui import QContextMenuEvent, QGuiApplication
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from desktop.peers.peers_model import CONNECTED, ID, MODE, NAME, ROUTE, TIER, VERIFIED
+from tests.gui.peer_book import populate
 
 
 def cell(window, peer_id: str, column: int) -> str | None:
@@ -360,24 +361,6 @@ def test_selecting_a_peer_shows_its_full_fingerprint_and_id(window, make_node, q
     assert details.tier.text().startswith("unknown:")
     panel.table.clearSelection()
     assert not details.isVisibleTo(window)
-
-
-def populate(window, make_node, run, qtbot, address_of):
-    """Trusted, sandboxed, unknown, banned and offline peers, verified or not."""
-    node = window.node
-    peers = {}
-    for name, tier in (("bob-laptop", "core"), ("carol-lab", "sandbox"), ("dave", "external"),
-                       ("mallory", "unknown"), ("erin-nas", "core")):
-        other = make_node(name)
-        run(node.add_peer(address_of(other), name=name))
-        node.trust(other.identity.id, tier)
-        peers[name] = other
-    node.service("chat").verify(peers["bob-laptop"].identity.id, mark=True)
-    run(node.ban(peers["mallory"].identity.id))
-    run(peers["erin-nas"].stop())
-    qtbot.waitUntil(lambda: window.peers_panel.model.connected_count() == 3)
-    window.peers_panel.select_peer(peers["carol-lab"].identity.id)
-    return peers
 
 
 def cut_or_hidden(panel) -> list[str]:
