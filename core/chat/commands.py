@@ -142,19 +142,21 @@ async def _chat_mailbox(node):
 GROUP = Param("group", "group id, unique id prefix, or name", max_len=128)
 
 
-@command("chat.group.create", "create a chat group with these peers (you are its creator)",
+@command("chat.group.create", "create a chat group and invite these peers (you are its creator; each joins "
+         "when it accepts)",
          Param("name", "the group's name", max_len=64),
          Param("peers", "peer ids, unique id prefixes, or names", kind=list, max_len=128))
 async def _chat_group_create(node, name, peers):
     return _chat(node).groups.create(name, peers)
 
 
-@command("chat.group.invite", "add a peer to a group you created", GROUP, PEER)
+@command("chat.group.invite", "invite a peer to a group you created (it joins when it accepts)", GROUP, PEER)
 async def _chat_group_invite(node, group, peer):
     return _chat(node).groups.invite(group, peer)
 
 
-@command("chat.group.remove", "remove a member from a group you created (it gets nothing later)", GROUP, PEER)
+@command("chat.group.remove", "remove a member from a group you created (it gets nothing later), or withdraw "
+         "its open invitation", GROUP, PEER)
 async def _chat_group_remove(node, group, peer):
     return _chat(node).groups.remove(group, peer)
 
@@ -179,6 +181,21 @@ async def _chat_group_read(node, group, after=None):
 @command("chat.group.list", "list your groups (members, version, unread; no text)")
 async def _chat_group_list(node):
     return _chat(node).groups.listing()
+
+
+@command("chat.group.invitations", "list the group invitations waiting for your answer (they expire)")
+async def _chat_group_invitations(node):
+    return _chat(node).groups.invitations()
+
+
+@command("chat.group.accept", "accept a group invitation: its creator adds you and every member sees you", GROUP)
+async def _chat_group_accept(node, group):
+    return await _chat(node).groups.accept(group)
+
+
+@command("chat.group.decline", "decline a group invitation (it is forgotten; its creator is told)", GROUP)
+async def _chat_group_decline(node, group):
+    return _chat(node).groups.decline(group)
 
 
 def follow_messages(call, home, args: dict, out, *, as_json: bool, wait: int = 30) -> list:
