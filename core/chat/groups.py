@@ -183,14 +183,13 @@ class Groups:
         return {**self.view(group), "unreachable": unreachable}
 
     def invite(self, ref: str, peer_ref: str) -> dict:
-        """As creator: invite a peer (it joins when it accepts)."""
+        """As creator: invite a peer (it joins when it accepts); again: a fresh invitation."""
         group = self._mine(ref)
         peer = self._members([peer_ref])[0]
         self._expire_sent(group)
         if peer in group.roster.members:
             raise BadRequest(f"{peer[:12]} is already in {group.roster.name}")
-        if peer in group.invited:
-            raise BadRequest(f"{peer[:12]} has an open invitation to {group.roster.name} already")
+        group.invited.pop(peer, None)      # inviting again replaces the open invitation (a new expiry)
         if len(group.roster.members) + len(group.invited) >= MAX_MEMBERS:
             raise BadRequest(f"a group has at most {MAX_MEMBERS} members (open invitations count)")
         reached = self._invite(group, peer)
