@@ -257,7 +257,7 @@ class Groups:
     def view(self, group: Group) -> dict:
         """A group's summary (no message text); ``invited``: the creator's open invitations."""
         r = group.roster
-        invited = sorted(group.invited) if r.creator == self.me else []
+        invited = list(group.invited) if r.creator == self.me else []     # in the order invited
         return {"group": r.group, "name": r.name, "creator": r.creator, "creator_is_me": r.creator == self.me,
                 "version": r.version, "members": list(r.members), "invited": invited,
                 "names": self._names([*r.members, *invited]),
