@@ -198,6 +198,15 @@ async def _chat_group_decline(node, group):
     return _chat(node).groups.decline(group)
 
 
+@command("chat.group.file.send", "offer a file to every member of a group (each accepts it with "
+         "`covey chat file accept`)", GROUP, Param("path", "the file (the node reads it)", max_len=4096))
+async def _chat_group_file_send(node, group, path):
+    return await _chat(node).groups.send_file(group, path)
+
+
+_chat_group_file_send.prepare_args = _absolute("path")
+
+
 def follow_messages(call, home, args: dict, out, *, as_json: bool, wait: int = 30) -> list:
     """``covey chat read PEER --follow``: print the conversation, then each new message, until
     interrupted (Ctrl-C). ``call(home, name, args)`` runs one command on the node."""

@@ -243,11 +243,28 @@ class Groups:
         self.chat.changed_soon()
         return {**msg.view(), "group": group.id, "unreachable": unreachable}
 
-    def read(self, ref: str, after: int = 0) -> list[dict]:
-        """The group's messages with an id above ``after`` (marks them read here; no receipts)."""
+    async def send_file(self, ref: str, path: str) -> dict:
+        """Offer the file at ``path`` to every other member: a pairwise transfer to each (hashed once);
+        each member accepts it as a one-to-one file (``covey chat file accept``)."""
+        group = self._find(ref)
+        if group.roster.closed:
+            raise UnknownGroup(f"the group {group.roster.name} was closed")
+        others = [m for m in group.roster.members if m != self.me]
+        if not others:
+            raise BadRequest(f"nobody else is in {group.roster.name} yet (invitations not answered)")
+        views, unreachable = await self.chat.files.send_many(others, path, group.id)
+        if not views:
+            raise PeerUnreachable(f"the file went to no member of {group.roster.name}: see the log")
+        return {"group": group.id, "name": views[0]["name"], "size": views[0]["size"], "files": views,
+                "unreachable": unreachable}
+
+    def read(self, ref: str, after: int = 0, *, mark: bool = True) -> list[dict]:
+        """The group's messages with an id above ``after`` (marks them read here unless ``mark`` is
+        false; no receipts)."""
         group = self._find(ref)
         views = [{**m.view(), "group": group.id} for m in group.conv.after(after)]
-        group.conv.mark_read()
+        if mark:
+            group.conv.mark_read()
         return views
 
     def listing(self) -> list[dict]:
@@ -355,6 +372,9 @@ class Groups:
         if content.kind == proto.LEAVE:
             if group.roster.creator == self.me:
                 self._publish(group, [m for m in group.roster.members if m != peer], action="member_left")
+            return
+        if content.kind == proto.FILE:
+            self.chat.files.on_offer(peer, content.file, group=gid)
             return
         if content.kind != proto.TEXT:
             raise MalformedMessage(f"chat content {content.kind} is not used in groups")
@@ -537,6 +557,7 @@ class Groups:
 
     def _drop(self, group: Group, action: str) -> None:
         self.groups.pop(group.id, None)
+        self.chat.files.drop_group(group.id)
         group.conv.wipe()
         group.pending.clear()
         group.invited.clear()

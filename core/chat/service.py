@@ -237,7 +237,7 @@ class ChatService:
         conv = self.conversations.pop(peer, None)
         if conv is not None:
             conv.wipe()
-        self.files.drop_peer(peer)
+        self.files.drop_peer(peer, every=True)
 
     def changed_soon(self) -> None:
         self._changed_soon()
