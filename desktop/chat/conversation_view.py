@@ -200,7 +200,7 @@ class ConversationView(QStackedWidget):
         self.send_button.clicked.connect(self._submit)
         self.file_button = QPushButton("Fil&e…")
         self.file_button.setToolTip("Send a file: choose it, and it goes end-to-end encrypted, piece by piece, "
-                                    "once the contact accepts it")
+                                    "once the contact accepts it (in a group: to each member who accepts it)")
         self.file_button.setAccessibleName("Send a file")
         self.file_button.clicked.connect(self.file_requested)
         self.note = QLabel(EPHEMERAL_NOTE)
@@ -261,10 +261,11 @@ class ConversationView(QStackedWidget):
         self.title.setText(name)
         self.title.setToolTip(name)
         for widget in (self.verified, self.safety_button, self.close_button, self.timer_label, self.timer,
-                       self.timer_by, self.file_button, self.online):
+                       self.timer_by, self.online):
             widget.setVisible(not group)
         for widget in (self.members, self.members_button, self.leave_button):
             widget.setVisible(group)
+        self.file_button.setVisible(True)
         self.banner.hide()
         self.notice.hide()
         self.set_read_only(False)
@@ -293,7 +294,7 @@ class ConversationView(QStackedWidget):
         self._notice(text, answer=answer)
         self.set_read_only(True)
         self.box.setPlaceholderText("Accept the invitation to write in this group")
-        for widget in (self.members_button, self.leave_button):
+        for widget in (self.members_button, self.leave_button, self.file_button):
             widget.setVisible(False)
         self.members.setVisible(True)
         self.members.setText(members)
@@ -305,7 +306,7 @@ class ConversationView(QStackedWidget):
         """The person left the group, was removed, or it was closed: read-only, saying why."""
         self._notice(text, answer=False)
         self.set_read_only(True)
-        for widget in (self.members_button, self.leave_button, self.members):
+        for widget in (self.members_button, self.leave_button, self.members, self.file_button):
             widget.setVisible(False)
         self.e2e.setText("This group is closed here: nothing more is sent to you or from you")
 

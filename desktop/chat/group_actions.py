@@ -129,7 +129,7 @@ class GroupActions:
 
         def shown(views: list) -> None:
             self.peer, self.group = None, gid
-            self.model.set_views(views)
+            self.model.set_rows(self.rows_with_files(gid, views))
             view = self.group_view(gid)
             self.conversation.open(view["name"] if view else "", group=True)
             self.refresh_group()

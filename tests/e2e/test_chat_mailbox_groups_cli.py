@@ -16,7 +16,7 @@ def link(a, b, tier_ab: str, tier_ba: str) -> None:
     b.run("peers", "trust", a.id, tier_ba)
 
 
-def test_offline_recipient_through_a_core_mailbox_and_a_group(headless):
+def test_offline_recipient_through_a_core_mailbox_and_a_group(headless, tmp_path):
     ann, ben, cat = headless("ann"), headless("ben"), headless("cat")
     link(ann, ben, "external", "external")
     link(ann, cat, "core", "core")
@@ -38,6 +38,17 @@ def test_offline_recipient_through_a_core_mailbox_and_a_group(headless):
     assert [g["group"] for g in ben.json("chat", "group", "list")] == [gid]
     refused = ben.run("chat", "group", "accept", "team", check=False)
     assert refused.returncode != 0 and "no invitation" in refused.stderr
+
+    # a file in the group: one offer per member, each accepted like a one-to-one file
+    source = tmp_path / "notes.txt"
+    source.write_bytes(b"group notes\n" * 5000)
+    sent = ann.json("chat", "group", "file", "send", "team", str(source))
+    assert sorted(f["peer"] for f in sent["files"]) == sorted([ben.id, cat.id]) and sent["unreachable"] == []
+    offer = wait_for(lambda: [f for f in ben.json("chat", "file", "list") if f["direction"] == "in"])[0]
+    assert offer["group"] == gid and offer["name"] == "notes.txt"
+    ben.json("chat", "file", "accept", offer["id"], "--to", str(tmp_path / "ben-notes.txt"))
+    wait_for(lambda: ben.json("chat", "file", "list")[0]["state"] == "done")
+    assert (tmp_path / "ben-notes.txt").read_bytes() == source.read_bytes()
     sent = ben.json("chat", "group", "send", "team", "hello team")
     assert sent["group"] == gid and sent["from"] == ben.id
     got = wait_for(lambda: ann.json("chat", "group", "read", gid))

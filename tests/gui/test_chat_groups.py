@@ -10,6 +10,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
 from desktop.window import MainWindow
+from tests.gui.test_chat_files import dialogs, file_rows, sha256  # noqa: F401  (dialogs: a fixture)
 from tests.gui.test_chat_tab import (WAIT, befriend, chat, click, click_contact, click_tab, contact_index,
                                      contact_text, shown, shown_texts, write)
 
@@ -76,7 +77,7 @@ def open_invitation(panel, qtbot, name: str, creator: str = "alice") -> None:
     assert f"{creator} invites you to {name}." in conv.notice_text.text()
     assert not conv.box.isEnabled() and not conv.send_button.isEnabled()
     assert not conv.members_button.isVisible() and not conv.leave_button.isVisible()
-    assert shown_texts(panel) == []
+    assert not conv.file_button.isVisible() and shown_texts(panel) == []
 
 
 def accept_in_window(panel, qtbot) -> None:
@@ -108,7 +109,7 @@ def test_a_group_is_created_seen_by_members_with_the_same_list_and_a_leaver_gets
     qtbot.waitUntil(lambda: contact_text(panel, "Lab team") == "Lab team\ngroup · 1 member")
     assert panel.conversation.members.text() == ("1 member: you · created by you · invited, not answered yet: "
                                                   "bob, carol")
-    assert not panel.conversation.safety_button.isVisible() and not panel.conversation.file_button.isVisible()
+    assert not panel.conversation.safety_button.isVisible() and panel.conversation.file_button.isVisible()
 
     # bob sees an invitation, not a group; he accepts and sees the same member list as alice
     open_invitation(bob_panel, qtbot, "Lab team")
@@ -344,3 +345,46 @@ def test_the_creator_leaving_closes_the_group_for_every_member(window, trio, qtb
     assert shown_texts(bob_panel) == [] and not bob_panel.conversation.box.isEnabled()
     qtbot.waitUntil(lambda: "closed by its creator" in contact_text(bob_panel, "Short lived"))
     qtbot.waitUntil(lambda: chat(carol).groups.listing() == [], timeout=WAIT)
+
+
+def test_a_file_in_a_group_goes_to_each_member_who_accepts_it(window, trio, qtbot, run, tmp_path, dialogs):
+    bob, carol, bob_window = trio
+    panel, bob_panel = window.chat_panel, bob_window.chat_panel
+    create_group(window, qtbot, "Data crew", ["bob", "carol"])
+    open_invitation(bob_panel, qtbot, "Data crew")
+    accept_in_window(bob_panel, qtbot)
+    accept_headless(carol, run, qtbot, "Data crew")
+    qtbot.waitUntil(lambda: panel.conversation.members.text().startswith("3 members"), timeout=WAIT)
+    src = tmp_path / "round 12.bin"
+    src.write_bytes(bytes(range(256)) * 5000)
+    out = tmp_path / "bob got it.bin"
+
+    # alice clicks File… in the group: one card per member, each saying to whom
+    assert panel.conversation.file_button.isVisible()
+    dialogs["open"] = str(src)
+    click(qtbot, panel.conversation.file_button)
+    qtbot.waitUntil(lambda: len(file_rows(panel)) == 2, timeout=WAIT)
+    cards = {r.file["peer"]: panel.conversation.card(r.file["id"]) for r in file_rows(panel)}
+    to_bob, to_carol = cards[bob.identity.id], cards[carol.identity.id]
+    assert to_bob.state.text() == "to bob · waiting for them to accept"
+    assert to_carol.state.text() == "to carol · waiting for them to accept"
+
+    # bob sees one card in the group (not in his conversation with alice) and saves it
+    qtbot.waitUntil(lambda: len(file_rows(bob_panel)) == 1, timeout=WAIT)
+    theirs = bob_panel.conversation.card(file_rows(bob_panel)[0].file["id"])
+    assert theirs.state.text() == "from alice · offered to you" and theirs.title.text() == "round 12.bin"
+    dialogs["save"] = str(out)
+    click(qtbot, theirs.accept_button)
+    qtbot.waitUntil(lambda: theirs.state.text() == f"from alice · saved to {out}", timeout=WAIT)
+    qtbot.waitUntil(lambda: to_bob.state.text() == "to bob · sent", timeout=WAIT)
+    assert sha256(out) == sha256(src)
+
+    # carol (headless) refuses hers: alice's card for carol says so
+    offer = next(v for v in chat(carol).files.views() if v["direction"] == "in")
+    assert offer["group"] == panel.group
+    chat(carol).files.cancel(offer["id"])
+    qtbot.waitUntil(lambda: to_carol.state.text() == "to carol · cancelled: the peer refused it", timeout=WAIT)
+
+    # the group's file is not a row of bob's one-to-one conversation with alice
+    click_contact(bob_panel, qtbot, "alice")
+    assert file_rows(bob_panel) == []
