@@ -310,6 +310,9 @@ class Groups:
         group = self.groups.get(gid)
         if group is not None:
             return {**self.view(group), "joined": True}
+        if self.invites.get(gid) is not invitation:
+            raise NoInvitation(f"the invitation to {invitation.roster.name} was withdrawn or expired before "
+                               f"its creator added you")
         return {**self._invitation_view(invitation), "joined": False}
 
     def decline(self, ref: str) -> dict:
@@ -414,6 +417,7 @@ class Groups:
             return                                  # a copy of one we have
         self.invites.add(invitation)                # raises TooManyInvitations
         self._joined.pop(gid, None)
+        self.chat.wake_expiry()
         log.info("group invitation to %s from %s", invitation.roster.name, peer[:12])
         self._invitation_event(invitation, "invitation")
 
@@ -500,6 +504,7 @@ class Groups:
         if self._fanout(group.roster, proto.Content(proto.GROUP, group=group.id, roster=envelope), [peer]):
             del group.invited[peer]
             return False
+        self.chat.wake_expiry()
         self._event(group, "invited", peer=peer)
         return True
 
@@ -524,7 +529,9 @@ class Groups:
     def _forget_invitation(self, invitation: Invitation, action: str, dropped: bool = False) -> None:
         if not dropped:
             self.invites.pop(invitation.group)
-        self._joined.pop(invitation.group, None)
+        waiting = self._joined.pop(invitation.group, None)
+        if waiting is not None:
+            waiting.set()                            # an `accept` waiting for it hears it is gone
         self._invitation_event(invitation, action)
 
     def _invitation_view(self, invitation: Invitation) -> dict:

@@ -242,6 +242,10 @@ class ChatService:
     def changed_soon(self) -> None:
         self._changed_soon()
 
+    def wake_expiry(self) -> None:
+        """Something with a deadline was added (a group invitation): the expiry loop looks again."""
+        self._expiry_wake.set()
+
     def _changed_soon(self) -> None:
         """Wake every ``wait_messages`` (cheap: no task per message)."""
         changed, self._changed = self._changed, asyncio.Event()

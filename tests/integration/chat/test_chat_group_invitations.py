@@ -132,15 +132,32 @@ async def test_an_expired_invitation_is_refused_with_its_reason_on_either_side(m
     await wait_until(lambda: invitation(bob, gid) is not None)
     creator = Recorder(alice)
     chat(alice).groups.clock = lambda: time.time() + inv.INVITE_TTL + 60
-    assert (await chat(bob).groups.accept(gid))["joined"] is False
-    await wait_until(lambda: creator.named("message_rejected", peer=b, code="chat_invitation_expired"))
-    await wait_until(lambda: chat(bob).groups.invitations() == [])
+    with pytest.raises(NoInvitation, match="withdrawn or expired before its creator added you"):
+        await chat(bob).groups.accept(gid)
+    assert creator.named("message_rejected", peer=b, code="chat_invitation_expired")
+    assert chat(bob).groups.invitations() == []
     assert members(alice, gid) == (1, [a]) and members(bob, gid) is None
     # the creator's own sweep forgets invitations nobody answered
     chat(alice).groups.clock = time.time
     chat(alice).groups.invite(gid, "bob")
     chat(alice).groups.clock = lambda: time.time() + inv.INVITE_TTL + 60
     assert chat(alice).groups.sweep() == 1 and chat(alice).groups.listing()[0]["invited"] == []
+
+
+async def test_the_chat_services_timer_sweep_forgets_expired_invitations_on_both_sides(make_node):
+    alice, bob, carol = await three(make_node)
+    gid = chat(alice).groups.create("swept", ["bob"])["group"]
+    await wait_until(lambda: chat(bob).groups.invites.get(gid) is not None)
+    assert chat(bob).groups.next_expiry() == chat(bob).groups.invites.get(gid).expires_at
+    seen, creator = Recorder(bob), Recorder(alice)
+    later = lambda: time.time() + inv.INVITE_TTL + 60                    # noqa: E731
+    chat(bob).groups.clock = chat(alice).groups.clock = later
+    chat(bob).sweep()                                                    # what its expiry loop runs
+    chat(alice).sweep()
+    assert len(chat(bob).groups.invites) == 0 and chat(bob).groups.next_expiry() is None
+    assert seen.named("chat_group", group=gid, action="invitation_expired")
+    assert creator.named("chat_group", group=gid, action="invitation_expired", peer=bob.identity.id)
+    assert chat(alice).groups.groups[gid].invited == {}
 
 
 async def test_invitations_from_a_non_creator_or_a_forged_one_are_refused(make_node):
