@@ -228,6 +228,16 @@ def follow_messages(call, home, args: dict, out, *, as_json: bool, wait: int = 3
         return shown
 
 
+def invitation_line(inv: dict) -> str:
+    """One group invitation as a person reads it."""
+    creator = inv["names"].get(inv["creator"]) or inv["creator"][:12]
+    count = len(inv["members"])
+    answer = ("accepted: waiting for its creator to add you" if inv["accepted"]
+              else f"`covey chat group accept {inv['group'][:12]}` or `... decline ...`")
+    return (f"{inv['name']}  from {creator}  ({count} member{'s' if count != 1 else ''}, id {inv['group'][:12]}, "
+            f"expires {inv['expires_at']})  {answer}")
+
+
 def line(msg: dict) -> str:
     """One message as a person reads it."""
     who = "me" if msg.get("outgoing") else msg["from"][:12]

@@ -59,6 +59,8 @@ def test_offline_recipient_through_a_core_mailbox_and_a_group(headless, tmp_path
     assert "hello team" in ann.run("chat", "group", "read", gid).stdout
     ann.json("chat", "group", "invite", gid, cat.id)            # cat declines this time
     wait_for(lambda: cat.json("chat", "group", "invitations"))
+    said = cat.run("chat", "group", "invitations").stdout
+    assert said.startswith("team  from ") and f"covey chat group accept {gid[:12]}" in said
     assert cat.json("chat", "group", "decline", gid)["declined"]
     wait_for(lambda: ann.json("chat", "group", "list")[0]["invited"] == [])
     assert cat.json("chat", "group", "invitations") == [] and cat.json("chat", "group", "list") == []
