@@ -28,7 +28,7 @@ def test_offline_recipient_through_a_core_mailbox_and_a_group(headless, tmp_path
     gid = made["group"]
     assert made["members"] == [ann.id] and sorted(made["invited"]) == sorted([ben.id, cat.id])
     for node in (ben, cat):
-        got = wait_for(lambda: node.json("chat", "group", "invitations"))
+        got = wait_for(lambda node=node: node.json("chat", "group", "invitations"))
         assert [(i["group"], i["name"], i["creator"], i["accepted"]) for i in got] == [(gid, "team", ann.id, False)]
         assert node.json("chat", "group", "list") == []
         joined = node.json("chat", "group", "accept", "team")
