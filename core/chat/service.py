@@ -125,6 +125,7 @@ class ChatService:
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
         self.keys = await asyncio.to_thread(ChatKeys.load_or_create, self.node.home, self.node.identity)
+        self.keys.on_agreed = self.mailbox.bundles.spent
         self.contacts = Contacts(self.node.store)
         store = self.node.store
         self.read_receipts = bool(store.get_setting(SETTING_RECEIPTS, True))
@@ -238,6 +239,7 @@ class ChatService:
         if conv is not None:
             conv.wipe()
         self.files.drop_peer(peer, every=True)
+        self.mailbox.bundles.forget(peer)
 
     def changed_soon(self) -> None:
         self._changed_soon()
