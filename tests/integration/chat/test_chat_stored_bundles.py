@@ -169,3 +169,25 @@ async def test_a_used_stored_bundle_is_not_used_again_after_another_restart(make
         await alice3.stop()
         if bob2 is not None:
             await bob2.stop()
+
+
+async def test_a_chat_peer_never_chatted_with_gets_a_copy_from_the_bundle_fetched_on_connect(make_node):
+    alice, bob, carol = await trio(make_node)          # no chat between alice and bob, ever
+    assert chat(alice).links == {}
+    alice2 = await restart(alice)                      # her node dials bob (tiers set): fetched then
+    bob2 = None
+    try:
+        await wait_until(lambda: bundle_usable(alice2, bob), 20)
+        assert chat(alice2).links == {}                # in the background, with no conversation
+        await bob.stop()
+        await wait_until(lambda: bob.identity.id not in alice2.connected_peers())
+        await chat(alice2).send("bob", "first words, while you are away")
+        await wait_until(lambda: held(carol) == 1, 20)
+        bob2 = await restart(bob)
+        await bob2.add_peer(address(carol))
+        await wait_until(lambda: texts(bob2, alice2) == ["first words, while you are away"], 20)
+        await wait_until(lambda: held(carol) == 0, 20)
+    finally:
+        await alice2.stop()
+        if bob2 is not None:
+            await bob2.stop()
