@@ -135,7 +135,7 @@ class Bundles:
             self._store.execute("DELETE FROM chat_bundles WHERE made_at < ?", (now - self.max_age,))
             self._store.execute(
                 "DELETE FROM chat_bundles WHERE peer NOT IN "
-                "(SELECT peer FROM chat_bundles ORDER BY stored_at DESC LIMIT ?)", (MAX_ROWS,))
+                "(SELECT peer FROM chat_bundles ORDER BY stored_at DESC, rowid DESC LIMIT ?)", (MAX_ROWS,))
 
     def spent(self, peer: str, opk: bytes) -> None:
         """This node used one-time prekey ``opk`` of ``peer`` (ChatKeys.on_agreed): a stored bundle

@@ -2,7 +2,8 @@
 
 Reached as ``node.service("chat")``. Conversations, sessions and message keys
 live in this object's memory only; the store holds nothing but verified
-contacts (:mod:`core.chat.db`) and two preferences (read receipts, typing);
+contacts and peers' public prekey bundles (:mod:`core.chat.db`) and two
+preferences (read receipts, typing);
 the home holds the prekeys' private halves (:mod:`core.chat.x3dh_adapter`).
 A restarted node starts new sessions and shows empty conversations.
 
