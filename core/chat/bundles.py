@@ -93,7 +93,7 @@ class Bundles:
         stored (at most one attempt per peer every FETCH_GAP seconds, a bounded number at once)."""
         now = time.monotonic()
         if not self.chat.connected(peer) or self._next_fetch.get(peer, 0.0) > now \
-                or len(self._tasks) >= 16 or self._fresh(peer):
+                or len(self._tasks) >= 16 or self._key_changed(peer) or self._fresh(peer):
             return
         self._next_fetch[peer] = now + FETCH_GAP
         while len(self._next_fetch) > MAX_ROWS:
@@ -113,6 +113,14 @@ class Bundles:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+
+    def _key_changed(self, peer: str) -> bool:
+        """A peer under a verified contact's name or address with another key: nothing is fetched
+        from it in the background (chatting with it is refused loudly, by ChatService.check_peer)."""
+        contacts, rec = self.chat.contacts, self.chat.node.peers.get(peer)
+        if contacts is None or rec is None:
+            return True
+        return contacts.may_conflict(peer) and contacts.conflict(peer, rec.name, rec.address) is not None
 
     def _fresh(self, peer: str) -> bool:
         row = self._store.query_one("SELECT opk, spent_opk, made_at FROM chat_bundles WHERE peer = ?", (peer,))

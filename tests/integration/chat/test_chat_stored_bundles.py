@@ -7,11 +7,14 @@ import sqlite3
 
 import pytest
 
+from core.chat.errors import KeyChanged
 from core.chat.x3dh_adapter import ChatKeys
+from core.config import Settings
 from core.errors import CoveyError
+from core.identity import Identity
 from core.node import DB_FILE, Node
 
-from .support import Recorder, address, chat, texts, wait_until
+from .support import Recorder, address, befriend, chat, texts, wait_until
 from .test_chat_mailbox import held, restart, trio
 
 def bundle_usable(node: Node, peer: Node) -> bool:
@@ -191,3 +194,31 @@ async def test_a_chat_peer_never_chatted_with_gets_a_copy_from_the_bundle_fetche
         await alice2.stop()
         if bob2 is not None:
             await bob2.stop()
+
+
+async def test_the_stored_bundle_of_a_verified_peer_whose_key_changed_is_refused_loudly(make_node, tmp_path,
+                                                                                        caplog):
+    caplog.set_level(logging.WARNING, logger="covey.chat")
+    alice, bob, carol = await trio(make_node)
+    await chat(alice).send("bob", "hi")
+    await wait_until(lambda: texts(bob, alice) == ["hi"])
+    await wait_until(lambda: bundle_usable(alice, bob))
+    chat(alice).verify("bob", mark=True)
+    home = tmp_path / "impostor"                       # another key under the verified name
+    home.mkdir()
+    Identity.generate("bob").save(home)
+    impostor = Node(home, Identity.load(home), Settings(listen="127.0.0.1:0", discovery=False))
+    await impostor.start()
+    try:
+        await befriend(alice, impostor)
+        seen = Recorder(alice)
+        with pytest.raises(KeyChanged, match="KEY CHANGED"):
+            chat(alice).mailbox.bundles.load(impostor.identity.id)
+        assert seen.named("chat_key_changed", peer=impostor.identity.id, verified_peer=bob.identity.id)
+        assert any("KEY CHANGED" in r.getMessage() and r.levelno >= logging.ERROR for r in caplog.records)
+        assert bundle_usable(alice, bob)                # the genuine one's stays usable ...
+        chat(alice).verify(impostor.identity.id, mark=True)   # ... until the user verifies the new key
+        with pytest.raises(KeyChanged):
+            chat(alice).mailbox.bundles.load(bob.identity.id)
+    finally:
+        await impostor.stop()
