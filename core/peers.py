@@ -236,13 +236,17 @@ class PeerBook:
         lowered = text.lower()
         if is_peer_id(lowered):
             return self._require(lowered)
-        peers = self.list()
-        matches = {p.id: p for p in peers if p.name == text}
+        # Matched on the records themselves (a name is resolved on every `covey chat send NAME`):
+        # only the match is copied, not the whole book.
+        records = self._records().values()
+        oldest_first = lambda r: (r.added_at, r.id)  # noqa: E731  (the order of list())
+        matches = {p.id: p for p in sorted((r for r in records if r.name == text), key=oldest_first)}
         is_hex = all(ch in "0123456789abcdef" for ch in lowered)
         if is_hex and len(lowered) >= MIN_PREFIX:
-            matches.update({p.id: p for p in peers if p.id.startswith(lowered)})
+            matches.update({p.id: p for p in sorted((r for r in records if r.id.startswith(lowered)),
+                                                    key=oldest_first)})
         if len(matches) == 1:
-            return next(iter(matches.values()))
+            return next(iter(matches.values())).copy()
         if matches:
             listed = ", ".join(_short(p) for p in matches.values())
             raise AmbiguousPeer(f"{text!r} matches {len(matches)} peers: {listed}; give more of the id",

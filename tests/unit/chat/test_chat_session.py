@@ -323,25 +323,69 @@ def _reachable_bytes(root) -> set[bytes]:
     return found
 
 
-async def test_ratchet_state_copy_is_deep_and_equal(tmp_path):
-    """The faster deep copy of the DH ratchet (taken on every decrypt) shares no mutable object
-    with the original and serialises to the same state."""
-    import copy
+def _objects(obj, path=()):
+    """(path, object) of every non-class object in the ratchet's state tree, ``obj`` first."""
+    yield path, obj
+    for key, value in vars(obj).items():
+        if hasattr(value, "__dict__") and not isinstance(value, type):
+            yield from _objects(value, path + (key,))
 
-    from core.chat.ratchet import CopyingDH
+
+@pytest.mark.parametrize("fast", [True, False])
+async def test_ratchet_state_copy_is_deep_and_equal(tmp_path, monkeypatch, fast):
+    """The faster deep copy of the DH ratchet (taken on every decrypt) shares no object of the
+    state tree with the original and serialises to the same state; so does the generic copy
+    taken if the library's layout ever changes."""
+    from core.chat.ratchet import CopyingDH, _layout_is
     a, b = Peer(tmp_path, "a"), Peer(tmp_path, "b")
     sa, sb = await open_pair(a, b)
     await sa.decrypt(await sb.encrypt(b"reply"))
     dh = sa._ratchet._DoubleRatchet__diffie_hellman_ratchet
     assert isinstance(dh, CopyingDH)
+    assert _layout_is(dh)                  # the installed library has the layout the fast copy knows
+    monkeypatch.setattr(CopyingDH, "_layout_checked", fast)
     clone = copy.deepcopy(dh)
     assert clone.model == dh.model
-    for obj, other in ((clone, dh),):
-        for key, value in vars(obj).items():
-            if hasattr(value, "__dict__") and not isinstance(value, type):
-                assert value is not vars(other)[key]
+    originals = dict(_objects(dh))
+    copies = dict(_objects(clone))
+    assert copies.keys() == originals.keys() and len(copies) >= 4   # dh, root, symmetric, a chain
+    for path, obj in copies.items():
+        assert obj is not originals[path] and type(obj) is type(originals[path]), path
     await clone.next_encryption_key()      # advancing the clone leaves the original alone
     assert clone.model != dh.model
+
+
+def test_ratchet_layout_check_refuses_other_layouts(tmp_path):
+    from core.chat.ratchet import _layout_is
+    a, b = Peer(tmp_path, "a"), Peer(tmp_path, "b")
+    sa, _ = asyncio.run(open_pair(a, b))
+    dh = copy.deepcopy(sa._ratchet._DoubleRatchet__diffie_hellman_ratchet)
+    dh.__dict__["_DiffieHellmanRatchet__extra"] = []          # an attribute it does not know
+    assert not _layout_is(dh)
+    del dh.__dict__["_DiffieHellmanRatchet__extra"]
+    skr = dh.__dict__["_DiffieHellmanRatchet__symmetric_key_ratchet"]
+    skr.__dict__["_SymmetricKeyRatchet__constant"] = bytearray(b"\x02\x01")   # a mutable leaf
+    assert not _layout_is(dh)
+
+
+async def test_dh_ratchet_key_memo_matches_the_library():
+    """The ratchet's memoised key object gives the library's public halves and shared secrets."""
+    from doubleratchet.recommended.diffie_hellman_ratchet_curve25519 import DiffieHellmanRatchet
+
+    from core.chat.ratchet import CopyingDH
+    dh = object.__new__(CopyingDH)
+    other = DiffieHellmanRatchet._generate_priv()
+    other_pub = DiffieHellmanRatchet._derive_pub(other)
+    for _ in range(3):
+        priv = dh._generate_priv()
+        assert dh._derive_pub(priv) == DiffieHellmanRatchet._derive_pub(priv)
+        assert dh._perform_diffie_hellman(priv, other_pub) == \
+            DiffieHellmanRatchet._perform_diffie_hellman(priv, other_pub) == \
+            DiffieHellmanRatchet._perform_diffie_hellman(other, DiffieHellmanRatchet._derive_pub(priv))
+    stranger = DiffieHellmanRatchet._generate_priv()      # not the memoised key: parsed afresh
+    assert dh._derive_pub(stranger) == DiffieHellmanRatchet._derive_pub(stranger)
+    assert dh._perform_diffie_hellman(stranger, other_pub) == \
+        DiffieHellmanRatchet._perform_diffie_hellman(stranger, other_pub)
 
 
 async def test_message_kdf_derives_the_same_bytes_as_the_library():
