@@ -200,6 +200,7 @@ class PeerBook:
         # Write-through cache of the peers table: the node is its only writer, and the
         # hot paths (policy checks per message, reputation per update) should not query SQLite.
         self._cache: dict[str, PeerRecord] | None = None
+        self.version = 0   # moves on every write: what was resolved at one version holds until then
 
     # -- reading -------------------------------------------------------------
     def _records(self) -> dict[str, PeerRecord]:
@@ -220,6 +221,7 @@ class PeerBook:
     def _save(self, rec: PeerRecord) -> None:
         self.store.upsert_peer(rec)
         self._records()[rec.id] = rec.copy()
+        self.version += 1
 
     def _require(self, peer_id: str) -> PeerRecord:
         rec = self.get(peer_id)
@@ -383,6 +385,7 @@ class PeerBook:
     def _forget(self, peer_id: str) -> bool:
         with self._lock:
             self._records().pop(peer_id, None)
+            self.version += 1
             self._last_seen_write.pop(peer_id, None)
             return self.store.delete_peer(peer_id)
 

@@ -76,6 +76,7 @@ SETTING_RECEIPTS = "chat.read_receipts"
 SETTING_TYPING = "chat.typing"
 TYPING_REPEAT = 3.0       # seconds between two "typing" frames while the user types
 MAX_WAIT = 60.0           # longest read(..., wait=) a command may ask for
+MAX_REFS = 64             # peer names/prefixes remembered as resolved (see _peer)
 
 
 class ChatService:
@@ -94,6 +95,7 @@ class ChatService:
         self.read_receipts = True
         self.typing_enabled = True
         self._typing_sent: dict[str, float] = {}
+        self._refs: dict[str, tuple[int, str]] = {}   # ref -> (peer book version, peer id)
         self._log_limit = LogLimiter()
         self._changed = asyncio.Event()     # set (and replaced) whenever a conversation changes
         self._expiry_wake = asyncio.Event()
@@ -209,7 +211,15 @@ class ChatService:
     def _peer(self, ref: str) -> str:
         if ref in self.links:   # a full peer id we chat with (a removed peer's link is dropped)
             return ref
-        return self.node.resolve(ref).id
+        book = self.node.peers
+        known = self._refs.get(ref)
+        if known is not None and known[0] == book.version:
+            return known[1]     # resolved while the book was as it is now
+        peer = self.node.resolve(ref).id
+        if len(self._refs) >= MAX_REFS:
+            self._refs.clear()
+        self._refs[ref] = (book.version, peer)
+        return peer
 
     def link_for(self, peer: str) -> Link:
         """The link to ``peer`` (made and started on first use)."""
