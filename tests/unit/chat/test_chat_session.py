@@ -406,3 +406,87 @@ async def test_message_kdf_derives_the_same_bytes_as_the_library():
                 await LibraryKDF.derive(key, data, 32 * len(data))
     with pytest.raises(ValueError):
         await MessageKDF.derive(os.urandom(32), b"\x02\x01", 32)
+
+
+class _LibraryDecrypt:
+    """Ratchet with the library's own decrypt transaction (the one Ratchet.decrypt_message replaces)."""
+
+    @staticmethod
+    def make():
+        from doubleratchet import DoubleRatchet
+
+        from core.chat.ratchet import Ratchet
+
+        class LibraryRatchet(Ratchet):
+            decrypt_message = DoubleRatchet.decrypt_message
+        return LibraryRatchet
+
+
+async def _ratchet_pair(cls):
+    import os
+
+    from core.chat.ratchet import PARAMS, CopyingDH
+    secret, spk_priv = os.urandom(32), CopyingDH._generate_priv(object.__new__(CopyingDH))
+    spk_pub = CopyingDH._derive_pub(object.__new__(CopyingDH), spk_priv)
+    alice, first = await cls.encrypt_initial_message(*PARAMS, secret, spk_pub, b"hi", b"ad")
+    bob, text = await cls.decrypt_initial_message(*PARAMS, secret, spk_priv, first, b"ad")
+    assert text == b"hi"
+    return alice, bob
+
+
+def _stored(ratchet) -> int:
+    return len(ratchet._DoubleRatchet__skipped_message_keys)
+
+
+@pytest.mark.parametrize("seed", range(12))
+async def test_decrypt_transaction_behaves_as_the_librarys(seed):
+    """Loss, reordering, duplicates, tampering and DH turns in both directions: our decrypt
+    transaction accepts and refuses exactly what the library's does, and keeps as many skipped
+    keys (the bound included: some runs skip more than MAX_SKIP in all)."""
+    from doubleratchet import EncryptedMessage
+
+    from core.chat.ratchet import Ratchet
+    rnd = random.Random(seed)
+    ours, theirs = await _ratchet_pair(Ratchet), await _ratchet_pair(_LibraryDecrypt.make())
+    for turn in range(8):
+        sender = turn % 2
+        burst = rnd.choice([1, 5, 40, 400])
+        sent = [[], []]
+        for i in range(burst):
+            for k, (pair, out) in enumerate(((ours, sent[0]), (theirs, sent[1]))):
+                out.append(await pair[sender].encrypt_message(b"m%d" % i, b"ad"))
+        order = [i for i in range(burst) if rnd.random() > 0.3]          # the rest is lost
+        rnd.shuffle(order)
+        order += rnd.sample(order, min(3, len(order)))                   # and some come twice
+        for i in order:
+            tamper = rnd.random() < 0.05
+            outcome = []
+            for pair, out in ((ours, sent[0]), (theirs, sent[1])):
+                msg = out[i]
+                if tamper:
+                    msg = EncryptedMessage(msg.header, msg.ciphertext[:-1] + bytes([msg.ciphertext[-1] ^ 1]))
+                try:
+                    outcome.append(await pair[1 - sender].decrypt_message(msg, b"ad"))
+                except Exception as exc:  # the library's refusals, compared by type
+                    outcome.append(type(exc))
+            assert outcome[0] == outcome[1]
+            assert _stored(ours[1 - sender]) == _stored(theirs[1 - sender]) <= MAX_SKIP
+
+
+async def test_decrypt_keeps_the_skipped_key_store_in_place():
+    """The library rebuilt the store of skipped keys on every decrypt (O(stored keys) a message:
+    a few cuts leave hundreds); ours keeps the one store and drops the oldest past the bound."""
+    from core.chat.ratchet import Ratchet
+    alice, bob = await _ratchet_pair(Ratchet)
+    for _ in range(300):
+        await alice.encrypt_message(b"lost", b"ad")
+    await bob.decrypt_message(await alice.encrypt_message(b"after the cut", b"ad"), b"ad")
+    store = bob._DoubleRatchet__skipped_message_keys
+    assert len(store) == 300
+    for _ in range(5):
+        await bob.decrypt_message(await alice.encrypt_message(b"more", b"ad"), b"ad")
+    assert bob._DoubleRatchet__skipped_message_keys is store and len(store) == 300
+    for _ in range(MAX_SKIP):                                   # more than the bound in all
+        await alice.encrypt_message(b"lost", b"ad")
+    await bob.decrypt_message(await alice.encrypt_message(b"late", b"ad"), b"ad")
+    assert bob._DoubleRatchet__skipped_message_keys is store and len(store) == MAX_SKIP
