@@ -156,7 +156,8 @@ class Ratchet(DoubleRatchet):
         if not _OWN_DECRYPT:
             return await super().decrypt_message(message, associated_data)
         state = self.__dict__
-        dh = copy.deepcopy(state[_DR_DH])
+        current = state[_DR_DH]
+        dh = current.__deepcopy__({}) if type(current) is CopyingDH else copy.deepcopy(current)
         stored: OrderedDict = state[_DR_SKIPPED]
         header = message.header
         key_id = (header.ratchet_pub, header.sending_chain_length)

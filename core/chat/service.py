@@ -381,12 +381,11 @@ class ChatService:
         link.queue(proto.encode_content(proto.Content(proto.TEXT, text, msg.sent_at, conv.ttl)),
                    tag=(peer, msg.id), wake=False)
         self.node.events.emit(CHAT_MESSAGE, peer=peer, id=msg.id, direction="out")
+        await link.push()    # out now, in this turn (or by the pump, which also holds it while away)
         if msg.expires_at is not None:
             self._expiry_wake.set()
         self._changed_soon()
-        view = {**msg.view(), "peer": peer}
-        await link.push()    # out now, in this turn (or by the pump, which also holds it while away)
-        return view
+        return {**msg.view(), "peer": peer}
 
     def read(self, ref: str, after: int = 0, *, mark: bool = True) -> list[dict]:
         """The conversation's messages with an id above ``after``; marks them read (receipts if on)."""
