@@ -453,7 +453,7 @@ async def test_decrypt_transaction_behaves_as_the_librarys(seed):
         burst = rnd.choice([1, 5, 40, 400])
         sent = [[], []]
         for i in range(burst):
-            for k, (pair, out) in enumerate(((ours, sent[0]), (theirs, sent[1]))):
+            for pair, out in ((ours, sent[0]), (theirs, sent[1])):
                 out.append(await pair[sender].encrypt_message(b"m%d" % i, b"ad"))
         order = [i for i in range(burst) if rnd.random() > 0.3]          # the rest is lost
         rnd.shuffle(order)
