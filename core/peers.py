@@ -200,6 +200,7 @@ class PeerBook:
         # Write-through cache of the peers table: the node is its only writer, and the
         # hot paths (policy checks per message, reputation per update) should not query SQLite.
         self._cache: dict[str, PeerRecord] | None = None
+        self.version = 0   # moves on every write: what was resolved at one version holds until then
 
     # -- reading -------------------------------------------------------------
     def _records(self) -> dict[str, PeerRecord]:
@@ -220,6 +221,7 @@ class PeerBook:
     def _save(self, rec: PeerRecord) -> None:
         self.store.upsert_peer(rec)
         self._records()[rec.id] = rec.copy()
+        self.version += 1
 
     def _require(self, peer_id: str) -> PeerRecord:
         rec = self.get(peer_id)
@@ -236,13 +238,17 @@ class PeerBook:
         lowered = text.lower()
         if is_peer_id(lowered):
             return self._require(lowered)
-        peers = self.list()
-        matches = {p.id: p for p in peers if p.name == text}
+        # Matched on the records themselves (a name is resolved on every `covey chat send NAME`):
+        # only the match is copied, not the whole book.
+        records = self._records().values()
+        oldest_first = lambda r: (r.added_at, r.id)  # noqa: E731  (the order of list())
+        matches = {p.id: p for p in sorted((r for r in records if r.name == text), key=oldest_first)}
         is_hex = all(ch in "0123456789abcdef" for ch in lowered)
         if is_hex and len(lowered) >= MIN_PREFIX:
-            matches.update({p.id: p for p in peers if p.id.startswith(lowered)})
+            matches.update({p.id: p for p in sorted((r for r in records if r.id.startswith(lowered)),
+                                                    key=oldest_first)})
         if len(matches) == 1:
-            return next(iter(matches.values()))
+            return next(iter(matches.values())).copy()
         if matches:
             listed = ", ".join(_short(p) for p in matches.values())
             raise AmbiguousPeer(f"{text!r} matches {len(matches)} peers: {listed}; give more of the id",
@@ -379,6 +385,7 @@ class PeerBook:
     def _forget(self, peer_id: str) -> bool:
         with self._lock:
             self._records().pop(peer_id, None)
+            self.version += 1
             self._last_seen_write.pop(peer_id, None)
             return self.store.delete_peer(peer_id)
 

@@ -12,6 +12,7 @@ code path writes anywhere; :meth:`Conversation.wipe` drops them all.
 """
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -131,5 +132,19 @@ class Conversation:
         self.timer_set_by = None
 
 
+_second: list = [None, ""]    # the last whole second formatted (messages come in runs)
+
+
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+    """``datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")``, with the
+    whole second's text reused from the previous call (it is most of the cost)."""
+    frac, whole = math.modf(ts)
+    micros = round(frac * 1e6)        # as datetime rounds a timestamp: half to even, in microseconds
+    if micros >= 1_000_000:
+        whole, micros = whole + 1.0, micros - 1_000_000
+    elif micros < 0:
+        whole, micros = whole - 1.0, micros + 1_000_000
+    if _second[0] != whole:
+        _second[1] = datetime.fromtimestamp(whole, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        _second[0] = whole
+    return f"{_second[1]}.{micros // 1000:03d}+00:00"

@@ -17,6 +17,8 @@ reorder bound, so an honest sender's messages always fit.
 """
 from __future__ import annotations
 
+import itertools
+import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -69,6 +71,12 @@ class Delivery:
     _next_seq: int = field(default=1, init=False)
     _outbox: "OrderedDict[int, _Pending]" = field(default_factory=OrderedDict, init=False)
     _peer_read: int = field(default=0, init=False)
+    # What tick may skip: the first ``_sent`` outbox entries were sent at least once and none of
+    # the sent entries falls due before ``_resend_at``; ``_rescan``: these may be stale (an ack,
+    # a forget, a link_up moved things), so the next tick walks the window.
+    _sent: int = field(default=0, init=False)
+    _resend_at: float = field(default=math.inf, init=False)
+    _rescan: bool = field(default=False, init=False)
     # receiver side
     _released: int = field(default=0, init=False)   # all seqs <= this were shown, in order
     _early: dict[int, bytes] = field(default_factory=dict, init=False)
@@ -108,27 +116,53 @@ class Delivery:
         return len(self._outbox)
 
     def tick(self, now: float) -> tuple[list[Data | Ack], float | None]:
-        """Frames to send now and the time of the next due resend (None: nothing waits)."""
+        """Frames to send now and when to tick next (None: nothing waits). The time may come
+        early (a message acknowledged meanwhile); a tick then finds nothing due, and tells the
+        exact time."""
         frames: list[Data | Ack] = []
         ack = self._ack_frame()
         if ack is not None:
             frames.append(ack)
+        if self._rescan or now >= self._resend_at:
+            return frames, self._scan(now, frames)
+        # No sent message is due: only the ones never sent (behind the first _sent) may be.
+        for seq, item in itertools.islice(self._outbox.items(), self._sent, self.window):
+            if item.next_send > now:   # queued for later (or resent out of order): walk it all
+                return frames, self._scan(now, frames)
+            self._send(seq, item, now, frames)
+            self._sent += 1
+            if item.next_send < self._resend_at:
+                self._resend_at = item.next_send
+        return frames, (self._resend_at if self._outbox else None)
+
+    def _scan(self, now: float, frames: list) -> float | None:
+        """tick's walk over the whole window: sends what is due, refreshes what tick may skip;
+        returns the exact time the next message falls due."""
         wake = None
+        sent, resend_at, prefix = 0, math.inf, True
         for index, (seq, item) in enumerate(self._outbox.items()):
             if index >= self.window:
                 break
             if item.next_send <= now:
-                item.sends += 1
-                item.next_send = now + min(self.backoff_base * 2 ** (item.sends - 1), self.backoff_max)
-                frames.append(Data(seq, item.payload, item.sends))
+                self._send(seq, item, now, frames)
+            if item.sends:
+                sent += prefix
+                resend_at = min(resend_at, item.next_send)
+            else:
+                prefix = False
             wake = item.next_send if wake is None else min(wake, item.next_send)
-        return frames, wake
+        self._sent, self._resend_at, self._rescan = sent, resend_at, False
+        return wake
+
+    def _send(self, seq: int, item: _Pending, now: float, frames: list) -> None:
+        item.sends += 1
+        item.next_send = now + min(self.backoff_base * 2 ** (item.sends - 1), self.backoff_max)
+        frames.append(Data(seq, item.payload, item.sends))
 
     def due(self, now: float) -> bool:
         """True when a message (within the window) is due to be sent at ``now``."""
-        for index, item in enumerate(self._outbox.values()):
-            if index >= self.window:
-                return False
+        start = 0 if self._rescan or now >= self._resend_at else self._sent
+        for item in itertools.islice(self._outbox.values(), start, self.window):
             if item.next_send <= now:
                 return True
         return False
@@ -141,9 +175,11 @@ class Delivery:
         """The link came back: resend every unacknowledged message at the next tick."""
         for item in self._outbox.values():
             item.next_send = min(item.next_send, now)
+        self._rescan = True
 
     def forget(self, seq: int) -> bool:
         """Stop sending ``seq`` (e.g. it disappeared by timer); True if it was waiting."""
+        self._rescan = True
         return self._outbox.pop(seq, None) is not None
 
     def on_ack(self, ack: Ack) -> Receipts:
@@ -157,6 +193,7 @@ class Delivery:
         if ack.read is not None and (not _seq_ok(ack.read, zero=True) or ack.read > last):
             raise BadReceipt(f"read receipt for message {ack.read!r:.20} that was never sent")
         delivered = []
+        self._rescan = True
         while self._outbox and next(iter(self._outbox)) <= ack.upto:
             delivered.append(self._outbox.popitem(last=False)[0])
         for seq in ack.sel:

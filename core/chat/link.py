@@ -300,7 +300,7 @@ class Link:
                 session, wire = await Session.initiate(self.keys, self.peer, bundle, plaintext)
                 self._add(session)
             else:
-                wire = await session.encrypt(plaintext)
+                wire = session.encrypt_now(plaintext)
             await self.owner.node.send(self.peer, proto.MSG, proto.msg_body(_sid(session), wire))
 
     async def encrypt_away(self, plaintext: bytes) -> tuple[bytes, bytes]:
@@ -377,25 +377,28 @@ class Link:
             if epoch != self.peer_epoch:
                 self.peer_epoch = epoch      # the peer's sender started anew
                 self.inc = self._receiver()
-            released = self.inc.skip_to(base) + self.inc.on_data(data)
-            self._ack_waiting += 1           # acknowledge (duplicates too), soon
-            now = time.monotonic()
-            if self._ack_since is None:
-                self._ack_since = now
-            due = self._ack_due_at(now)
-            if due is None:
-                self.poke()
-            else:
-                self._arm(due)               # a delayed ack: no pump step per message
-            for _seq, payload in released:
-                try:
-                    content = proto.decode_content(payload)
-                except CoveyError as exc:
-                    self.owner.refused(self.peer, "chat.content", exc)
-                    continue
-                if content.kind == proto.CLOSE and content.group is None:
-                    self._peer_closed()
-                self.owner.on_content(self, content)
+            released = self.inc.skip_to(base) if base > self.inc.released + 1 else []
+            released += self.inc.on_data(data)
+            try:
+                for _seq, payload in released:   # shown first, acknowledged (below) right after
+                    try:
+                        content = proto.decode_content(payload)
+                    except CoveyError as exc:
+                        self.owner.refused(self.peer, "chat.content", exc)
+                        continue
+                    if content.kind == proto.CLOSE and content.group is None:
+                        self._peer_closed()
+                    self.owner.on_content(self, content)
+            finally:
+                self._ack_waiting += 1           # acknowledge (duplicates too), soon
+                now = time.monotonic()
+                if self._ack_since is None:
+                    self._ack_since = now
+                due = self._ack_due_at(now)
+                if due is None:
+                    self.poke()
+                else:
+                    self._arm(due)               # a delayed ack: no pump step per message
         elif kind == proto.FRAME_ACK:
             epoch, ack = frame
             if epoch != self.out_epoch:

@@ -19,21 +19,27 @@ from __future__ import annotations
 import copy
 import enum
 import hashlib
+import logging
 import os
 import struct
+from collections import OrderedDict
 from collections.abc import Coroutine
 from typing import Any, NamedTuple, TypeVar
 
 import msgpack
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from doubleratchet import AEAD, AuthenticationFailedException, DoubleRatchet, Header
+import doubleratchet
+from doubleratchet import AEAD, AuthenticationFailedException, DoubleRatchet, EncryptedMessage, Header
 from doubleratchet.recommended import HashFunction, kdf_hkdf, kdf_separate_hmacs
 from doubleratchet.kdf_chain import KDFChain
 from doubleratchet.recommended.diffie_hellman_ratchet_curve25519 import DiffieHellmanRatchet
 from doubleratchet.symmetric_key_ratchet import SymmetricKeyRatchet
 
 from core.errors import MalformedMessage, MessageTooLarge, UnsupportedVersion
+
+log = logging.getLogger("covey.chat.ratchet")
 
 VERSION = 1
 MAX_SKIP = 1000
@@ -140,11 +146,45 @@ class Ratchet(DoubleRatchet):
     def __reduce_ex__(self, protocol):
         raise TypeError("ratchet state stays in memory: it cannot be pickled")
 
+    async def decrypt_message(self, message: EncryptedMessage, associated_data: bytes) -> bytes:
+        """The library's decrypt transaction (doubleratchet 1.3.0, step for step: the DH ratchet is
+        copied, the copy derives the key, the AEAD checks it, the copy is kept on success), except
+        that the bound on stored skipped keys drops the oldest ones in place: the library rebuilt
+        the whole store on every decrypt, so each message cost O(stored keys) (about 14 times a
+        plain decrypt with 990 stored, as a few cuts leave behind: every frame lost in flight
+        leaves its key, the retransmission travels as a new ratchet message)."""
+        if not _OWN_DECRYPT:
+            return await super().decrypt_message(message, associated_data)
+        state = self.__dict__
+        current = state[_DR_DH]
+        dh = current.__deepcopy__({}) if type(current) is CopyingDH else copy.deepcopy(current)
+        stored: OrderedDict = state[_DR_SKIPPED]
+        header = message.header
+        key_id = (header.ratchet_pub, header.sending_chain_length)
+        message_key = stored.get(key_id)      # message keys are bytes: None means absent
+        new_keys = None
+        if message_key is None:
+            message_key, new_keys = await dh.next_decryption_key(header)
+        plaintext = await state[_DR_AEAD].decrypt(
+            message.ciphertext, message_key, self._build_associated_data(associated_data, header))
+        stored.pop(key_id, None)
+        if new_keys:
+            stored.update(new_keys)
+            for _ in range(len(stored) - state[_DR_MAX_SKIPPED]):
+                stored.popitem(last=False)
+        state[_DR_DH] = dh
+        return plaintext
+
+
+# Ratchet.decrypt_message replaces the library's own only for the version it was read from.
+_OWN_DECRYPT = doubleratchet.__version__ == "1.3.0"
+_DR_DH, _DR_SKIPPED = "_DoubleRatchet__diffie_hellman_ratchet", "_DoubleRatchet__skipped_message_keys"
+_DR_AEAD, _DR_MAX_SKIPPED = "_DoubleRatchet__aead", "_DoubleRatchet__max_num_skipped_message_keys"
 
 _LEAVES = frozenset({bytes, str, int, float, bool, type(None)})   # by exact type: one set lookup
 _IMMUTABLE = (bytes, str, int, float, bool, type(None), type, frozenset, enum.Enum)
 _NODES = (KDFChain, SymmetricKeyRatchet)
-_MEMO = "_pub_memo"  # (priv, pub): two immutable bytes
+_MEMO = "_pub_memo"  # (priv, key object, pub): immutable (CopyingDH._key)
 
 
 def _tree_copy(obj, memo: dict):
@@ -164,24 +204,101 @@ def _tree_copy(obj, memo: dict):
     return clone
 
 
+# The library's state layout (doubleratchet 1.x): the DH ratchet holds a root KDFChain and a
+# SymmetricKeyRatchet, which holds up to two KDFChains; every other attribute is a leaf (bytes,
+# int, None, a KDF class). _layout_known() checks it once; if a future version changes it,
+# _tree_copy (generic) takes over.
+_ROOT = "_DiffieHellmanRatchet__root_chain"
+_SKR = "_DiffieHellmanRatchet__symmetric_key_ratchet"
+_CHAINS = ("_SymmetricKeyRatchet__receiving_chain", "_SymmetricKeyRatchet__sending_chain")
+_DH_KEYS = frozenset({_ROOT, _SKR, "_DiffieHellmanRatchet__dos_protection_threshold",
+                      "_DiffieHellmanRatchet__own_ratchet_priv", "_DiffieHellmanRatchet__other_ratchet_pub"})
+_SKR_KEYS = frozenset({*_CHAINS, "_SymmetricKeyRatchet__kdf", "_SymmetricKeyRatchet__constant",
+                       "_SymmetricKeyRatchet__previous_sending_chain_length"})
+_CHAIN_KEYS = frozenset({"_KDFChain__kdf", "_KDFChain__key", "_KDFChain__length"})
+
+
+def _leaf(value) -> bool:
+    return type(value) in _LEAVES or isinstance(value, type)
+
+
+def _layout_is(dh) -> bool:
+    """Whether ``dh``'s state has exactly the layout _fast_copy knows (see above)."""
+    state = dh.__dict__
+    if set(state) - {_MEMO} != _DH_KEYS or type(state[_ROOT]) is not KDFChain \
+            or type(state[_SKR]) is not SymmetricKeyRatchet:
+        return False
+    skr = vars(state[_SKR])
+    chains = [vars(state[_ROOT])] + [vars(skr[k]) for k in _CHAINS if skr[k] is not None]
+    return (set(skr) == _SKR_KEYS and all(skr[k] is None or type(skr[k]) is KDFChain for k in _CHAINS)
+            and all(set(c) == _CHAIN_KEYS and all(map(_leaf, c.values())) for c in chains)
+            and all(_leaf(v) for k, v in skr.items() if k not in _CHAINS)
+            and all(_leaf(v) for k, v in state.items() if k not in (_ROOT, _SKR, _MEMO)))
+
+
+def _fast_copy(dh):
+    """The deep copy of a DH ratchet of the known layout: its three or four objects are copied
+    (a dict copy each), every leaf shared (all immutable)."""
+    clone = object.__new__(type(dh))
+    state = clone.__dict__ = dh.__dict__.copy()
+    root = state[_ROOT]
+    state[_ROOT] = new_root = object.__new__(KDFChain)
+    new_root.__dict__ = root.__dict__.copy()
+    skr = state[_SKR]
+    state[_SKR] = new_skr = object.__new__(SymmetricKeyRatchet)
+    skr_state = new_skr.__dict__ = skr.__dict__.copy()
+    for key in _CHAINS:
+        chain = skr_state[key]
+        if chain is not None:
+            skr_state[key] = new_chain = object.__new__(KDFChain)
+            new_chain.__dict__ = chain.__dict__.copy()
+    return clone
+
+
 class CopyingDH(DiffieHellmanRatchet):
     """The recommended Curve25519 DH ratchet with a faster deep copy.
 
     The library deep-copies this object on every decrypt (and commits the copy on
     success); the generic ``copy.deepcopy`` walk was most of a decrypt's time."""
 
+    _layout_checked: bool | None = None   # per class: None until the first copy checks it
+
     def __deepcopy__(self, memo):
+        fast = CopyingDH._layout_checked
+        if fast is None:
+            fast = CopyingDH._layout_checked = _layout_is(self)
+            if not fast:
+                log.warning("doubleratchet's state layout changed: the generic ratchet copy is used")
+        if fast:
+            clone = _fast_copy(self)
+            memo[id(self)] = clone
+            return clone
         return _tree_copy(self, memo)
 
-    # The library declares this a staticmethod and calls it through the instance; ours memoises
-    # per instance, so it must be a method (a narrower signature mypy cannot see is safe here).
-    def _derive_pub(self, priv: bytes) -> bytes:  # type: ignore[override]
-        # Called for every message's header: remember the public half of the current private key
-        # (held by this instance only, replaced when the key turns, gone when it is wiped).
-        memo = self.__dict__.get("_pub_memo")
+    # The library declares these three staticmethods and calls them through the instance; ours
+    # keep the current private key's object and public half per instance, so they must be methods
+    # (a narrower signature mypy cannot see is safe here). The memo is (priv, key object, pub):
+    # immutable, held by this instance only, replaced when the key turns, gone when it is wiped.
+    # It spares a scalar multiplication per header (the public half) and two per DH step (the
+    # library re-parses the private key, which derives its public half, for every exchange).
+    def _generate_priv(self) -> bytes:  # type: ignore[override]
+        key = X25519PrivateKey.generate()
+        priv = key.private_bytes_raw()
+        self._pub_memo = (priv, key, key.public_key().public_bytes_raw())
+        return priv
+
+    def _key(self, priv: bytes) -> tuple[bytes, X25519PrivateKey, bytes]:
+        memo = self.__dict__.get(_MEMO)
         if memo is None or memo[0] != priv:
-            memo = self._pub_memo = (priv, DiffieHellmanRatchet._derive_pub(priv))
-        return memo[1]
+            key = X25519PrivateKey.from_private_bytes(priv)
+            memo = self._pub_memo = (priv, key, key.public_key().public_bytes_raw())
+        return memo
+
+    def _derive_pub(self, priv: bytes) -> bytes:  # type: ignore[override]
+        return self._key(priv)[2]
+
+    def _perform_diffie_hellman(self, own_priv: bytes, other_pub: bytes) -> bytes:  # type: ignore[override]
+        return self._key(own_priv)[1].exchange(X25519PublicKey.from_public_bytes(other_pub))
 
 
 # Positional parameters shared by encrypt_initial_message/decrypt_initial_message.

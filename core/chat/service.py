@@ -78,6 +78,7 @@ SETTING_RECEIPTS = "chat.read_receipts"
 SETTING_TYPING = "chat.typing"
 TYPING_REPEAT = 3.0       # seconds between two "typing" frames while the user types
 MAX_WAIT = 60.0           # longest read(..., wait=) a command may ask for
+MAX_REFS = 64             # peer names/prefixes remembered as resolved (see _peer)
 
 
 class ChatService:
@@ -96,6 +97,7 @@ class ChatService:
         self.read_receipts = True
         self.typing_enabled = True
         self._typing_sent: dict[str, float] = {}
+        self._refs: dict[str, tuple[int, str]] = {}   # ref -> (peer book version, peer id)
         self._log_limit = LogLimiter()
         self._changed = asyncio.Event()     # set (and replaced) whenever a conversation changes
         self._expiry_wake = asyncio.Event()
@@ -212,7 +214,15 @@ class ChatService:
     def _peer(self, ref: str) -> str:
         if ref in self.links:   # a full peer id we chat with (a removed peer's link is dropped)
             return ref
-        return self.node.resolve(ref).id
+        book = self.node.peers
+        known = self._refs.get(ref)
+        if known is not None and known[0] == book.version:
+            return known[1]     # resolved while the book was as it is now
+        peer = self.node.resolve(ref).id
+        if len(self._refs) >= MAX_REFS:
+            self._refs.clear()
+        self._refs[ref] = (book.version, peer)
+        return peer
 
     def link_for(self, peer: str) -> Link:
         """The link to ``peer`` (made and started on first use)."""
@@ -379,12 +389,11 @@ class ChatService:
         link.queue(proto.encode_content(proto.Content(proto.TEXT, text, msg.sent_at, conv.ttl)),
                    tag=(peer, msg.id), wake=False)
         self.node.events.emit(CHAT_MESSAGE, peer=peer, id=msg.id, direction="out")
+        await link.push()    # out now, in this turn (or by the pump, which also holds it while away)
         if msg.expires_at is not None:
             self._expiry_wake.set()
         self._changed_soon()
-        view = {**msg.view(), "peer": peer}
-        await link.push()    # out now, in this turn (or by the pump, which also holds it while away)
-        return view
+        return {**msg.view(), "peer": peer}
 
     def read(self, ref: str, after: int = 0, *, mark: bool = True) -> list[dict]:
         """The conversation's messages with an id above ``after``; marks them read (receipts if on)."""

@@ -84,6 +84,9 @@ class Session:
         self._x3dh_ad = x3dh_ad
         self._head: X3DHHead | None = head
         self._attach = initiator
+        self._head_packed = head.pack()
+        self._ad_ids = ("", "")
+        self._ad_out = self._ad_in = b""
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -172,8 +175,13 @@ class Session:
         """:meth:`encrypt`, in this call."""
         plaintext = _check_plaintext(plaintext)
         ratchet = self._live()
-        head = self._head if self._attach else None
-        msg = run_now(ratchet.encrypt_message(plaintext, _ad(self._x3dh_ad, self.me, self.peer, head)))
+        if self._ad_ids[1] is not self._peer:
+            self._fixed_ad()
+        if self._attach:
+            head, ad = self._head, self._ad_out + self._head_packed
+        else:
+            head, ad = None, self._ad_out
+        msg = run_now(ratchet.encrypt_message(plaintext, ad))
         return encode(head, msg.header, msg.ciphertext)
 
     async def decrypt(self, data: bytes) -> bytes:
@@ -184,20 +192,31 @@ class Session:
         """:meth:`decrypt`, in this call."""
         wire = decode(data)
         ratchet = self._live()
-        if wire.x3dh is not None and (self.initiator or wire.x3dh != self._head):
-            raise NewSession(f"{self.peer[:16]} started a new session")
+        if self._ad_ids[1] is not self._peer:
+            self._fixed_ad()
+        ad = self._ad_in
+        if wire.x3dh is not None:
+            if self.initiator or wire.x3dh != self._head:
+                raise NewSession(f"{self.peer[:16]} started a new session")
+            ad += self._head_packed      # the same header (just checked)
         try:  # inline rather than _refusals: no context manager to build for every message
-            plaintext = run_now(ratchet.decrypt_message(
-                EncryptedMessage(wire.header, wire.ciphertext), _ad(self._x3dh_ad, self.peer, self.me, wire.x3dh)))
+            plaintext = run_now(ratchet.decrypt_message(EncryptedMessage(wire.header, wire.ciphertext), ad))
         except _LIBRARY_REFUSALS as exc:
             raise _refusal(self.peer, exc) from exc
         self._attach = False  # the peer has the session: no need to send the header again
         return plaintext
 
+    def _fixed_ad(self) -> None:
+        """The fixed part of every message's associated data, each way (:func:`_ad` without
+        the X3DH header), made once for the ids it names."""
+        self._ad_ids = (self._me, self._peer)
+        self._ad_out = _ad(self._x3dh_ad, self._me, self._peer, None)
+        self._ad_in = _ad(self._x3dh_ad, self._peer, self._me, None)
+
     def wipe(self) -> None:
         """Close the session: drop every reference to key material (idempotent)."""
         self._ratchet = None
-        self._x3dh_ad = b""
+        self._x3dh_ad = self._ad_out = self._ad_in = self._head_packed = b""
         self._head = None
         self._attach = False
 

@@ -45,6 +45,25 @@ async def test_a_message_to_a_connected_peer_is_on_the_wire_when_send_returns(ma
     await wait_until(lambda: texts(bob, alice) == ["warm-up", "at once"])
 
 
+async def test_a_name_resolves_to_whoever_holds_it_now(make_node):
+    """send("NAME") remembers what NAME resolved to only while the peer book is unchanged:
+    after a rename the name reaches the peer that holds it now."""
+    from .support import befriend
+    alice, bob = await chat_pair(make_node)
+    carol = await make_node("carol")
+    await befriend(alice, carol, name="carol")
+    await chat(alice).send("bob", "to bob")
+    await wait_until(lambda: texts(bob, alice) == ["to bob"])
+    alice.peers.add_or_update(bob.identity.id, name="robert")
+    alice.peers.add_or_update(carol.identity.id, name="bob")
+    sent = await chat(alice).send("bob", "to the new bob")
+    assert sent["peer"] == carol.identity.id
+    await wait_until(lambda: texts(carol, alice) == ["to the new bob"])
+    assert texts(bob, alice) == ["to bob"]
+    with pytest.raises(UnknownPeer):
+        await chat(alice).send("carol", "nobody is called carol now")
+
+
 async def test_messages_sent_while_the_peer_is_away_arrive_when_it_reconnects(make_node):
     alice, bob = await chat_pair(make_node)
     await chat(alice).send("bob", "first")

@@ -323,25 +323,69 @@ def _reachable_bytes(root) -> set[bytes]:
     return found
 
 
-async def test_ratchet_state_copy_is_deep_and_equal(tmp_path):
-    """The faster deep copy of the DH ratchet (taken on every decrypt) shares no mutable object
-    with the original and serialises to the same state."""
-    import copy
+def _objects(obj, path=()):
+    """(path, object) of every non-class object in the ratchet's state tree, ``obj`` first."""
+    yield path, obj
+    for key, value in vars(obj).items():
+        if hasattr(value, "__dict__") and not isinstance(value, type):
+            yield from _objects(value, path + (key,))
 
-    from core.chat.ratchet import CopyingDH
+
+@pytest.mark.parametrize("fast", [True, False])
+async def test_ratchet_state_copy_is_deep_and_equal(tmp_path, monkeypatch, fast):
+    """The faster deep copy of the DH ratchet (taken on every decrypt) shares no object of the
+    state tree with the original and serialises to the same state; so does the generic copy
+    taken if the library's layout ever changes."""
+    from core.chat.ratchet import CopyingDH, _layout_is
     a, b = Peer(tmp_path, "a"), Peer(tmp_path, "b")
     sa, sb = await open_pair(a, b)
     await sa.decrypt(await sb.encrypt(b"reply"))
     dh = sa._ratchet._DoubleRatchet__diffie_hellman_ratchet
     assert isinstance(dh, CopyingDH)
+    assert _layout_is(dh)                  # the installed library has the layout the fast copy knows
+    monkeypatch.setattr(CopyingDH, "_layout_checked", fast)
     clone = copy.deepcopy(dh)
     assert clone.model == dh.model
-    for obj, other in ((clone, dh),):
-        for key, value in vars(obj).items():
-            if hasattr(value, "__dict__") and not isinstance(value, type):
-                assert value is not vars(other)[key]
+    originals = dict(_objects(dh))
+    copies = dict(_objects(clone))
+    assert copies.keys() == originals.keys() and len(copies) >= 4   # dh, root, symmetric, a chain
+    for path, obj in copies.items():
+        assert obj is not originals[path] and type(obj) is type(originals[path]), path
     await clone.next_encryption_key()      # advancing the clone leaves the original alone
     assert clone.model != dh.model
+
+
+def test_ratchet_layout_check_refuses_other_layouts(tmp_path):
+    from core.chat.ratchet import _layout_is
+    a, b = Peer(tmp_path, "a"), Peer(tmp_path, "b")
+    sa, _ = asyncio.run(open_pair(a, b))
+    dh = copy.deepcopy(sa._ratchet._DoubleRatchet__diffie_hellman_ratchet)
+    dh.__dict__["_DiffieHellmanRatchet__extra"] = []          # an attribute it does not know
+    assert not _layout_is(dh)
+    del dh.__dict__["_DiffieHellmanRatchet__extra"]
+    skr = dh.__dict__["_DiffieHellmanRatchet__symmetric_key_ratchet"]
+    skr.__dict__["_SymmetricKeyRatchet__constant"] = bytearray(b"\x02\x01")   # a mutable leaf
+    assert not _layout_is(dh)
+
+
+async def test_dh_ratchet_key_memo_matches_the_library():
+    """The ratchet's memoised key object gives the library's public halves and shared secrets."""
+    from doubleratchet.recommended.diffie_hellman_ratchet_curve25519 import DiffieHellmanRatchet
+
+    from core.chat.ratchet import CopyingDH
+    dh = object.__new__(CopyingDH)
+    other = DiffieHellmanRatchet._generate_priv()
+    other_pub = DiffieHellmanRatchet._derive_pub(other)
+    for _ in range(3):
+        priv = dh._generate_priv()
+        assert dh._derive_pub(priv) == DiffieHellmanRatchet._derive_pub(priv)
+        assert dh._perform_diffie_hellman(priv, other_pub) == \
+            DiffieHellmanRatchet._perform_diffie_hellman(priv, other_pub) == \
+            DiffieHellmanRatchet._perform_diffie_hellman(other, DiffieHellmanRatchet._derive_pub(priv))
+    stranger = DiffieHellmanRatchet._generate_priv()      # not the memoised key: parsed afresh
+    assert dh._derive_pub(stranger) == DiffieHellmanRatchet._derive_pub(stranger)
+    assert dh._perform_diffie_hellman(stranger, other_pub) == \
+        DiffieHellmanRatchet._perform_diffie_hellman(stranger, other_pub)
 
 
 async def test_message_kdf_derives_the_same_bytes_as_the_library():
@@ -362,3 +406,87 @@ async def test_message_kdf_derives_the_same_bytes_as_the_library():
                 await LibraryKDF.derive(key, data, 32 * len(data))
     with pytest.raises(ValueError):
         await MessageKDF.derive(os.urandom(32), b"\x02\x01", 32)
+
+
+class _LibraryDecrypt:
+    """Ratchet with the library's own decrypt transaction (the one Ratchet.decrypt_message replaces)."""
+
+    @staticmethod
+    def make():
+        from doubleratchet import DoubleRatchet
+
+        from core.chat.ratchet import Ratchet
+
+        class LibraryRatchet(Ratchet):
+            decrypt_message = DoubleRatchet.decrypt_message
+        return LibraryRatchet
+
+
+async def _ratchet_pair(cls):
+    import os
+
+    from core.chat.ratchet import PARAMS, CopyingDH
+    secret, spk_priv = os.urandom(32), CopyingDH._generate_priv(object.__new__(CopyingDH))
+    spk_pub = CopyingDH._derive_pub(object.__new__(CopyingDH), spk_priv)
+    alice, first = await cls.encrypt_initial_message(*PARAMS, secret, spk_pub, b"hi", b"ad")
+    bob, text = await cls.decrypt_initial_message(*PARAMS, secret, spk_priv, first, b"ad")
+    assert text == b"hi"
+    return alice, bob
+
+
+def _stored(ratchet) -> int:
+    return len(ratchet._DoubleRatchet__skipped_message_keys)
+
+
+@pytest.mark.parametrize("seed", range(12))
+async def test_decrypt_transaction_behaves_as_the_librarys(seed):
+    """Loss, reordering, duplicates, tampering and DH turns in both directions: our decrypt
+    transaction accepts and refuses exactly what the library's does, and keeps as many skipped
+    keys (the bound included: some runs skip more than MAX_SKIP in all)."""
+    from doubleratchet import EncryptedMessage
+
+    from core.chat.ratchet import Ratchet
+    rnd = random.Random(seed)
+    ours, theirs = await _ratchet_pair(Ratchet), await _ratchet_pair(_LibraryDecrypt.make())
+    for turn in range(8):
+        sender = turn % 2
+        burst = rnd.choice([1, 5, 40, 400])
+        sent = [[], []]
+        for i in range(burst):
+            for pair, out in ((ours, sent[0]), (theirs, sent[1])):
+                out.append(await pair[sender].encrypt_message(b"m%d" % i, b"ad"))
+        order = [i for i in range(burst) if rnd.random() > 0.3]          # the rest is lost
+        rnd.shuffle(order)
+        order += rnd.sample(order, min(3, len(order)))                   # and some come twice
+        for i in order:
+            tamper = rnd.random() < 0.05
+            outcome = []
+            for pair, out in ((ours, sent[0]), (theirs, sent[1])):
+                msg = out[i]
+                if tamper:
+                    msg = EncryptedMessage(msg.header, msg.ciphertext[:-1] + bytes([msg.ciphertext[-1] ^ 1]))
+                try:
+                    outcome.append(await pair[1 - sender].decrypt_message(msg, b"ad"))
+                except Exception as exc:  # the library's refusals, compared by type
+                    outcome.append(type(exc))
+            assert outcome[0] == outcome[1]
+            assert _stored(ours[1 - sender]) == _stored(theirs[1 - sender]) <= MAX_SKIP
+
+
+async def test_decrypt_keeps_the_skipped_key_store_in_place():
+    """The library rebuilt the store of skipped keys on every decrypt (O(stored keys) a message:
+    a few cuts leave hundreds); ours keeps the one store and drops the oldest past the bound."""
+    from core.chat.ratchet import Ratchet
+    alice, bob = await _ratchet_pair(Ratchet)
+    for _ in range(300):
+        await alice.encrypt_message(b"lost", b"ad")
+    await bob.decrypt_message(await alice.encrypt_message(b"after the cut", b"ad"), b"ad")
+    store = bob._DoubleRatchet__skipped_message_keys
+    assert len(store) == 300
+    for _ in range(5):
+        await bob.decrypt_message(await alice.encrypt_message(b"more", b"ad"), b"ad")
+    assert bob._DoubleRatchet__skipped_message_keys is store and len(store) == 300
+    for _ in range(MAX_SKIP):                                   # more than the bound in all
+        await alice.encrypt_message(b"lost", b"ad")
+    await bob.decrypt_message(await alice.encrypt_message(b"late", b"ad"), b"ad")
+    assert bob._DoubleRatchet__skipped_message_keys is store and len(store) == MAX_SKIP

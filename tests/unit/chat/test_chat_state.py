@@ -94,3 +94,17 @@ def test_delivery_base_and_skip_to_release_in_order():
     assert receiver3.skip_to(5) == [(3, b"m2")] and receiver3.released == 4
     assert receiver3.on_data(Data(5, b"m4", 1)) == [(5, b"m4")]
     assert receiver3.skip_to(2) == []                  # never backwards
+
+
+def test_message_times_read_as_datetime_writes_them():
+    """The view's ISO times (the whole second's text is reused) equal datetime's, rounding included."""
+    import random
+    from datetime import datetime, timezone
+
+    from core.chat.conversation import _iso
+    rnd = random.Random(8)
+    cases = [0.0, 0.0005, 0.9999994, 0.9999995, 1.9999995, 1e9 + 5e-7, 1e9 + 1.5e-6, 1764451200.9995,
+             253402300799.0] + [rnd.uniform(0, 253402300799) for _ in range(5000)]
+    cases += [1764451200 + i * 5e-7 for i in range(5000)]      # runs within one second, as messages come
+    for ts in cases:
+        assert _iso(ts) == datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds"), ts
