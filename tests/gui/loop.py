@@ -10,7 +10,7 @@ import qasync
 # Closed loops are kept, as the app kept every loop before: freeing one lets Python's garbage
 # collector delete its Qt timer object at any moment, even while Qt delivers timer events,
 # and the process crashed (SIGSEGV in QTimerInfoList::activateTimers). A closed loop holds
-# no file or thread, and one is a few kB.
+# no file and no thread.
 _closed: list[qasync.QEventLoop] = []
 
 
