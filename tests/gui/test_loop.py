@@ -2,19 +2,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
 
 from tests.gui.loop import qt_asyncio_loop
-
-
-def open_files() -> dict[int, str]:
-    found = {}
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            found[int(fd)] = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:   # the listing's own descriptor, closed by now
-            continue
-    return found
+from tests.open_files import open_files
 
 
 def test_twenty_test_loops_leave_the_process_open_files_unchanged(qapp, qtbot):
