@@ -1,4 +1,7 @@
-"""What chat keeps on disk: whether a contact is verified, and nothing else.
+"""What chat keeps on disk: whether a contact is verified, and peers' public prekey bundles.
+
+``chat_bundles``: the last verified prekey bundle of each chat peer (public,
+signed data; see :mod:`core.chat.bundles`, its only reader and writer).
 
 ``chat_contacts(peer, name, address, verified, verified_key, verified_at)``:
 written only by ``covey chat verify PEER --mark``. ``verified_key`` is the
@@ -18,6 +21,8 @@ from core.store import Store
 MIGRATIONS = [
     ["CREATE TABLE chat_contacts (peer TEXT PRIMARY KEY, name TEXT NOT NULL DEFAULT '', address TEXT, "
      "verified INTEGER NOT NULL DEFAULT 0, verified_key TEXT, verified_at REAL)"],
+    ["CREATE TABLE chat_bundles (peer TEXT PRIMARY KEY, envelope BLOB NOT NULL, opk BLOB NOT NULL, "
+     "spent_opk BLOB, made_at REAL NOT NULL, stored_at REAL NOT NULL)"],
 ]
 MAX_CONTACTS = 4096
 

@@ -341,7 +341,7 @@ class Groups:
     def on_content(self, peer: str, content: proto.Content) -> None:
         """A group content from ``peer`` (already decrypted on its link); raises a typed refusal."""
         gid = content.group or ""
-        if content.kind == proto.GROUP:
+        if content.kind == proto.GROUP and content.roster is not None:   # decoding refuses a GROUP without one
             kind = inv.envelope_kind(content.roster)
             if kind == inv.INVITE_KIND:
                 return self._on_invite(peer, gid, content.roster)

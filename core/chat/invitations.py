@@ -20,12 +20,16 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from core.errors import InvalidSignature, MalformedMessage
 from core.signed import seal, verify_only
 
 from core.chat.errors import (ForgedSender, InvitationExpired, NoInvitation, NotGroupCreator, TooManyInvitations,
                               UnknownGroup)
+
+if TYPE_CHECKING:
+    from core.chat.groups import Roster
 
 INVITE_KIND = "chat-group-invite"
 JOIN_KIND = "chat-group-join"
@@ -46,7 +50,7 @@ def envelope_kind(envelope: dict) -> str:
 @dataclass
 class Invitation:
     """An invitation this node got and has not answered (or whose acceptance is on its way)."""
-    roster: object                 # core.chat.groups.Roster: the group as the creator showed it
+    roster: Roster                 # the group as the creator showed it
     nonce: bytes
     expires_at: float
     received_at: float

@@ -34,13 +34,13 @@ import os
 import time
 from collections import OrderedDict
 
-from core.errors import CoveyError, MalformedMessage, PeerUnreachable, RefusedByPolicy, UnknownPeer
+from core.errors import CoveyError, MalformedMessage, PeerUnreachable
 from core.chat import protocol as proto
 from core.chat.delivery import Ack, Data, Delivery
 from core.chat.errors import KeyAgreementFailed, SessionClosed, UnknownSession
 from core.chat.ratchet import decode as decode_wire
 from core.chat.session import Session
-from core.chat.x3dh_adapter import Bundle, ChatKeys, verify_bundle
+from core.chat.x3dh_adapter import Bundle, ChatKeys
 
 log = logging.getLogger("covey.chat.link")
 
@@ -48,7 +48,6 @@ MAX_SESSIONS = 3          # sessions kept per peer (simultaneous starts, restart
 MAX_CLOSED = 16           # ids of closed sessions remembered (to name the refusal)
 MAX_TAGS = 8192           # outgoing seqs remembered for read receipts
 MAX_RESETS = 4            # chat.reset sends in flight per peer
-BUNDLE_TIMEOUT = 10.0
 RETRY_MIN, RETRY_MAX = 1.0, 60.0
 WINDOW, REORDER, OUTBOX = 128, 256, 1000
 ACK_EVERY = 32            # data frames acknowledged at once at most ...
@@ -194,18 +193,7 @@ class Link:
             self.bundle = await self._fetch_bundle()
 
     async def _fetch_bundle(self) -> Bundle:
-        self.owner.check_peer(self.peer)
-        try:
-            reply = await self.owner.node.request(self.peer, proto.BUNDLE, {}, timeout=BUNDLE_TIMEOUT)
-        except (RefusedByPolicy, UnknownPeer) as exc:  # its policy, not ours: say what to do
-            raise RefusedByPolicy(f"{self.peer[:12]} does not accept chat from this node yet; send it a "
-                                  f"contact request: `covey chat request {self.peer[:12]} TEXT` "
-                                  f"(it answered: {exc})", peer=self.peer) from None
-        try:
-            return verify_bundle(reply.get("bundle"), self.peer, self.keys.id)
-        except CoveyError as exc:
-            self.owner.refused(self.peer, proto.BUNDLE, exc)
-            raise
+        return await self.owner.mailbox.bundles.fetch(self.peer)   # verified, and remembered
 
     async def _pump(self) -> None:
         while True:

@@ -9,7 +9,9 @@ Every node plays three roles:
   connected peer we hold as CORE (once per frame). The frame goes under a
   session the recipient can open even after a restart (its persisted
   prekeys; :meth:`Link.encrypt_away`), started from a spare bundle the link
-  keeps while the peer is connected. The link keeps the frames too and
+  keeps while the peer is connected or, when it has none (our node started
+  while the peer was away), from the peer's bundle remembered in the
+  database (:mod:`core.chat.bundles`). The link keeps the frames too and
   resends them when the peer is back: the recipient's delivery sequence
   numbers make it exactly once.
 - mailbox: accepts blobs only from peers it holds as CORE (``RELAY``) for a
@@ -47,6 +49,7 @@ from core.peers import Capability, allows
 from core.signed import seal, verify_only
 
 from core.chat import protocol as proto
+from core.chat.bundles import Bundles
 from core.chat.delivery import Data
 from core.chat.errors import BlobExpired, ForgedSender, MailboxFull, ReplayedMessage
 
@@ -203,6 +206,7 @@ class Mailbox:
         self.held = Held()
         self.ttl = DEFAULT_TTL
         self.admission = Admission(self.node, KIND, Capability.RELAY, label="chat mailbox blob", logger=log)
+        self.bundles = Bundles(chat)
         self._deposited: dict[str, tuple[bytes, set[int]]] = {}   # peer -> (our epoch, seqs put)
         self._seen: "OrderedDict[tuple[str, bytes], None]" = OrderedDict()
         self._tasks: set[asyncio.Task] = set()
@@ -230,9 +234,12 @@ class Mailbox:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         self._deposited.clear()
+        await self.bundles.stop()
 
     def on_connected(self, peer: str) -> None:
-        """A peer connected: a mailbox for us may hand over; we may hand over for it; we may deposit."""
+        """A peer connected: a mailbox for us may hand over; we may hand over for it; we may deposit;
+        its bundle is remembered for when it is away."""
+        self.bundles.refresh(peer)
         if self.held.waiting(peer):
             self._notify(peer)
         if self._is_mailbox(peer):
@@ -281,6 +288,8 @@ class Mailbox:
             if seq in done:
                 continue
             try:
+                if link.bundle is None and (link.current is None or not link.current.opens_alone):
+                    link.bundle = self.bundles.load(peer)   # no spare: the one remembered (raises why not)
                 sid, wire = await link.encrypt_away(proto.encode_data(epoch, Data(seq, payload, 1), base))
                 envelope = seal(self.node.identity, KIND, {"to": peer, "s": sid, "w": wire, "ttl": self.ttl})
                 await self.node.request(box, PUT, {"blob": envelope}, timeout=REQUEST_TIMEOUT)

@@ -2,7 +2,8 @@
 
 Reached as ``node.service("chat")``. Conversations, sessions and message keys
 live in this object's memory only; the store holds nothing but verified
-contacts (:mod:`core.chat.db`) and two preferences (read receipts, typing);
+contacts and peers' public prekey bundles (:mod:`core.chat.db`) and two
+preferences (read receipts, typing);
 the home holds the prekeys' private halves (:mod:`core.chat.x3dh_adapter`).
 A restarted node starts new sessions and shows empty conversations.
 
@@ -125,6 +126,7 @@ class ChatService:
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
         self.keys = await asyncio.to_thread(ChatKeys.load_or_create, self.node.home, self.node.identity)
+        self.keys.on_agreed = self.mailbox.bundles.spent
         self.contacts = Contacts(self.node.store)
         store = self.node.store
         self.read_receipts = bool(store.get_setting(SETTING_RECEIPTS, True))
@@ -238,6 +240,7 @@ class ChatService:
         if conv is not None:
             conv.wipe()
         self.files.drop_peer(peer, every=True)
+        self.mailbox.bundles.forget(peer)
 
     def changed_soon(self) -> None:
         self._changed_soon()

@@ -55,9 +55,10 @@ def encode_public_key(key_format: x3dh.IdentityKeyFormat, pub: bytes) -> bytes:
 
 
 class Bundle(NamedTuple):
-    """A verified prekey bundle of ``peer`` (addressed to us)."""
+    """A verified prekey bundle of ``peer`` (addressed to us), with the signed envelope it came in."""
     peer: str
     x3dh: x3dh.Bundle
+    envelope: dict | None = None
 
 
 class _State(x3dh.State):
@@ -108,6 +109,9 @@ class ChatKeys:
         self._path = path
         self._reserved = reserved  # one-time prekey pub -> peer it was handed to
         self.version = 0           # bumps whenever bundles change (republish then)
+        # Told (peer, one-time prekey) after each key agreement we start, so a stored copy of
+        # that bundle is not used again (core.chat.bundles).
+        self.on_agreed: Callable[[str, bytes], None] | None = None
         state._on_publish = self._published
 
     def __repr__(self) -> str:
@@ -202,9 +206,12 @@ class ChatKeys:
     async def agree_active(self, bundle: Bundle) -> tuple[bytes, bytes, x3dh.Header]:
         """X3DH as initiator: (shared secret, associated data, header for the peer)."""
         try:
-            return await self._state.get_shared_secret_active(bundle.x3dh, b"", True)
+            agreed = await self._state.get_shared_secret_active(bundle.x3dh, b"", True)
         except (x3dh.KeyAgreementException, xeddsa.XEdDSAException, ValueError) as exc:
             raise KeyAgreementFailed(f"key agreement with {bundle.peer[:16]} failed: {exc}") from exc
+        if self.on_agreed is not None and agreed[2].pre_key is not None:
+            self.on_agreed(bundle.peer, agreed[2].pre_key)
+        return agreed
 
     async def agree_passive(self, peer_id: str, header: x3dh.Header) -> tuple[bytes, bytes, bytes]:
         """X3DH as responder: (shared secret, associated data, signed prekey private half).
@@ -251,7 +258,8 @@ def verify_bundle(envelope: Any, expected_peer: str, me: str) -> Bundle:
         raise BadBundle("prekey bundle identity key is not the signer's key")
     if not _spk_signature_ok(body["ik"], body["spk"], body["spk_sig"]):
         raise BadBundle(f"signed prekey of {signer[:16]} has a bad signature")
-    return Bundle(signer, x3dh.Bundle(body["ik"], body["spk"], body["spk_sig"], frozenset({body["opk"]})))
+    return Bundle(signer, x3dh.Bundle(body["ik"], body["spk"], body["spk_sig"], frozenset({body["opk"]})),
+                  envelope)
 
 
 def _spk_signature_ok(ik: bytes, spk: bytes, sig: bytes) -> bool:
