@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from local_nodes import stop_processes  # bench/ is the script directory
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -121,13 +123,7 @@ def networked(workers: int, rounds: int, secure: bool, validate: bool = True, ag
                 raise RuntimeError(f"task ended {status['state']}: {status.get('error')}")
             return [h["seconds"] for h in status["history"]], status["accuracy"]
         finally:
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            stop_processes(procs)
 
 
 def floor(workers: int, rounds: int) -> tuple[list[float], float]:

@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from local_nodes import stop_processes  # bench/ is the script directory
+
 REPO = Path(__file__).resolve().parents[1]
 TARGET_MS = 50.0
 TICK = 0.01
@@ -192,13 +194,7 @@ async def bench(args, app) -> dict:
         finally:
             window.quit()
             await node.stop()
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            stop_processes(procs)
     worst = max(load["p99_ms"], worker["p99_ms"])
     return {"floor": floor, "load_coordinator": load, "load_worker": worker,
             "ratio_p99": round(worst / max(floor["p99_ms"], 0.01), 2),

@@ -1,7 +1,9 @@
-"""Real nodes on 127.0.0.1 for the benchmarks: one started node, or two that may chat."""
+"""Real nodes on 127.0.0.1 for the benchmarks: one started node, or two that may chat; and the
+end of node processes a benchmark started."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from pathlib import Path
 
 from core.config import Settings
@@ -28,3 +30,14 @@ async def pair(root: Path) -> tuple[Node, Node]:
     a.peers.set_tier(b.identity.id, "external")
     b.peers.set_tier(a.identity.id, "external")
     return a, b
+
+
+def stop_processes(procs: list[subprocess.Popen], grace: float = 10.0) -> None:
+    """SIGTERM to every process, then wait up to ``grace`` s for each; SIGKILL to one still running."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(grace)
+        except subprocess.TimeoutExpired:
+            p.kill()

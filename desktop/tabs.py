@@ -23,7 +23,7 @@ from .peers.peers_panel import PeersPanel
 from .tasks.tasks_panel import TasksPanel
 from .training.training_panel import TrainingPanel
 
-TOP, LEFT, TAB = "top", "left", "tab"   # across the window, the left column, the tabs on the right
+TOP, TAB = "top", "tab"   # across the window above the tabs, a tab
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class Panel:
     """One panel of the window."""
     key: str                                  # the window attribute that holds it
     factory: Callable[..., QWidget]
-    place: str                                # TOP, LEFT or TAB
+    place: str                                # TOP or TAB
     title: str = ""                           # the tab's title
     service: str | None = None                # the core service it renders, if any
 

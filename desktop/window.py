@@ -1,18 +1,17 @@
 """The main window, built from the panel registry (``tabs.PANELS``): a banner across the top,
-the tabs, and a left column only when a panel asks for one (the selected peer's details)."""
+then the tabs."""
 from __future__ import annotations
 
 import logging
 
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import (QFrame, QMainWindow, QScrollArea, QSplitter, QStatusBar, QTabWidget, QVBoxLayout,
-                               QWidget)
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtWidgets import QMainWindow, QStatusBar, QTabWidget, QVBoxLayout, QWidget
 
 from . import tabs
 from .bridge import EventBridge
 from .shell.shell import Shell
 from .style import app_icon
-from .tabs import LEFT, TAB, TOP
+from .tabs import TAB, TOP
 
 log = logging.getLogger("covey.desktop.window")
 STATUS_MS = 8000
@@ -41,36 +40,13 @@ class MainWindow(QMainWindow):
             setattr(self, panel.key, widget)
             if widget is not None:
                 built.append((panel, widget))
-        top = [w for p, w in built if p.place == TOP]
-        # a tab may bring a panel for the left column (the peers tab: the selected peer's details)
-        left = [w for p, w in built if p.place == LEFT] + [
-            w.sidebar for p, w in built if p.place == TAB and getattr(w, "sidebar", None) is not None]
-
-        column = QWidget()
-        left_layout = QVBoxLayout(column)
-        left_layout.setContentsMargins(0, 0, 0, 0)
-        for widget in left:
-            left_layout.addWidget(widget)
-        left_layout.addStretch(1)
-        column.setMinimumWidth(400)
-        scroll = QScrollArea()   # small screens: the left column scrolls rather than squeezes
-        scroll.setWidget(column)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(420)
-        split = QSplitter(Qt.Horizontal)
-        split.addWidget(scroll)
-        split.addWidget(self.tabs)
-        split.setStretchFactor(1, 1)
-        split.setChildrenCollapsible(False)
-        scroll.setVisible(bool(left))   # a left column only when some panel asks for one
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.setContentsMargins(10, 10, 10, 6)
-        for widget in top:
-            layout.addWidget(widget)
-        layout.addWidget(split, 1)
+        for panel, widget in built:
+            if panel.place == TOP:
+                layout.addWidget(widget)
+        layout.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
 
         self.setStatusBar(QStatusBar())

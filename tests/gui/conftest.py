@@ -9,27 +9,21 @@ import asyncio  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
-import qasync  # noqa: E402
 
 from core.config import Settings  # noqa: E402
 from core.identity import Identity  # noqa: E402
 from core.node import Node  # noqa: E402
+from tests.gui.loop import qt_asyncio_loop  # noqa: E402
 
 
 
 @pytest.fixture
 def qloop(qapp):
-    """A qasync loop sharing the Qt event loop that qtbot drives (see docs/notes.md)."""
+    """A qasync loop sharing the Qt event loop that qtbot drives (tests/gui/loop.py)."""
     from desktop.style import style_sheet
     qapp.setStyleSheet(style_sheet())
-    loop = qasync.QEventLoop(qapp, already_running=True)
-    executor = qasync.QThreadExecutor(2)   # owned here so its threads end with the test
-    loop.set_default_executor(executor)
-    asyncio.set_event_loop(loop)
-    yield loop
-    executor.shutdown(wait=True)
-    asyncio.events._set_running_loop(None)
-    asyncio.set_event_loop(None)
+    with qt_asyncio_loop(qapp) as loop:
+        yield loop
 
 
 @pytest.fixture

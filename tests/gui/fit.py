@@ -59,7 +59,6 @@ def main() -> int:
     app = QApplication(sys.argv[:1])
     app.setStyleSheet(style_sheet())
     app.setQuitOnLastWindowClosed(False)
-    without_left_column()
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
 
@@ -92,19 +91,6 @@ def main() -> int:
     with loop:
         print(json.dumps(loop.run_until_complete(run())))
     return 0
-
-
-def without_left_column(patch=setattr) -> None:
-    """Build windows as they are once no panel asks for a left column: the peers tab's details
-    sidebar (which the Trust tab takes inside it) is left out. ``patch``: setattr, or a test's
-    ``monkeypatch.setattr`` to undo it after the test."""
-    from desktop.peers.peers_panel import PeersPanel
-    build = PeersPanel.__init__
-
-    def init(self, *args, **kwargs):
-        build(self, *args, **kwargs)
-        self.sidebar = None
-    patch(PeersPanel, "__init__", init)
 
 
 if __name__ == "__main__":

@@ -370,8 +370,8 @@ def visible_controls(widget):
 def test_the_tab_fits_900_by_600_and_every_control_says_what_it_does(window, bob, qtbot):
     panel = window.chat_panel
     click_contact(panel, qtbot, "bob")
-    # beside the 420 px left column, 900 px leaves the tabs about 450 (the window's own minimum is
-    # set by other tabs today: issue 10); the Chat tab must not be what makes it wider
+    # the Chat tab keeps a small minimum (the window's own is set by other tabs: issue 10);
+    # it must not be what makes the window wider than 900 px
     hint = panel.minimumSizeHint()
     assert hint.width() <= 450 and hint.height() <= 480, hint
     window.resize(900, 600)

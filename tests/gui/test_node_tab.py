@@ -349,9 +349,8 @@ def test_every_control_has_a_tooltip_and_an_accessible_name(tab):
 
 
 # -- fitting the window ------------------------------------------------------------------------
-def test_the_node_and_encryption_tabs_fit_a_900x600_window(make_node, qtbot, monkeypatch, artifacts):
-    from tests.gui.fit import SIZE, TABS, problems, without_left_column
-    without_left_column(monkeypatch.setattr)
+def test_the_node_and_encryption_tabs_fit_a_900x600_window(make_node, qtbot, artifacts):
+    from tests.gui.fit import SIZE, TABS, problems
     win = MainWindow(make_node("alice"))
     qtbot.addWidget(win)
     win.resize(*SIZE)
