@@ -151,7 +151,7 @@ class DelegationService:
         """Run an admitted request and record it; raises (RateLimited, ExecutorBusy, BadRequest,
         TaskTimedOut) when it never ran."""
         served = await self.executor.execute(request)
-        # Queued on the next loop turn, after the proof went out, and written on the one after.
+        # Queued on the next loop turn, after the proof went out; written with the rows queued meanwhile.
         asyncio.get_running_loop().call_soon(self._record_served, request, served, via)
         return served
 
@@ -195,7 +195,7 @@ class DelegationService:
         via = "http" if http else "link"
         wait = max(0.0, sent.deadline - time.time()) + GRACE
         # Queued on the next loop turn, while the request travels (its digest is computed then), and
-        # written with its outcome after the call returned (or on its own if the task takes longer).
+        # written with its outcome, batched with the other rows queued meanwhile (recorder).
         record = _Once(self._record_sent, peer_id, sent, via)
         asyncio.get_running_loop().call_soon(record)
         try:
@@ -241,7 +241,8 @@ class DelegationService:
         pred = statement["predicate"]
         state = "done" if pred["exit"]["status"] == "ok" else "failed"
         ended = time.time()
-        # Queued: one commit, after the call returned, for the row and the executor's reputation.
+        # Queued: one commit, after the call returned, for the row and the executor's reputation
+        # (shared with the other rows queued meanwhile).
         self._records.finish(sent.task, proto.SENT, peer=peer_id, type=sent.type, state=state, verified=True,
                              proof=proof, result=result_bytes, result_sha256=statement["subject"][0]["digest"]["sha256"],
                              cost=pred["cost"], error=pred["exit"]["message"] or None, ended=ended,
