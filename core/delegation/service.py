@@ -59,7 +59,9 @@ class DelegationService:
         self.http = HttpEndpoint(self)
         # CONNECT at the door: who may delegate is decided by authorize() inside the admission
         # step, the same for links and HTTP, with a refusal worded for the requester.
-        node.on_message(proto.REQUEST, self._on_request, capability=Capability.CONNECT)
+        # eager: an inline task (echo) is admitted, run, proved and answered where its message
+        # arrives, without a task of its own or a loop turn.
+        node.on_message(proto.REQUEST, self._on_request, capability=Capability.CONNECT, eager=True)
 
     @property
     def _tasks(self) -> TaskDB:
