@@ -156,7 +156,10 @@ def _check_shape(envelope: Any, kind: str) -> None:
     if not isinstance(nonce, bytes) or len(nonce) != NONCE_BYTES:
         raise MalformedMessage(f"the nonce must be {NONCE_BYTES} bytes")
     ts = envelope["ts"]
-    if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts):
+    # An int is bounded before math.isfinite, which raises OverflowError past a float's range
+    # (JSON, as POST /tasks carries it, has integers of any size).
+    if isinstance(ts, bool) or not (isinstance(ts, int) and -2 ** 63 <= ts < 2 ** 64
+                                    or isinstance(ts, float) and math.isfinite(ts)):
         raise MalformedMessage("the timestamp must be a finite number")
     if not isinstance(envelope["body"], dict):
         raise MalformedMessage("the body must be a map")
