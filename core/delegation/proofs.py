@@ -174,7 +174,8 @@ def check_statement(st) -> None:
     if not isinstance(p["task"], str) or not isinstance(p["type"], str) or len(p["type"]) > 64:
         raise bad("task and type must be text")
     for key in _TIME_KEYS:
-        if not _non_negative(p[key]):
+        value = p[key]
+        if not (type(value) is float and 0.0 <= value < math.inf or _non_negative(value)):
             raise bad("times must be non-negative numbers with started <= ended")
     if not p["started"] <= p["ended"]:
         raise bad("times must be non-negative numbers with started <= ended")
@@ -182,7 +183,7 @@ def check_statement(st) -> None:
     if not isinstance(cost, dict) or cost.keys() != _COST_KEYS:
         raise bad(f"cost must have {sorted(_COST_KEYS)} as non-negative numbers")
     for value in cost.values():
-        if not _non_negative(value):
+        if not (type(value) is float and 0.0 <= value < math.inf or _non_negative(value)):
             raise bad(f"cost must have {sorted(_COST_KEYS)} as non-negative numbers")
     quality = p["quality"]
     if not isinstance(quality, dict):

@@ -66,8 +66,10 @@ class Recorder:
         self._queued(entry, after)
 
     def flush(self) -> None:
-        """Write everything queued now, in one transaction; then report each task written."""
-        self._cancel_timers()
+        """Write everything queued now, in one transaction; then report each task written.
+
+        A pending timer is left to run (and find little or nothing): a forced flush per task
+        (every read does one) costs no timer made and cancelled each time."""
         if not self._pending:
             return
         batch, self._pending = self._pending, {}
@@ -99,9 +101,8 @@ class Recorder:
         if self.immediate or len(self._pending) >= MAX_PENDING:
             self.flush()
         elif self._later is None:
-            self._later = asyncio.get_running_loop().call_later(FLUSH_DELAY, self.flush)
+            self._later = asyncio.get_running_loop().call_later(FLUSH_DELAY, self._timer)
 
-    def _cancel_timers(self) -> None:
-        if self._later is not None:
-            self._later.cancel()
-            self._later = None
+    def _timer(self) -> None:
+        self._later = None
+        self.flush()

@@ -90,7 +90,7 @@ async def test_flush_writes_everything_queued_and_the_effects_in_one_transaction
         rec.add(**sent(f"t{i}"), after=lambda i=i: effects.append(store.conn.in_transaction and i))
     rec.flush()
     assert [r[0] for r in on_disk(store)] == ["t0", "t1", "t2"] and effects == [0, 1, 2]
-    await asyncio.sleep(0.1)   # the cancelled timer writes nothing twice
+    await asyncio.sleep(0.1)   # the timer, when it runs, writes nothing twice
     assert len(written) == 3
 
 
