@@ -432,6 +432,21 @@ class NotGroupCreator(ChatError):
     code = "chat_not_creator"
 
 
+class NoInvitation(ChatError):
+    """No pending invitation to that group (never invited, declined, withdrawn, or not accepted)."""
+    code = "chat_no_invitation"
+
+
+class InvitationExpired(NoInvitation):
+    """The group invitation expired before it was accepted."""
+    code = "chat_invitation_expired"
+
+
+class TooManyInvitations(ChatError):
+    """Too many group invitations wait for an answer (from that creator, or in all)."""
+    code = "chat_too_many_invitations"
+
+
 def _first_line(exc: CoveyError) -> str:
     return (type(exc).__doc__ or "").strip().splitlines()[0] if type(exc).__doc__ else type(exc).__name__
 

@@ -49,7 +49,8 @@ CHAT_EXPIRED = "chat_expired"          # {peer, ids}
 CHAT_REQUEST = "chat_request"          # {peer, name}: a contact request (its text via requests())
 CHAT_KEY_CHANGED = "chat_key_changed"  # {peer, verified_peer, name}
 CHAT_VERIFIED = "chat_verified"        # {peer, retired: [peers no longer verified]}: the user marked it
-CHAT_GROUP = "chat_group"              # {group, name, action, version, members} (core.chat.groups)
+CHAT_GROUP = "chat_group"              # {group, name, action, version, members} (core.chat.groups;
+                                        # an invitation's also {creator, expires_at}, a creator's {peer})
 
 
 @dataclass(frozen=True)

@@ -128,6 +128,9 @@ def show(name: str, result) -> str:
     if name in ("chat.read", "chat.group.read"):
         from core.chat.commands import line
         return "\n".join(line(m) for m in result) if result else "no messages"
+    if name == "chat.group.invitations":
+        from core.chat.commands import invitation_line
+        return "\n".join(invitation_line(i) for i in result) if result else "no group invitations"
     if name == "peers.list":
         if not result:
             return "no peers yet: `covey peers add HOST:PORT`, or wait for LAN discovery"

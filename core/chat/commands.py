@@ -142,19 +142,21 @@ async def _chat_mailbox(node):
 GROUP = Param("group", "group id, unique id prefix, or name", max_len=128)
 
 
-@command("chat.group.create", "create a chat group with these peers (you are its creator)",
+@command("chat.group.create", "create a chat group and invite these peers (you are its creator; each joins "
+         "when it accepts)",
          Param("name", "the group's name", max_len=64),
          Param("peers", "peer ids, unique id prefixes, or names", kind=list, max_len=128))
 async def _chat_group_create(node, name, peers):
     return _chat(node).groups.create(name, peers)
 
 
-@command("chat.group.invite", "add a peer to a group you created", GROUP, PEER)
+@command("chat.group.invite", "invite a peer to a group you created (it joins when it accepts)", GROUP, PEER)
 async def _chat_group_invite(node, group, peer):
     return _chat(node).groups.invite(group, peer)
 
 
-@command("chat.group.remove", "remove a member from a group you created (it gets nothing later)", GROUP, PEER)
+@command("chat.group.remove", "remove a member from a group you created (it gets nothing later), or withdraw "
+         "its open invitation", GROUP, PEER)
 async def _chat_group_remove(node, group, peer):
     return _chat(node).groups.remove(group, peer)
 
@@ -181,6 +183,30 @@ async def _chat_group_list(node):
     return _chat(node).groups.listing()
 
 
+@command("chat.group.invitations", "list the group invitations waiting for your answer (they expire)")
+async def _chat_group_invitations(node):
+    return _chat(node).groups.invitations()
+
+
+@command("chat.group.accept", "accept a group invitation: its creator adds you and every member sees you", GROUP)
+async def _chat_group_accept(node, group):
+    return await _chat(node).groups.accept(group)
+
+
+@command("chat.group.decline", "decline a group invitation (it is forgotten; its creator is told)", GROUP)
+async def _chat_group_decline(node, group):
+    return _chat(node).groups.decline(group)
+
+
+@command("chat.group.file.send", "offer a file to every member of a group (each accepts it with "
+         "`covey chat file accept`)", GROUP, Param("path", "the file (the node reads it)", max_len=4096))
+async def _chat_group_file_send(node, group, path):
+    return await _chat(node).groups.send_file(group, path)
+
+
+_chat_group_file_send.prepare_args = _absolute("path")
+
+
 def follow_messages(call, home, args: dict, out, *, as_json: bool, wait: int = 30) -> list:
     """``covey chat read PEER --follow``: print the conversation, then each new message, until
     interrupted (Ctrl-C). ``call(home, name, args)`` runs one command on the node."""
@@ -200,6 +226,16 @@ def follow_messages(call, home, args: dict, out, *, as_json: bool, wait: int = 3
             batch = call(home, "chat.read", {"peer": peer, "after": last, "wait": wait}, timeout=wait + 30)
     except KeyboardInterrupt:
         return shown
+
+
+def invitation_line(inv: dict) -> str:
+    """One group invitation as a person reads it."""
+    creator = inv["names"].get(inv["creator"]) or inv["creator"][:12]
+    count = len(inv["members"])
+    answer = ("accepted: waiting for its creator to add you" if inv["accepted"]
+              else f"`covey chat group accept {inv['group'][:12]}` or `... decline ...`")
+    return (f"{inv['name']}  from {creator}  ({count} member{'s' if count != 1 else ''}, id {inv['group'][:12]}, "
+            f"expires {inv['expires_at']})  {answer}")
 
 
 def line(msg: dict) -> str:

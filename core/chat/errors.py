@@ -36,6 +36,9 @@ from core.errors import (  # noqa: F401  (re-exported)
     UnknownGroup,
     NotGroupMember,
     NotGroupCreator,
+    NoInvitation,
+    InvitationExpired,
+    TooManyInvitations,
 )
 
-__all__ = ["ChatError", "BadBundle", "KeyAgreementFailed", "ForgedSender", "DecryptFailed", "ReplayedMessage", "TooManySkipped", "NewSession", "SessionClosed", "PrekeysExhausted", "CorruptPrekeyFile", "OutboxFull", "UnknownSession", "BadReceipt", "KeyChanged", "ConversationClosing", "UnknownFile", "BadChunk", "ChunkOutOfRange", "ChunkTooLarge", "BadFileOffer", "FileChanged", "TooManyFiles", "MailboxFull", "BlobExpired", "UnknownGroup", "NotGroupMember", "NotGroupCreator"]
+__all__ = ["ChatError", "BadBundle", "KeyAgreementFailed", "ForgedSender", "DecryptFailed", "ReplayedMessage", "TooManySkipped", "NewSession", "SessionClosed", "PrekeysExhausted", "CorruptPrekeyFile", "OutboxFull", "UnknownSession", "BadReceipt", "KeyChanged", "ConversationClosing", "UnknownFile", "BadChunk", "ChunkOutOfRange", "ChunkTooLarge", "BadFileOffer", "FileChanged", "TooManyFiles", "MailboxFull", "BlobExpired", "UnknownGroup", "NotGroupMember", "NotGroupCreator", "NoInvitation", "InvitationExpired", "TooManyInvitations"]

@@ -32,8 +32,14 @@ different plaintexts, and a file that changed on disk stops the transfer
 with a clear reason (the receiver refuses the changed chunk by its hash and
 asks again; that second read finds the change).
 
-Events: ``chat_file`` {peer, file, state, done, total, direction} (bytes;
-progress at most every ``PROGRESS_EVERY`` s). Never the file's name.
+In a group (``send_many``, from :mod:`core.chat.groups`): the file is hashed
+once and offered to each member over its own pairwise transfer (its own id and
+key); the offer carries the group id, each member accepts (or not) as for a
+one-to-one file, and leaving the group ends its group files there.
+
+Events: ``chat_file`` {peer, file, state, done, total, direction, group} (bytes;
+progress at most every ``PROGRESS_EVERY`` s; ``group`` only for a group's file).
+Never the file's name.
 """
 from __future__ import annotations
 
@@ -161,6 +167,7 @@ class Transfer:
     peer: str
     direction: str                      # "in" | "out"
     path: Path | None                   # out: the source; in: the chosen target (once accepted)
+    group: str | None = None            # the group it was offered in (None: one-to-one)
     state: str = OFFERED
     hashes: bytes | None = None         # the manifest (32 bytes per chunk)
     error: str = ""
@@ -205,7 +212,7 @@ class Transfer:
         return {"id": o.id.hex(), "peer": self.peer, "direction": self.direction, "name": o.name,
                 "size": o.size, "type": o.mime, "state": self.state, "done": self.done_bytes,
                 "total": o.size, "chunks": o.chunks, "path": str(self.path) if self.path else None,
-                "error": self.error or None}
+                "error": self.error or None, "group": self.group}
 
     def missing(self, limit: int) -> list[int]:
         """Up to ``limit`` chunk indices to ask for: retries first, then the lowest missing ones."""
@@ -290,8 +297,9 @@ class Files:
         if not force and now - t.emitted_at < PROGRESS_EVERY:
             return
         t.emitted_at = now
+        extra = {"group": t.group} if t.group is not None else {}
         self.node.events.emit(ev.CHAT_FILE, peer=t.peer, file=t.offer.id.hex(), state=t.state,
-                              done=t.done_bytes, total=t.offer.size, direction=t.direction)
+                              done=t.done_bytes, total=t.offer.size, direction=t.direction, **extra)
 
     def _set(self, t: Transfer, state: str, error: str = "") -> None:
         t.state, t.error = state, error or t.error
@@ -339,46 +347,56 @@ class Files:
     # -- sending --------------------------------------------------------------------
     async def send(self, ref: str, path: str, mime: str | None = None) -> dict:
         """Offer the file at ``path`` (absolute) to the peer; its chunks go when the peer accepts."""
-        if not isinstance(path, str) or not os.path.isabs(path):
-            raise BadRequest("give the file's absolute path (the node reads it, not the shell)")
-        source = Path(path)
-        if source.is_dir():
-            raise BadRequest(f"{path} is a directory; send a file")
-        if not source.is_file():
-            raise BadRequest(f"{path} is not a readable file")
-        size = source.stat().st_size
-        if size > MAX_FILE:
-            raise BadRequest(f"{path} is larger than {MAX_FILE} bytes")
+        source = _source(path)
         chat = self.chat
         peer = chat._peer(ref)
         chat.check_peer(peer)
         if not self._make_room(self.outgoing):
             raise TooManyFiles(f"{MAX_FILES} files are offered or in transfer; cancel some first")
-        link = chat._link(peer)
+        link = self._link(peer)
+        if chat.connected(peer):
+            await link.ensure_bundle()
+        prepared = await _prepare(source, mime)
+        return self._offer(peer, prepared).view()
+
+    async def send_many(self, peers: list[str], path: str, group: str) -> tuple[list[dict], list[str]]:
+        """Offer the file at ``path`` to each of ``peers`` (a group's other members): hashed once, one
+        pairwise transfer per peer. Returns the offers' views and the peers it could not go to."""
+        prepared = await _prepare(_source(path), None)
+        views, unreachable = [], []
+        for peer in peers:
+            try:
+                self.chat.check_peer(peer)
+                views.append(self._offer(peer, prepared, group).view())
+            except CoveyError as exc:
+                log.warning("group file: not offered to %s: %s", peer[:12], exc)
+                unreachable.append(peer)
+        return views, unreachable
+
+    def _link(self, peer: str):
+        """The peer's link, if a file offer may go on it now."""
+        link = self.chat._link(peer)
         if link.closing:
             raise ConversationClosing(f"the conversation with {peer[:12]} is being closed")
         if link.out.unacked >= link.out.max_outbox:
             raise OutboxFull(f"{link.out.unacked} messages wait for {peer[:12]}; try later")
-        if chat.connected(peer):
-            await link.ensure_bundle()
-        chunk = _chunk_size_for(size)
-        try:
-            hashes = await asyncio.to_thread(hash_file, source, chunk)
-        except OSError as exc:
-            raise BadRequest(f"cannot read {path}: {exc.strerror or exc}") from None
-        if len(hashes) != HASH * -(-size // chunk):
-            raise FileChanged(f"{path} changed while it was read; try again")
-        name = clean_name(source.name)
-        offer = Offer(os.urandom(ID_BYTES), name, size,
-                      mime or mimetypes.guess_type(name)[0] or "application/octet-stream", chunk,
-                      hashlib.sha256(hashes).digest(), AESGCM.generate_key(bit_length=256))
-        t = Transfer(offer, peer, "out", source, hashes=hashes)
+        return link
+
+    def _offer(self, peer: str, prepared: "_Prepared", group: str | None = None) -> Transfer:
+        """Queue an offer of a hashed file to ``peer`` (its own id and key)."""
+        if not self._make_room(self.outgoing):
+            raise TooManyFiles(f"{MAX_FILES} files are offered or in transfer; cancel some first")
+        link = self._link(peer)
+        p = prepared
+        offer = Offer(os.urandom(ID_BYTES), p.name, p.size, p.mime, p.chunk, hashlib.sha256(p.hashes).digest(),
+                      AESGCM.generate_key(bit_length=256))
+        t = Transfer(offer, peer, "out", p.source, group=group, hashes=p.hashes)
         self.outgoing[offer.id] = t
-        link.queue(proto.encode_content(proto.Content(proto.FILE, file=offer.encode())))
+        link.queue(proto.encode_content(proto.Content(proto.FILE, file=offer.encode(), group=group)))
         self._emit(t)
-        log.info("file %s offered to %s (%d bytes, %d chunks)", offer.id.hex()[:12], peer[:12], size,
+        log.info("file %s offered to %s (%d bytes, %d chunks)", offer.id.hex()[:12], peer[:12], p.size,
                  offer.chunks)
-        return t.view()
+        return t
 
     def _outgoing(self, peer: str, body: dict) -> Transfer:
         t = self.outgoing.get(_file_id(body))
@@ -472,8 +490,9 @@ class Files:
         return t.aead.encrypt(nonce(i), data, _ad(o.id, i))
 
     # -- receiving ------------------------------------------------------------------
-    def on_offer(self, peer: str, offer_map) -> None:
-        """A file offer arrived inside the conversation (from the chat service)."""
+    def on_offer(self, peer: str, offer_map, group: str | None = None) -> None:
+        """A file offer arrived inside the conversation (from the chat service), or inside ``group``
+        (from a member, checked by :mod:`core.chat.groups`)."""
         try:
             offer = parse_offer(offer_map)
             if offer.id in self.incoming:
@@ -487,7 +506,7 @@ class Files:
             if isinstance(fid, bytes) and len(fid) == ID_BYTES:
                 asyncio.ensure_future(self._send_end(peer, fid, "refused"))
             return
-        t = self.incoming[offer.id] = Transfer(offer, peer, "in", None)
+        t = self.incoming[offer.id] = Transfer(offer, peer, "in", None, group=group)
         self._emit(t)
 
     def accept(self, ref: str, to: str) -> dict:
@@ -700,14 +719,27 @@ class Files:
         asyncio.ensure_future(self._tell_end(t, "refused" if t.direction == "in" else "cancelled"))
         return t.view()
 
-    def drop_peer(self, peer: str) -> None:
-        """The conversation was closed (or the peer removed): end and forget its files."""
+    def drop_peer(self, peer: str, every: bool = False) -> None:
+        """The conversation was closed: end and forget its files (not the ones of a group, which go
+        with the group, see :meth:`drop_group`); ``every``: the peer was removed, all of them."""
+        self._drop(lambda t: t.peer == peer and (every or t.group is None),
+                   "the peer was removed" if every else "the conversation was closed")
+
+    def drop_group(self, group: str) -> None:
+        """We are no longer in the group: end and forget its files, telling each peer."""
+        for t in self._drop(lambda t: t.group == group, "you are no longer in the group"):
+            asyncio.ensure_future(self._tell_end(t, "refused" if t.direction == "in" else "cancelled"))
+
+    def _drop(self, which, why: str) -> list[Transfer]:
+        ended = []
         for table in (self.incoming, self.outgoing):
             for fid, t in list(table.items()):
-                if t.peer == peer:
+                if which(t):
                     if t.state not in FINISHED:
-                        self._end(t, CANCELLED, "the conversation was closed")
+                        self._end(t, CANCELLED, why)
+                        ended.append(t)
                     del table[fid]
+        return ended
 
     def _end(self, t: Transfer, state: str, error: str) -> None:
         if t.task is not None and t.task is not asyncio.current_task():
@@ -762,6 +794,46 @@ class Files:
             why = {"changed": "the file changed on the sender's disk", "refused": "the peer refused it",
                    "cancelled": "the peer cancelled it"}.get(reason, "the peer gave up")
             self._end(t, CANCELLED if reason in ("refused", "cancelled") else FAILED, why)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A file hashed for offering (to one peer, or to each member of a group)."""
+    source: Path
+    size: int
+    chunk: int
+    hashes: bytes
+    name: str
+    mime: str
+
+
+def _source(path) -> Path:
+    """The file to offer (absolute path, a readable regular file, not too large)."""
+    if not isinstance(path, str) or not os.path.isabs(path):
+        raise BadRequest("give the file's absolute path (the node reads it, not the shell)")
+    source = Path(path)
+    if source.is_dir():
+        raise BadRequest(f"{path} is a directory; send a file")
+    if not source.is_file():
+        raise BadRequest(f"{path} is not a readable file")
+    if source.stat().st_size > MAX_FILE:
+        raise BadRequest(f"{path} is larger than {MAX_FILE} bytes")
+    return source
+
+
+async def _prepare(source: Path, mime: str | None) -> _Prepared:
+    """Hash the file chunk by chunk in a thread (one chunk in memory)."""
+    try:
+        size = source.stat().st_size
+        chunk = _chunk_size_for(size)
+        hashes = await asyncio.to_thread(hash_file, source, chunk)
+    except OSError as exc:
+        raise BadRequest(f"cannot read {source}: {exc.strerror or exc}") from None
+    if len(hashes) != HASH * -(-size // chunk):
+        raise FileChanged(f"{source} changed while it was read; try again")
+    name = clean_name(source.name)
+    return _Prepared(source, size, chunk, hashes, name,
+                     mime or mimetypes.guess_type(name)[0] or "application/octet-stream")
 
 
 def _file_id(body: dict) -> bytes:

@@ -37,7 +37,8 @@ Events (``node.events``; none carries message text: read it from the service):
 - ``message_rejected`` {peer, type, code, reason} for every refused chat input.
 - ``chat_file`` {peer, file, state, done, total, direction}: files, see ``self.files``
   (:mod:`core.chat.files`).
-- ``chat_group`` {group, name, action, version, members}; group messages are
+- ``chat_group`` {group, name, action, version, members} (an invitation's also {creator,
+  expires_at}; see :mod:`core.chat.groups`); group messages are
   ``chat_message`` {peer: the author, group, id, direction}; their states ``chat_state``
   {group, id, state} (no peer) (:mod:`core.chat.groups`).
 
@@ -236,10 +237,14 @@ class ChatService:
         conv = self.conversations.pop(peer, None)
         if conv is not None:
             conv.wipe()
-        self.files.drop_peer(peer)
+        self.files.drop_peer(peer, every=True)
 
     def changed_soon(self) -> None:
         self._changed_soon()
+
+    def wake_expiry(self) -> None:
+        """Something with a deadline was added (a group invitation): the expiry loop looks again."""
+        self._expiry_wake.set()
 
     def _changed_soon(self) -> None:
         """Wake every ``wait_messages`` (cheap: no task per message)."""
@@ -566,6 +571,7 @@ class ChatService:
                 for msg_id in gone:
                     link.forget((peer, msg_id))   # not delivered yet: never will be
             self.node.events.emit(CHAT_EXPIRED, peer=peer, ids=gone)
+        self.groups.sweep()             # group invitations nobody answered in time (its own clock)
         if total:
             self._changed_soon()
         return total
@@ -573,7 +579,8 @@ class ChatService:
     async def _expire_loop(self) -> None:
         while True:
             self.sweep()
-            times = [t for t in (c.next_expiry() for c in self.conversations.values()) if t is not None]
+            times = [t for t in (*(c.next_expiry() for c in self.conversations.values()),
+                                 self.groups.next_expiry()) if t is not None]
             timeout = max(0.0, min(times) - time.time()) if times else None
             self._expiry_wake.clear()
             try:

@@ -27,7 +27,7 @@ from ..style import caption
 from .contacts_model import CONTACT_ROLE, ContactsFilter, ContactsModel
 from .conversation_view import ConversationView
 from .file_actions import CUT_NOTE, RESUMED_NOTE, FileActions
-from .group_actions import GroupActions, group_row
+from .group_actions import GroupActions, group_row, invitation_row
 from .group_dialogs import CreateGroupDialog, MembersDialog
 from .messages_model import MessagesModel
 from .notifier import Notifier
@@ -52,8 +52,6 @@ class ChatPanel(GroupActions, FileActions, QWidget):
         self.peer: str | None = None            # the open one-to-one conversation
         self.group: str | None = None           # or the open group
         self.departed: OrderedDict[str, dict] = OrderedDict()   # groups we are no longer in: shown read-only
-        self.invites: set[str] = set()          # groups others added us to, not answered yet
-        self._declining: set[str] = set()       # invitations being declined (leaving says so)
         self.file_places: OrderedDict[str, int] = OrderedDict()  # file id -> the message id its row follows
         self.file_notes: dict[str, str] = {}    # file id -> "connection cut" / "resumed"
         self.group_dialog: CreateGroupDialog | None = None
@@ -196,11 +194,14 @@ class ChatPanel(GroupActions, FileActions, QWidget):
                          "last_at": summary["last_at"], "typing": summary["typing"],
                          "messages": summary["messages"]})
         groups = self.chat.groups.listing()
-        for gid in {g["group"] for g in groups} & set(self.departed):
+        invitations = self.chat.groups.invitations()
+        for gid in {g["group"] for g in [*groups, *invitations]} & set(self.departed):
             del self.departed[gid]                       # invited again
         for group in groups:
             rows.append(group_row(group["group"], group["name"], len(group["members"]), group["unread"],
                                   group["messages"]))
+        for invitation in invitations:
+            rows.append(invitation_row(invitation, self.name_of(invitation["creator"])))
         for gid, gone in self.departed.items():
             rows.append(group_row(gid, gone["name"], len(gone["members"]), 0, 0, gone["why"]))
         self.contacts.set_rows(rows)

@@ -13,8 +13,11 @@ from PySide6.QtGui import QBrush, QColor, QFont, QIcon, QPainter, QPixmap
 
 CONTACT_ROLE = Qt.UserRole + 1      # the row dict
 ONLINE, OFFLINE, MUTED, GROUP = QColor("#2e7d32"), QColor("#a4aab4"), QColor("#6b7383"), QColor("#1f5fbf")
-DEPARTED = {"left": "you left", "removed": "you were removed", "closed": "closed by its creator",
-            "declined": "you declined"}
+DEPARTED = {"left": "you left", "removed": "you were removed", "closed": "closed by its creator"}
+
+
+def members_text(count: int) -> str:
+    return f"{count} member{'s' if count != 1 else ''}"
 
 
 def label(row: dict) -> str:
@@ -82,7 +85,7 @@ class ContactsModel(QAbstractListModel):
             first += f"  ({row['unread']} new)"
         if row["kind"] == "group":
             departed = DEPARTED.get(row.get("departed") or "", "")
-            return f"{first}\ngroup · " + (departed or f"{row.get('members', 0)} members")
+            return f"{first}\ngroup · " + (departed or row.get("note") or members_text(row.get("members", 0)))
         second = "typing…" if row["typing"] else ("online" if row["connected"] else "offline")
         return f"{first}\n{second} · {row['tier']}"
 

@@ -65,7 +65,7 @@ class ConversationView(QStackedWidget):
     file_action = Signal(str, str)        # ("accept" | "decline" | "cancel", file id)
     members_requested = Signal()
     leave_requested = Signal()
-    invite_answered = Signal(bool)        # True: stay in the group; False: leave it
+    invite_answered = Signal(bool)        # True: accept the group invitation; False: decline it
     dismiss_requested = Signal()          # drop a group we are no longer in from the list
 
     def __init__(self, model: MessagesModel, parent=None):
@@ -147,11 +147,12 @@ class ConversationView(QStackedWidget):
         self.notice_text.setAccessibleName("Group notice")
         self.stay_button = QPushButton("Acce&pt")
         self.stay_button.setObjectName("primary")
-        self.stay_button.setToolTip("Stay in the group: you see its messages and its members see yours")
+        self.stay_button.setToolTip("Join the group: its creator adds you, every member sees you in the member "
+                                    "list, and you see the messages written from then on")
         self.stay_button.setAccessibleName("Accept the group invitation")
         self.stay_button.clicked.connect(lambda: self.invite_answered.emit(True))
         self.decline_button = QPushButton("&Decline")
-        self.decline_button.setToolTip("Leave the group at once: you get none of its messages")
+        self.decline_button.setToolTip("Refuse the invitation: it is forgotten here and its creator is told")
         self.decline_button.setAccessibleName("Decline the group invitation")
         self.decline_button.clicked.connect(lambda: self.invite_answered.emit(False))
         self.dismiss_button = QPushButton("Remo&ve from list")
@@ -199,7 +200,7 @@ class ConversationView(QStackedWidget):
         self.send_button.clicked.connect(self._submit)
         self.file_button = QPushButton("Fil&e…")
         self.file_button.setToolTip("Send a file: choose it, and it goes end-to-end encrypted, piece by piece, "
-                                    "once the contact accepts it")
+                                    "once the contact accepts it (in a group: to each member who accepts it)")
         self.file_button.setAccessibleName("Send a file")
         self.file_button.clicked.connect(self.file_requested)
         self.note = QLabel(EPHEMERAL_NOTE)
@@ -260,10 +261,11 @@ class ConversationView(QStackedWidget):
         self.title.setText(name)
         self.title.setToolTip(name)
         for widget in (self.verified, self.safety_button, self.close_button, self.timer_label, self.timer,
-                       self.timer_by, self.file_button, self.online):
+                       self.timer_by, self.online):
             widget.setVisible(not group)
         for widget in (self.members, self.members_button, self.leave_button):
             widget.setVisible(group)
+        self.file_button.setVisible(True)
         self.banner.hide()
         self.notice.hide()
         self.set_read_only(False)
@@ -276,7 +278,9 @@ class ConversationView(QStackedWidget):
         """A group's members (the creator's signed list, the same for every member) and protection."""
         names = [view["names"].get(m) or m[:12] for m in view["members"]]
         creator = view["names"].get(view["creator"]) or view["creator"][:12]
-        text = f"{len(names)} members: {', '.join(names)} · created by {creator}"
+        invited = [view["names"].get(m) or m[:12] for m in view.get("invited") or []]
+        text = (f"{len(names)} member{'s' if len(names) != 1 else ''}: {', '.join(names)} · created by {creator}"
+                + (f" · invited, not answered yet: {', '.join(invited)}" if invited else ""))
         self.members.setText(text)
         self.members.setToolTip(text)
         self.members_button.setText(f"&Members ({len(names)})…")
@@ -284,15 +288,25 @@ class ConversationView(QStackedWidget):
         self.e2e.setToolTip("A group message goes to each member over the pairwise encrypted session with "
                             "it; someone who left or was removed gets none of the later ones")
 
-    def show_invite(self, text: str | None) -> None:
-        """An invitation to answer (``None``: none)."""
-        self._notice(text, answer=True)
+    def show_invitation(self, text: str, members: str, answer: bool) -> None:
+        """An invitation to a group we are not in: what it is and who is in it, Accept and Decline
+        (``answer``; else we accepted and wait); nothing can be written yet."""
+        self._notice(text, answer=answer)
+        self.set_read_only(True)
+        self.box.setPlaceholderText("Accept the invitation to write in this group")
+        for widget in (self.members_button, self.leave_button, self.file_button):
+            widget.setVisible(False)
+        self.members.setVisible(True)
+        self.members.setText(members)
+        self.members.setToolTip(members)
+        self.e2e.setText("Not joined: nothing of this group is shown here or sent from here until you accept")
+        self.e2e.setToolTip("You are invited, not a member: the group's messages are refused until you join")
 
     def show_departed(self, text: str) -> None:
         """The person left the group, was removed, or it was closed: read-only, saying why."""
         self._notice(text, answer=False)
         self.set_read_only(True)
-        for widget in (self.members_button, self.leave_button, self.members):
+        for widget in (self.members_button, self.leave_button, self.members, self.file_button):
             widget.setVisible(False)
         self.e2e.setText("This group is closed here: nothing more is sent to you or from you")
 

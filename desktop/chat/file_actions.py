@@ -1,7 +1,8 @@
 """The Chat tab's file actions (a mixin of :class:`~desktop.chat.chat_panel.ChatPanel`).
 
 A file is a row of its conversation (a :class:`~desktop.chat.file_row.FileCard`),
-placed after the message shown when it appeared; ``chat_file`` events move its
+placed after the message shown when it appeared (a group's file: a row of the
+group, one per member on the sender's side, each saying who); ``chat_file`` events move its
 progress bar and state on both sides; a cut connection and the resumption are
 said on the card. Paths only: the desktop never reads a file's content.
 """
@@ -30,35 +31,49 @@ class FileActions:
         """A file offer or transfer moved on: its row in the open conversation redraws."""
         data = event.data
         peer, fid = str(data.get("peer")), str(data.get("file"))
+        key = str(data.get("group") or peer)      # the conversation the file belongs to
         try:
-            view = self.chat.files.find(fid).view()
+            view = self._file_view(self.chat.files.find(fid).view())
         except CoveyError:     # already forgotten (the conversation was closed): what the event says
             view = {**data, "id": fid}
         if fid not in self.file_places:
-            self.file_places[fid] = self.model.last_id if peer == self.peer else self._last_message(peer)
+            self.file_places[fid] = self.model.last_id if key == self.current else self._last_message(key)
             self._prune_files()
             if view.get("direction") == "in" and view.get("state") == "offered":
                 name = self.name_of(peer)
-                self.status.emit(f"{name} offers you a file: accept or decline it in the conversation")
+                where = f" in {self.group_name(key)}" if data.get("group") else ""
+                self.status.emit(f"{name} offers you a file{where}: accept or decline it in the conversation")
                 if not self.window().isActiveWindow():
                     self.notifier.notify("Covey", f"{name} offers you a file")
-        if peer != self.peer or "name" not in view:
+        if key != self.current or "name" not in view:
             return
         if self.conversation.update_file(view, self.file_notes.get(fid, "")):
             return
         if self.file_places[fid] >= self.model.last_id:
             self.model.add_file(view, self.file_places[fid])
         else:
-            self.model.set_rows(self.rows_with_files(peer, self.chat.read(peer, 0, mark=False)))
+            self.model.set_rows(self.rows_with_files(key, self._messages(key)))
 
-    def rows_with_files(self, peer: str, views: list[dict]) -> list[Row]:
-        """A conversation's messages with its file rows, each after the message it followed."""
+    def _file_view(self, view: dict) -> dict:
+        """A transfer's view for its card: a group's says who it goes to or comes from."""
+        return {**view, "who": self.name_of(view["peer"])} if view.get("group") else view
+
+    def _messages(self, key: str) -> list[dict]:
+        """A conversation's (a peer's or a group's) messages, not marking them read."""
+        if key == self.group or key in {g["group"] for g in self.chat.groups.listing()}:
+            return self.chat.groups.read(key, 0, mark=False)
+        return self.chat.read(key, 0, mark=False)
+
+    def rows_with_files(self, key: str, views: list[dict]) -> list[Row]:
+        """A conversation's messages with its file rows, each after the message it followed
+        (``key``: the peer, or the group, whose conversation it is)."""
         rows = [Row.from_view(v) for v in views]
         last = rows[-1].id if rows else 0
         subs: dict[int, int] = {}
         for view in self.chat.files.views():
-            if view["peer"] != peer:
+            if (view.get("group") or view["peer"]) != key:
                 continue
+            view = self._file_view(view)
             after = self.file_places.setdefault(view["id"], last)
             subs[after] = subs.get(after, 0) + 1
             row = Row.for_file(after, subs[after], view)
@@ -67,10 +82,10 @@ class FileActions:
         rows.sort(key=lambda r: r.key)
         return rows
 
-    def _last_message(self, peer: str) -> int:
+    def _last_message(self, key: str) -> int:
         try:
-            views = self.chat.read(peer, 0, mark=False)
-        except CoveyError:      # the peer was removed meanwhile: its files are being dropped
+            views = self._messages(key)
+        except CoveyError:      # the peer was removed (or the group left) meanwhile: its files are dropped
             return 0
         return int(views[-1]["id"]) if views else 0
 
@@ -96,12 +111,16 @@ class FileActions:
             if view["state"] == "offered" and only_if is None:
                 continue
             self.file_notes[fid] = note
-            if peer == self.peer:
-                self.conversation.update_file(view, note)
+            if (view.get("group") or peer) == self.current:
+                self.conversation.update_file(self._file_view(view), note)
 
     @asyncSlot()
     async def send_file(self) -> None:
-        """File…: pick a file and offer it (the node hashes it in a thread; nothing is read here)."""
+        """File…: pick a file and offer it (the node hashes it in a thread; nothing is read here); in a
+        group, to each member."""
+        if self.group is not None:
+            await self.send_group_file(self.group)
+            return
         peer = self.peer
         if peer is None:
             return
@@ -112,6 +131,20 @@ class FileActions:
         await run_action(self, self.chat.files.send(peer, path), failure=f"Could not send the file to {name}",
                          busy=self.conversation.file_button,
                          success=lambda view: f"{view['name']} offered to {name}: it goes once they accept it")
+
+    async def send_group_file(self, gid: str) -> None:
+        name = self.group_name(gid)
+        path, _ = QFileDialog.getOpenFileName(self, f"Send a file to the members of {name}", str(Path.home()))
+        if not path:
+            return
+
+        def offered(view: dict) -> str:
+            missed = [self.name_of(p) for p in view["unreachable"]]
+            return (f"{view['name']} offered to {len(view['files'])} member{'s' if len(view['files']) != 1 else ''} "
+                    f"of {name}: it goes to each who accepts it"
+                    + (f"; not offered to {', '.join(missed)}" if missed else ""))
+        await run_action(self, self.chat.groups.send_file(gid, path), failure=f"Could not send the file to {name}",
+                         busy=self.conversation.file_button, success=offered)
 
     def file_action(self, action: str, fid: str) -> None:
         """Accept (choose where to save), decline or cancel a file."""
@@ -128,14 +161,14 @@ class FileActions:
             if not path:
                 return
             def accepted(view: dict) -> str:
-                self.conversation.update_file(view)
+                self.conversation.update_file(self._file_view(view))
                 return f"Receiving {view['name']} into {view['path']}"
             run_action_now(self, lambda: self.chat.files.accept(fid, path), failure="Could not accept the file",
                            success=accepted)
             return
 
         def ended(view: dict) -> str:
-            self.conversation.update_file(view)
+            self.conversation.update_file(self._file_view(view))
             return "File declined" if action == "decline" else "Transfer cancelled"
         if card is not None:
             card.set_busy(True)

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFormLayout
                                QListWidget, QListWidgetItem, QPushButton, QVBoxLayout)
 
 PEER_ROLE = Qt.UserRole + 1
+INVITED_ROLE = Qt.UserRole + 2
 
 
 def peer_label(peer: dict) -> str:
@@ -120,7 +121,7 @@ class MembersDialog(QDialog):
         self.remove_button = QPushButton("&Remove from group")
         self.remove_button.setObjectName("danger")
         self.remove_button.setToolTip("The member's copy of the group is wiped and it gets none of the later "
-                                      "messages")
+                                      "messages; an invited peer's invitation is withdrawn")
         self.remove_button.setAccessibleName("Remove member")
         self.remove_button.clicked.connect(self._remove)
         self.candidates = QComboBox()
@@ -128,7 +129,8 @@ class MembersDialog(QDialog):
         self.candidates.setToolTip("Contacts you may chat with who are not in the group yet")
         self.candidates.setPlaceholderText("every contact is in the group already")
         self.invite_button = QPushButton("&Invite")
-        self.invite_button.setToolTip("Add this contact to the group; it sees the group and its members")
+        self.invite_button.setToolTip("Invite this contact: it sees the group's name and members, and joins if "
+                                      "it accepts")
         self.invite_button.setAccessibleName("Invite to group")
         self.invite_button.clicked.connect(self._invite)
         self.error = _error_label()
@@ -157,12 +159,15 @@ class MembersDialog(QDialog):
         self.creator_id = view["creator"]
         selected = self.selected()
         self.list.clear()
-        for member in view["members"]:
+        invited = view.get("invited") or []
+        for member in [*view["members"], *invited]:
             name = view["names"].get(member) or member[:12]
-            tags = [t for t, on in (("creator", member == view["creator"]),) if on]
+            tags = [t for t, on in (("creator", member == view["creator"]),
+                                    ("invited, not answered yet", member in invited)) if on]
             item = QListWidgetItem(name + (f" ({', '.join(tags)})" if tags else ""))
             item.setData(PEER_ROLE, member)
-            item.setToolTip(f"id: {member}")
+            item.setData(INVITED_ROLE, member in invited)
+            item.setToolTip(f"id: {member}" + ("\ninvited: a member once it accepts" if member in invited else ""))
             self.list.addItem(item)
             if member == selected:
                 self.list.setCurrentItem(item)
@@ -172,7 +177,7 @@ class MembersDialog(QDialog):
                                      if self.creator else f"{creator} created it and decides who is in it."))
         self.candidates.clear()
         for peer in candidates:
-            if peer["id"] not in view["members"]:
+            if peer["id"] not in view["members"] and peer["id"] not in invited:
                 self.candidates.addItem(peer_label(peer), peer["id"])
         self.candidates.setCurrentIndex(0 if self.candidates.count() else -1)   # a placeholder picks none
         for widget in (self.remove_button, self.candidates, self.invite_button):
@@ -182,7 +187,14 @@ class MembersDialog(QDialog):
         self._selection()
 
     def members(self) -> list[str]:
-        return [self.list.item(i).data(PEER_ROLE) for i in range(self.list.count())]
+        """The members listed (not the open invitations)."""
+        return [self.list.item(i).data(PEER_ROLE) for i in range(self.list.count())
+                if not self.list.item(i).data(INVITED_ROLE)]
+
+    def invited(self) -> list[str]:
+        """The peers with an open invitation (the creator sees them)."""
+        return [self.list.item(i).data(PEER_ROLE) for i in range(self.list.count())
+                if self.list.item(i).data(INVITED_ROLE)]
 
     def selected(self) -> str | None:
         item = self.list.currentItem()

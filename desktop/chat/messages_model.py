@@ -261,6 +261,8 @@ def file_state_text(view: dict) -> str:
         words = FILE_STATES.get(state, state)
     if state in ("cancelled", "failed") and view.get("error"):
         words += f": {view['error']}"
+    if view.get("who"):            # a group's file: one transfer per member
+        words = f"{'to' if out else 'from'} {view['who']} · {words}"
     return words
 
 

@@ -16,27 +16,54 @@ def link(a, b, tier_ab: str, tier_ba: str) -> None:
     b.run("peers", "trust", a.id, tier_ba)
 
 
-def test_offline_recipient_through_a_core_mailbox_and_a_group(headless):
+def test_offline_recipient_through_a_core_mailbox_and_a_group(headless, tmp_path):
     ann, ben, cat = headless("ann"), headless("ben"), headless("cat")
     link(ann, ben, "external", "external")
     link(ann, cat, "core", "core")
     link(cat, ben, "core", "core")
     assert cat.json("chat", "mailbox")["count"] == 0
 
-    # a group of three: create, send, read, list
+    # a group of three: create (invitations), accept, send, read, list
     made = ann.json("chat", "group", "create", "team", ben.id, cat.id)
     gid = made["group"]
-    assert sorted(made["members"]) == sorted([ann.id, ben.id, cat.id]) and made["version"] == 1
-    wait_for(lambda: [g["group"] for g in ben.json("chat", "group", "list")] == [gid])
-    wait_for(lambda: [g["group"] for g in cat.json("chat", "group", "list")] == [gid])
+    assert made["members"] == [ann.id] and sorted(made["invited"]) == sorted([ben.id, cat.id])
+    for node in (ben, cat):
+        got = wait_for(lambda node=node: node.json("chat", "group", "invitations"))
+        assert [(i["group"], i["name"], i["creator"], i["accepted"]) for i in got] == [(gid, "team", ann.id, False)]
+        assert node.json("chat", "group", "list") == []
+        joined = node.json("chat", "group", "accept", "team")
+        assert joined["joined"] and node.id in joined["members"]
+        assert node.json("chat", "group", "invitations") == []
+    wait_for(lambda: sorted(ann.json("chat", "group", "list")[0]["members"]) == sorted([ann.id, ben.id, cat.id]))
+    assert [g["group"] for g in ben.json("chat", "group", "list")] == [gid]
+    refused = ben.run("chat", "group", "accept", "team", check=False)
+    assert refused.returncode != 0 and "no invitation" in refused.stderr
+
+    # a file in the group: one offer per member, each accepted like a one-to-one file
+    source = tmp_path / "notes.txt"
+    source.write_bytes(b"group notes\n" * 5000)
+    sent = ann.json("chat", "group", "file", "send", "team", str(source))
+    assert sorted(f["peer"] for f in sent["files"]) == sorted([ben.id, cat.id]) and sent["unreachable"] == []
+    offer = wait_for(lambda: [f for f in ben.json("chat", "file", "list") if f["direction"] == "in"])[0]
+    assert offer["group"] == gid and offer["name"] == "notes.txt"
+    ben.json("chat", "file", "accept", offer["id"], "--to", str(tmp_path / "ben-notes.txt"))
+    wait_for(lambda: ben.json("chat", "file", "list")[0]["state"] == "done")
+    assert (tmp_path / "ben-notes.txt").read_bytes() == source.read_bytes()
     sent = ben.json("chat", "group", "send", "team", "hello team")
     assert sent["group"] == gid and sent["from"] == ben.id
     got = wait_for(lambda: ann.json("chat", "group", "read", gid))
     assert [(m["from"], m["text"], m["group"]) for m in got] == [(ben.id, "hello team", gid)]
     removed = ann.json("chat", "group", "remove", gid, cat.id)
-    assert removed["version"] == 2 and cat.id not in removed["members"]
+    assert removed["version"] == 4 and cat.id not in removed["members"]
     wait_for(lambda: cat.json("chat", "group", "list") == [])
     assert "hello team" in ann.run("chat", "group", "read", gid).stdout
+    ann.json("chat", "group", "invite", gid, cat.id)            # cat declines this time
+    wait_for(lambda: cat.json("chat", "group", "invitations"))
+    said = cat.run("chat", "group", "invitations").stdout
+    assert said.startswith("team  from ") and f"covey chat group accept {gid[:12]}" in said
+    assert cat.json("chat", "group", "decline", gid)["declined"]
+    wait_for(lambda: ann.json("chat", "group", "list")[0]["invited"] == [])
+    assert cat.json("chat", "group", "invitations") == [] and cat.json("chat", "group", "list") == []
 
     # ann and ben have chatted; ben goes down; ann's messages wait at cat
     ann.json("chat", "send", ben.id, "hi")
