@@ -6,7 +6,9 @@ first of them was queued: a fast task costs one insert per side (its ``sent`` ro
 merge), and a node serving or sending many tasks shares one commit among all of them instead of
 paying one per task. Every read of the table flushes first (:meth:`Recorder.flush`), and so does
 the service's stop, so nothing queued is lost on a clean stop and a task is listed as soon as its
-call returned. Bounded: at :data:`MAX_PENDING` queued tasks the queue is written at once.
+call returned. A row may be queued as a function that makes it (:meth:`Recorder.add_later`):
+then even building it costs nothing on the answer's path. Bounded: at :data:`MAX_PENDING`
+queued tasks the queue is written at once.
 """
 from __future__ import annotations
 
@@ -24,10 +26,11 @@ MAX_PENDING = 256
 
 
 class _Pending:
-    __slots__ = ("row", "outcome", "meta", "after")
+    __slots__ = ("row", "make", "outcome", "meta", "after")
 
     def __init__(self) -> None:
         self.row: dict | None = None        # a new row (TaskDB.add), None: the row is stored already
+        self.make: Callable[[], dict] | None = None   # a new row made when it is written
         self.outcome: dict = {}             # the outcome of a stored row (TaskDB.finish's fields)
         self.meta: dict = {}                # its peer and type (for on_written)
         self.after: list[Callable[[], None]] = []   # more writes for the same transaction
@@ -53,6 +56,14 @@ class Recorder:
         entry.row = row
         self._queued(entry, after)
 
+    def add_later(self, task: str, role: str, make: Callable[[], dict], *,
+                  after: Callable[[], None] | None = None) -> None:
+        """:meth:`add` of the row ``make()`` returns, called when the row is written: building it
+        (its JSON fields, the request's summary) costs nothing on the answer's path."""
+        entry = self._entry(task, role)
+        entry.make = make
+        self._queued(entry, after)
+
     def finish(self, task: str, role: str, *, peer: str, type: str, after: Callable[[], None] | None = None,
                **outcome) -> None:
         """Queue the outcome of a row (the arguments of :meth:`TaskDB.finish`), merged into the
@@ -60,6 +71,8 @@ class Recorder:
         entry = self._entry(task, role)
         if entry.row is not None:
             entry.row.update(outcome)
+        elif entry.make is not None:
+            entry.outcome.update(outcome)   # merged into the row when it is made
         else:
             entry.outcome = outcome
             entry.meta = {"peer": peer, "type": type}
@@ -74,6 +87,9 @@ class Recorder:
             return
         batch, self._pending = self._pending, {}
         try:
+            for entry in batch.values():
+                if entry.make is not None:
+                    entry.row = {**entry.make(), **entry.outcome}
             with self.store.transaction():
                 for (task, role), entry in batch.items():
                     if entry.row is not None:

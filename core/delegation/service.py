@@ -153,18 +153,10 @@ class DelegationService:
         """Run an admitted request and record it; raises (RateLimited, ExecutorBusy, BadRequest,
         TaskTimedOut) when it never ran."""
         served = await self.executor.execute(request)
-        # Queued on the next loop turn, after the proof went out; written with the rows queued meanwhile.
-        asyncio.get_running_loop().call_soon(self._record_served, request, served, via)
+        # Queued now (nothing is lost if the node stops at once), made and written after the proof
+        # went out, with the rows queued meanwhile.
+        self._records.add_later(request.task, proto.SERVED, lambda: _served_row(request, served, via))
         return served
-
-    def _record_served(self, request: TaskRequest, served: Served, via: str) -> None:
-        pred = served.statement["predicate"]
-        self._records.add(task=request.task, role=proto.SERVED, type=request.type, peer=request.requester,
-                          via=via, state="done" if pred["exit"]["status"] == "ok" else "failed",
-                          request_digest=request.digest, request=request.summary(), created=pred["received"],
-                          verified=True, proof=served.proof, result=served.result_bytes,
-                          result_sha256=served.statement["subject"][0]["digest"]["sha256"], cost=pred["cost"],
-                          error=pred["exit"]["message"] or None, ended=pred["ended"])
 
     def _written(self, task: str, role: str, row: dict) -> None:
         self._changed(task, role, row["state"], row["peer"], row["type"])
@@ -221,8 +213,10 @@ class DelegationService:
         return self._accept(peer_id, sent, proof, result_bytes, via)
 
     def _record_sent(self, peer_id: str, sent: TaskRequest, via: str) -> None:
-        self._records.add(task=sent.task, role=proto.SENT, type=sent.type, peer=peer_id, via=via,
-                          state="sent", request_digest=sent.digest, request=sent.summary(), created=sent.created)
+        sent.digest   # noqa: B018  (computed now, while the request travels: verifying the proof needs it)
+        self._records.add_later(sent.task, proto.SENT, lambda: dict(
+            task=sent.task, role=proto.SENT, type=sent.type, peer=peer_id, via=via, state="sent",
+            request_digest=sent.digest, request=sent.summary(), created=sent.created))
 
     async def _send(self, peer_id: str, sent: TaskRequest, http: bool, wait: float) -> tuple[dict, bytes]:
         if http:
@@ -361,6 +355,16 @@ class _Once:
         if self.call is not None:
             call, self.call = self.call, None
             call(*self.args)
+
+
+def _served_row(request: TaskRequest, served: Served, via: str) -> dict:
+    """The executor's row of a task it ran (made when the row is written)."""
+    pred = served.statement["predicate"]
+    return dict(task=request.task, role=proto.SERVED, type=request.type, peer=request.requester, via=via,
+                state="done" if pred["exit"]["status"] == "ok" else "failed", request_digest=request.digest,
+                request=request.summary(), created=pred["received"], verified=True, proof=served.proof,
+                result=served.result_bytes, result_sha256=served.statement["subject"][0]["digest"]["sha256"],
+                cost=pred["cost"], error=pred["exit"]["message"] or None, ended=pred["ended"])
 
 
 def _reply_parts(reply) -> tuple[dict, bytes]:

@@ -111,3 +111,27 @@ async def test_after_stop_each_row_is_written_at_once_and_a_closed_store_loses_n
     rec.add(**sent("t2"))   # the store closed: logged, never raised into the caller
     assert len(rec) == 0
 
+
+
+async def test_a_row_made_later_is_made_once_when_written_with_its_outcome_merged(store):
+    """add_later: the row (its summary, its JSON) is made when the queue is written, not on the
+    answer's path; an outcome queued meanwhile is merged into it; one insert, one commit."""
+    rec, written = recorder(store)
+    made = []
+
+    def make():
+        made.append(1)
+        return sent("t9")
+
+    commits = []
+    store.conn.set_trace_callback(lambda sql: commits.append(sql) if sql.startswith("COMMIT") else None)
+    rec.add_later("t9", "sent", make)
+    rec.finish("t9", "sent", peer=PEER, type="echo", state="done", verified=True, result=b"{}",
+               result_sha256="1" * 64, ended=2.0)
+    assert made == [] and on_disk(store) == []
+    rec.flush()
+    assert made == [1] and on_disk(store) == [("t9", "sent", "done", 1)] and len(commits) == 1
+    assert written == [("t9", "sent", "done")] and TaskDB(store).get("t9")[0]["ended"] == 2.0
+    rec.immediate = True   # after a stop: made and written at once
+    rec.add_later("t10", "sent", lambda: sent("t10"))
+    assert [r[0] for r in on_disk(store)] == ["t10", "t9"]
