@@ -212,8 +212,9 @@ class Node:
 
     def _task_done(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self._failed(task.exception())
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            self._failed(exc)
 
     def _failed(self, exc: BaseException) -> None:
         log.warning("background task failed: %s", exc)

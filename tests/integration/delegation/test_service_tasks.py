@@ -156,8 +156,8 @@ async def test_batched_records_of_many_tasks_are_all_written_when_the_nodes_stop
     await alice.stop()
     await bob.stop()
     vias = ["link", "link", "link", "http"]
-    assert on_disk(alice) == sorted((t, "sent", "done", 1, v) for t, v in zip(sent, vias))
-    assert on_disk(bob) == sorted((t, "served", "done", 1, v) for t, v in zip(sent, vias))
+    assert on_disk(alice) == sorted((t, "sent", "done", 1, v) for t, v in zip(sent, vias, strict=True))
+    assert on_disk(bob) == sorted((t, "served", "done", 1, v) for t, v in zip(sent, vias, strict=True))
     with sqlite3.connect(alice.store.path) as conn:
         (reputation,) = conn.execute("SELECT reputation FROM peers WHERE id = ?", (bob.identity.id,)).fetchone()
     assert reputation == min(1.0, round(before + 4 * 0.01, 6))
