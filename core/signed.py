@@ -50,9 +50,20 @@ def canonical(obj: Any) -> bytes:
     always gives the same bytes.
     """
     try:
-        return msgpack.packb(_normalize(obj, 0), use_bin_type=True, use_single_float=False)
+        return _packer().pack(_normalize(obj, 0))
     except (OverflowError, ValueError) as exc:  # e.g. an int beyond 64 bits
         raise MalformedMessage(f"cannot encode value canonically: {exc}") from exc
+
+
+_packers = threading.local()   # a Packer per thread: one is not thread-safe, and msgpack.packb makes
+                               # one per call (with its 256 KiB buffer)
+
+
+def _packer() -> msgpack.Packer:
+    packer = _packers.__dict__.get("p")
+    if packer is None:
+        packer = _packers.p = msgpack.Packer(use_bin_type=True, use_single_float=False)
+    return packer
 
 
 def _normalize(obj: Any, depth: int) -> Any:
@@ -68,7 +79,15 @@ def _normalize(obj: Any, depth: int) -> Any:
                 break
         else:
             depth += 1
-            return {key: _normalize(value, depth) for key, value in sorted(obj.items())}
+            out = {}
+            for key, value in sorted(obj.items()):
+                # a plain leaf is kept without a call (most values of a signed map are)
+                kind = type(value)
+                if kind is str and value.isascii() or kind is bytes or kind is float and value == value:
+                    out[key] = value
+                else:
+                    out[key] = _normalize(value, depth)
+            return out
     elif kind is bytes or kind is float and obj == obj or kind is int and -2 ** 63 <= obj < 2 ** 64:
         return obj   # (a NaN is the one float not equal to itself)
     elif kind is list:
@@ -124,7 +143,7 @@ def _pack(items: list) -> bytes:
         if not (type(item) is str and item.isascii() or type(item) is bytes
                 or type(item) is float and item == item):
             return canonical(items)
-    return msgpack.packb(items, use_bin_type=True, use_single_float=False)
+    return _packer().pack(items)
 
 
 def _check_kind(kind: Any) -> str:
