@@ -194,12 +194,7 @@ def verify_proof_digest(envelope, *, executor: str, request_digest: str, result_
     result bytes were not kept)."""
     if not is_peer_id(executor):
         raise MalformedMessage("the executor must be a peer id")
-    payload = dsse_open(envelope, executor, PAYLOAD_TYPE)
-    try:
-        statement = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise MalformedMessage(f"the proof payload is not JSON: {exc}") from exc
-    check_statement(statement)
+    statement = read_statement(dsse_open(envelope, executor, PAYLOAD_TYPE))
     pred = statement["predicate"]
     if pred["executor"] != executor:
         raise ProofMismatch(f"the proof names executor {pred['executor'][:16]}, not {executor[:16]}")
@@ -209,6 +204,62 @@ def verify_proof_digest(envelope, *, executor: str, request_digest: str, result_
     if result_sha256 != statement["subject"][0]["digest"]["sha256"]:
         raise ProofMismatch("the result received does not match the digest in the proof")
     return statement
+
+
+def read_statement(payload: bytes) -> dict:
+    """The statement in a proof's payload, checked (:func:`check_statement`); MalformedMessage if
+    it is not one. A payload as :func:`statement_payload` writes it through its template is read
+    by a pattern of that text (the same statement as the JSON parser gives, the same checks);
+    any other goes through the JSON parser."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedMessage(f"the proof payload is not JSON: {exc}") from exc
+    statement = _template_statement(text)
+    if statement is None:
+        try:
+            statement = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise MalformedMessage(f"the proof payload is not JSON: {exc}") from exc
+        check_statement(statement)
+    return statement
+
+
+# The template's text: JSON numbers written as repr writes a float (never an integer form), strings
+# without escapes (any other JSON string, or any other layout, goes through the JSON parser).
+_FLOAT = r"((?:0|[1-9][0-9]*)(?:\.[0-9]+(?:e[-+][0-9]+)?|e[-+][0-9]+))"
+_TEXT = r'"([^"\\\x00-\x1f]*)"'
+_HEX = r'"([0-9a-f]{64})"'
+_CODE = r"(null|-?(?:0|[1-9][0-9]{0,17}))"
+_TEMPLATE = re.compile("".join(part if part in (_FLOAT, _TEXT, _HEX, _CODE) else re.escape(part) for part in (
+    '{"_type":"' + STATEMENT_TYPE + '","predicate":{"cost":{"cpu_seconds":', _FLOAT, ',"peak_rss_mb":',
+    _FLOAT, ',"wall_seconds":', _FLOAT, '},"ended":', _FLOAT, ',"executor":', _HEX, ',"exit":{"code":',
+    _CODE, ',"message":', _TEXT, ',"status":', _TEXT, '},"latency":', _FLOAT, ',"quality":{},"received":',
+    _FLOAT, ',"request_digest":', _HEX, ',"requester":', _HEX, ',"started":', _FLOAT, ',"task":', _TEXT,
+    ',"type":', _TEXT, '},"predicateType":"' + PREDICATE_TYPE + '","subject":[{"digest":{"sha256":',
+    _HEX, '},"name":"result"}]}')))
+
+
+def _template_statement(text: str) -> dict | None:
+    """The statement of a payload in the template's text that passes check_statement, else None."""
+    m = _TEMPLATE.fullmatch(text)
+    if m is None:
+        return None
+    (cpu, rss, wall, ended, executor, code, message, status, latency, received, request_digest,
+     requester, started, task, kind, sha) = m.groups()
+    times = [float(cpu), float(rss), float(wall), float(ended), float(latency), float(received), float(started)]
+    for value in times:
+        if not value < math.inf:   # a number beyond a float: refused, by name, on the general path
+            return None
+    if not times[6] <= times[3] or len(kind) > 64:
+        return None
+    predicate = {"cost": {"cpu_seconds": times[0], "peak_rss_mb": times[1], "wall_seconds": times[2]},
+                 "ended": times[3], "executor": executor,
+                 "exit": {"code": None if code == "null" else int(code), "message": message, "status": status},
+                 "latency": times[4], "quality": {}, "received": times[5], "request_digest": request_digest,
+                 "requester": requester, "started": times[6], "task": task, "type": kind}
+    return {"_type": STATEMENT_TYPE, "predicate": predicate, "predicateType": PREDICATE_TYPE,
+            "subject": [{"digest": {"sha256": sha}, "name": "result"}]}
 
 
 def check_statement(st) -> None:
