@@ -119,8 +119,17 @@ def _normalize(obj: Any, depth: int) -> Any:
 
 
 def _signed_bytes(kind: str, signer: str, nonce: bytes, ts: float, body: dict) -> bytes:
-    fields = {"kind": kind, "signer": signer, "nonce": nonce, "ts": ts, "body": body}
-    return DOMAIN + kind.encode("utf-8") + b"\0" + canonical(fields)
+    if type(kind) is str and kind.isascii() and type(signer) is str and signer.isascii() \
+            and type(nonce) is bytes and type(ts) is float and ts == ts and type(body) is dict:
+        # canonical() of the fields map, whose keys are known: written in sorted order at once
+        try:
+            packed = _packer().pack({"body": _normalize(body, 1), "kind": kind, "nonce": nonce,
+                                     "signer": signer, "ts": ts})
+        except (OverflowError, ValueError) as exc:
+            raise MalformedMessage(f"cannot encode value canonically: {exc}") from exc
+    else:
+        packed = canonical({"kind": kind, "signer": signer, "nonce": nonce, "ts": ts, "body": body})
+    return DOMAIN + kind.encode("utf-8") + b"\0" + packed
 
 
 def envelope_bytes(envelope: dict, signed: bytes) -> bytes:

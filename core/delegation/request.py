@@ -125,7 +125,7 @@ def load_request(envelope, *, types: dict | None = None) -> TaskRequest:
 
 def _parse(envelope: dict, body: dict, types: dict | None, now: float | None,
            signed: bytes = b"") -> TaskRequest:
-    if set(body) != _BODY_KEYS:
+    if body.keys() != _BODY_KEYS:
         raise MalformedMessage(f"task request fields must be {sorted(_BODY_KEYS)}, got {sorted(map(str, body))[:10]}")
     task_id, deadline, inputs = body["task"], body["deadline"], body["inputs"]
     if not isinstance(task_id, str) or not _TASK_ID.fullmatch(task_id):
