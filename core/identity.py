@@ -108,6 +108,7 @@ class Identity:
         self.signing_key = signing_key
         self.name = name
         self.public_bytes: bytes = bytes(signing_key.verify_key)
+        self._id = self.public_bytes.hex()   # read on every signature made and checked: made once
         self.protected = False      # whether its key file is encrypted with a passphrase (load/save set it)
 
     def __repr__(self) -> str:  # never show the seed
@@ -116,7 +117,7 @@ class Identity:
     @property
     def id(self) -> str:
         """Hex of the Ed25519 public key (64 hex digits)."""
-        return self.public_bytes.hex()
+        return self._id
 
     @property
     def fingerprint(self) -> str:
