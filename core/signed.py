@@ -186,8 +186,8 @@ def _check_shape(envelope: Any, kind: str) -> None:
     _check_kind(kind)
     if not isinstance(envelope, dict):
         raise MalformedMessage(f"a signed {kind} object must be a map, got {type(envelope).__name__}")
-    keys = set(envelope)
-    if keys != _ENVELOPE_KEYS:
+    if envelope.keys() != _ENVELOPE_KEYS:
+        keys = set(envelope)
         missing = sorted(_ENVELOPE_KEYS - keys)
         extra = sorted(str(k) for k in keys - _ENVELOPE_KEYS)
         raise MalformedMessage(f"signed {kind} object has missing fields {missing} / unexpected {extra}")

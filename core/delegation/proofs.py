@@ -37,6 +37,7 @@ _COST_KEYS = frozenset({"cpu_seconds", "wall_seconds", "peak_rss_mb"})
 _STATEMENT_KEYS = frozenset({"_type", "subject", "predicateType", "predicate"})
 _EXIT_KEYS = frozenset({"status", "code", "message"})
 _SUBJECT_KEYS = frozenset({"name", "digest"})
+_DSSE_KEYS = frozenset({"payloadType", "payload", "signatures"})
 _DIGEST_KEYS = frozenset({"sha256"})
 _TIME_KEYS = ("received", "started", "ended", "latency")
 _MAX_INT = 2 ** 63   # larger integers are no numbers a proof carries (and no float holds them exactly)
@@ -71,7 +72,7 @@ def dsse_open(envelope, signer: str, payload_type: str) -> bytes:
     MalformedMessage for a bad shape or another payload type; InvalidSignature
     when no signature verifies under ``signer``'s key (naming who claims to sign).
     """
-    if not isinstance(envelope, dict) or set(envelope) != {"payloadType", "payload", "signatures"}:
+    if not isinstance(envelope, dict) or envelope.keys() != _DSSE_KEYS:
         raise MalformedMessage("a DSSE envelope has exactly payloadType, payload and signatures")
     if envelope["payloadType"] != payload_type:
         raise MalformedMessage(f"expected DSSE payload type {payload_type}, got {envelope['payloadType']!r:.80}")
