@@ -6,6 +6,7 @@ Argon2id + SecretBox); ``<home>/identity.pub`` (0644) holds the hex id.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -67,17 +68,29 @@ def verify(peer_id: str, data: bytes, signature: bytes) -> None:
     A malformed peer id or signature is reported as InvalidSignature too: to a
     receiver it is just a message whose signature does not check out.
     """
-    if not is_peer_id(peer_id):
+    key = _verify_key(peer_id) if type(peer_id) is str and len(peer_id) == 64 else None
+    if key is None:
         raise InvalidSignature("invalid signature: the signer is not a valid peer id")
     if not isinstance(signature, (bytes, bytearray)) or len(signature) != 64:
         raise InvalidSignature("invalid signature: a signature is 64 bytes")
     if not isinstance(data, (bytes, bytearray)):
         raise InvalidSignature("invalid signature: signed data must be bytes")
     try:
-        nacl.signing.VerifyKey(bytes.fromhex(peer_id)).verify(bytes(data), bytes(signature))
+        key.verify(bytes(data), bytes(signature))
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError,
             nacl.exceptions.TypeError, nacl.exceptions.RuntimeError) as exc:
         raise InvalidSignature(f"invalid signature from peer {peer_id[:16]}") from exc
+
+
+@functools.lru_cache(maxsize=256)   # the peers a node hears from: no id parsed and key made per message
+def _verify_key(peer_id: str) -> nacl.signing.VerifyKey | None:
+    """The verify key of a peer id (64 characters), None if it is not one."""
+    if not is_peer_id(peer_id):
+        return None
+    try:
+        return nacl.signing.VerifyKey(bytes.fromhex(peer_id))
+    except (nacl.exceptions.ValueError, nacl.exceptions.TypeError):
+        return None
 
 
 def x25519_public_of(peer_id: str) -> bytes:
@@ -95,6 +108,7 @@ class Identity:
         self.signing_key = signing_key
         self.name = name
         self.public_bytes: bytes = bytes(signing_key.verify_key)
+        self._id = self.public_bytes.hex()   # read on every signature made and checked: made once
         self.protected = False      # whether its key file is encrypted with a passphrase (load/save set it)
 
     def __repr__(self) -> str:  # never show the seed
@@ -103,7 +117,7 @@ class Identity:
     @property
     def id(self) -> str:
         """Hex of the Ed25519 public key (64 hex digits)."""
-        return self.public_bytes.hex()
+        return self._id
 
     @property
     def fingerprint(self) -> str:

@@ -50,9 +50,20 @@ def canonical(obj: Any) -> bytes:
     always gives the same bytes.
     """
     try:
-        return msgpack.packb(_normalize(obj, 0), use_bin_type=True, use_single_float=False)
+        return _packer().pack(_normalize(obj, 0))
     except (OverflowError, ValueError) as exc:  # e.g. an int beyond 64 bits
         raise MalformedMessage(f"cannot encode value canonically: {exc}") from exc
+
+
+_packers = threading.local()   # a Packer per thread: one is not thread-safe, and msgpack.packb makes
+                               # one per call (with its 256 KiB buffer)
+
+
+def _packer() -> msgpack.Packer:
+    packer = _packers.__dict__.get("p")
+    if packer is None:
+        packer = _packers.p = msgpack.Packer(use_bin_type=True, use_single_float=False)
+    return packer
 
 
 def _normalize(obj: Any, depth: int) -> Any:
@@ -68,7 +79,15 @@ def _normalize(obj: Any, depth: int) -> Any:
                 break
         else:
             depth += 1
-            return {key: _normalize(value, depth) for key, value in sorted(obj.items())}
+            out = {}
+            for key, value in sorted(obj.items()):
+                # a plain leaf is kept without a call (most values of a signed map are)
+                kind = type(value)
+                if kind is str and value.isascii() or kind is bytes or kind is float and value == value:
+                    out[key] = value
+                else:
+                    out[key] = _normalize(value, depth)
+            return out
     elif kind is bytes or kind is float and obj == obj or kind is int and -2 ** 63 <= obj < 2 ** 64:
         return obj   # (a NaN is the one float not equal to itself)
     elif kind is list:
@@ -100,8 +119,17 @@ def _normalize(obj: Any, depth: int) -> Any:
 
 
 def _signed_bytes(kind: str, signer: str, nonce: bytes, ts: float, body: dict) -> bytes:
-    fields = {"kind": kind, "signer": signer, "nonce": nonce, "ts": ts, "body": body}
-    return DOMAIN + kind.encode("utf-8") + b"\0" + canonical(fields)
+    if type(kind) is str and kind.isascii() and type(signer) is str and signer.isascii() \
+            and type(nonce) is bytes and type(ts) is float and ts == ts and type(body) is dict:
+        # canonical() of the fields map, whose keys are known: written in sorted order at once
+        try:
+            packed = _packer().pack({"body": _normalize(body, 1), "kind": kind, "nonce": nonce,
+                                     "signer": signer, "ts": ts})
+        except (OverflowError, ValueError) as exc:
+            raise MalformedMessage(f"cannot encode value canonically: {exc}") from exc
+    else:
+        packed = canonical({"kind": kind, "signer": signer, "nonce": nonce, "ts": ts, "body": body})
+    return DOMAIN + kind.encode("utf-8") + b"\0" + packed
 
 
 def envelope_bytes(envelope: dict, signed: bytes) -> bytes:
@@ -124,7 +152,7 @@ def _pack(items: list) -> bytes:
         if not (type(item) is str and item.isascii() or type(item) is bytes
                 or type(item) is float and item == item):
             return canonical(items)
-    return msgpack.packb(items, use_bin_type=True, use_single_float=False)
+    return _packer().pack(items)
 
 
 def _check_kind(kind: Any) -> str:
@@ -158,8 +186,8 @@ def _check_shape(envelope: Any, kind: str) -> None:
     _check_kind(kind)
     if not isinstance(envelope, dict):
         raise MalformedMessage(f"a signed {kind} object must be a map, got {type(envelope).__name__}")
-    keys = set(envelope)
-    if keys != _ENVELOPE_KEYS:
+    if envelope.keys() != _ENVELOPE_KEYS:
+        keys = set(envelope)
         missing = sorted(_ENVELOPE_KEYS - keys)
         extra = sorted(str(k) for k in keys - _ENVELOPE_KEYS)
         raise MalformedMessage(f"signed {kind} object has missing fields {missing} / unexpected {extra}")

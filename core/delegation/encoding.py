@@ -59,6 +59,9 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not allowed")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)   # json.loads with an option makes one per call
+
+
 def decode_result(data: bytes, max_bytes: int = MAX_RESULT_BYTES) -> dict:
     """Parse result bytes received from an executor (after their digest was checked)."""
     if not isinstance(data, (bytes, bytearray)):
@@ -66,7 +69,7 @@ def decode_result(data: bytes, max_bytes: int = MAX_RESULT_BYTES) -> dict:
     if len(data) > max_bytes:
         raise MessageTooLarge(f"the task result is {len(data)} bytes; the limit is {max_bytes}")
     try:
-        result = json.loads(bytes(data).decode("utf-8"), parse_constant=_no_constant)
+        result = _DECODER.decode(bytes(data).decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise MalformedMessage(f"task result is not valid JSON: {exc}") from exc
     if not isinstance(result, dict):

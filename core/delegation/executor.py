@@ -148,7 +148,7 @@ class Executor:
                         run = await run_task(kind.name, request.args, kind.limits.with_wall(left),
                                              context=context, child_module=self.child_module)
                     else:
-                        run = run_inline(kind, request.args, context)
+                        run = run_inline(kind, request.args, context, checked=True)   # by _parse
                 finally:
                     self.running -= 1
         finally:

@@ -18,6 +18,7 @@ import binascii
 import json
 import math
 import re
+from json.encoder import encode_basestring as _json_str   # ensure_ascii=False, as canonical_json
 
 from core.delegation.encoding import canonical_json, sha256_hex
 from core.delegation.errors import EXIT_ERRORS, ProofMismatch, TaskFailed
@@ -35,6 +36,9 @@ _PREDICATE_KEYS = frozenset({"task", "type", "request_digest", "executor", "requ
 _COST_KEYS = frozenset({"cpu_seconds", "wall_seconds", "peak_rss_mb"})
 _STATEMENT_KEYS = frozenset({"_type", "subject", "predicateType", "predicate"})
 _EXIT_KEYS = frozenset({"status", "code", "message"})
+_SUBJECT_KEYS = frozenset({"name", "digest"})
+_DSSE_KEYS = frozenset({"payloadType", "payload", "signatures"})
+_DIGEST_KEYS = frozenset({"sha256"})
 _TIME_KEYS = ("received", "started", "ended", "latency")
 _MAX_INT = 2 ** 63   # larger integers are no numbers a proof carries (and no float holds them exactly)
 
@@ -68,7 +72,7 @@ def dsse_open(envelope, signer: str, payload_type: str) -> bytes:
     MalformedMessage for a bad shape or another payload type; InvalidSignature
     when no signature verifies under ``signer``'s key (naming who claims to sign).
     """
-    if not isinstance(envelope, dict) or set(envelope) != {"payloadType", "payload", "signatures"}:
+    if not isinstance(envelope, dict) or envelope.keys() != _DSSE_KEYS:
         raise MalformedMessage("a DSSE envelope has exactly payloadType, payload and signatures")
     if envelope["payloadType"] != payload_type:
         raise MalformedMessage(f"expected DSSE payload type {payload_type}, got {envelope['payloadType']!r:.80}")
@@ -107,11 +111,70 @@ def make_statement(*, task: str, type: str, request_digest: str, executor: str, 
 
 def sign_proof(identity, statement: dict) -> dict:
     """Sign ``statement`` (checked first) as a DSSE envelope."""
-    check_statement(statement)
-    payload = canonical_json(statement)
+    payload = statement_payload(statement)
     if len(payload) > MAX_PAYLOAD:
         raise MessageTooLarge(f"the proof is {len(payload)} bytes; the limit is {MAX_PAYLOAD}")
     return dsse_sign(identity, PAYLOAD_TYPE, payload)
+
+
+def statement_payload(st) -> bytes:
+    """``canonical_json(st)`` of a statement that passes :func:`check_statement` (else raise it).
+
+    A statement as :func:`make_statement` makes it from plain values (exact floats for times and
+    cost, no quality: an executor's echo) is checked and written in one pass through a template,
+    byte for byte what the general encoder writes; any other goes the general way."""
+    try:
+        payload = _template_payload(st)
+    except (KeyError, TypeError, AttributeError):
+        payload = None
+    if payload is None:
+        check_statement(st)
+        return canonical_json(st)
+    return payload
+
+
+def _template_payload(st) -> bytes | None:
+    """The canonical JSON of ``st`` when it has the plain shape and values check_statement
+    accepts (None when it does not: the general path then checks and refuses or encodes it)."""
+    if type(st) is not dict or st.keys() != _STATEMENT_KEYS or st["_type"] != STATEMENT_TYPE \
+            or st["predicateType"] != PREDICATE_TYPE:
+        return None
+    subject, p = st["subject"], st["predicate"]
+    if type(subject) is not list or len(subject) != 1 or type(subject[0]) is not dict \
+            or subject[0].keys() != _SUBJECT_KEYS or subject[0]["name"] != "result" \
+            or type(p) is not dict or p.keys() != _PREDICATE_KEYS:
+        return None
+    digest, cost, ex = subject[0]["digest"], p["cost"], p["exit"]
+    if type(digest) is not dict or digest.keys() != _DIGEST_KEYS or type(cost) is not dict \
+            or cost.keys() != _COST_KEYS or type(ex) is not dict or ex.keys() != _EXIT_KEYS \
+            or p["quality"] != {} or type(p["quality"]) is not dict:
+        return None
+    sha, rd, task, kind = digest["sha256"], p["request_digest"], p["task"], p["type"]
+    if not (type(sha) is str and _SHA256.fullmatch(sha) and type(rd) is str and _SHA256.fullmatch(rd)
+            and type(task) is str and type(kind) is str and len(kind) <= 64
+            and is_peer_id(p["executor"]) and is_peer_id(p["requester"])):
+        return None
+    floats = (p["received"], p["started"], p["ended"], p["latency"],
+              cost["cpu_seconds"], cost["peak_rss_mb"], cost["wall_seconds"])
+    for value in floats:
+        if type(value) is not float or not 0.0 <= value < math.inf:
+            return None
+    code, status, message = ex["code"], ex["status"], ex["message"]
+    if not (p["started"] <= p["ended"] and (code is None or type(code) is int and -_MAX_INT <= code <= _MAX_INT)
+            and type(status) is str and type(message) is str):
+        return None
+    text = (f'{{"_type":"{STATEMENT_TYPE}","predicate":{{"cost":{{"cpu_seconds":{floats[4]!r},'
+            f'"peak_rss_mb":{floats[5]!r},"wall_seconds":{floats[6]!r}}},"ended":{floats[2]!r},'
+            f'"executor":"{p["executor"]}","exit":{{"code":{"null" if code is None else int.__repr__(code)},'
+            f'"message":{_json_str(message)},"status":{_json_str(status)}}},"latency":{floats[3]!r},'
+            f'"quality":{{}},"received":{floats[0]!r},"request_digest":"{rd}",'
+            f'"requester":"{p["requester"]}","started":{floats[1]!r},"task":{_json_str(task)},'
+            f'"type":{_json_str(kind)}}},"predicateType":"{PREDICATE_TYPE}",'
+            f'"subject":[{{"digest":{{"sha256":"{sha}"}},"name":"result"}}]}}')
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:   # a lone surrogate: the general encoder refuses it by name
+        return None
 
 
 def verify_proof(envelope, *, executor: str, request_digest: str, result_bytes: bytes) -> dict:
@@ -132,12 +195,7 @@ def verify_proof_digest(envelope, *, executor: str, request_digest: str, result_
     result bytes were not kept)."""
     if not is_peer_id(executor):
         raise MalformedMessage("the executor must be a peer id")
-    payload = dsse_open(envelope, executor, PAYLOAD_TYPE)
-    try:
-        statement = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise MalformedMessage(f"the proof payload is not JSON: {exc}") from exc
-    check_statement(statement)
+    statement = read_statement(dsse_open(envelope, executor, PAYLOAD_TYPE))
     pred = statement["predicate"]
     if pred["executor"] != executor:
         raise ProofMismatch(f"the proof names executor {pred['executor'][:16]}, not {executor[:16]}")
@@ -147,6 +205,62 @@ def verify_proof_digest(envelope, *, executor: str, request_digest: str, result_
     if result_sha256 != statement["subject"][0]["digest"]["sha256"]:
         raise ProofMismatch("the result received does not match the digest in the proof")
     return statement
+
+
+def read_statement(payload: bytes) -> dict:
+    """The statement in a proof's payload, checked (:func:`check_statement`); MalformedMessage if
+    it is not one. A payload as :func:`statement_payload` writes it through its template is read
+    by a pattern of that text (the same statement as the JSON parser gives, the same checks);
+    any other goes through the JSON parser."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedMessage(f"the proof payload is not JSON: {exc}") from exc
+    statement = _template_statement(text)
+    if statement is None:
+        try:
+            statement = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise MalformedMessage(f"the proof payload is not JSON: {exc}") from exc
+        check_statement(statement)
+    return statement
+
+
+# The template's text: JSON numbers written as repr writes a float (never an integer form), strings
+# without escapes (any other JSON string, or any other layout, goes through the JSON parser).
+_FLOAT = r"((?:0|[1-9][0-9]*)(?:\.[0-9]+(?:e[-+][0-9]+)?|e[-+][0-9]+))"
+_TEXT = r'"([^"\\\x00-\x1f]*)"'
+_HEX = r'"([0-9a-f]{64})"'
+_CODE = r"(null|-?(?:0|[1-9][0-9]{0,17}))"
+_TEMPLATE = re.compile("".join(part if part in (_FLOAT, _TEXT, _HEX, _CODE) else re.escape(part) for part in (
+    '{"_type":"' + STATEMENT_TYPE + '","predicate":{"cost":{"cpu_seconds":', _FLOAT, ',"peak_rss_mb":',
+    _FLOAT, ',"wall_seconds":', _FLOAT, '},"ended":', _FLOAT, ',"executor":', _HEX, ',"exit":{"code":',
+    _CODE, ',"message":', _TEXT, ',"status":', _TEXT, '},"latency":', _FLOAT, ',"quality":{},"received":',
+    _FLOAT, ',"request_digest":', _HEX, ',"requester":', _HEX, ',"started":', _FLOAT, ',"task":', _TEXT,
+    ',"type":', _TEXT, '},"predicateType":"' + PREDICATE_TYPE + '","subject":[{"digest":{"sha256":',
+    _HEX, '},"name":"result"}]}')))
+
+
+def _template_statement(text: str) -> dict | None:
+    """The statement of a payload in the template's text that passes check_statement, else None."""
+    m = _TEMPLATE.fullmatch(text)
+    if m is None:
+        return None
+    (cpu, rss, wall, ended, executor, code, message, status, latency, received, request_digest,
+     requester, started, task, kind, sha) = m.groups()
+    times = [float(cpu), float(rss), float(wall), float(ended), float(latency), float(received), float(started)]
+    for value in times:
+        if not value < math.inf:   # a number beyond a float: refused, by name, on the general path
+            return None
+    if not times[6] <= times[3] or len(kind) > 64:
+        return None
+    predicate = {"cost": {"cpu_seconds": times[0], "peak_rss_mb": times[1], "wall_seconds": times[2]},
+                 "ended": times[3], "executor": executor,
+                 "exit": {"code": None if code == "null" else int(code), "message": message, "status": status},
+                 "latency": times[4], "quality": {}, "received": times[5], "request_digest": request_digest,
+                 "requester": requester, "started": times[6], "task": task, "type": kind}
+    return {"_type": STATEMENT_TYPE, "predicate": predicate, "predicateType": PREDICATE_TYPE,
+            "subject": [{"digest": {"sha256": sha}, "name": "result"}]}
 
 
 def check_statement(st) -> None:

@@ -39,6 +39,7 @@ log = logging.getLogger("covey.delegation")
 GRACE = 5.0              # seconds past a task's deadline the requester still waits for its proof
 MAX_TIMEOUT = 600.0
 PENALISED = (InvalidSignature, ReplayDetected, NotTheSender)   # dishonest, not merely refused
+_REQUEST_KEYS, _RESULT_KEYS = frozenset({"request"}), frozenset({"proof", "result"})
 
 
 class DelegationService:
@@ -144,7 +145,7 @@ class DelegationService:
             raise
 
     async def _on_request(self, peer: str, body: dict) -> dict:
-        if not isinstance(body, dict) or set(body) != {"request"}:
+        if not isinstance(body, dict) or body.keys() != _REQUEST_KEYS:
             raise MalformedMessage(f"a {proto.REQUEST} body is {{\"request\": <signed request>}}")
         served = await self.serve(self.admit(body["request"], peer, authenticated=True), via="link")
         return {"proof": served.proof, "result": served.result_bytes}
@@ -369,7 +370,7 @@ def _served_row(request: TaskRequest, served: Served, via: str) -> dict:
 
 def _reply_parts(reply) -> tuple[dict, bytes]:
     """(proof, result bytes) of a ``task.result`` body, bounded before anything is hashed."""
-    if not isinstance(reply, dict) or set(reply) != {"proof", "result"}:
+    if not isinstance(reply, dict) or reply.keys() != _RESULT_KEYS:
         raise MalformedMessage(f"a {proto.RESULT} body is {{\"proof\", \"result\"}}")
     return reply["proof"], received_result(reply["result"])
 

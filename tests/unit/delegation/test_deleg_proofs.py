@@ -9,8 +9,9 @@ import pytest
 
 from core.delegation.encoding import canonical_json, decode_result, encode_result, sha256_hex
 from core.delegation.errors import MemoryLimitExceeded, ProofMismatch
-from core.delegation.proofs import (PAYLOAD_TYPE, dsse_sign, make_statement, pae, raise_for_exit,
-                                    sign_proof, verify_proof)
+from core.delegation.proofs import (PAYLOAD_TYPE, _template_payload, _template_statement,
+                                    check_statement, dsse_sign, make_statement, pae, raise_for_exit,
+                                    read_statement, sign_proof, statement_payload, verify_proof)
 from core.errors import InvalidSignature, MalformedMessage
 from core.identity import Identity
 
@@ -228,3 +229,88 @@ def test_decode_result_refuses_non_json_constants_and_non_maps():
     with pytest.raises(MalformedMessage):
         decode_result(b"[1]")
     assert decode_result(encode_result({"a": 1})) == {"a": 1}
+
+
+def random_statements(requester, executor, count=400):
+    """Statements of an executor's shape with odd values (floats, escapes, non-ASCII, exit codes)."""
+    import random
+    rng = random.Random(7)
+    floats = [0.0, 1e-07, 5e-324, 1e16, 1.7976931348623157e308, 0.1 + 0.2, 1732912345.123456, 3.0]
+    texts = ["", "ok", 'quote " and \\ back', "tab\tnew\nline\x00\x1f", "ünïcødé ✓ 𝄞", "\u2028"]
+    for _ in range(count):
+        received = rng.choice(floats + [rng.random() * 1e9])
+        started = received + rng.choice([0.0, rng.random()])
+        ended = started + rng.choice([0.0, rng.random(), 1e-07])
+        yield make_statement(task=rng.choice(texts + ["ab" * 16]), type=rng.choice(texts[:5]),
+                             request_digest=REQ, executor=executor.id, requester=requester.id,
+                             received=received, started=started, ended=ended,
+                             cost={k: rng.choice(floats) for k in ("cpu_seconds", "wall_seconds", "peak_rss_mb")},
+                             quality={}, exit={"status": rng.choice(texts), "code": rng.choice([None, 0, -9, 2 ** 70]),
+                                               "message": rng.choice(texts)},
+                             result_bytes=rng.randbytes(rng.randrange(50)))
+
+
+def test_the_template_writes_exactly_the_canonical_json(people):
+    """An executor's statement is written through a template, checked on the way: the same bytes
+    as the general encoder for every value it takes (odd floats, escapes, non-ASCII, exit codes),
+    and every other statement goes the general way (checked, or refused as check_statement does)."""
+    requester, executor, _ = people
+    taken = 0
+    for st in random_statements(requester, executor):
+        check_statement(st)
+        assert statement_payload(st) == canonical_json(st)
+        taken += _template_payload(st) is not None
+    assert taken > 300   # the template did the work (only 2**70 exit codes go the general way)
+    # not the plain shape: the general way, same bytes
+    st = statement(requester, executor)
+    st["predicate"]["quality"] = {"accuracy": 0.5}
+    st["predicate"]["cost"]["peak_rss_mb"] = 3   # an int
+    assert _template_payload(st) is None and statement_payload(st) == canonical_json(st)
+    # a lone surrogate is refused by name, as by the general encoder
+    st = statement(requester, executor, message="\ud800")
+    with pytest.raises(MalformedMessage, match="canonical JSON"):
+        statement_payload(st)
+
+
+def _general(payload: bytes):
+    """What the JSON parser and check_statement make of a payload: the statement or the refusal."""
+    try:
+        st = json.loads(payload.decode("utf-8"))
+        check_statement(st)
+        return st
+    except (ValueError, MalformedMessage):
+        return "refused"
+
+
+def test_the_template_reader_gives_what_the_json_parser_gives(people):
+    """A payload in the template's text is read by a pattern: the same statement as json.loads
+    (key order included) and the same refusals as check_statement, for every payload tried."""
+    requester, executor, _ = people
+    taken = 0
+    for st in random_statements(requester, executor):
+        payload = statement_payload(st)
+        got = read_statement(payload)
+        assert got == st and json.dumps(got) == json.dumps(json.loads(payload))
+        taken += _template_statement(payload.decode()) is not None
+    assert taken > 40   # strings with escapes go to the parser; the plain ones were read here
+    good = statement_payload(statement(requester, executor)).decode()
+    assert _template_statement(good) == statement(requester, executor)
+    cases = [good.replace('"received":100.0', '"received":1e999'),        # beyond a float
+             good.replace('"started":100.5', '"started":200.5'),          # after ended
+             good.replace('"type":"echo"', '"type":"' + "t" * 65 + '"'),  # too long
+             good.replace('"received":100.0', '"received":0100.0'),      # not JSON
+             good.replace('"received":100.0', '"received":100'),         # an integer: the parser's
+             good.replace('"received":100.0', '"received":-100.0'),      # negative
+             good.replace('"code":0', '"code":' + "9" * 30),              # a big integer: the parser's
+             good.replace('"code":0', '"code":-0'),
+             good.replace(',"task"', ', "task"'),                         # other layout
+             good.replace('"task":"', '"task":"\\u0041'),              # an escape
+             good + " "]
+    for text in cases:
+        payload = text.encode()
+        expected = _general(payload)
+        if expected == "refused":
+            with pytest.raises(MalformedMessage):
+                read_statement(payload)
+        else:
+            assert read_statement(payload) == expected

@@ -149,3 +149,17 @@ def test_arguments_are_validated(alice, type_, args, needle):
     with pytest.raises(BadRequest) as info:
         build_request(alice, type_, args, now=NOW)
     assert needle in str(info.value)
+
+
+def test_a_request_made_from_checked_fields_is_the_dataclass_one():
+    """TaskRequest._of (the opened and built requests' constructor) makes what __init__ makes,
+    still frozen, with its digest computed on first use."""
+    import dataclasses
+    from core.delegation.request import TaskRequest, build_request
+    from core.identity import Identity
+    sent = build_request(Identity.generate("r"), "echo", {"text": "hi"})
+    fields = {f.name: getattr(sent, f.name) for f in dataclasses.fields(TaskRequest)}
+    made = TaskRequest(**fields)
+    assert TaskRequest._of(**fields) == made == sent and sent.digest == made.digest
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        sent.task = "other"   # type: ignore[misc]
