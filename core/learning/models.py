@@ -96,7 +96,7 @@ def set_weights(model, weights: dict[str, np.ndarray]) -> None:
     """Load ``weights`` (as produced by :func:`get_weights`) into ``model`` in place."""
     import torch
     state = _state(model)
-    if len(state) != len(weights) or any(k != name for k, (name, _, _) in zip(weights, state)):
+    if len(state) != len(weights) or any(k != name for k, (name, _, _) in zip(weights, state, strict=True)):
         names = [name for name, _, _ in state]
         missing = sorted(set(names) - set(weights))
         extra = sorted(set(weights) - set(names))
