@@ -68,22 +68,23 @@ class MessageKDF(kdf_separate_hmacs.KDF):
 
     @classmethod
     async def derive(cls, key: bytes, data: bytes, length: int) -> bytes:
-        # The library's derive (one HMAC-SHA-256 per byte of ``data``, concatenated), with the
-        # key's inner and outer pad hashed once for all bytes (RFC 2104): the same bytes at
-        # two thirds of the cost of an HMAC per byte (two per message, on both ends).
-        if length != len(data) * 32:
-            raise ValueError("this HMAC-based KDF derives 32 bytes per byte of KDF data")
-        if len(key) > 64:
-            key = hashlib.sha256(key).digest()
-        block = key.ljust(64, b"\0")
-        inner, outer = hashlib.sha256(block.translate(_IPAD)), hashlib.sha256(block.translate(_OPAD))
-        out = []
-        for i in range(len(data)):
-            h, o = inner.copy(), outer.copy()
-            h.update(data[i:i + 1])
-            o.update(h.digest())
-            out.append(o.digest())
-        return b"".join(out)
+        return derive_now(key, data, length)
+
+
+def derive_now(key: bytes, data: bytes, length: int) -> bytes:
+    """The library's message-chain derive (one HMAC-SHA-256 per byte of ``data``, concatenated),
+    each HMAC as RFC 2104 writes it: two one-shot SHA-256 over the padded key and the input (the
+    same bytes; cheaper than the hmac module's object or a copied hash for a 1-byte input)."""
+    if length != len(data) * 32:
+        raise ValueError("this HMAC-based KDF derives 32 bytes per byte of KDF data")
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    block = key.ljust(64, b"\0")
+    inner, outer, sha = block.translate(_IPAD), block.translate(_OPAD), hashlib.sha256
+    if len(data) == 2:   # the message chain's constant (b"\x02\x01"): every message, both ends
+        return (sha(outer + sha(inner + data[:1]).digest()).digest()
+                + sha(outer + sha(inner + data[1:]).digest()).digest())
+    return b"".join(sha(outer + sha(inner + data[i:i + 1]).digest()).digest() for i in range(len(data)))
 
 
 _IPAD = bytes(x ^ 0x36 for x in range(256))
@@ -113,17 +114,25 @@ class AesGcm(AEAD):
 
     @staticmethod
     async def encrypt(plaintext: bytes, key: bytes, associated_data: bytes) -> bytes:
-        nonce = os.urandom(NONCE)
-        return nonce + AESGCM(key).encrypt(nonce, plaintext, associated_data)
+        return _seal(plaintext, key, associated_data)
 
     @staticmethod
     async def decrypt(ciphertext: bytes, key: bytes, associated_data: bytes) -> bytes:
-        if len(ciphertext) < NONCE + TAG:
-            raise AuthenticationFailedException("ciphertext too short")
-        try:
-            return AESGCM(key).decrypt(ciphertext[:NONCE], ciphertext[NONCE:], associated_data)
-        except InvalidTag:
-            raise AuthenticationFailedException("authentication tag does not match") from None
+        return _open(ciphertext, key, associated_data)
+
+
+def _seal(plaintext: bytes, key: bytes, associated_data: bytes) -> bytes:
+    nonce = os.urandom(NONCE)
+    return nonce + AESGCM(key).encrypt(nonce, plaintext, associated_data)
+
+
+def _open(ciphertext: bytes, key: bytes, associated_data: bytes) -> bytes:
+    if len(ciphertext) < NONCE + TAG:
+        raise AuthenticationFailedException("ciphertext too short")
+    try:
+        return AESGCM(key).decrypt(ciphertext[:NONCE], ciphertext[NONCE:], associated_data)
+    except InvalidTag:
+        raise AuthenticationFailedException("authentication tag does not match") from None
 
 
 class Ratchet(DoubleRatchet):
@@ -146,7 +155,61 @@ class Ratchet(DoubleRatchet):
     def __reduce_ex__(self, protocol):
         raise TypeError("ratchet state stays in memory: it cannot be pickled")
 
+    async def encrypt_message(self, message: bytes, associated_data: bytes) -> EncryptedMessage:
+        return self.encrypt_now(message, associated_data)
+
+    def encrypt_now(self, message: bytes, associated_data: bytes) -> EncryptedMessage:
+        """The library's encrypt_message (doubleratchet 1.3.0) in this call, step for step: the
+        header (our ratchet public key, the previous and current sending-chain lengths), one step
+        of the sending chain for the message key, the AEAD; without its four coroutine layers."""
+        chain = self._chain(_SENDING) if _OWN_DECRYPT else None
+        if chain is None:      # no sending chain (the library raises) or another layout
+            return run_now(super().encrypt_message(message, associated_data))
+        dh_state = self.__dict__[_DR_DH].__dict__
+        skr = dh_state[_SKR].__dict__
+        header = Header(self.__dict__[_DR_DH]._derive_pub(dh_state[_OWN_PRIV]), skr[_PREV_LEN] or 0,
+                        chain[_LENGTH])
+        message_key = _step(chain, skr[_CONSTANT])
+        return EncryptedMessage(header, _seal(message, message_key,
+                                              self._build_associated_data(associated_data, header)))
+
+    def _chain(self, which: str) -> dict | None:
+        """The state of the symmetric ratchet's ``which`` chain, if it is the plain KDFChain of our
+        MessageKDF under the known layout (else None: the library's own path is taken)."""
+        if not CopyingDH._layout_checked or self.__dict__[_DR_AEAD] is not AesGcm:
+            return None
+        chain = self.__dict__[_DR_DH].__dict__[_SKR].__dict__[which]
+        if chain is None:
+            return None
+        state = chain.__dict__
+        return state if state[_KDF] is MessageKDF else None
+
     async def decrypt_message(self, message: EncryptedMessage, associated_data: bytes) -> bytes:
+        return self.decrypt_now(message, associated_data)
+
+    def decrypt_now(self, message: EncryptedMessage, associated_data: bytes) -> bytes:
+        """The library's decrypt transaction, in this call. The common case (the next message of
+        the current receiving chain: same ratchet key, no key skipped or stored) derives the key
+        from the chain without copying the ratchet, and advances the chain only once the AEAD
+        accepted the message: the library's copy-then-commit, with the same outcome on success
+        and failure. Anything else goes through :meth:`_decrypt_copying`."""
+        header = message.header
+        dh = self.__dict__[_DR_DH]
+        chain = self._chain(_RECEIVING) if _OWN_DECRYPT else None
+        if (chain is None or header.ratchet_pub != dh.__dict__[_OTHER_PUB]
+                or header.sending_chain_length != chain[_LENGTH]
+                or (header.ratchet_pub, header.sending_chain_length) in self.__dict__[_DR_SKIPPED]):
+            return run_now(self._decrypt_copying(message, associated_data))
+        key = chain[_KEY]
+        out = derive_now(key, dh.__dict__[_SKR].__dict__[_CONSTANT], len(key) + 32)
+        plaintext = _open(message.ciphertext, out[len(key):],
+                          self._build_associated_data(associated_data, header))
+        # Accepted: the changes the library's KDFChain.step made on its copy, now kept.
+        chain[_LENGTH] += 1
+        chain[_KEY] = out[:len(key)]
+        return plaintext
+
+    async def _decrypt_copying(self, message: EncryptedMessage, associated_data: bytes) -> bytes:
         """The library's decrypt transaction (doubleratchet 1.3.0, step for step: the DH ratchet is
         copied, the copy derives the key, the AEAD checks it, the copy is kept on success), except
         that the bound on stored skipped keys drops the oldest ones in place: the library rebuilt
@@ -154,7 +217,7 @@ class Ratchet(DoubleRatchet):
         plain decrypt with 990 stored, as a few cuts leave behind: every frame lost in flight
         leaves its key, the retransmission travels as a new ratchet message)."""
         if not _OWN_DECRYPT:
-            return await super().decrypt_message(message, associated_data)
+            return await DoubleRatchet.decrypt_message(self, message, associated_data)
         state = self.__dict__
         current = state[_DR_DH]
         dh = current.__deepcopy__({}) if type(current) is CopyingDH else copy.deepcopy(current)
@@ -180,6 +243,19 @@ class Ratchet(DoubleRatchet):
 _OWN_DECRYPT = doubleratchet.__version__ == "1.3.0"
 _DR_DH, _DR_SKIPPED = "_DoubleRatchet__diffie_hellman_ratchet", "_DoubleRatchet__skipped_message_keys"
 _DR_AEAD, _DR_MAX_SKIPPED = "_DoubleRatchet__aead", "_DoubleRatchet__max_num_skipped_message_keys"
+_OWN_PRIV, _OTHER_PUB = "_DiffieHellmanRatchet__own_ratchet_priv", "_DiffieHellmanRatchet__other_ratchet_pub"
+_RECEIVING, _SENDING = "_SymmetricKeyRatchet__receiving_chain", "_SymmetricKeyRatchet__sending_chain"
+_PREV_LEN, _CONSTANT = "_SymmetricKeyRatchet__previous_sending_chain_length", "_SymmetricKeyRatchet__constant"
+_KDF, _KEY, _LENGTH = "_KDFChain__kdf", "_KDFChain__key", "_KDFChain__length"
+
+
+def _step(chain: dict, constant: bytes) -> bytes:
+    """KDFChain.step(constant, 32) on a chain's state (MessageKDF): advance it, return the output."""
+    key = chain[_KEY]
+    out = derive_now(key, constant, len(key) + 32)
+    chain[_LENGTH] += 1
+    chain[_KEY] = out[:len(key)]
+    return out[len(key):]
 
 _LEAVES = frozenset({bytes, str, int, float, bool, type(None)})   # by exact type: one set lookup
 _IMMUTABLE = (bytes, str, int, float, bool, type(None), type, frozenset, enum.Enum)
