@@ -46,6 +46,7 @@ import msgpack
 
 from core.errors import MalformedMessage, MessageTooLarge
 from core.chat.delivery import MAX_SEQ, Ack, Data
+from core.chat.packing import pack
 
 BUNDLE = "chat.bundle"
 MSG = "chat.msg"
@@ -162,12 +163,11 @@ def encode_data(epoch: bytes, data: Data, base: int) -> bytes:
 
 
 def encode_ack(epoch: bytes, ack: Ack) -> bytes:
-    return msgpack.packb({"k": FRAME_ACK, "e": epoch, "u": ack.upto, "s": list(ack.sel), "r": ack.read},
-                         use_bin_type=True)
+    return pack({"k": FRAME_ACK, "e": epoch, "u": ack.upto, "s": list(ack.sel), "r": ack.read})
 
 
 def encode_typing(on: bool) -> bytes:
-    return msgpack.packb({"k": FRAME_TYPING, "on": bool(on)}, use_bin_type=True)
+    return pack({"k": FRAME_TYPING, "on": bool(on)})
 
 
 def decode_frame(plaintext: bytes) -> tuple[str, object]:
@@ -215,7 +215,7 @@ def encode_content(content: Content) -> bytes:
         obj["ttl"] = content.ttl
     elif content.kind == FILE:
         obj["f"] = content.file
-    return msgpack.packb(obj, use_bin_type=True)
+    return pack(obj)
 
 
 def check_text(text) -> str:

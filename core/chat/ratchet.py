@@ -37,6 +37,7 @@ from doubleratchet.kdf_chain import KDFChain
 from doubleratchet.recommended.diffie_hellman_ratchet_curve25519 import DiffieHellmanRatchet
 from doubleratchet.symmetric_key_ratchet import SymmetricKeyRatchet
 
+from core.chat.packing import pack
 from core.errors import MalformedMessage, MessageTooLarge, UnsupportedVersion
 
 log = logging.getLogger("covey.chat.ratchet")
@@ -400,9 +401,8 @@ class WireMessage(NamedTuple):
 
 def encode(x3dh_head: X3DHHead | None, header: Header, ciphertext: bytes) -> bytes:
     """The wire bytes of one ratchet message."""
-    return msgpack.packb([VERSION, None if x3dh_head is None else x3dh_head.pack(), header.ratchet_pub,
-                          header.previous_sending_chain_length, header.sending_chain_length, ciphertext],
-                         use_bin_type=True)
+    return pack([VERSION, None if x3dh_head is None else x3dh_head.pack(), header.ratchet_pub,
+                 header.previous_sending_chain_length, header.sending_chain_length, ciphertext])
 
 
 def decode(data: bytes) -> WireMessage:
