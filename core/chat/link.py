@@ -155,10 +155,13 @@ class Link:
             self.poke()
         return seq
 
-    async def push(self) -> None:
+    async def push(self, connected: bool | None = None) -> None:
         """Send what is due now, in the caller's turn: what a pump step would do, without the
-        hop to the pump task. If a step is under way, the pump takes it on after that one."""
-        if self._stepping.locked() or not self.owner.connected(self.peer):
+        hop to the pump task. If a step is under way, the pump takes it on after that one.
+        ``connected``: the caller checked in this turn whether the peer is (None: look)."""
+        if connected is None:
+            connected = self.owner.connected(self.peer)
+        if self._stepping.locked() or not connected:
             self.poke()      # away: the pump holds it for later (a mailbox), never in the caller's turn
             return
         async with self._stepping:   # free: taken without a suspension, so still connected

@@ -5,11 +5,13 @@ chain (constants as Signal: 0x02 chain key, 0x01 message key), AES-256-GCM
 with a random 96-bit nonce as the AEAD. At most ``MAX_SKIP`` message keys are
 derived ahead for one message or kept for late ones.
 
-Wire format (msgpack array): ``[1, x3dh, ratchet_pub, pn, n, ciphertext]``
-where ``x3dh`` is nil or the 128-byte X3DH header ``ik|ek|spk|opk`` (the
-initiator attaches it until the peer's first reply), ``pn``/``n`` are the
-previous and current sending-chain lengths and ``ciphertext`` is
-``nonce|AES-GCM(plaintext)``. Every field is checked by :func:`decode`.
+Wire format (fixed fields, big-endian): version (1 byte, 2), flags (1 byte:
+bit 0 set when the X3DH header follows), the ratchet public key (32 bytes),
+``pn`` and ``n`` (the previous and current sending-chain lengths, 4 bytes
+each), then the 128-byte X3DH header ``ik|ek|spk|opk`` if flagged (the
+initiator attaches it until the peer's first reply), then the ciphertext
+``nonce|AES-GCM(plaintext)`` (the rest). Every field is checked by
+:func:`decode`.
 
 The ratchet's state can be neither dumped (``model``/``json`` raise) nor
 pickled: it lives in memory only.
@@ -26,7 +28,6 @@ from collections import OrderedDict
 from collections.abc import Coroutine
 from typing import Any, NamedTuple, TypeVar
 
-import msgpack
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -37,19 +38,17 @@ from doubleratchet.kdf_chain import KDFChain
 from doubleratchet.recommended.diffie_hellman_ratchet_curve25519 import DiffieHellmanRatchet
 from doubleratchet.symmetric_key_ratchet import SymmetricKeyRatchet
 
-from core.chat.packing import pack
 from core.errors import MalformedMessage, MessageTooLarge, UnsupportedVersion
 
 log = logging.getLogger("covey.chat.ratchet")
 
-VERSION = 1
+VERSION = 2               # 1 was a msgpack array of the same fields
 MAX_SKIP = 1000
 MAX_PLAINTEXT = 256 * 1024
 NONCE = 12
 TAG = 16
 X3DH_HEADER = 128
 MAX_WIRE = MAX_PLAINTEXT + NONCE + TAG + X3DH_HEADER + 128
-_U32 = 2 ** 32
 
 
 class RootKDF(kdf_hkdf.KDF):
@@ -399,10 +398,19 @@ class WireMessage(NamedTuple):
     ciphertext: bytes
 
 
+_HEAD = struct.Struct(">BB32sII")   # version, flags, ratchet key, pn, n
+_WITH_X3DH = 0x01
+
+
 def encode(x3dh_head: X3DHHead | None, header: Header, ciphertext: bytes) -> bytes:
     """The wire bytes of one ratchet message."""
-    return pack([VERSION, None if x3dh_head is None else x3dh_head.pack(), header.ratchet_pub,
-                 header.previous_sending_chain_length, header.sending_chain_length, ciphertext])
+    if len(header.ratchet_pub) != 32:
+        raise ValueError("a ratchet public key is 32 bytes")
+    if x3dh_head is None:
+        return _HEAD.pack(VERSION, 0, header.ratchet_pub, header.previous_sending_chain_length,
+                          header.sending_chain_length) + ciphertext
+    return (_HEAD.pack(VERSION, _WITH_X3DH, header.ratchet_pub, header.previous_sending_chain_length,
+                       header.sending_chain_length) + x3dh_head.pack() + ciphertext)
 
 
 def decode(data: bytes) -> WireMessage:
@@ -411,24 +419,21 @@ def decode(data: bytes) -> WireMessage:
         raise MalformedMessage("a chat message must be bytes")
     if len(data) > MAX_WIRE:
         raise MessageTooLarge(f"chat message of {len(data)} bytes exceeds {MAX_WIRE}")
-    try:
-        items = msgpack.unpackb(bytes(data), raw=False, use_list=True, max_array_len=6, max_map_len=0,
-                                max_str_len=0, max_ext_len=0, max_bin_len=MAX_WIRE)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-        raise MalformedMessage(f"chat message is not valid msgpack: {exc}") from None
-    if not isinstance(items, list) or len(items) != 6:
-        raise MalformedMessage("chat message must be an array of 6 fields")
-    version, head, pub, pn, n, ct = items
-    if version != VERSION or isinstance(version, bool):
-        raise UnsupportedVersion(f"chat message version {version!r:.20} (this node speaks {VERSION})")
-    if head is not None and (not isinstance(head, bytes) or len(head) != X3DH_HEADER):
-        raise MalformedMessage(f"X3DH header must be nil or {X3DH_HEADER} bytes")
-    if not isinstance(pub, bytes) or len(pub) != 32:
-        raise MalformedMessage("ratchet key must be 32 bytes")
-    for value in (pn, n):
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _U32:
-            raise MalformedMessage("chain lengths must be integers in [0, 2**32)")
-    if not isinstance(ct, bytes) or not NONCE + TAG <= len(ct) <= NONCE + TAG + MAX_PLAINTEXT:
+    if len(data) < _HEAD.size:
+        raise MalformedMessage(f"chat message is shorter than its {_HEAD.size}-byte head")
+    version, flags, pub, pn, n = _HEAD.unpack_from(data)
+    if version != VERSION:
+        raise UnsupportedVersion(f"chat message version {version} (this node speaks {VERSION})")
+    if flags & ~_WITH_X3DH:
+        raise MalformedMessage(f"chat message has unknown flags {flags:#04x}")
+    at, x3dh_head = _HEAD.size, None
+    if flags:
+        head = bytes(data[at:at + X3DH_HEADER])
+        if len(head) != X3DH_HEADER:
+            raise MalformedMessage(f"X3DH header must be {X3DH_HEADER} bytes")
+        x3dh_head = X3DHHead(head[:32], head[32:64], head[64:96], head[96:])
+        at += X3DH_HEADER
+    ct = bytes(data[at:])
+    if not NONCE + TAG <= len(ct) <= NONCE + TAG + MAX_PLAINTEXT:
         raise MalformedMessage("ciphertext has an impossible length")
-    x3dh_head = None if head is None else X3DHHead(head[:32], head[32:64], head[64:96], head[96:])
     return WireMessage(x3dh_head, Header(pub, pn, n), ct)

@@ -392,13 +392,14 @@ class ChatService:
         if online:
             if link.needs_bundle:
                 await link.ensure_bundle()
+                online = None    # it waited for the bundle: push looks again
             self.mailbox.keep_spare(link)
         conv = self._conv(peer)
         msg = conv.add(self.node.identity.id, text, time.time(), outgoing=True, ttl=conv.ttl)
         link.queue(proto.encode_content(proto.Content(proto.TEXT, text, msg.sent_at, conv.ttl)),
                    tag=(peer, msg.id), wake=False)
         self.node.events.emit(CHAT_MESSAGE, peer=peer, id=msg.id, direction="out")
-        await link.push()    # out now, in this turn (or by the pump, which also holds it while away)
+        await link.push(online)    # out now, in this turn (or by the pump, which holds it while away)
         if msg.expires_at is not None:
             self._expiry_wake.set()
         self._changed_soon()

@@ -5,8 +5,8 @@ import asyncio
 import copy
 import pickle
 import random
+import struct
 
-import msgpack
 import pytest
 
 from core.errors import MalformedMessage, MessageTooLarge, UnsupportedVersion
@@ -24,13 +24,30 @@ def peers(tmp_path):
     return Peer(tmp_path, "alice"), Peer(tmp_path, "bob"), Peer(tmp_path, "carol")
 
 
+_HEAD = struct.Struct(">BB32sII")   # the wire's fixed head: version, flags, ratchet key, pn, n
+
+
+def _fields(wire: bytes) -> list:
+    """A message's fields: [version, x3dh header or None, ratchet key, pn, n, ciphertext]."""
+    version, flags, pub, pn, n = _HEAD.unpack_from(wire)
+    rest = wire[_HEAD.size:]
+    head, ct = (rest[:128], rest[128:]) if flags & 1 else (None, rest)
+    return [version, head, pub, pn, n, ct]
+
+
+def _wire(fields: list, flags: int | None = None) -> bytes:
+    version, head, pub, pn, n, ct = fields
+    flags = (0 if head is None else 1) if flags is None else flags
+    return _HEAD.pack(version, flags, pub, pn, n) + (head or b"") + ct
+
+
 def _flip(wire: bytes, field: int, index: int = -1) -> bytes:
     """The same message with one byte of one field changed."""
-    items = msgpack.unpackb(wire)
+    items = _fields(wire)
     value = bytearray(items[field])
     value[index] ^= 0x01
     items[field] = bytes(value)
-    return msgpack.packb(items, use_bin_type=True)
+    return _wire(items)
 
 
 async def test_round_trip_both_ways_across_ratchet_turns(peers):
@@ -81,10 +98,10 @@ async def test_tampered_counter_is_refused(peers):
     a, b, _ = peers
     sa, sb = await open_pair(a, b)
     wire = await sa.encrypt(b"x")
-    items = msgpack.unpackb(wire)
+    items = _fields(wire)
     items[4] += 1
     with pytest.raises(DecryptFailed):
-        await sb.decrypt(msgpack.packb(items, use_bin_type=True))
+        await sb.decrypt(_wire(items))
     assert await sb.decrypt(wire) == b"x"
 
 
@@ -269,20 +286,24 @@ async def test_oversized_and_malformed_messages_are_refused(peers):
     sa, sb = await open_pair(a, b)
     with pytest.raises(MessageTooLarge):
         await sa.encrypt(b"x" * (MAX_PLAINTEXT + 1))
-    good = msgpack.unpackb(await sa.encrypt(b"ok"))
-    bad = [b"\xc1", b"", msgpack.packb([1, 2, 3]), msgpack.packb({"a": 1}),
-           msgpack.packb(good[:5] + [b"short"]), msgpack.packb([good[0], b"x" * 10] + good[2:]),
-           msgpack.packb(good[:3] + [-1] + good[4:]), msgpack.packb(good[:4] + [2 ** 40, good[5]]),
-           msgpack.packb(good[:2] + [b"k" * 31] + good[3:]), msgpack.packb(good[:3] + [True] + good[4:]),
-           msgpack.packb(good) + b"trailing"]
-    for wire in bad:
+    good = _fields(await sa.encrypt(b"ok"))
+    bad = {"empty": b"", "a cut head": _wire(good)[:_HEAD.size - 1],
+           "ciphertext too short": _wire(good[:5] + [b"short"]),
+           "no ciphertext": _wire(good[:5] + [b""]),
+           "unknown flags": _wire(good, flags=0x02),
+           "flagged X3DH header cut short": _wire([good[0], None, *good[2:5], b"h" * 100], flags=0x01)}
+    for why, wire in bad.items():
         with pytest.raises(MalformedMessage):
             await sb.decrypt(wire)
-    with pytest.raises(UnsupportedVersion):
-        await sb.decrypt(msgpack.packb([2] + good[1:]))
+        assert why
+    for version in (0, 1, 3, 0x96):    # 1 and 0x96 (a msgpack array): the earlier format
+        with pytest.raises(UnsupportedVersion):
+            await sb.decrypt(_wire([version] + good[1:]))
     with pytest.raises(MessageTooLarge):
         await sb.decrypt(b"\x00" * (MAX_PLAINTEXT + 4096))
-    assert await sb.decrypt(msgpack.packb(good, use_bin_type=True)) == b"ok"
+    with pytest.raises(DecryptFailed):   # anything after the ciphertext is part of it: it fails the tag
+        await sb.decrypt(_wire(good) + b"trailing")
+    assert await sb.decrypt(_wire(good)) == b"ok"
 
 
 def test_wire_format_round_trips():
@@ -290,8 +311,12 @@ def test_wire_format_round_trips():
     from core.chat.ratchet import X3DHHead
     head = X3DHHead(b"i" * 32, b"e" * 32, b"s" * 32, b"o" * 32)
     for x3dh_head in (None, head):
-        msg = decode(encode(x3dh_head, Header(b"r" * 32, 3, 9), b"c" * 40))
+        wire = encode(x3dh_head, Header(b"r" * 32, 3, 9), b"c" * 40)
+        msg = decode(wire)
         assert msg.x3dh == x3dh_head and msg.header == Header(b"r" * 32, 3, 9) and msg.ciphertext == b"c" * 40
+        assert _fields(wire) == [2, None if x3dh_head is None else x3dh_head.pack(), b"r" * 32, 3, 9, b"c" * 40]
+    with pytest.raises(ValueError):
+        encode(None, Header(b"r" * 31, 3, 9), b"c" * 40)
 
 
 def _bytes_in(obj) -> set[bytes]:
