@@ -487,6 +487,10 @@ class Link:
             _, old = self.sessions.popitem(last=False)
             old.wipe()
 
+    def expire_skipped(self, now: float) -> int:
+        """Drop the sessions' skipped message keys past their time (``now``: monotonic)."""
+        return sum(session.expire_skipped(now) for session in self.sessions.values())
+
     def _wipe_sessions(self) -> None:
         for sid, session in self.sessions.items():
             session.wipe()

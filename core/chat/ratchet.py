@@ -24,6 +24,7 @@ import hashlib
 import logging
 import os
 import struct
+import time
 from collections import OrderedDict
 from collections.abc import Coroutine
 from typing import Any, NamedTuple, TypeVar
@@ -44,6 +45,8 @@ log = logging.getLogger("covey.chat.ratchet")
 
 VERSION = 2               # 1 was a msgpack array of the same fields
 MAX_SKIP = 1000
+SKIPPED_TTL = 300.0       # seconds a skipped message key is kept for a late message (then dropped:
+                          # forward secrecy for messages lost in a cut, which travel again anyway)
 MAX_PLAINTEXT = 256 * 1024
 NONCE = 12
 TAG = 16
@@ -194,6 +197,8 @@ class Ratchet(DoubleRatchet):
         accepted the message: the library's copy-then-commit, with the same outcome on success
         and failure. Anything else goes through :meth:`_decrypt_copying`."""
         header = message.header
+        if self.__dict__.get(_STORED_AT):
+            self.expire_skipped(time.monotonic())
         dh = self.__dict__[_DR_DH]
         chain = self._chain(_RECEIVING) if _OWN_DECRYPT else None
         if (chain is None or header.ratchet_pub != dh.__dict__[_OTHER_PUB]
@@ -231,18 +236,40 @@ class Ratchet(DoubleRatchet):
         plaintext = await state[_DR_AEAD].decrypt(
             message.ciphertext, message_key, self._build_associated_data(associated_data, header))
         stored.pop(key_id, None)
+        stored_at = state.setdefault(_STORED_AT, OrderedDict())
+        stored_at.pop(key_id, None)
         if new_keys:
             stored.update(new_keys)
+            now = time.monotonic()
+            for new_id in new_keys:
+                stored_at[new_id] = now
             for _ in range(len(stored) - state[_DR_MAX_SKIPPED]):
-                stored.popitem(last=False)
+                stored_at.pop(stored.popitem(last=False)[0], None)
         state[_DR_DH] = dh
         return plaintext
+
+    def expire_skipped(self, now: float) -> int:
+        """Drop the skipped message keys stored more than SKIPPED_TTL seconds before ``now``
+        (monotonic); returns how many. They are kept in the order they were stored."""
+        stored_at: OrderedDict | None = self.__dict__.get(_STORED_AT)
+        stored: OrderedDict = self.__dict__[_DR_SKIPPED]
+        dropped = 0
+        while stored_at and next(iter(stored_at.values())) <= now - SKIPPED_TTL:
+            stored.pop(stored_at.popitem(last=False)[0], None)
+            dropped += 1
+        return dropped
+
+    def next_skipped_expiry(self) -> float | None:
+        """When (monotonic) the oldest stored skipped key falls due, if any is stored."""
+        stored_at: OrderedDict | None = self.__dict__.get(_STORED_AT)
+        return next(iter(stored_at.values())) + SKIPPED_TTL if stored_at else None
 
 
 # Ratchet.decrypt_message replaces the library's own only for the version it was read from.
 _OWN_DECRYPT = doubleratchet.__version__ == "1.3.0"
 _DR_DH, _DR_SKIPPED = "_DoubleRatchet__diffie_hellman_ratchet", "_DoubleRatchet__skipped_message_keys"
 _DR_AEAD, _DR_MAX_SKIPPED = "_DoubleRatchet__aead", "_DoubleRatchet__max_num_skipped_message_keys"
+_STORED_AT = "_skipped_stored_at"   # ours: skipped key id -> monotonic time stored (the store's order)
 _OWN_PRIV, _OTHER_PUB = "_DiffieHellmanRatchet__own_ratchet_priv", "_DiffieHellmanRatchet__other_ratchet_pub"
 _RECEIVING, _SENDING = "_SymmetricKeyRatchet__receiving_chain", "_SymmetricKeyRatchet__sending_chain"
 _PREV_LEN, _CONSTANT = "_SymmetricKeyRatchet__previous_sending_chain_length", "_SymmetricKeyRatchet__constant"

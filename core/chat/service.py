@@ -79,6 +79,7 @@ SETTING_TYPING = "chat.typing"
 TYPING_REPEAT = 3.0       # seconds between two "typing" frames while the user types
 MAX_WAIT = 60.0           # longest read(..., wait=) a command may ask for
 MAX_REFS = 64             # peer names/prefixes remembered as resolved (see _peer)
+SKIPPED_SWEEP = 60.0      # seconds between two looks for skipped message keys past their time
 
 
 class ChatService:
@@ -597,6 +598,9 @@ class ChatService:
                     link.forget((peer, msg_id))   # not delivered yet: never will be
             self.node.events.emit(CHAT_EXPIRED, peer=peer, ids=gone)
         self.groups.sweep()             # group invitations nobody answered in time (its own clock)
+        mono = time.monotonic()         # skipped message keys kept past their time (ratchet.SKIPPED_TTL)
+        for link in self.links.values():
+            link.expire_skipped(mono)
         if total:
             self._changed_soon()
         return total
@@ -606,7 +610,8 @@ class ChatService:
             self.sweep()
             times = [t for t in (*(c.next_expiry() for c in self.conversations.values()),
                                  self.groups.next_expiry()) if t is not None]
-            timeout = max(0.0, min(times) - time.time()) if times else None
+            # At most SKIPPED_SWEEP apart, for the skipped message keys (no wake when one is stored).
+            timeout = min(max(0.0, min(times) - time.time()), SKIPPED_SWEEP) if times else SKIPPED_SWEEP
             self._expiry_wake.clear()
             try:
                 await asyncio.wait_for(self._expiry_wake.wait(), timeout)

@@ -213,6 +213,10 @@ class Session:
         self._ad_out = _ad(self._x3dh_ad, self._me, self._peer, None)
         self._ad_in = _ad(self._x3dh_ad, self._peer, self._me, None)
 
+    def expire_skipped(self, now: float) -> int:
+        """Drop the skipped message keys kept longer than ratchet.SKIPPED_TTL (``now``: monotonic)."""
+        return 0 if self._ratchet is None else self._ratchet.expire_skipped(now)
+
     def wipe(self) -> None:
         """Close the session: drop every reference to key material (idempotent)."""
         self._ratchet = None

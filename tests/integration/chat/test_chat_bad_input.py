@@ -170,3 +170,20 @@ async def test_prekey_bundle_with_a_bad_signature(make_node, caplog, monkeypatch
     assert texts(alice, bob) == [] and texts(bob, alice) == []
     monkeypatch.setattr(chat(bob).keys, "bundle_for", genuine)
     await goes_on(alice, bob, "bundle")
+
+
+async def test_a_frame_lost_in_a_cut_has_its_key_dropped_after_its_time(talking, caplog, monkeypatch):
+    """alice's frames lost on the way leave their keys among bob's skipped ones; bob's expiry
+    sweep drops them after SKIPPED_TTL, and a late copy is refused (the conversation goes on)."""
+    import core.chat.ratchet as ratchet_mod
+    alice, bob = talking
+    lost = [await frame_wire(alice, bob, proto.encode_typing(True)) for _ in range(3)]
+    await goes_on(alice, bob, "after the cut")
+    session = chat(bob).links[alice.identity.id].sessions[lost[0]["s"]]
+    assert session._ratchet.next_skipped_expiry() is not None        # the 3 keys wait, in memory
+    monkeypatch.setattr(ratchet_mod, "SKIPPED_TTL", 0.0)                # their time has come
+    chat(bob).sweep()
+    assert session._ratchet.next_skipped_expiry() is None
+    await alice.send(bob.identity.id, "chat.msg", lost[1])            # its chain has turned since:
+    assert "does not decrypt" in await refused(caplog, bob, "chat_decrypt_failed")  # no key left for it
+    await goes_on(alice, bob, "after the expiry")

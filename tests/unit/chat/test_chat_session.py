@@ -519,3 +519,42 @@ async def test_decrypt_keeps_the_skipped_key_store_in_place():
         await alice.encrypt_message(b"lost", b"ad")
     await bob.decrypt_message(await alice.encrypt_message(b"late", b"ad"), b"ad")
     assert bob._DoubleRatchet__skipped_message_keys is store and len(store) == MAX_SKIP
+
+
+async def test_skipped_keys_are_dropped_after_their_time(monkeypatch):
+    """A message lost in a cut leaves its key among the skipped ones; it opens a late copy for
+    SKIPPED_TTL seconds, then it is gone (forward secrecy: the retransmission travels anew)."""
+    from doubleratchet import DuplicateMessageException
+
+    import core.chat.ratchet as ratchet_mod
+    from core.chat.ratchet import SKIPPED_TTL, Ratchet
+    alice, bob = await _ratchet_pair(Ratchet)
+    late = [await alice.encrypt_message(b"lost %d" % i, b"ad") for i in range(3)]
+    await bob.decrypt_message(await alice.encrypt_message(b"after the cut", b"ad"), b"ad")
+    assert _stored(bob) == 3
+    assert await bob.decrypt_message(late[0], b"ad") == b"lost 0"     # in time: opens
+    assert _stored(bob) == 2
+    assert bob.next_skipped_expiry() > ratchet_mod.time.monotonic() + SKIPPED_TTL - 60
+    monkeypatch.setattr(ratchet_mod, "SKIPPED_TTL", 0.0)                # their time has come
+    with pytest.raises(DuplicateMessageException):                    # its key is gone
+        await bob.decrypt_message(late[1], b"ad")
+    assert _stored(bob) == 0 and bob.next_skipped_expiry() is None
+    assert await bob.decrypt_message(await alice.encrypt_message(b"goes on", b"ad"), b"ad") == b"goes on"
+
+
+async def test_an_idle_sessions_skipped_keys_expire_without_another_message(peers):
+    """The same without another message: ChatService.sweep (its expiry loop, at least every
+    SKIPPED_SWEEP seconds) asks each link to expire its sessions' keys (Session.expire_skipped)."""
+    import time as time_mod
+
+    from core.chat.ratchet import SKIPPED_TTL
+    a, b, _ = peers
+    sa, sb = await open_pair(a, b)
+    late = [await sa.encrypt(b"lost %d" % i) for i in range(4)]
+    await sb.decrypt(await sa.encrypt(b"after the cut"))
+    assert sb.expire_skipped(time_mod.monotonic()) == 0                # not yet
+    assert sb.expire_skipped(time_mod.monotonic() + SKIPPED_TTL + 1) == 4
+    with pytest.raises(ReplayedMessage):
+        await sb.decrypt(late[2])
+    sb.wipe()
+    assert sb.expire_skipped(time_mod.monotonic()) == 0
