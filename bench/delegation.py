@@ -142,10 +142,14 @@ async def serve(home: str, requester: str) -> None:
 async def round_trips(alice, bob_id: str, bob=None) -> dict:
     """Ping, echo task over the link and over HTTP, interleaved; p50s and ratios to ping.
 
-    Both sides record a task behind its answer (``core.delegation.recorder``); alice's queued
-    record is written after each measured round trip, outside it, so that it never runs inside
-    the next measurement (it would slow the ping floor down). ``echo_task_link_recorded`` is
-    the round trip plus that write: the time until the requester's record is committed."""
+    Both sides record a task behind its answer, batched (``core.delegation.recorder``: one
+    commit for the rows queued within 50 ms); alice's queued record is written after each
+    measured round trip, outside it, so that it never runs inside the next measurement (it would
+    slow the ping floor down). ``echo_task_link`` is what ``covey tasks run`` waits for (its
+    record is written behind it); ``echo_task_link_recorded`` is the round trip plus a commit of
+    the requester's row forced at once: the time until that record is on disk, as if every task
+    paid its own commit. The executor in its own process writes its rows as the service does,
+    batched, inside or between measurements."""
     tasks = alice.service("delegation")
     ping, link, recorded, http = [], [], [], []
     for i in range(LINK_RUNS + 10):

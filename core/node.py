@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Literal, overload
 
 from . import events as ev
+from core.net import inbox as _inbox
 from core.net import wire
 from .config import (MODE_RANK, Settings, check_network_key, load_settings, offered_modes, parse_network_key,
                      read_key_file, read_network_key, save_settings, with_changes, write_secret)
@@ -70,6 +71,7 @@ class Node:
         self.connections: dict[str, PeerConnection] = {}
         self._handlers: dict[str, Handler] = {}
         self._async_handlers: set[str] = set()
+        self._eager: set[str] = set()   # async handlers whose first step runs at dispatch
         self._capabilities: dict[str, Capability] = {}  # message type -> what its sender needs
         self._pending: dict[int, tuple[PeerConnection, asyncio.Future]] = {}  # request id -> (conn, reply)
         self._rejections = LogLimiter()              # rejection events/logs, per peer
@@ -198,12 +200,25 @@ class Node:
         task.add_done_callback(self._task_done)
         return task
 
+    def _start(self, coro) -> None:
+        """Run ``coro``'s first step now; the rest, if it waits, as a task (see ``on_message``)."""
+        try:
+            started = _inbox.start(coro)
+        except Exception as exc:  # as if its task had failed
+            self._failed(exc)
+            return
+        if started is not None:
+            self._spawn(_inbox.finish(*started))
+
     def _task_done(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            log.warning("background task failed: %s", exc)
-            self.events.emit(ev.ERROR, message=str(exc))
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            self._failed(exc)
+
+    def _failed(self, exc: BaseException) -> None:
+        log.warning("background task failed: %s", exc)
+        self.events.emit(ev.ERROR, message=str(exc))
 
     # -- services ----------------------------------------------------------------
     @overload
@@ -288,18 +303,28 @@ class Node:
         return views
 
     # -- messaging API for services ---------------------------------------------
-    def on_message(self, msg_type: str, handler: Handler, capability: Capability | str | None = None) -> None:
+    def on_message(self, msg_type: str, handler: Handler, capability: Capability | str | None = None,
+                   *, eager: bool = False) -> None:
         """Register the handler of one message type (sync handlers run inline).
 
         ``capability``: what a peer needs to send this type (core.peers.MESSAGE_CAPABILITIES
         decides for the protocol's own types; default CONNECT: any peer that is not banned).
-        The node checks it before the handler runs."""
+        The node checks it before the handler runs.
+
+        An async handler runs as a task of its own; ``eager``: its first step runs at once where
+        the message is dispatched, and only what is left after its first real wait becomes a task
+        (one that answers without waiting costs no task and no loop turn). Only for handlers that
+        need no current task (``asyncio.timeout``) before their first wait."""
         self._capabilities[msg_type] = message_capability(msg_type, capability)
         self._handlers[msg_type] = handler
         if inspect.iscoroutinefunction(handler):
             self._async_handlers.add(msg_type)
         else:
             self._async_handlers.discard(msg_type)
+        if eager and msg_type in self._async_handlers:
+            self._eager.add(msg_type)
+        else:
+            self._eager.discard(msg_type)
 
     async def send(self, peer_id: str, msg_type: str, body: dict) -> None:
         """Send one message to a connected peer."""
@@ -373,7 +398,10 @@ class Node:
             if gate.used >= gate.size:
                 return self._spawn_when_free(conn, msg, handler)  # the reader waits: backpressure
             gate.used += 1
-            self._spawn(self._run_handler(conn, msg, handler))
+            if msg.type in self._eager:
+                self._start(self._run_handler(conn, msg, handler))
+            else:
+                self._spawn(self._run_handler(conn, msg, handler))
             return None
         try:
             result = handler(conn.peer_id, msg.body)

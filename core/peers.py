@@ -450,7 +450,9 @@ class PeerBook:
     def record_outcome(self, peer_id: str, accepted: bool, reason: str = "") -> float:
         """Adjust reputation (+0.01 accepted, -0.1 rejected, within [0, 1]); returns the new value.
 
-        At or below the ban threshold the peer is banned (PEER_BANNED with the reason).
+        At or below the ban threshold the peer is banned (PEER_BANNED with the reason). A
+        peer already at the bound (1.0, or 0.0 and banned) is not written again, and no
+        REPUTATION_CHANGED is emitted for it: nothing changed.
         """
         with self._lock:
             rec = self._require(peer_id)
@@ -459,6 +461,8 @@ class PeerBook:
             # Rounded so that 0.5 - 3 * 0.1 lands exactly on 0.2 and bans as it should.
             rec.reputation = round(min(1.0, max(0.0, previous + delta)), 6)
             newly_banned = not rec.banned and rec.reputation <= self.ban_threshold
+            if rec.reputation == previous and not newly_banned:
+                return previous
             if newly_banned:
                 rec.banned = True
             self._save(rec)

@@ -59,16 +59,21 @@ def _normalize(obj: Any, depth: int) -> Any:
     if depth > MAX_DEPTH:
         raise MalformedMessage(f"value is nested deeper than {MAX_DEPTH} levels")
     kind = type(obj)   # the common exact types first, each one test (subclasses take the long way)
-    if kind is str and obj.isascii():
-        return obj
-    if kind is dict:
+    if kind is str:
+        if obj.isascii():
+            return obj
+    elif kind is dict:
         for key in obj:
             if type(key) is not str:
                 break
         else:
-            return {key: _normalize(obj[key], depth + 1) for key in sorted(obj)}
-    if kind is bytes or kind is float and not math.isnan(obj) or (kind is int and -2 ** 63 <= obj < 2 ** 64):
-        return obj
+            depth += 1
+            return {key: _normalize(value, depth) for key, value in sorted(obj.items())}
+    elif kind is bytes or kind is float and obj == obj or kind is int and -2 ** 63 <= obj < 2 ** 64:
+        return obj   # (a NaN is the one float not equal to itself)
+    elif kind is list:
+        depth += 1
+        return [_normalize(item, depth) for item in obj]
     if obj is None or obj is True or obj is False:
         return obj
     if isinstance(obj, int):
@@ -105,11 +110,21 @@ def envelope_bytes(envelope: dict, signed: bytes) -> bytes:
     just before ``signer``, so the signature's entry is spliced in there. ``envelope`` must be
     one whose ``signed`` bytes were just made or checked (:func:`seal_signed`, ``*_signed``)."""
     prefix = DOMAIN + envelope["kind"].encode("utf-8") + b"\0"
-    tail = canonical(["signer", envelope["signer"], "ts", envelope["ts"]])[1:]   # [1:]: no array header
+    tail = _pack(["signer", envelope["signer"], "ts", envelope["ts"]])[1:]   # [1:]: no array header
     if not signed.startswith(prefix) or not signed.endswith(tail) or signed[len(prefix)] != 0x85:
         raise MalformedMessage("these are not the signed bytes of this envelope")
     cut = len(signed) - len(tail)
-    return b"\x86" + signed[len(prefix) + 1:cut] + canonical(["sig", envelope["sig"]])[1:] + signed[cut:]
+    return b"\x86" + signed[len(prefix) + 1:cut] + _pack(["sig", envelope["sig"]])[1:] + signed[cut:]
+
+
+def _pack(items: list) -> bytes:
+    """canonical() of a flat list, packed at once when every item is a plain str, bytes or float
+    (what an envelope's signer, ts and sig are: the same bytes, without the walk)."""
+    for item in items:
+        if not (type(item) is str and item.isascii() or type(item) is bytes
+                or type(item) is float and item == item):
+            return canonical(items)
+    return msgpack.packb(items, use_bin_type=True, use_single_float=False)
 
 
 def _check_kind(kind: Any) -> str:
@@ -156,7 +171,10 @@ def _check_shape(envelope: Any, kind: str) -> None:
     if not isinstance(nonce, bytes) or len(nonce) != NONCE_BYTES:
         raise MalformedMessage(f"the nonce must be {NONCE_BYTES} bytes")
     ts = envelope["ts"]
-    if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts):
+    # An int is bounded before math.isfinite, which raises OverflowError past a float's range
+    # (JSON, as POST /tasks carries it, has integers of any size).
+    if isinstance(ts, bool) or not (isinstance(ts, int) and -2 ** 63 <= ts < 2 ** 64
+                                    or isinstance(ts, float) and math.isfinite(ts)):
         raise MalformedMessage("the timestamp must be a finite number")
     if not isinstance(envelope["body"], dict):
         raise MalformedMessage("the body must be a map")

@@ -5,6 +5,7 @@ to :data:`KEEP_RESULT` each (a larger result keeps its digest, which is what the
 """
 from __future__ import annotations
 
+import functools
 import json
 import time
 
@@ -38,6 +39,11 @@ _COLUMNS = ("id", "role", "type", "peer", "via", "state", "created", "ended", "r
             "request", "cost", "proof", "result", "result_sha256", "verified", "error")
 
 
+@functools.lru_cache(maxsize=8)   # two column sets in practice: with and without an outcome
+def _insert_sql(names: tuple[str, ...]) -> str:
+    return f"INSERT OR REPLACE INTO tasks ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+
+
 class TaskDB:
     """Rows of the ``tasks`` table as plain dicts (JSON columns decoded)."""
 
@@ -57,9 +63,7 @@ class TaskDB:
                   "request_digest": request_digest, "request": json.dumps(request)}
         if outcome:
             values.update(_outcome(state=state, **outcome))
-        names = ", ".join(values)
-        self.store.execute(f"INSERT OR REPLACE INTO tasks ({names}) VALUES ({', '.join('?' * len(values))})",
-                           tuple(values.values()))
+        self.store.execute(_insert_sql(tuple(values)), tuple(values.values()))
         self._since_trim += 1
         if self._since_trim >= self.TRIM_EVERY:
             self._since_trim = 0

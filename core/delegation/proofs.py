@@ -33,6 +33,10 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _PREDICATE_KEYS = frozenset({"task", "type", "request_digest", "executor", "requester", "received",
                              "started", "ended", "latency", "cost", "quality", "exit"})
 _COST_KEYS = frozenset({"cpu_seconds", "wall_seconds", "peak_rss_mb"})
+_STATEMENT_KEYS = frozenset({"_type", "subject", "predicateType", "predicate"})
+_EXIT_KEYS = frozenset({"status", "code", "message"})
+_TIME_KEYS = ("received", "started", "ended", "latency")
+_MAX_INT = 2 ** 63   # larger integers are no numbers a proof carries (and no float holds them exactly)
 
 
 # -- DSSE ------------------------------------------------------------------------------
@@ -149,7 +153,8 @@ def check_statement(st) -> None:
     """MalformedMessage unless ``st`` is a well-formed execution-proof statement."""
     def bad(why: str) -> MalformedMessage:
         return MalformedMessage(f"not an execution proof: {why}")
-    if not isinstance(st, dict) or set(st) != {"_type", "subject", "predicateType", "predicate"}:
+    # Flat and without helpers: it runs twice per task (the executor signs, the requester verifies).
+    if not isinstance(st, dict) or st.keys() != _STATEMENT_KEYS:
         raise bad("a statement has _type, subject, predicateType and predicate")
     if st["_type"] != STATEMENT_TYPE or st["predicateType"] != PREDICATE_TYPE:
         raise bad(f"statement type {st['_type']!r:.60} / predicate type {st['predicateType']!r:.60}")
@@ -160,31 +165,54 @@ def check_statement(st) -> None:
             and _SHA256.fullmatch(subject[0]["digest"]["sha256"])):
         raise bad("the subject must be one result with a sha256 digest")
     p = st["predicate"]
-    if not isinstance(p, dict) or set(p) != _PREDICATE_KEYS:
+    if not isinstance(p, dict) or p.keys() != _PREDICATE_KEYS:
         raise bad(f"predicate fields must be {sorted(_PREDICATE_KEYS)}")
-    for key in ("executor", "requester"):
-        if not is_peer_id(p[key]):
-            raise bad(f"{key} is not a peer id")
+    if not is_peer_id(p["executor"]) or not is_peer_id(p["requester"]):
+        raise bad(f"{'executor' if not is_peer_id(p['executor']) else 'requester'} is not a peer id")
     if not isinstance(p["request_digest"], str) or not _SHA256.fullmatch(p["request_digest"]):
         raise bad("request_digest must be 64 hex digits")
     if not isinstance(p["task"], str) or not isinstance(p["type"], str) or len(p["type"]) > 64:
         raise bad("task and type must be text")
-    times = [p[k] for k in ("received", "started", "ended", "latency")]
-    if not all(_finite(t) and t >= 0 for t in times) or not p["started"] <= p["ended"]:
+    for key in _TIME_KEYS:
+        value = p[key]
+        if not (type(value) is float and 0.0 <= value < math.inf or _non_negative(value)):
+            raise bad("times must be non-negative numbers with started <= ended")
+    if not p["started"] <= p["ended"]:
         raise bad("times must be non-negative numbers with started <= ended")
     cost = p["cost"]
-    if not isinstance(cost, dict) or set(cost) != _COST_KEYS or not all(_finite(v) and v >= 0 for v in cost.values()):
+    if not isinstance(cost, dict) or cost.keys() != _COST_KEYS:
         raise bad(f"cost must have {sorted(_COST_KEYS)} as non-negative numbers")
-    if not isinstance(p["quality"], dict) or not all(_finite(v) for v in p["quality"].values()):
+    for value in cost.values():
+        if not (type(value) is float and 0.0 <= value < math.inf or _non_negative(value)):
+            raise bad(f"cost must have {sorted(_COST_KEYS)} as non-negative numbers")
+    quality = p["quality"]
+    if not isinstance(quality, dict):
         raise bad("quality must map names to numbers")
+    for value in quality.values():
+        if not _finite(value):
+            raise bad("quality must map names to numbers")
     ex = p["exit"]
-    if not (isinstance(ex, dict) and set(ex) == {"status", "code", "message"} and isinstance(ex["status"], str)
+    if not (isinstance(ex, dict) and ex.keys() == _EXIT_KEYS and isinstance(ex["status"], str)
             and (ex["code"] is None or type(ex["code"]) is int) and isinstance(ex["message"], str)):
         raise bad("exit must have status (text), code (int or null) and message (text)")
 
 
 def _finite(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    """A number a float can hold (never a bool): JSON integers of any size are refused here,
+    not raised as OverflowError."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -_MAX_INT <= value <= _MAX_INT
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _non_negative(value) -> bool:
+    """A finite number >= 0 (never a bool). The exact types take one test: a NaN fails both
+    comparisons, an infinity the second."""
+    if type(value) is float:
+        return 0 <= value < math.inf
+    return _finite(value) and value >= 0
 
 
 def raise_for_exit(statement: dict) -> None:

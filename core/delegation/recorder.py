@@ -1,12 +1,14 @@
-"""Write-behind for the tasks table: rows are written off the request path, in one transaction.
+"""Write-behind for the tasks table: rows are written off the request path, batched.
 
 A task's rows are queued while its answer goes out (executor) or is returned (requester) and
-committed together on a later loop turn: a row whose outcome is known on the next turn, a task
-still running (only its ``sent`` row queued) after :data:`SENT_DELAY` seconds, so that a fast
-task costs one insert and one commit per side instead of an insert, an update and two commits.
-Every read of the table flushes first (:meth:`Recorder.flush`), and so does the service's stop,
-so nothing queued is lost on a clean stop and a task is listed as soon as its call returned.
-Bounded: at :data:`MAX_PENDING` queued tasks the queue is written at once.
+committed together, with every other row queued meanwhile, :data:`FLUSH_DELAY` seconds after the
+first of them was queued: a fast task costs one insert per side (its ``sent`` row and outcome
+merge), and a node serving or sending many tasks shares one commit among all of them instead of
+paying one per task. Every read of the table flushes first (:meth:`Recorder.flush`), and so does
+the service's stop, so nothing queued is lost on a clean stop and a task is listed as soon as its
+call returned. A row may be queued as a function that makes it (:meth:`Recorder.add_later`):
+then even building it costs nothing on the answer's path. Bounded: at :data:`MAX_PENDING`
+queued tasks the queue is written at once.
 """
 from __future__ import annotations
 
@@ -19,15 +21,16 @@ from core.errors import CoveyError
 
 log = logging.getLogger("covey.delegation")
 
-SENT_DELAY = 0.05
+FLUSH_DELAY = 0.05
 MAX_PENDING = 256
 
 
 class _Pending:
-    __slots__ = ("row", "outcome", "meta", "after")
+    __slots__ = ("row", "make", "outcome", "meta", "after")
 
     def __init__(self) -> None:
         self.row: dict | None = None        # a new row (TaskDB.add), None: the row is stored already
+        self.make: Callable[[], dict] | None = None   # a new row made when it is written
         self.outcome: dict = {}             # the outcome of a stored row (TaskDB.finish's fields)
         self.meta: dict = {}                # its peer and type (for on_written)
         self.after: list[Callable[[], None]] = []   # more writes for the same transaction
@@ -40,7 +43,6 @@ class Recorder:
     def __init__(self, db: TaskDB, store, on_written: Callable[[str, str, dict], None]):
         self.db, self.store, self.on_written = db, store, on_written
         self._pending: dict[tuple[str, str], _Pending] = {}
-        self._soon: asyncio.Handle | None = None
         self._later: asyncio.TimerHandle | None = None
         self.immediate = False   # after stop: write each row at once
 
@@ -52,7 +54,15 @@ class Recorder:
         ``after`` runs in the same transaction, after the row is written."""
         entry = self._entry(row["task"], row["role"])
         entry.row = row
-        self._queued(entry, after, final="verified" in row)
+        self._queued(entry, after)
+
+    def add_later(self, task: str, role: str, make: Callable[[], dict], *,
+                  after: Callable[[], None] | None = None) -> None:
+        """:meth:`add` of the row ``make()`` returns, called when the row is written: building it
+        (its JSON fields, the request's summary) costs nothing on the answer's path."""
+        entry = self._entry(task, role)
+        entry.make = make
+        self._queued(entry, after)
 
     def finish(self, task: str, role: str, *, peer: str, type: str, after: Callable[[], None] | None = None,
                **outcome) -> None:
@@ -61,18 +71,25 @@ class Recorder:
         entry = self._entry(task, role)
         if entry.row is not None:
             entry.row.update(outcome)
+        elif entry.make is not None:
+            entry.outcome.update(outcome)   # merged into the row when it is made
         else:
             entry.outcome = outcome
             entry.meta = {"peer": peer, "type": type}
-        self._queued(entry, after, final=True)
+        self._queued(entry, after)
 
     def flush(self) -> None:
-        """Write everything queued now, in one transaction; then report each task written."""
-        self._cancel_timers()
+        """Write everything queued now, in one transaction; then report each task written.
+
+        A pending timer is left to run (and find little or nothing): a forced flush per task
+        (every read does one) costs no timer made and cancelled each time."""
         if not self._pending:
             return
         batch, self._pending = self._pending, {}
         try:
+            for entry in batch.values():
+                if entry.make is not None:
+                    entry.row = {**entry.make(), **entry.outcome}
             with self.store.transaction():
                 for (task, role), entry in batch.items():
                     if entry.row is not None:
@@ -94,20 +111,14 @@ class Recorder:
             entry = self._pending[(task, role)] = _Pending()
         return entry
 
-    def _queued(self, entry: _Pending, after, *, final: bool) -> None:
+    def _queued(self, entry: _Pending, after) -> None:
         if after is not None:
             entry.after.append(after)
         if self.immediate or len(self._pending) >= MAX_PENDING:
             self.flush()
-        elif final:
-            if self._soon is None:
-                self._soon = asyncio.get_running_loop().call_soon(self.flush)
-        elif self._later is None and self._soon is None:
-            self._later = asyncio.get_running_loop().call_later(SENT_DELAY, self.flush)
+        elif self._later is None:
+            self._later = asyncio.get_running_loop().call_later(FLUSH_DELAY, self._timer)
 
-    def _cancel_timers(self) -> None:
-        for handle in (self._soon, self._later):
-            if handle is not None:
-                handle.cancel()
-        self._soon = self._later = None
-
+    def _timer(self) -> None:
+        self._later = None
+        self.flush()

@@ -57,7 +57,12 @@ class TaskRequest:
         return task_type(self.type)
 
     def summary(self) -> dict:
-        """The request for display: bytes arguments replaced by their size and digest."""
+        """The request for display: bytes arguments replaced by their size and digest (made once:
+        the record and the requester's view both use it; do not change it)."""
+        return self._summary
+
+    @functools.cached_property
+    def _summary(self) -> dict:
         args = {k: ({"bytes": len(v), "sha256": self.inputs[k]} if isinstance(v, bytes) else v)
                 for k, v in self.args.items()}
         return {"task": self.task, "type": self.type, "args": args, "inputs": dict(self.inputs),

@@ -59,7 +59,9 @@ class DelegationService:
         self.http = HttpEndpoint(self)
         # CONNECT at the door: who may delegate is decided by authorize() inside the admission
         # step, the same for links and HTTP, with a refusal worded for the requester.
-        node.on_message(proto.REQUEST, self._on_request, capability=Capability.CONNECT)
+        # eager: an inline task (echo) is admitted, run, proved and answered where its message
+        # arrives, without a task of its own or a loop turn.
+        node.on_message(proto.REQUEST, self._on_request, capability=Capability.CONNECT, eager=True)
 
     @property
     def _tasks(self) -> TaskDB:
@@ -151,18 +153,10 @@ class DelegationService:
         """Run an admitted request and record it; raises (RateLimited, ExecutorBusy, BadRequest,
         TaskTimedOut) when it never ran."""
         served = await self.executor.execute(request)
-        # Queued on the next loop turn, after the proof went out, and written on the one after.
-        asyncio.get_running_loop().call_soon(self._record_served, request, served, via)
+        # Queued now (nothing is lost if the node stops at once), made and written after the proof
+        # went out, with the rows queued meanwhile.
+        self._records.add_later(request.task, proto.SERVED, lambda: _served_row(request, served, via))
         return served
-
-    def _record_served(self, request: TaskRequest, served: Served, via: str) -> None:
-        pred = served.statement["predicate"]
-        self._records.add(task=request.task, role=proto.SERVED, type=request.type, peer=request.requester,
-                          via=via, state="done" if pred["exit"]["status"] == "ok" else "failed",
-                          request_digest=request.digest, request=request.summary(), created=pred["received"],
-                          verified=True, proof=served.proof, result=served.result_bytes,
-                          result_sha256=served.statement["subject"][0]["digest"]["sha256"], cost=pred["cost"],
-                          error=pred["exit"]["message"] or None, ended=pred["ended"])
 
     def _written(self, task: str, role: str, row: dict) -> None:
         self._changed(task, role, row["state"], row["peer"], row["type"])
@@ -195,7 +189,7 @@ class DelegationService:
         via = "http" if http else "link"
         wait = max(0.0, sent.deadline - time.time()) + GRACE
         # Queued on the next loop turn, while the request travels (its digest is computed then), and
-        # written with its outcome after the call returned (or on its own if the task takes longer).
+        # written with its outcome, batched with the other rows queued meanwhile (recorder).
         record = _Once(self._record_sent, peer_id, sent, via)
         asyncio.get_running_loop().call_soon(record)
         try:
@@ -219,8 +213,10 @@ class DelegationService:
         return self._accept(peer_id, sent, proof, result_bytes, via)
 
     def _record_sent(self, peer_id: str, sent: TaskRequest, via: str) -> None:
-        self._records.add(task=sent.task, role=proto.SENT, type=sent.type, peer=peer_id, via=via,
-                          state="sent", request_digest=sent.digest, request=sent.summary(), created=sent.created)
+        sent.digest   # noqa: B018  (computed now, while the request travels: verifying the proof needs it)
+        self._records.add_later(sent.task, proto.SENT, lambda: dict(
+            task=sent.task, role=proto.SENT, type=sent.type, peer=peer_id, via=via, state="sent",
+            request_digest=sent.digest, request=sent.summary(), created=sent.created))
 
     async def _send(self, peer_id: str, sent: TaskRequest, http: bool, wait: float) -> tuple[dict, bytes]:
         if http:
@@ -241,7 +237,8 @@ class DelegationService:
         pred = statement["predicate"]
         state = "done" if pred["exit"]["status"] == "ok" else "failed"
         ended = time.time()
-        # Queued: one commit, after the call returned, for the row and the executor's reputation.
+        # Queued: one commit, after the call returned, for the row and the executor's reputation
+        # (shared with the other rows queued meanwhile).
         self._records.finish(sent.task, proto.SENT, peer=peer_id, type=sent.type, state=state, verified=True,
                              proof=proof, result=result_bytes, result_sha256=statement["subject"][0]["digest"]["sha256"],
                              cost=pred["cost"], error=pred["exit"]["message"] or None, ended=ended,
@@ -358,6 +355,16 @@ class _Once:
         if self.call is not None:
             call, self.call = self.call, None
             call(*self.args)
+
+
+def _served_row(request: TaskRequest, served: Served, via: str) -> dict:
+    """The executor's row of a task it ran (made when the row is written)."""
+    pred = served.statement["predicate"]
+    return dict(task=request.task, role=proto.SERVED, type=request.type, peer=request.requester, via=via,
+                state="done" if pred["exit"]["status"] == "ok" else "failed", request_digest=request.digest,
+                request=request.summary(), created=pred["received"], verified=True, proof=served.proof,
+                result=served.result_bytes, result_sha256=served.statement["subject"][0]["digest"]["sha256"],
+                cost=pred["cost"], error=pred["exit"]["message"] or None, ended=pred["ended"])
 
 
 def _reply_parts(reply) -> tuple[dict, bytes]:

@@ -73,3 +73,9 @@ def save_membership(store, m) -> None:
         "spec=excluded.spec, state=excluded.state, partition=excluded.partition, data=excluded.data, "
         "last_round=excluded.last_round, updated=excluded.updated",
         (m.task, m.coordinator, json.dumps(m.spec), m.state, m.partition, m.data, m.last_round, time.time()))
+
+
+def save_last_round(store, task: str, last_round: int) -> None:
+    """Record the last round a membership sent an update for (once per round: one small UPDATE)."""
+    store.execute("UPDATE ml_memberships SET last_round = ?, updated = ? WHERE task = ?",
+                  (last_round, time.time(), task))

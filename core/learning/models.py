@@ -6,6 +6,7 @@ arguments agree on names, shapes and order without exchanging code.
 """
 from __future__ import annotations
 
+import weakref
 from functools import lru_cache
 from typing import TYPE_CHECKING, Sequence
 
@@ -88,25 +89,39 @@ def build_model(name: str, n_features: int, n_classes: int,
 
 def get_weights(model) -> dict[str, np.ndarray]:
     """The model's parameters and buffers as float32 numpy copies, in state_dict order."""
-    return {k: v.detach().cpu().numpy().astype(np.float32, copy=True)
-            for k, v in model.state_dict().items()}
+    return {k: v.detach().cpu().numpy().astype(np.float32, copy=True) for k, v, _ in _state(model)}
 
 
 def set_weights(model, weights: dict[str, np.ndarray]) -> None:
     """Load ``weights`` (as produced by :func:`get_weights`) into ``model`` in place."""
     import torch
-    state = model.state_dict()
-    if list(state) != list(weights):
-        missing = sorted(set(state) - set(weights))
-        extra = sorted(set(weights) - set(state))
+    state = _state(model)
+    if len(state) != len(weights) or any(k != name for k, (name, _, _) in zip(weights, state)):
+        names = [name for name, _, _ in state]
+        missing = sorted(set(names) - set(weights))
+        extra = sorted(set(weights) - set(names))
         raise BadRequest(f"weights do not fit the model (missing {missing}, unexpected {extra})")
     with torch.no_grad():
-        for k, target in state.items():
+        for k, target, shape in state:
             src = np.asarray(weights[k])
-            if src.shape != tuple(target.shape):
-                raise BadRequest(f"weight {k!r} has shape {src.shape}, the model expects {tuple(target.shape)}")
+            if src.shape != shape:
+                raise BadRequest(f"weight {k!r} has shape {src.shape}, the model expects {shape}")
             # torch.tensor copies, so read-only arrays (e.g. decoded from bytes) are fine
             target.copy_(torch.tensor(src, dtype=target.dtype))
+
+
+_states: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _state(model) -> list[tuple[str, "torch.Tensor", tuple[int, ...]]]:
+    """``(name, tensor, shape)`` of the model's state_dict, kept per model: building the
+    state_dict walks every module in Python, which cost more than copying a small model's
+    weights (the coordinator loads weights for every update it validates). The tensors share
+    their storage with the parameters and buffers, which a model built here never replaces."""
+    state = _states.get(model)
+    if state is None:
+        state = _states[model] = [(k, v, tuple(v.shape)) for k, v in model.state_dict().items()]
+    return state
 
 
 @lru_cache(maxsize=32)

@@ -93,7 +93,8 @@ def train_local(global_weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndar
     params = [p for p in model.parameters() if p.requires_grad]
     momentum_buffers: list = [None] * len(params)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model.train()
+    if not model.training:   # .train()/.eval() walk every module in Python: only on a change
+        model.train()
     epoch_loss = 0.0
     for _ in range(cfg.epochs):
         order = torch.randperm(len(Xt), generator=gen)
@@ -188,7 +189,8 @@ def logits(weights: dict[str, np.ndarray], X: np.ndarray, model_name: str, n_fea
     _pin_threads(num_threads)
     model = _thread_model(model_name, n_features, n_classes, as_image_shape(image_shape), hidden)
     set_weights(model, weights)
-    model.eval()
+    if model.training:
+        model.eval()
     with torch.no_grad():
         return model(torch.as_tensor(np.asarray(X, dtype=np.float32)))
 

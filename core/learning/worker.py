@@ -27,7 +27,7 @@ from core.admission import Admission
 from core.peers import Capability
 from core.signed import seal
 
-from . import db
+from . import db, offload
 from . import protocol as proto
 from . import roster as sa_roster
 
@@ -246,7 +246,8 @@ class WorkerRole:
         ann = proto.parse_round(body, self.node.settings.max_message)
         m = self._member(peer_id, ann.task, joining=True)
         spec = proto.TaskSpec.from_dict(m.spec)
-        if _normal(ann.spec) != spec.to_dict():
+        # a round carrying exactly the pinned spec map needs no normalising (equal maps normalise alike)
+        if ann.spec != m.spec and _normal(ann.spec) != spec.to_dict():
             raise RefusedByPolicy(f"round {ann.round} of task {ann.task} carries another spec than the one "
                                   "this node accepted at join")
         self._check_budget(ann.task, spec)
@@ -297,14 +298,14 @@ class WorkerRole:
                 body["masked"] = await asyncio.to_thread(sa.masked_input, delta, weight)
             else:
                 from core.learning.tensors import encode
-                body["weights"] = await asyncio.to_thread(encode, result.weights)
+                body["weights"] = await offload.run(encode, result.weights, params=spec.n_params())
             self._member(m.coordinator, ann.task)  # the user may have lowered the coordinator meanwhile
             envelope = seal(self.node.identity, "ml.update", body)
             # two levels: the update goes to the group's aggregator the round names (one the spec lists)
             to, kind = (ann.aggregator, "ml.agg.update") if ann.aggregator else (m.coordinator, "ml.update")
             reply = await self.node.request(to, kind, envelope, timeout=ann.deadline + 30)
             m.last_round = ann.round
-            self._save(m)
+            db.save_last_round(self.node.store, m.task, m.last_round)
             if not reply.get("accepted"):
                 log.warning("task %s round %d: our update was rejected (%s)", ann.task, ann.round,
                             reply.get("reason"))

@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 import aiohttp
+import pytest
 
 from core import events as ev
 from core.net import wire
@@ -53,7 +54,9 @@ async def test_an_unknown_peer_flooding_ml_update_runs_no_handler(pair, session)
     await still_serves(alice, bob)
 
 
-async def test_async_handler_tasks_are_bounded_per_connection_and_none_is_lost(make_node, session):  # noqa: F811
+@pytest.mark.parametrize("eager", [False, True])
+async def test_async_handler_tasks_are_bounded_per_connection_and_none_is_lost(make_node, session, eager):  # noqa: F811
+    """Also for eager handlers (first step at dispatch, the rest as a task): the same bound."""
     alice = await make_node("alice", handler_tasks=8)
     bob = await make_node("bob")
     alice.on_message("echo", lambda peer, body: body)
@@ -68,7 +71,7 @@ async def test_async_handler_tasks_are_bounded_per_connection_and_none_is_lost(m
         running[0] -= 1
         done.append(body["n"])
 
-    alice.on_message("slow", slow)
+    alice.on_message("slow", slow, eager=eager)
     raw = RawPeer(session, address(alice))
     ws = await raw.handshake()
     for n in range(500):

@@ -96,3 +96,59 @@ async def test_an_error_reply_goes_out_before_a_close_the_handler_scheduled(make
     alice.on_message("refuse", refuse)
     with pytest.raises(RefusedByPolicy, match="not you"):
         await bob.request(alice.identity.id, "refuse", {}, timeout=5)
+
+
+async def test_an_eager_async_handler_runs_where_the_frame_arrives_until_its_first_wait(make_node):
+    """``on_message(..., eager=True)``: the first step of an async handler runs in the data
+    callback (no task, no loop turn); after a real wait the rest runs in a task and still answers.
+    A plain async handler runs in a task of its own."""
+    alice, bob = await linked(make_node)
+
+    async def quick(peer, body):
+        return {"in_task": asyncio.current_task() is not None}
+
+    async def waits(peer, body):
+        first = asyncio.current_task() is not None
+        await asyncio.sleep(0.01)
+        return {"first_in_task": first, "then_in_task": asyncio.current_task() is not None}
+
+    alice.on_message("quick", quick, eager=True)
+    alice.on_message("waits", waits, eager=True)
+    alice.on_message("plain", quick)
+    assert await bob.request(alice.identity.id, "quick", {}, timeout=5) == {"in_task": False}
+    assert await bob.request(alice.identity.id, "waits", {}, timeout=5) == {"first_in_task": False,
+                                                                           "then_in_task": True}
+    assert await bob.request(alice.identity.id, "plain", {}, timeout=5) == {"in_task": True}
+    assert alice.connections[bob.identity.id].gate.used == 0
+
+
+async def test_an_eager_handler_that_fails_or_waits_at_stop_is_handled_like_a_task(make_node):
+    """A bug raised in an eager handler's first step is reported as a failed task (ERROR event,
+    the link stays up), never raised into the connection; one still waiting when the node stops
+    is cancelled with the node's other tasks."""
+    from core import events as ev
+
+    alice, bob = await linked(make_node)
+    errors, cancelled, forever = [], [], asyncio.Event()
+    alice.events.on(ev.ERROR, errors.append)
+
+    async def broken(peer, body):
+        raise ValueError("a bug in an eager handler")
+
+    async def stuck(peer, body):
+        try:
+            await forever.wait()
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    alice.on_message("broken", broken, eager=True)
+    alice.on_message("stuck", stuck, eager=True)
+    await bob.send(alice.identity.id, "broken", {})
+    await wait_until(lambda: errors)
+    assert "a bug in an eager handler" in errors[0].data["message"]
+    assert await bob.request(alice.identity.id, "where", {}, timeout=5) == {"in_task": False}
+    await bob.send(alice.identity.id, "stuck", {})
+    await wait_until(lambda: alice.connections[bob.identity.id].gate.used == 1)
+    await asyncio.wait_for(alice.stop(), 10)
+    assert cancelled == [True]

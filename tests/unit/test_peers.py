@@ -228,6 +228,27 @@ def test_accepted_contributions_raise_reputation_by_a_hundredth_up_to_one(book):
     assert book.get(pid).reputation == 1.0
 
 
+def test_an_outcome_at_the_bound_writes_nothing_and_emits_nothing(book, store, recorded):
+    """A peer at 1.0 that delivers again (every verified task proof) or at 0.0 and banned that
+    fails again: nothing changes, so no row is written and no event claims a change."""
+    good, bad = new_id(), new_id()
+    book.add_or_update(good)
+    book.add_or_update(bad)
+    for _ in range(60):
+        book.record_outcome(good, True)
+    for _ in range(6):
+        book.record_outcome(bad, False)
+    assert book.get(good).reputation == 1.0 and book.get(bad).reputation == 0.0 and book.get(bad).banned
+    writes = []
+    store.conn.set_trace_callback(lambda sql: writes.append(sql) if "peers" in sql else None)
+    recorded[1].clear()
+    assert book.record_outcome(good, True, "verified proof") == 1.0
+    assert book.record_outcome(bad, False, "replay") == 0.0
+    store.conn.set_trace_callback(None)
+    assert writes == [] and recorded[1] == []
+    assert store.get_peer(good).reputation == 1.0 and store.get_peer(bad).banned
+
+
 def test_rejections_lower_reputation_and_ban_at_the_threshold(book, recorded):
     pid = new_id()
     book.add_or_update(pid)

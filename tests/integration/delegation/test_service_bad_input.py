@@ -297,3 +297,24 @@ async def test_an_oversized_result_is_rejected_before_it_is_hashed(core_pair):
     with pytest.raises(MessageTooLarge, match=r"result of \d+ bytes; the limit is 1048576"):
         await alice.service("delegation").run("bob", "echo", {"text": "x"})
     assert alice.service("delegation").list()[0]["state"] == "rejected"
+
+
+async def test_http_numbers_beyond_any_float_are_refused_as_malformed(core_pair):
+    """JSON carries integers of any size (msgpack on a link never more than 64 bits): a request
+    whose time or deadline is one gets a 400 naming it (was an OverflowError out of
+    math.isfinite in the admission step: a 500 with no reason), and the node keeps serving."""
+    import json
+
+    from core.delegation.protocol import to_json_form
+    alice, bob = core_pair
+    for field in ("ts", "deadline"):
+        sent = build_request(alice.identity, "echo", {"text": "huge"})
+        envelope = dict(sent.envelope)
+        if field == "ts":
+            envelope["ts"] = 10 ** 400
+        else:
+            envelope["body"] = dict(envelope["body"], deadline=10 ** 400)
+        body = json.dumps({"request": to_json_form(envelope)}).encode()
+        status, doc = await post(bob, body, alice.identity.id)
+        assert status == 400 and doc["error"]["code"] == "malformed", (field, status, doc)
+    await still_serves(alice, bob)

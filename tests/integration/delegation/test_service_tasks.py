@@ -134,6 +134,35 @@ async def test_records_written_behind_the_answer_are_flushed_on_stop(core_pair):
     assert alice.service("delegation").show(view["task"])["verification"]["verified"] is True
 
 
+async def test_batched_records_of_many_tasks_are_all_written_when_the_nodes_stop(core_pair, monkeypatch):
+    """Rows wait to be written together (one commit for every task queued meanwhile); a clean
+    stop of either node (the whole node, not only the service) writes every one of them, both
+    sides, over the link and over HTTP, with the requester's reputation change for each proof."""
+    import sqlite3
+
+    from core.delegation import recorder
+
+    monkeypatch.setattr(recorder, "FLUSH_DELAY", 3600.0)   # nothing is written before the stop
+    alice, bob = core_pair
+
+    def on_disk(node) -> list[tuple]:
+        with sqlite3.connect(node.store.path) as conn:
+            return sorted(conn.execute("SELECT id, role, state, verified, via FROM tasks").fetchall())
+
+    before = alice.peers.get(bob.identity.id).reputation
+    tasks = alice.service("delegation")
+    sent = [(await tasks.run("bob", "echo", {"text": f"t{i}"}, http=i == 3))["task"] for i in range(4)]
+    assert on_disk(alice) == [] and on_disk(bob) == []
+    await alice.stop()
+    await bob.stop()
+    vias = ["link", "link", "link", "http"]
+    assert on_disk(alice) == sorted((t, "sent", "done", 1, v) for t, v in zip(sent, vias, strict=True))
+    assert on_disk(bob) == sorted((t, "served", "done", 1, v) for t, v in zip(sent, vias, strict=True))
+    with sqlite3.connect(alice.store.path) as conn:
+        (reputation,) = conn.execute("SELECT reputation FROM peers WHERE id = ?", (bob.identity.id,)).fetchone()
+    assert reputation == min(1.0, round(before + 4 * 0.01, 6))
+
+
 async def test_a_task_to_a_peer_that_is_not_connected_is_recorded_as_refused(make_node):
     """The send fails before the request's row is queued (it is queued while the request
     travels): the row still ends refused, never left as sent."""

@@ -138,6 +138,54 @@ def test_a_malformed_statement_is_not_signed(people):
         sign_proof(executor, st)
 
 
+@pytest.mark.parametrize("where,value", [
+    ("quality", {"accuracy": 10 ** 400}), ("received", 10 ** 400), ("latency", -(10 ** 400)),
+    ("cost", {"cpu_seconds": 10 ** 400, "wall_seconds": 0.0, "peak_rss_mb": 0.0}),
+], ids=["quality", "received", "latency", "cost"])
+def test_a_signed_proof_with_a_number_beyond_any_float_is_refused_as_malformed(people, where, value):
+    """JSON carries integers of any size; a proof signed by the executor with one must be refused
+    as malformed (was an OverflowError out of math.isfinite: no CoveyError, so the requester
+    neither recorded the task as rejected nor answered with a reason)."""
+    requester, executor, _ = people
+    st = statement(requester, executor)
+    st["predicate"][where] = value
+    env = dsse_sign(executor, PAYLOAD_TYPE, json.dumps(st, sort_keys=True).encode())
+    with pytest.raises(MalformedMessage, match="not an execution proof"):
+        verify_proof(env, executor=executor.id, request_digest=REQ, result_bytes=RESULT)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("_type", "https://in-toto.io/Statement/v0.1"), ("subject", []),
+    ("subject", [{"name": "result", "digest": {"sha256": "AB" * 32}}]), ("predicate", []),
+])
+def test_statement_fields_are_checked(people, field, value):
+    requester, executor, _ = people
+    st = statement(requester, executor)
+    st[field] = value
+    with pytest.raises(MalformedMessage, match="not an execution proof"):
+        sign_proof(executor, st)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("executor", "x" * 64), ("requester", None), ("request_digest", "0" * 63), ("task", 7),
+    ("type", "t" * 65), ("received", -1.0), ("started", True), ("ended", float("inf")),
+    ("latency", float("nan")), ("cost", {"cpu_seconds": 0.0}),
+    ("cost", {"cpu_seconds": -0.5, "wall_seconds": 0.0, "peak_rss_mb": 0.0}),
+    ("cost", {"cpu_seconds": "1", "wall_seconds": 0.0, "peak_rss_mb": 0.0}),
+    ("quality", {"loss": float("inf")}), ("quality", {"loss": False}), ("quality", [1.0]),
+    ("exit", {"status": "ok", "code": 1.0, "message": ""}), ("exit", {"status": "ok", "code": 0}),
+])
+def test_predicate_fields_are_checked(people, field, value):
+    requester, executor, _ = people
+    st = statement(requester, executor)
+    st["predicate"][field] = value
+    with pytest.raises(MalformedMessage, match="not an execution proof"):
+        sign_proof(executor, st)
+    st["predicate"]["extra"] = 1
+    with pytest.raises(MalformedMessage, match="predicate fields"):
+        sign_proof(executor, st)
+
+
 def test_failed_run_is_proved_and_raised_as_its_typed_error(people):
     requester, executor, _ = people
     result = encode_result({"error": {"code": "memory_limit", "message": "over 256 MiB"}})

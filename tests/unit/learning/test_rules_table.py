@@ -188,3 +188,6 @@ def test_db_round_trips_tasks_participants_and_memberships(tmp_path):
         m.last_round = 4
         db.save_membership(store, m)
         assert [Membership(**f) for f in db.load_memberships(store)] == [m]
+        m.last_round = 5   # a worker's round records only its last round
+        db.save_last_round(store, m.task, 5)
+        assert [Membership(**f) for f in db.load_memberships(store)] == [m]
