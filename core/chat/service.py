@@ -383,7 +383,7 @@ class ChatService:
         policy refuses the peer, its key changed, or the peer refuses us."""
         text = proto.check_text(text)
         peer = self._peer(ref)
-        online = self.check_peer(peer)
+        online: bool | None = self.check_peer(peer)
         link = self._link(peer)
         if link.closing:
             raise ConversationClosing(f"the conversation with {peer[:12]} is being closed; it can start "
