@@ -250,6 +250,10 @@ class Delivery:
         if upto > self._read:
             self._read = upto
 
+    def take_ack(self) -> Ack | None:
+        """Receiver: the ack (and read receipt) to send now, if any is due (what tick sends)."""
+        return self._ack_frame()
+
     def _ack_frame(self) -> Ack | None:
         read_news = self.read_receipts and self._read > self._read_sent
         if not (self._ack_due or read_news):

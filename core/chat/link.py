@@ -35,6 +35,7 @@ import time
 from collections import OrderedDict
 
 from core.errors import CoveyError, MalformedMessage, PeerUnreachable
+from core.net.wire import Message
 from core.chat import protocol as proto
 from core.chat.delivery import Ack, Data, Delivery
 from core.chat.errors import KeyAgreementFailed, SessionClosed, UnknownSession
@@ -154,14 +155,17 @@ class Link:
             self.poke()
         return seq
 
-    async def push(self) -> None:
+    async def push(self, connected: bool | None = None) -> None:
         """Send what is due now, in the caller's turn: what a pump step would do, without the
-        hop to the pump task. If a step is under way, the pump takes it on after that one."""
-        if self._stepping.locked() or not self.owner.connected(self.peer):
+        hop to the pump task. If a step is under way, the pump takes it on after that one.
+        ``connected``: the caller checked in this turn whether the peer is (None: look)."""
+        if connected is None:
+            connected = self.owner.connected(self.peer)
+        if self._stepping.locked() or not connected:
             self.poke()      # away: the pump holds it for later (a mailbox), never in the caller's turn
             return
-        async with self._stepping:
-            await self._step()
+        async with self._stepping:   # free: taken without a suspension, so still connected
+            await self._step(connected=True)
 
     def forget(self, tag: object) -> None:
         """Stop sending the message tagged ``tag`` (it disappeared by timer before delivery)."""
@@ -187,9 +191,14 @@ class Link:
         if self.current is not None and self._closing is None and self.owner.connected(self.peer):
             await self._transmit(proto.encode_typing(on))
 
+    @property
+    def needs_bundle(self) -> bool:
+        """Whether the next frame starts a session and no bundle of the peer is at hand."""
+        return (self.current is None or self.current.closed) and self.bundle is None
+
     async def ensure_bundle(self) -> None:
         """Fetch and verify the peer's bundle if a session will be needed (errors are raised)."""
-        if (self.current is None or self.current.closed) and self.bundle is None:
+        if self.needs_bundle:
             self.bundle = await self._fetch_bundle()
 
     async def _fetch_bundle(self) -> Bundle:
@@ -202,10 +211,11 @@ class Link:
                 self._wake.clear()
                 await self._step()
 
-    async def _step(self) -> None:
-        """Send what is due (or hold it for later while the peer is away); arm the next wake."""
+    async def _step(self, connected: bool | None = None) -> None:
+        """Send what is due (or hold it for later while the peer is away); arm the next wake.
+        ``connected``: the caller just checked that the peer is (None: look)."""
         wake = None
-        if self.owner.connected(self.peer):
+        if connected or (connected is None and self.owner.connected(self.peer)):
             try:
                 wake = await self._flush()
             except PeerUnreachable:
@@ -256,25 +266,23 @@ class Link:
         if ack_at is not None and self.out.due(now):
             ack_at = None  # data goes out now: the acks (and receipts) waiting go first, so a
             # reply never overtakes the acknowledgement of what it answers
+        ack = None
         if ack_at is None:
-            acks, _ = self.inc.tick(now)
+            ack = self.inc.take_ack()    # the incoming half only ever has an ack to send
             self._ack_waiting, self._ack_since = 0, None
-        else:
-            acks = []
-        if self._closing is not None:
-            acks = []  # after our CLOSE nothing else goes out on these sessions: the peer wipes them
-        for ack in acks:
-            if isinstance(ack, Ack):   # the incoming half only ever produces acks
-                await self._transmit(proto.encode_ack(self.peer_epoch or bytes(proto.EPOCH), ack))
+        if ack is not None and self._closing is None:
+            # (after our CLOSE nothing else goes out on these sessions: the peer wipes them)
+            await self._transmit(proto.encode_ack(self.peer_epoch or bytes(proto.EPOCH), ack))
         if self._wipe_after_ack:
             self._wipe_after_ack = False
             self._reset_all()
         frames, wake = self.out.tick(now)
         base = self.out.base
         fresh = []
+        alone = len(frames) == 1     # one frame: written at once; several: they may share a write
         for frame in frames:
             if isinstance(frame, Data):
-                await self._transmit(proto.encode_data(self.out_epoch, frame, base))
+                await self._transmit(proto.encode_data(self.out_epoch, frame, base), urgent=alone)
                 if frame.attempt == 1 and frame.seq in self._tags:
                     fresh.append(self._tags[frame.seq])
         self._retry_delay = RETRY_MIN
@@ -291,17 +299,22 @@ class Link:
         due = self._ack_since + ACK_DELAY
         return None if now >= due else due
 
-    async def _transmit(self, plaintext: bytes) -> None:
-        """Encrypt one frame (a fresh ratchet message) and send it; starts a session if needed."""
+    async def _transmit(self, plaintext: bytes, *, urgent: bool = False) -> None:
+        """Encrypt one frame (a fresh ratchet message) and send it; starts a session if needed.
+        ``urgent``: written at once when nothing waits before it (the connection's rule for
+        requests: someone waits for it), not held to share a write with later frames."""
         async with self._tx:
             session = self.current
             if session is None or session.closed:
                 bundle, self.bundle = self.bundle or await self._fetch_bundle(), None
-                session, wire = await Session.initiate(self.keys, self.peer, bundle, plaintext)
+                session, data = await Session.initiate(self.keys, self.peer, bundle, plaintext)
                 self._add(session)
             else:
-                wire = session.encrypt_now(plaintext)
-            await self.owner.node.send(self.peer, proto.MSG, proto.msg_body(_sid(session), wire))
+                data = session.encrypt_now(plaintext)
+            conn = self.owner.node.connections.get(self.peer)
+            if conn is None or conn.closed:
+                raise PeerUnreachable(f"peer {self.peer[:12]} is not connected")
+            await conn.send(Message(proto.MSG, proto.msg_body(_sid(session), data)), urgent=urgent)
 
     async def encrypt_away(self, plaintext: bytes) -> tuple[bytes, bytes]:
         """Encrypt one frame for a peer that is away; returns (session id, wire bytes).
@@ -473,6 +486,10 @@ class Link:
         while len(self.sessions) > MAX_SESSIONS:
             _, old = self.sessions.popitem(last=False)
             old.wipe()
+
+    def expire_skipped(self, now: float) -> int:
+        """Drop the sessions' skipped message keys past their time (``now``: monotonic)."""
+        return sum(session.expire_skipped(now) for session in self.sessions.values())
 
     def _wipe_sessions(self) -> None:
         for sid, session in self.sessions.items():

@@ -12,11 +12,13 @@ Transport message types (bodies are maps, each field checked here):
 - ``chat.request`` request ``{"text": one line}`` -> ``{"ok": true}``: a contact
   request, the only thing an UNKNOWN peer may send (needs CONTACT_REQUEST).
 
-Frames (the plaintext of one ratchet message; a msgpack map whose ``k`` says
-the frame type):
+Frames (the plaintext of one ratchet message):
 
-- ``d`` data: ``e`` sender's delivery epoch, ``q`` seq, ``b`` base (the
-  sender will not send seqs below it again), ``p`` content bytes.
+- data, every message (fixed fields, then the content: no second encoding to
+  parse): the byte ``d``, the sender's delivery epoch (8 bytes), seq and base
+  (the sender will not send seqs below it again; 1 <= base <= seq), each a
+  big-endian unsigned 64-bit integer, then the content bytes.
+- the others are a msgpack map whose ``k`` says the frame type:
 - ``a`` ack: ``e`` the epoch acknowledged, ``u`` upto, ``s`` selective seqs,
   ``r`` read mark or nil.
 - ``t`` typing: ``on`` bool.
@@ -37,12 +39,14 @@ A group's ``text`` also carries ``m``, the membership the author holds.
 from __future__ import annotations
 
 import math
+import struct
 from typing import NamedTuple
 
 import msgpack
 
 from core.errors import MalformedMessage, MessageTooLarge
 from core.chat.delivery import MAX_SEQ, Ack, Data
+from core.chat.packing import pack
 
 BUNDLE = "chat.bundle"
 MSG = "chat.msg"
@@ -147,31 +151,40 @@ def clean_request_text(text) -> str:
 
 
 # -- frames -----------------------------------------------------------------------
+_DATA = struct.Struct(">8sQQ")        # a data frame's epoch, seq and base, after its b"d"
+_DATA_KIND = FRAME_DATA.encode()       # never the first byte of a msgpack map (the other frames)
+DATA_HEAD = 1 + _DATA.size
+
+
 def encode_data(epoch: bytes, data: Data, base: int) -> bytes:
-    return msgpack.packb({"k": FRAME_DATA, "e": epoch, "q": data.seq, "b": base, "p": data.payload},
-                         use_bin_type=True)
+    if len(epoch) != EPOCH:
+        raise ValueError(f"a delivery epoch is {EPOCH} bytes")
+    return _DATA_KIND + _DATA.pack(epoch, data.seq, base) + data.payload
 
 
 def encode_ack(epoch: bytes, ack: Ack) -> bytes:
-    return msgpack.packb({"k": FRAME_ACK, "e": epoch, "u": ack.upto, "s": list(ack.sel), "r": ack.read},
-                         use_bin_type=True)
+    return pack({"k": FRAME_ACK, "e": epoch, "u": ack.upto, "s": list(ack.sel), "r": ack.read})
 
 
 def encode_typing(on: bool) -> bytes:
-    return msgpack.packb({"k": FRAME_TYPING, "on": bool(on)}, use_bin_type=True)
+    return pack({"k": FRAME_TYPING, "on": bool(on)})
 
 
 def decode_frame(plaintext: bytes) -> tuple[str, object]:
     """Parse a decrypted frame -> ``("d", (epoch, Data, base))``, ``("a", (epoch, Ack))`` or ``("t", Typing)``."""
+    if isinstance(plaintext, (bytes, bytearray)) and plaintext[:1] == _DATA_KIND:
+        if len(plaintext) > MAX_FRAME:
+            raise MessageTooLarge(f"chat frame of {len(plaintext)} bytes exceeds {MAX_FRAME}")
+        if len(plaintext) < DATA_HEAD:
+            raise MalformedMessage(f"data frame: shorter than its {DATA_HEAD}-byte head (epoch, seq, base)")
+        epoch, seq, base = _DATA.unpack_from(plaintext, 1)
+        if not 1 <= seq <= MAX_SEQ:
+            raise MalformedMessage(f"data frame: field 'q' must be an integer in [1, {MAX_SEQ}]")
+        if not 1 <= base <= seq:
+            raise MalformedMessage("data frame: field 'b' must be an integer in [1, seq]")
+        return FRAME_DATA, (epoch, Data(seq, bytes(plaintext[DATA_HEAD:]), 1), base)
     obj = _unpack(plaintext, MAX_FRAME, "chat frame")
     kind = obj.get("k")
-    if kind == FRAME_DATA:
-        seq = _int(obj, "q", 1, MAX_SEQ, "data frame")
-        base = _int(obj, "b", 1, seq, "data frame")
-        payload = obj.get("p")
-        if not isinstance(payload, bytes):
-            raise MalformedMessage("data frame: payload must be bytes")
-        return kind, (_epoch(obj, "data frame"), Data(seq, payload, 1), base)
     if kind == FRAME_ACK:
         sel = obj.get("s")
         if not isinstance(sel, list):
@@ -202,20 +215,23 @@ def encode_content(content: Content) -> bytes:
         obj["ttl"] = content.ttl
     elif content.kind == FILE:
         obj["f"] = content.file
-    return msgpack.packb(obj, use_bin_type=True)
+    return pack(obj)
 
 
 def check_text(text) -> str:
     """A message's text (MessageTooLarge over MAX_TEXT bytes, MalformedMessage if empty or not text)."""
     if not isinstance(text, str):
         raise MalformedMessage("a chat message must be text")
-    try:
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise MalformedMessage("a chat message must be valid Unicode text") from None
+    if text.isascii():      # one byte a character (no encoding to count them)
+        size = len(text)
+    else:
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise MalformedMessage("a chat message must be valid Unicode text") from None
     if size > MAX_TEXT:
         raise MessageTooLarge(f"a chat message of {size} bytes exceeds {MAX_TEXT}")
-    if not text.strip():
+    if not text or text.isspace():    # what strip() would leave empty
         raise MalformedMessage("a chat message must not be empty")
     return text
 

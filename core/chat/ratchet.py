@@ -5,11 +5,13 @@ chain (constants as Signal: 0x02 chain key, 0x01 message key), AES-256-GCM
 with a random 96-bit nonce as the AEAD. At most ``MAX_SKIP`` message keys are
 derived ahead for one message or kept for late ones.
 
-Wire format (msgpack array): ``[1, x3dh, ratchet_pub, pn, n, ciphertext]``
-where ``x3dh`` is nil or the 128-byte X3DH header ``ik|ek|spk|opk`` (the
-initiator attaches it until the peer's first reply), ``pn``/``n`` are the
-previous and current sending-chain lengths and ``ciphertext`` is
-``nonce|AES-GCM(plaintext)``. Every field is checked by :func:`decode`.
+Wire format (fixed fields, big-endian): version (1 byte, 2), flags (1 byte:
+bit 0 set when the X3DH header follows), the ratchet public key (32 bytes),
+``pn`` and ``n`` (the previous and current sending-chain lengths, 4 bytes
+each), then the 128-byte X3DH header ``ik|ek|spk|opk`` if flagged (the
+initiator attaches it until the peer's first reply), then the ciphertext
+``nonce|AES-GCM(plaintext)`` (the rest). Every field is checked by
+:func:`decode`.
 
 The ratchet's state can be neither dumped (``model``/``json`` raise) nor
 pickled: it lives in memory only.
@@ -22,11 +24,11 @@ import hashlib
 import logging
 import os
 import struct
+import time
 from collections import OrderedDict
 from collections.abc import Coroutine
 from typing import Any, NamedTuple, TypeVar
 
-import msgpack
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -41,14 +43,15 @@ from core.errors import MalformedMessage, MessageTooLarge, UnsupportedVersion
 
 log = logging.getLogger("covey.chat.ratchet")
 
-VERSION = 1
+VERSION = 2               # 1 was a msgpack array of the same fields
 MAX_SKIP = 1000
+SKIPPED_TTL = 300.0       # seconds a skipped message key is kept for a late message (then dropped:
+                          # forward secrecy for messages lost in a cut, which travel again anyway)
 MAX_PLAINTEXT = 256 * 1024
 NONCE = 12
 TAG = 16
 X3DH_HEADER = 128
 MAX_WIRE = MAX_PLAINTEXT + NONCE + TAG + X3DH_HEADER + 128
-_U32 = 2 ** 32
 
 
 class RootKDF(kdf_hkdf.KDF):
@@ -68,22 +71,23 @@ class MessageKDF(kdf_separate_hmacs.KDF):
 
     @classmethod
     async def derive(cls, key: bytes, data: bytes, length: int) -> bytes:
-        # The library's derive (one HMAC-SHA-256 per byte of ``data``, concatenated), with the
-        # key's inner and outer pad hashed once for all bytes (RFC 2104): the same bytes at
-        # two thirds of the cost of an HMAC per byte (two per message, on both ends).
-        if length != len(data) * 32:
-            raise ValueError("this HMAC-based KDF derives 32 bytes per byte of KDF data")
-        if len(key) > 64:
-            key = hashlib.sha256(key).digest()
-        block = key.ljust(64, b"\0")
-        inner, outer = hashlib.sha256(block.translate(_IPAD)), hashlib.sha256(block.translate(_OPAD))
-        out = []
-        for i in range(len(data)):
-            h, o = inner.copy(), outer.copy()
-            h.update(data[i:i + 1])
-            o.update(h.digest())
-            out.append(o.digest())
-        return b"".join(out)
+        return derive_now(key, data, length)
+
+
+def derive_now(key: bytes, data: bytes, length: int) -> bytes:
+    """The library's message-chain derive (one HMAC-SHA-256 per byte of ``data``, concatenated),
+    each HMAC as RFC 2104 writes it: two one-shot SHA-256 over the padded key and the input (the
+    same bytes; cheaper than the hmac module's object or a copied hash for a 1-byte input)."""
+    if length != len(data) * 32:
+        raise ValueError("this HMAC-based KDF derives 32 bytes per byte of KDF data")
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    block = key.ljust(64, b"\0")
+    inner, outer, sha = block.translate(_IPAD), block.translate(_OPAD), hashlib.sha256
+    if len(data) == 2:   # the message chain's constant (b"\x02\x01"): every message, both ends
+        return (sha(outer + sha(inner + data[:1]).digest()).digest()
+                + sha(outer + sha(inner + data[1:]).digest()).digest())
+    return b"".join(sha(outer + sha(inner + data[i:i + 1]).digest()).digest() for i in range(len(data)))
 
 
 _IPAD = bytes(x ^ 0x36 for x in range(256))
@@ -113,17 +117,25 @@ class AesGcm(AEAD):
 
     @staticmethod
     async def encrypt(plaintext: bytes, key: bytes, associated_data: bytes) -> bytes:
-        nonce = os.urandom(NONCE)
-        return nonce + AESGCM(key).encrypt(nonce, plaintext, associated_data)
+        return _seal(plaintext, key, associated_data)
 
     @staticmethod
     async def decrypt(ciphertext: bytes, key: bytes, associated_data: bytes) -> bytes:
-        if len(ciphertext) < NONCE + TAG:
-            raise AuthenticationFailedException("ciphertext too short")
-        try:
-            return AESGCM(key).decrypt(ciphertext[:NONCE], ciphertext[NONCE:], associated_data)
-        except InvalidTag:
-            raise AuthenticationFailedException("authentication tag does not match") from None
+        return _open(ciphertext, key, associated_data)
+
+
+def _seal(plaintext: bytes, key: bytes, associated_data: bytes) -> bytes:
+    nonce = os.urandom(NONCE)
+    return nonce + AESGCM(key).encrypt(nonce, plaintext, associated_data)
+
+
+def _open(ciphertext: bytes, key: bytes, associated_data: bytes) -> bytes:
+    if len(ciphertext) < NONCE + TAG:
+        raise AuthenticationFailedException("ciphertext too short")
+    try:
+        return AESGCM(key).decrypt(ciphertext[:NONCE], ciphertext[NONCE:], associated_data)
+    except InvalidTag:
+        raise AuthenticationFailedException("authentication tag does not match") from None
 
 
 class Ratchet(DoubleRatchet):
@@ -146,7 +158,63 @@ class Ratchet(DoubleRatchet):
     def __reduce_ex__(self, protocol):
         raise TypeError("ratchet state stays in memory: it cannot be pickled")
 
+    async def encrypt_message(self, message: bytes, associated_data: bytes) -> EncryptedMessage:
+        return self.encrypt_now(message, associated_data)
+
+    def encrypt_now(self, message: bytes, associated_data: bytes) -> EncryptedMessage:
+        """The library's encrypt_message (doubleratchet 1.3.0) in this call, step for step: the
+        header (our ratchet public key, the previous and current sending-chain lengths), one step
+        of the sending chain for the message key, the AEAD; without its four coroutine layers."""
+        chain = self._chain(_SENDING) if _OWN_DECRYPT else None
+        if chain is None:      # no sending chain (the library raises) or another layout
+            return run_now(super().encrypt_message(message, associated_data))
+        dh_state = self.__dict__[_DR_DH].__dict__
+        skr = dh_state[_SKR].__dict__
+        header = Header(self.__dict__[_DR_DH]._derive_pub(dh_state[_OWN_PRIV]), skr[_PREV_LEN] or 0,
+                        chain[_LENGTH])
+        message_key = _step(chain, skr[_CONSTANT])
+        return EncryptedMessage(header, _seal(message, message_key,
+                                              self._build_associated_data(associated_data, header)))
+
+    def _chain(self, which: str) -> dict | None:
+        """The state of the symmetric ratchet's ``which`` chain, if it is the plain KDFChain of our
+        MessageKDF under the known layout (else None: the library's own path is taken)."""
+        if not CopyingDH._layout_checked or self.__dict__[_DR_AEAD] is not AesGcm:
+            return None
+        chain = self.__dict__[_DR_DH].__dict__[_SKR].__dict__[which]
+        if chain is None:
+            return None
+        state = chain.__dict__
+        return state if state[_KDF] is MessageKDF else None
+
     async def decrypt_message(self, message: EncryptedMessage, associated_data: bytes) -> bytes:
+        return self.decrypt_now(message, associated_data)
+
+    def decrypt_now(self, message: EncryptedMessage, associated_data: bytes) -> bytes:
+        """The library's decrypt transaction, in this call. The common case (the next message of
+        the current receiving chain: same ratchet key, no key skipped or stored) derives the key
+        from the chain without copying the ratchet, and advances the chain only once the AEAD
+        accepted the message: the library's copy-then-commit, with the same outcome on success
+        and failure. Anything else goes through :meth:`_decrypt_copying`."""
+        header = message.header
+        if self.__dict__.get(_STORED_AT):
+            self.expire_skipped(time.monotonic())
+        dh = self.__dict__[_DR_DH]
+        chain = self._chain(_RECEIVING) if _OWN_DECRYPT else None
+        if (chain is None or header.ratchet_pub != dh.__dict__[_OTHER_PUB]
+                or header.sending_chain_length != chain[_LENGTH]
+                or (header.ratchet_pub, header.sending_chain_length) in self.__dict__[_DR_SKIPPED]):
+            return run_now(self._decrypt_copying(message, associated_data))
+        key = chain[_KEY]
+        out = derive_now(key, dh.__dict__[_SKR].__dict__[_CONSTANT], len(key) + 32)
+        plaintext = _open(message.ciphertext, out[len(key):],
+                          self._build_associated_data(associated_data, header))
+        # Accepted: the changes the library's KDFChain.step made on its copy, now kept.
+        chain[_LENGTH] += 1
+        chain[_KEY] = out[:len(key)]
+        return plaintext
+
+    async def _decrypt_copying(self, message: EncryptedMessage, associated_data: bytes) -> bytes:
         """The library's decrypt transaction (doubleratchet 1.3.0, step for step: the DH ratchet is
         copied, the copy derives the key, the AEAD checks it, the copy is kept on success), except
         that the bound on stored skipped keys drops the oldest ones in place: the library rebuilt
@@ -154,7 +222,7 @@ class Ratchet(DoubleRatchet):
         plain decrypt with 990 stored, as a few cuts leave behind: every frame lost in flight
         leaves its key, the retransmission travels as a new ratchet message)."""
         if not _OWN_DECRYPT:
-            return await super().decrypt_message(message, associated_data)
+            return await DoubleRatchet.decrypt_message(self, message, associated_data)
         state = self.__dict__
         current = state[_DR_DH]
         dh = current.__deepcopy__({}) if type(current) is CopyingDH else copy.deepcopy(current)
@@ -168,18 +236,53 @@ class Ratchet(DoubleRatchet):
         plaintext = await state[_DR_AEAD].decrypt(
             message.ciphertext, message_key, self._build_associated_data(associated_data, header))
         stored.pop(key_id, None)
+        stored_at = state.setdefault(_STORED_AT, OrderedDict())
+        stored_at.pop(key_id, None)
         if new_keys:
             stored.update(new_keys)
+            now = time.monotonic()
+            for new_id in new_keys:
+                stored_at[new_id] = now
             for _ in range(len(stored) - state[_DR_MAX_SKIPPED]):
-                stored.popitem(last=False)
+                stored_at.pop(stored.popitem(last=False)[0], None)
         state[_DR_DH] = dh
         return plaintext
+
+    def expire_skipped(self, now: float) -> int:
+        """Drop the skipped message keys stored more than SKIPPED_TTL seconds before ``now``
+        (monotonic); returns how many. They are kept in the order they were stored."""
+        stored_at: OrderedDict | None = self.__dict__.get(_STORED_AT)
+        stored: OrderedDict = self.__dict__[_DR_SKIPPED]
+        dropped = 0
+        while stored_at and next(iter(stored_at.values())) <= now - SKIPPED_TTL:
+            stored.pop(stored_at.popitem(last=False)[0], None)
+            dropped += 1
+        return dropped
+
+    def next_skipped_expiry(self) -> float | None:
+        """When (monotonic) the oldest stored skipped key falls due, if any is stored."""
+        stored_at: OrderedDict | None = self.__dict__.get(_STORED_AT)
+        return next(iter(stored_at.values())) + SKIPPED_TTL if stored_at else None
 
 
 # Ratchet.decrypt_message replaces the library's own only for the version it was read from.
 _OWN_DECRYPT = doubleratchet.__version__ == "1.3.0"
 _DR_DH, _DR_SKIPPED = "_DoubleRatchet__diffie_hellman_ratchet", "_DoubleRatchet__skipped_message_keys"
 _DR_AEAD, _DR_MAX_SKIPPED = "_DoubleRatchet__aead", "_DoubleRatchet__max_num_skipped_message_keys"
+_STORED_AT = "_skipped_stored_at"   # ours: skipped key id -> monotonic time stored (the store's order)
+_OWN_PRIV, _OTHER_PUB = "_DiffieHellmanRatchet__own_ratchet_priv", "_DiffieHellmanRatchet__other_ratchet_pub"
+_RECEIVING, _SENDING = "_SymmetricKeyRatchet__receiving_chain", "_SymmetricKeyRatchet__sending_chain"
+_PREV_LEN, _CONSTANT = "_SymmetricKeyRatchet__previous_sending_chain_length", "_SymmetricKeyRatchet__constant"
+_KDF, _KEY, _LENGTH = "_KDFChain__kdf", "_KDFChain__key", "_KDFChain__length"
+
+
+def _step(chain: dict, constant: bytes) -> bytes:
+    """KDFChain.step(constant, 32) on a chain's state (MessageKDF): advance it, return the output."""
+    key = chain[_KEY]
+    out = derive_now(key, constant, len(key) + 32)
+    chain[_LENGTH] += 1
+    chain[_KEY] = out[:len(key)]
+    return out[len(key):]
 
 _LEAVES = frozenset({bytes, str, int, float, bool, type(None)})   # by exact type: one set lookup
 _IMMUTABLE = (bytes, str, int, float, bool, type(None), type, frozenset, enum.Enum)
@@ -322,11 +425,19 @@ class WireMessage(NamedTuple):
     ciphertext: bytes
 
 
+_HEAD = struct.Struct(">BB32sII")   # version, flags, ratchet key, pn, n
+_WITH_X3DH = 0x01
+
+
 def encode(x3dh_head: X3DHHead | None, header: Header, ciphertext: bytes) -> bytes:
     """The wire bytes of one ratchet message."""
-    return msgpack.packb([VERSION, None if x3dh_head is None else x3dh_head.pack(), header.ratchet_pub,
-                          header.previous_sending_chain_length, header.sending_chain_length, ciphertext],
-                         use_bin_type=True)
+    if len(header.ratchet_pub) != 32:
+        raise ValueError("a ratchet public key is 32 bytes")
+    if x3dh_head is None:
+        return _HEAD.pack(VERSION, 0, header.ratchet_pub, header.previous_sending_chain_length,
+                          header.sending_chain_length) + ciphertext
+    return (_HEAD.pack(VERSION, _WITH_X3DH, header.ratchet_pub, header.previous_sending_chain_length,
+                       header.sending_chain_length) + x3dh_head.pack() + ciphertext)
 
 
 def decode(data: bytes) -> WireMessage:
@@ -335,24 +446,21 @@ def decode(data: bytes) -> WireMessage:
         raise MalformedMessage("a chat message must be bytes")
     if len(data) > MAX_WIRE:
         raise MessageTooLarge(f"chat message of {len(data)} bytes exceeds {MAX_WIRE}")
-    try:
-        items = msgpack.unpackb(bytes(data), raw=False, use_list=True, max_array_len=6, max_map_len=0,
-                                max_str_len=0, max_ext_len=0, max_bin_len=MAX_WIRE)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-        raise MalformedMessage(f"chat message is not valid msgpack: {exc}") from None
-    if not isinstance(items, list) or len(items) != 6:
-        raise MalformedMessage("chat message must be an array of 6 fields")
-    version, head, pub, pn, n, ct = items
-    if version != VERSION or isinstance(version, bool):
-        raise UnsupportedVersion(f"chat message version {version!r:.20} (this node speaks {VERSION})")
-    if head is not None and (not isinstance(head, bytes) or len(head) != X3DH_HEADER):
-        raise MalformedMessage(f"X3DH header must be nil or {X3DH_HEADER} bytes")
-    if not isinstance(pub, bytes) or len(pub) != 32:
-        raise MalformedMessage("ratchet key must be 32 bytes")
-    for value in (pn, n):
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _U32:
-            raise MalformedMessage("chain lengths must be integers in [0, 2**32)")
-    if not isinstance(ct, bytes) or not NONCE + TAG <= len(ct) <= NONCE + TAG + MAX_PLAINTEXT:
+    if len(data) < _HEAD.size:
+        raise MalformedMessage(f"chat message is shorter than its {_HEAD.size}-byte head")
+    version, flags, pub, pn, n = _HEAD.unpack_from(data)
+    if version != VERSION:
+        raise UnsupportedVersion(f"chat message version {version} (this node speaks {VERSION})")
+    if flags & ~_WITH_X3DH:
+        raise MalformedMessage(f"chat message has unknown flags {flags:#04x}")
+    at, x3dh_head = _HEAD.size, None
+    if flags:
+        head = bytes(data[at:at + X3DH_HEADER])
+        if len(head) != X3DH_HEADER:
+            raise MalformedMessage(f"X3DH header must be {X3DH_HEADER} bytes")
+        x3dh_head = X3DHHead(head[:32], head[32:64], head[64:96], head[96:])
+        at += X3DH_HEADER
+    ct = bytes(data[at:])
+    if not NONCE + TAG <= len(ct) <= NONCE + TAG + MAX_PLAINTEXT:
         raise MalformedMessage("ciphertext has an impossible length")
-    x3dh_head = None if head is None else X3DHHead(head[:32], head[32:64], head[64:96], head[96:])
     return WireMessage(x3dh_head, Header(pub, pn, n), ct)

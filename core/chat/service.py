@@ -79,6 +79,7 @@ SETTING_TYPING = "chat.typing"
 TYPING_REPEAT = 3.0       # seconds between two "typing" frames while the user types
 MAX_WAIT = 60.0           # longest read(..., wait=) a command may ask for
 MAX_REFS = 64             # peer names/prefixes remembered as resolved (see _peer)
+SKIPPED_SWEEP = 60.0      # seconds between two looks for skipped message keys past their time
 
 
 class ChatService:
@@ -99,7 +100,8 @@ class ChatService:
         self._typing_sent: dict[str, float] = {}
         self._refs: dict[str, tuple[int, str]] = {}   # ref -> (peer book version, peer id)
         self._log_limit = LogLimiter()
-        self._changed = asyncio.Event()     # set (and replaced) whenever a conversation changes
+        self._changed = asyncio.Event()     # set (and replaced) whenever a conversation changes ...
+        self._waiting = 0                   # ... while this many wait_messages wait on it
         self._expiry_wake = asyncio.Event()
         self._expiry_task: asyncio.Task | None = None
         self._unsubscribe: list = []
@@ -167,13 +169,15 @@ class ChatService:
         conn = self.node.connections.get(peer)
         return conn is not None and not conn.closed and Capability.CHAT in conn.limits.allowed
 
-    def check_peer(self, peer: str) -> None:
-        """Raise unless our policy lets us chat with ``peer`` and its key is not a changed one."""
-        if not self.connected(peer):  # connected: its limits hold the same decision (see connected)
+    def check_peer(self, peer: str) -> bool:
+        """Raise unless our policy lets us chat with ``peer`` and its key is not a changed one;
+        returns whether it is connected (:meth:`connected`)."""
+        online = self.connected(peer)
+        if not online:  # connected: its limits hold the same decision (see connected)
             self.node.peers.check(peer, Capability.CHAT)
         contacts = self._contacts
         if not contacts.may_conflict(peer):
-            return
+            return online
         rec = self.node.peers.get(peer)
         clash = contacts.conflict(peer, rec.name, rec.address)
         if clash is not None:
@@ -186,6 +190,7 @@ class ChatService:
                 f"`covey chat verify {peer[:16]} --mark` if it really is them", peer=peer)
             log.error("%s", exc)
             raise exc
+        return online
 
     def refused(self, peer: str, msg_type: str, exc: CoveyError) -> None:
         """Log (rate limited per peer) and announce a refused chat input; it never carries text."""
@@ -260,9 +265,10 @@ class ChatService:
         self._expiry_wake.set()
 
     def _changed_soon(self) -> None:
-        """Wake every ``wait_messages`` (cheap: no task per message)."""
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        """Wake every ``wait_messages`` (cheap: no task per message, nothing when none waits)."""
+        if self._waiting:
+            changed, self._changed = self._changed, asyncio.Event()
+            changed.set()
 
     # -- callbacks from links -------------------------------------------------------------
     def on_content(self, link: Link, content: proto.Content) -> None:
@@ -303,13 +309,16 @@ class ChatService:
         self._advance(tags, READ)
 
     def _advance(self, tags: list, state: str) -> None:
-        for tag in [t for t in tags if isinstance(t, GroupTag)]:
-            if self.groups.on_state(tag, state):
-                self.node.events.emit(CHAT_STATE, group=tag.group, id=tag.msg_id, state=state)  # no peer: not 1:1
-        for peer, msg_id in [t for t in tags if not isinstance(t, GroupTag)]:
-            conv = self.conversations.get(peer)
-            if conv is not None and conv.advance(msg_id, state):
-                self.node.events.emit(CHAT_STATE, peer=peer, id=msg_id, state=state)
+        emit = self.node.events.emit
+        for tag in tags:       # group tags first (their order as before), then one-to-one ones
+            if isinstance(tag, GroupTag) and self.groups.on_state(tag, state):
+                emit(CHAT_STATE, group=tag.group, id=tag.msg_id, state=state)  # no peer: not 1:1
+        for tag in tags:
+            if not isinstance(tag, GroupTag):
+                peer, msg_id = tag
+                conv = self.conversations.get(peer)
+                if conv is not None and conv.advance(msg_id, state):
+                    emit(CHAT_STATE, peer=peer, id=msg_id, state=state)
         self._changed_soon()
 
     def on_typing(self, link: Link, on: bool) -> None:
@@ -374,22 +383,24 @@ class ChatService:
         policy refuses the peer, its key changed, or the peer refuses us."""
         text = proto.check_text(text)
         peer = self._peer(ref)
-        self.check_peer(peer)
+        online: bool | None = self.check_peer(peer)
         link = self._link(peer)
         if link.closing:
             raise ConversationClosing(f"the conversation with {peer[:12]} is being closed; it can start "
                                       f"again once that peer (when connected) has wiped it too")
         if link.out.unacked >= OUTBOX:
             raise OutboxFull(f"{link.out.unacked} messages wait for {peer[:12]}; try later")
-        if self.connected(peer):
-            await link.ensure_bundle()
+        if online:
+            if link.needs_bundle:
+                await link.ensure_bundle()
+                online = None    # it waited for the bundle: push looks again
             self.mailbox.keep_spare(link)
         conv = self._conv(peer)
         msg = conv.add(self.node.identity.id, text, time.time(), outgoing=True, ttl=conv.ttl)
         link.queue(proto.encode_content(proto.Content(proto.TEXT, text, msg.sent_at, conv.ttl)),
                    tag=(peer, msg.id), wake=False)
         self.node.events.emit(CHAT_MESSAGE, peer=peer, id=msg.id, direction="out")
-        await link.push()    # out now, in this turn (or by the pump, which also holds it while away)
+        await link.push(online)    # out now, in this turn (or by the pump, which holds it while away)
         if msg.expires_at is not None:
             self._expiry_wake.set()
         self._changed_soon()
@@ -420,10 +431,13 @@ class ChatService:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return []
+            self._waiting += 1
             try:
                 await asyncio.wait_for(self._changed.wait(), remaining)
             except asyncio.TimeoutError:
                 return []
+            finally:
+                self._waiting -= 1
 
     def conversation(self, ref: str) -> dict:
         """The summary of one conversation (timer, unread, verified, typing, connected)."""
@@ -584,6 +598,9 @@ class ChatService:
                     link.forget((peer, msg_id))   # not delivered yet: never will be
             self.node.events.emit(CHAT_EXPIRED, peer=peer, ids=gone)
         self.groups.sweep()             # group invitations nobody answered in time (its own clock)
+        mono = time.monotonic()         # skipped message keys kept past their time (ratchet.SKIPPED_TTL)
+        for link in self.links.values():
+            link.expire_skipped(mono)
         if total:
             self._changed_soon()
         return total
@@ -593,7 +610,8 @@ class ChatService:
             self.sweep()
             times = [t for t in (*(c.next_expiry() for c in self.conversations.values()),
                                  self.groups.next_expiry()) if t is not None]
-            timeout = max(0.0, min(times) - time.time()) if times else None
+            # At most SKIPPED_SWEEP apart, for the skipped message keys (no wake when one is stored).
+            timeout = min(max(0.0, min(times) - time.time()), SKIPPED_SWEEP) if times else SKIPPED_SWEEP
             self._expiry_wake.clear()
             try:
                 await asyncio.wait_for(self._expiry_wake.wait(), timeout)

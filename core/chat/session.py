@@ -181,7 +181,7 @@ class Session:
             head, ad = self._head, self._ad_out + self._head_packed
         else:
             head, ad = None, self._ad_out
-        msg = run_now(ratchet.encrypt_message(plaintext, ad))
+        msg = ratchet.encrypt_now(plaintext, ad)
         return encode(head, msg.header, msg.ciphertext)
 
     async def decrypt(self, data: bytes) -> bytes:
@@ -200,7 +200,7 @@ class Session:
                 raise NewSession(f"{self.peer[:16]} started a new session")
             ad += self._head_packed      # the same header (just checked)
         try:  # inline rather than _refusals: no context manager to build for every message
-            plaintext = run_now(ratchet.decrypt_message(EncryptedMessage(wire.header, wire.ciphertext), ad))
+            plaintext = ratchet.decrypt_now(EncryptedMessage(wire.header, wire.ciphertext), ad)
         except _LIBRARY_REFUSALS as exc:
             raise _refusal(self.peer, exc) from exc
         self._attach = False  # the peer has the session: no need to send the header again
@@ -212,6 +212,10 @@ class Session:
         self._ad_ids = (self._me, self._peer)
         self._ad_out = _ad(self._x3dh_ad, self._me, self._peer, None)
         self._ad_in = _ad(self._x3dh_ad, self._peer, self._me, None)
+
+    def expire_skipped(self, now: float) -> int:
+        """Drop the skipped message keys kept longer than ratchet.SKIPPED_TTL (``now``: monotonic)."""
+        return 0 if self._ratchet is None else self._ratchet.expire_skipped(now)
 
     def wipe(self) -> None:
         """Close the session: drop every reference to key material (idempotent)."""

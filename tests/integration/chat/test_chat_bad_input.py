@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import msgpack
 import pytest
 
 from core.chat import protocol as proto
@@ -115,9 +114,9 @@ async def test_ack_and_receipt_for_unknown_messages(talking, caplog):
 async def test_message_skipping_more_keys_than_the_bound(talking, caplog):
     alice, bob = talking
     body = await frame_wire(alice, bob, proto.encode_typing(True))
-    fields = msgpack.unpackb(body["w"])
-    fields[4] += MAX_SKIP + 10                      # claims to be far ahead in the chain
-    body["w"] = msgpack.packb(fields, use_bin_type=True)
+    wire = body["w"]                                # claims to be far ahead in the chain:
+    n = int.from_bytes(wire[38:42], "big")          # n, the chain length (after version, flags, key, pn)
+    body["w"] = wire[:38] + (n + MAX_SKIP + 10).to_bytes(4, "big") + wire[42:]
     await alice.send(bob.identity.id, "chat.msg", body)
     assert f"skips more than {MAX_SKIP}" in await refused(caplog, bob, "chat_skip_bound")
     await goes_on(alice, bob, "skip")
@@ -171,3 +170,20 @@ async def test_prekey_bundle_with_a_bad_signature(make_node, caplog, monkeypatch
     assert texts(alice, bob) == [] and texts(bob, alice) == []
     monkeypatch.setattr(chat(bob).keys, "bundle_for", genuine)
     await goes_on(alice, bob, "bundle")
+
+
+async def test_a_frame_lost_in_a_cut_has_its_key_dropped_after_its_time(talking, caplog, monkeypatch):
+    """alice's frames lost on the way leave their keys among bob's skipped ones; bob's expiry
+    sweep drops them after SKIPPED_TTL, and a late copy is refused (the conversation goes on)."""
+    import core.chat.ratchet as ratchet_mod
+    alice, bob = talking
+    lost = [await frame_wire(alice, bob, proto.encode_typing(True)) for _ in range(3)]
+    await goes_on(alice, bob, "after the cut")
+    session = chat(bob).links[alice.identity.id].sessions[lost[0]["s"]]
+    assert session._ratchet.next_skipped_expiry() is not None        # the 3 keys wait, in memory
+    monkeypatch.setattr(ratchet_mod, "SKIPPED_TTL", 0.0)                # their time has come
+    chat(bob).sweep()
+    assert session._ratchet.next_skipped_expiry() is None
+    await alice.send(bob.identity.id, "chat.msg", lost[1])            # its chain has turned since:
+    assert "does not decrypt" in await refused(caplog, bob, "chat_decrypt_failed")  # no key left for it
+    await goes_on(alice, bob, "after the expiry")

@@ -193,9 +193,9 @@ async def test_a_restarted_peer_whose_first_reply_was_lost_gets_a_new_session(ma
     bobs = chat(bob)
     original = Link._transmit
 
-    async def bob_stays_silent(self, plaintext):
+    async def bob_stays_silent(self, plaintext, **kwargs):
         if self.owner is not bobs:
-            await original(self, plaintext)
+            await original(self, plaintext, **kwargs)
     monkeypatch.setattr(Link, "_transmit", bob_stays_silent)
     await chat(alice).send("bob", "before")
     await wait_until(lambda: texts(bob, alice) == ["before"])

@@ -32,11 +32,35 @@ def pack(obj) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)
 
 
+def data_frame(seq: int, base: int, payload: bytes = b"", epoch: bytes = EPOCH) -> bytes:
+    return b"d" + epoch + seq.to_bytes(8, "big") + base.to_bytes(8, "big") + payload
+
+
 @pytest.mark.parametrize("frame, why", [
-    ({"k": "d", "e": EPOCH, "q": 0, "b": 1, "p": b""}, "'q'"),
-    ({"k": "d", "e": EPOCH, "q": 3, "b": 4, "p": b""}, "'b'"),          # base above its own seq
-    ({"k": "d", "e": b"short", "q": 1, "b": 1, "p": b""}, "epoch"),
-    ({"k": "d", "e": EPOCH, "q": 1, "b": 1, "p": "text"}, "payload"),
+    (data_frame(0, 1), "'q'"),
+    (data_frame(2 ** 63, 1), "'q'"),                                   # past MAX_SEQ
+    (data_frame(3, 4), "'b'"),                                         # base above its own seq
+    (data_frame(3, 0), "'b'"),
+    (data_frame(1, 1)[:proto.DATA_HEAD - 1], "shorter"),               # a cut head
+    (b"d", "shorter"),
+])
+def test_bad_data_frames_are_refused_by_name(frame, why):
+    with pytest.raises(MalformedMessage, match=why):
+        proto.decode_frame(frame)
+
+
+def test_a_data_frame_is_its_head_then_the_content():
+    frame = proto.encode_data(EPOCH, Data(7, b"payload", 1), 5)
+    assert frame == data_frame(7, 5, b"payload")
+    assert proto.decode_frame(data_frame(1, 1))[1][1].payload == b""   # empty content: refused above
+    with pytest.raises(MessageTooLarge):
+        proto.decode_frame(data_frame(1, 1, b"x" * proto.MAX_FRAME))
+    with pytest.raises(ValueError):
+        proto.encode_data(b"short", Data(1, b"", 1), 1)
+
+
+@pytest.mark.parametrize("frame, why", [
+    ({"k": "d", "e": EPOCH, "q": 1, "b": 1, "p": b""}, "unknown chat frame"),   # data is not a map
     ({"k": "a", "e": EPOCH, "u": -1, "s": [], "r": None}, "'u'"),
     ({"k": "a", "e": EPOCH, "u": 1, "s": "x", "r": None}, "selective"),
     ({"k": "t", "on": 1}, "boolean"),
@@ -73,6 +97,16 @@ def test_bad_contents_are_refused_by_name(content, why):
 def test_text_and_request_bounds():
     with pytest.raises(MessageTooLarge):
         proto.check_text("é" * (proto.MAX_TEXT // 2 + 1))
+    assert proto.check_text("x" * proto.MAX_TEXT) == "x" * proto.MAX_TEXT       # bytes, not characters
+    assert proto.check_text("é" * (proto.MAX_TEXT // 2)) == "é" * (proto.MAX_TEXT // 2)
+    with pytest.raises(MessageTooLarge):
+        proto.check_text("x" * (proto.MAX_TEXT + 1))
+    for blank in ("", " ", " \t\n ", "\u2003\u3000"):                    # ASCII and Unicode spaces
+        with pytest.raises(MalformedMessage, match="empty"):
+            proto.check_text(blank)
+    assert proto.check_text(" \u2003a ") == " \u2003a "
+    with pytest.raises(MalformedMessage, match="valid Unicode"):
+        proto.check_text("lone \ud800 surrogate")
     assert proto.clean_request_text("  hello there  ") == "hello there"
     with pytest.raises(MessageTooLarge):
         proto.clean_request_text("x" * (proto.MAX_REQUEST_TEXT + 1))

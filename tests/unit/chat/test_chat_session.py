@@ -5,8 +5,8 @@ import asyncio
 import copy
 import pickle
 import random
+import struct
 
-import msgpack
 import pytest
 
 from core.errors import MalformedMessage, MessageTooLarge, UnsupportedVersion
@@ -24,13 +24,30 @@ def peers(tmp_path):
     return Peer(tmp_path, "alice"), Peer(tmp_path, "bob"), Peer(tmp_path, "carol")
 
 
+_HEAD = struct.Struct(">BB32sII")   # the wire's fixed head: version, flags, ratchet key, pn, n
+
+
+def _fields(wire: bytes) -> list:
+    """A message's fields: [version, x3dh header or None, ratchet key, pn, n, ciphertext]."""
+    version, flags, pub, pn, n = _HEAD.unpack_from(wire)
+    rest = wire[_HEAD.size:]
+    head, ct = (rest[:128], rest[128:]) if flags & 1 else (None, rest)
+    return [version, head, pub, pn, n, ct]
+
+
+def _wire(fields: list, flags: int | None = None) -> bytes:
+    version, head, pub, pn, n, ct = fields
+    flags = (0 if head is None else 1) if flags is None else flags
+    return _HEAD.pack(version, flags, pub, pn, n) + (head or b"") + ct
+
+
 def _flip(wire: bytes, field: int, index: int = -1) -> bytes:
     """The same message with one byte of one field changed."""
-    items = msgpack.unpackb(wire)
+    items = _fields(wire)
     value = bytearray(items[field])
     value[index] ^= 0x01
     items[field] = bytes(value)
-    return msgpack.packb(items, use_bin_type=True)
+    return _wire(items)
 
 
 async def test_round_trip_both_ways_across_ratchet_turns(peers):
@@ -81,10 +98,10 @@ async def test_tampered_counter_is_refused(peers):
     a, b, _ = peers
     sa, sb = await open_pair(a, b)
     wire = await sa.encrypt(b"x")
-    items = msgpack.unpackb(wire)
+    items = _fields(wire)
     items[4] += 1
     with pytest.raises(DecryptFailed):
-        await sb.decrypt(msgpack.packb(items, use_bin_type=True))
+        await sb.decrypt(_wire(items))
     assert await sb.decrypt(wire) == b"x"
 
 
@@ -220,7 +237,8 @@ async def test_a_ratchet_step_that_would_suspend_is_refused_and_changes_nothing(
 
     a, b, _ = peers
     sa, sb = await open_pair(a, b)
-    wire = await sa.encrypt(b"kept")
+    await sa.encrypt(b"skipped")       # so the next one takes the library's path (a skipped key;
+    wire = await sa.encrypt(b"kept")   # the next message of a chain never awaits anything)
     monkeypatch.setattr(AesGcm, "decrypt", staticmethod(yielding_decrypt))
     with pytest.raises(RuntimeError, match="suspended"):
         await sb.decrypt(wire)
@@ -268,20 +286,24 @@ async def test_oversized_and_malformed_messages_are_refused(peers):
     sa, sb = await open_pair(a, b)
     with pytest.raises(MessageTooLarge):
         await sa.encrypt(b"x" * (MAX_PLAINTEXT + 1))
-    good = msgpack.unpackb(await sa.encrypt(b"ok"))
-    bad = [b"\xc1", b"", msgpack.packb([1, 2, 3]), msgpack.packb({"a": 1}),
-           msgpack.packb(good[:5] + [b"short"]), msgpack.packb([good[0], b"x" * 10] + good[2:]),
-           msgpack.packb(good[:3] + [-1] + good[4:]), msgpack.packb(good[:4] + [2 ** 40, good[5]]),
-           msgpack.packb(good[:2] + [b"k" * 31] + good[3:]), msgpack.packb(good[:3] + [True] + good[4:]),
-           msgpack.packb(good) + b"trailing"]
-    for wire in bad:
+    good = _fields(await sa.encrypt(b"ok"))
+    bad = {"empty": b"", "a cut head": _wire(good)[:_HEAD.size - 1],
+           "ciphertext too short": _wire(good[:5] + [b"short"]),
+           "no ciphertext": _wire(good[:5] + [b""]),
+           "unknown flags": _wire(good, flags=0x02),
+           "flagged X3DH header cut short": _wire([good[0], None, *good[2:5], b"h" * 100], flags=0x01)}
+    for why, wire in bad.items():
         with pytest.raises(MalformedMessage):
             await sb.decrypt(wire)
-    with pytest.raises(UnsupportedVersion):
-        await sb.decrypt(msgpack.packb([2] + good[1:]))
+        assert why
+    for version in (0, 1, 3, 0x96):    # 1 and 0x96 (a msgpack array): the earlier format
+        with pytest.raises(UnsupportedVersion):
+            await sb.decrypt(_wire([version] + good[1:]))
     with pytest.raises(MessageTooLarge):
         await sb.decrypt(b"\x00" * (MAX_PLAINTEXT + 4096))
-    assert await sb.decrypt(msgpack.packb(good, use_bin_type=True)) == b"ok"
+    with pytest.raises(DecryptFailed):   # anything after the ciphertext is part of it: it fails the tag
+        await sb.decrypt(_wire(good) + b"trailing")
+    assert await sb.decrypt(_wire(good)) == b"ok"
 
 
 def test_wire_format_round_trips():
@@ -289,8 +311,12 @@ def test_wire_format_round_trips():
     from core.chat.ratchet import X3DHHead
     head = X3DHHead(b"i" * 32, b"e" * 32, b"s" * 32, b"o" * 32)
     for x3dh_head in (None, head):
-        msg = decode(encode(x3dh_head, Header(b"r" * 32, 3, 9), b"c" * 40))
+        wire = encode(x3dh_head, Header(b"r" * 32, 3, 9), b"c" * 40)
+        msg = decode(wire)
         assert msg.x3dh == x3dh_head and msg.header == Header(b"r" * 32, 3, 9) and msg.ciphertext == b"c" * 40
+        assert _fields(wire) == [2, None if x3dh_head is None else x3dh_head.pack(), b"r" * 32, 3, 9, b"c" * 40]
+    with pytest.raises(ValueError):
+        encode(None, Header(b"r" * 31, 3, 9), b"c" * 40)
 
 
 def _bytes_in(obj) -> set[bytes]:
@@ -409,7 +435,7 @@ async def test_message_kdf_derives_the_same_bytes_as_the_library():
 
 
 class _LibraryDecrypt:
-    """Ratchet with the library's own decrypt transaction (the one Ratchet.decrypt_message replaces)."""
+    """Ratchet with the library's own encrypt and decrypt transactions (the ones Ratchet replaces)."""
 
     @staticmethod
     def make():
@@ -418,6 +444,7 @@ class _LibraryDecrypt:
         from core.chat.ratchet import Ratchet
 
         class LibraryRatchet(Ratchet):
+            encrypt_message = DoubleRatchet.encrypt_message
             decrypt_message = DoubleRatchet.decrypt_message
         return LibraryRatchet
 
@@ -440,9 +467,10 @@ def _stored(ratchet) -> int:
 
 @pytest.mark.parametrize("seed", range(12))
 async def test_decrypt_transaction_behaves_as_the_librarys(seed):
-    """Loss, reordering, duplicates, tampering and DH turns in both directions: our decrypt
-    transaction accepts and refuses exactly what the library's does, and keeps as many skipped
-    keys (the bound included: some runs skip more than MAX_SKIP in all)."""
+    """Loss, reordering, duplicates, tampering and DH turns in both directions: our encrypt and
+    decrypt transactions (their fast paths included) number messages, accept and refuse exactly
+    as the library's do, and keep as many skipped keys (the bound included: some runs skip more
+    than MAX_SKIP in all)."""
     from doubleratchet import EncryptedMessage
 
     from core.chat.ratchet import Ratchet
@@ -455,6 +483,7 @@ async def test_decrypt_transaction_behaves_as_the_librarys(seed):
         for i in range(burst):
             for pair, out in ((ours, sent[0]), (theirs, sent[1])):
                 out.append(await pair[sender].encrypt_message(b"m%d" % i, b"ad"))
+            assert sent[0][-1].header[1:] == sent[1][-1].header[1:]   # chain lengths (keys are random)
         order = [i for i in range(burst) if rnd.random() > 0.3]          # the rest is lost
         rnd.shuffle(order)
         order += rnd.sample(order, min(3, len(order)))                   # and some come twice
@@ -490,3 +519,42 @@ async def test_decrypt_keeps_the_skipped_key_store_in_place():
         await alice.encrypt_message(b"lost", b"ad")
     await bob.decrypt_message(await alice.encrypt_message(b"late", b"ad"), b"ad")
     assert bob._DoubleRatchet__skipped_message_keys is store and len(store) == MAX_SKIP
+
+
+async def test_skipped_keys_are_dropped_after_their_time(monkeypatch):
+    """A message lost in a cut leaves its key among the skipped ones; it opens a late copy for
+    SKIPPED_TTL seconds, then it is gone (forward secrecy: the retransmission travels anew)."""
+    from doubleratchet import DuplicateMessageException
+
+    import core.chat.ratchet as ratchet_mod
+    from core.chat.ratchet import SKIPPED_TTL, Ratchet
+    alice, bob = await _ratchet_pair(Ratchet)
+    late = [await alice.encrypt_message(b"lost %d" % i, b"ad") for i in range(3)]
+    await bob.decrypt_message(await alice.encrypt_message(b"after the cut", b"ad"), b"ad")
+    assert _stored(bob) == 3
+    assert await bob.decrypt_message(late[0], b"ad") == b"lost 0"     # in time: opens
+    assert _stored(bob) == 2
+    assert bob.next_skipped_expiry() > ratchet_mod.time.monotonic() + SKIPPED_TTL - 60
+    monkeypatch.setattr(ratchet_mod, "SKIPPED_TTL", 0.0)                # their time has come
+    with pytest.raises(DuplicateMessageException):                    # its key is gone
+        await bob.decrypt_message(late[1], b"ad")
+    assert _stored(bob) == 0 and bob.next_skipped_expiry() is None
+    assert await bob.decrypt_message(await alice.encrypt_message(b"goes on", b"ad"), b"ad") == b"goes on"
+
+
+async def test_an_idle_sessions_skipped_keys_expire_without_another_message(peers):
+    """The same without another message: ChatService.sweep (its expiry loop, at least every
+    SKIPPED_SWEEP seconds) asks each link to expire its sessions' keys (Session.expire_skipped)."""
+    import time as time_mod
+
+    from core.chat.ratchet import SKIPPED_TTL
+    a, b, _ = peers
+    sa, sb = await open_pair(a, b)
+    late = [await sa.encrypt(b"lost %d" % i) for i in range(4)]
+    await sb.decrypt(await sa.encrypt(b"after the cut"))
+    assert sb.expire_skipped(time_mod.monotonic()) == 0                # not yet
+    assert sb.expire_skipped(time_mod.monotonic() + SKIPPED_TTL + 1) == 4
+    with pytest.raises(ReplayedMessage):
+        await sb.decrypt(late[2])
+    sb.wipe()
+    assert sb.expire_skipped(time_mod.monotonic()) == 0
