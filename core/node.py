@@ -49,6 +49,7 @@ BACKOFF_MIN, BACKOFF_MAX = 0.5, 60.0
 BOOTSTRAP_TRIES, BOOTSTRAP_BACKOFF_MAX = 12, 30.0   # about 3 minutes of tries for a bootstrap peer
 SWEEP_INTERVAL = 0.1  # how often unanswered requests are checked against their timeout
 MAX_LAN_DIALS = 4     # LAN peers dialled at once for the session (a beacon flood dials no more)
+STOP_TASKS_GRACE = 5.0  # s a stopping node waits for its cancelled tasks to end
 USER_SOURCES = ("manual", "bootstrap")  # dials whose address the user gave
 ROUTE_LABELS = {"off": "direct", "socks5": "SOCKS5", "tor": "Tor"}   # how outbound connections go
 DISCOVERY_SETTINGS = ("discovery", "discovery_group", "discovery_port", "discovery_interval",
@@ -187,12 +188,22 @@ class Node:
         if self.transport is not None:
             await self.transport.stop()
         await self.route.stop()
-        await asyncio.gather(*self._keepers.values(), *self._tasks, return_exceptions=True)
+        await self._await_cancelled_tasks()
         for _, fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(PeerUnreachable("node shutting down"))
         if self.store is not None:
             self.store.close()
+
+    async def _await_cancelled_tasks(self) -> None:
+        """Wait for the tasks cancelled at stop, at most STOP_TASKS_GRACE s: a task that does not
+        end (a library swallowing its cancellation) is named in the log, not waited on for good."""
+        tasks = [*self._keepers.values(), *self._tasks]
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=STOP_TASKS_GRACE)
+        for task in pending:
+            log.warning("a task did not end within %g s of the node's stop: %r", STOP_TASKS_GRACE, task)
 
     def _spawn(self, coro: Awaitable) -> asyncio.Task:
         task = asyncio.ensure_future(coro)

@@ -23,6 +23,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -77,6 +78,9 @@ class TorController:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._bootstrapped: asyncio.Event | None = None
         self._built: set[str] = set()
+        # stem deadlocks when close() runs in one thread while another calls the controller
+        # (close joins its event thread, which waits for the listener lock the other call holds)
+        self._control_lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -94,7 +98,7 @@ class TorController:
             self.control = (host, port)
             controller = await asyncio.to_thread(self._connect, host, port)
             self._controller = controller
-            socks, progress, summary, built = await asyncio.to_thread(self._follow, controller)
+            socks, progress, summary, built = await self._controlled(self._follow, controller)
         except BaseException:
             await self._shutdown()
             raise
@@ -171,10 +175,10 @@ class TorController:
         def on_descriptor(event) -> None:  # stem's event thread
             self._call_soon(events.put_nowait, event)
 
-        await asyncio.to_thread(controller.add_event_listener, on_descriptor, EventType.HS_DESC)
+        await self._controlled(controller.add_event_listener, on_descriptor, EventType.HS_DESC)
         try:
             try:
-                response = await asyncio.to_thread(
+                response = await self._controlled(
                     controller.create_ephemeral_hidden_service,
                     {virtual_port: _target(target_host, local_port)},
                     key_type=key_type, key_content=key_content)
@@ -191,7 +195,7 @@ class TorController:
                 raise
         finally:
             try:
-                await asyncio.to_thread(controller.remove_event_listener, on_descriptor)
+                await self._controlled(controller.remove_event_listener, on_descriptor)
             except stem.ControllerError as exc:  # the control connection closed meanwhile
                 log.debug("could not unsubscribe from HS_DESC: %s", exc)
         self.onion = f"{response.service_id}.onion"
@@ -211,8 +215,9 @@ class TorController:
                 raise TimedOut(f"tor did not publish the onion service within {timeout:g} s "
                                f"(bootstrap {self.bootstrap}%: {self.summary})")
             try:
-                event = await asyncio.wait_for(events.get(), left)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(left):    # not wait_for: 3.11's can lose a cancellation
+                    event = await events.get()
+            except TimeoutError:
                 continue
             # tor names the service in UPLOAD events only; UPLOADED/FAILED name the directory.
             if event.action == HSDescAction.UPLOAD and event.address == service_id:
@@ -232,7 +237,7 @@ class TorController:
         if service_id is None or self._controller is None:
             return
         try:
-            await asyncio.to_thread(self._controller.remove_ephemeral_hidden_service, service_id)
+            await self._controlled(self._controller.remove_ephemeral_hidden_service, service_id)
         except stem.ControllerError as exc:
             raise TorError(f"tor could not remove the onion service: {exc}") from None
 
@@ -259,13 +264,13 @@ class TorController:
         wait = controller.get_newnym_wait()
         if wait > 0:
             raise RateLimited(f"tor allows a new identity once every 10 s; try again in {wait:.0f} s")
-        await asyncio.to_thread(controller.signal, Signal.NEWNYM)
+        await self._controlled(controller.signal, Signal.NEWNYM)
         return {"ok": True, "next_in": round(controller.get_newnym_wait(), 1)}
 
     async def circuits(self) -> list[dict]:
         """Tor's circuits: id, status, purpose and path (fingerprint, nickname per hop)."""
         controller = self._require_controller()
-        found = await asyncio.to_thread(controller.get_circuits)
+        found = await self._controlled(controller.get_circuits)
         return [{"id": c.id, "status": c.status, "purpose": c.purpose,
                  "path": [{"fingerprint": fp, "nickname": nick} for fp, nick in c.path]}
                 for c in found]
@@ -387,6 +392,13 @@ class TorController:
         built = {c.id for c in controller.get_circuits([]) if c.status == "BUILT"}
         return socks, args.get("PROGRESS", "0"), args.get("SUMMARY", ""), built
 
+    async def _controlled(self, call: Callable, *args, **kwargs) -> Any:
+        """Run one blocking stem call in a thread, never at the same time as another."""
+        def locked():
+            with self._control_lock:
+                return call(*args, **kwargs)
+        return await asyncio.to_thread(locked)
+
     def _shutdown_controller(self) -> None:
         controller, self._controller = self._controller, None
         if controller is not None:
@@ -394,7 +406,7 @@ class TorController:
             controller.close()
 
     async def _shutdown(self) -> None:
-        await asyncio.to_thread(self._shutdown_controller)
+        await self._controlled(self._shutdown_controller)
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
