@@ -30,7 +30,6 @@ drops rows past their age when it writes.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
@@ -40,6 +39,7 @@ from core.errors import CoveyError, RefusedByPolicy, UnknownPeer
 from core.signed import canonical
 
 from core.chat import protocol as proto
+from core.chat.background import BackgroundTasks
 from core.chat.errors import BadBundle, KeyAgreementFailed
 from core.chat.x3dh_adapter import ROTATION_PERIOD, Bundle, verify_bundle
 
@@ -60,7 +60,7 @@ class Bundles:
         self.chat = chat
         self.max_age = MAX_AGE
         self._next_fetch: dict[str, float] = {}   # peer -> monotonic time a background fetch may run
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = BackgroundTasks(limit=16)
 
     @property
     def _store(self):
@@ -93,7 +93,7 @@ class Bundles:
         stored (at most one attempt per peer every FETCH_GAP seconds, a bounded number at once)."""
         now = time.monotonic()
         if not self.chat.connected(peer) or self._next_fetch.get(peer, 0.0) > now \
-                or len(self._tasks) >= 16 or self._key_changed(peer) or self._fresh(peer):
+                or len(self._tasks) >= self._tasks.limit or self._key_changed(peer) or self._fresh(peer):
             return
         self._next_fetch[peer] = now + FETCH_GAP
         while len(self._next_fetch) > MAX_ROWS:
@@ -104,15 +104,10 @@ class Bundles:
                 await self.fetch(peer)
             except CoveyError as exc:
                 log.debug("no prekey bundle of %s stored: %s", peer[:12], exc)
-        task = asyncio.ensure_future(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(run())
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self._tasks.stop()
 
     def _key_changed(self, peer: str) -> bool:
         """A peer under a verified contact's name or address with another key: nothing is fetched

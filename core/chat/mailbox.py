@@ -34,7 +34,6 @@ Wire (transport message types): ``chat.mbox.put`` request ``{"blob"}`` ->
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -49,6 +48,7 @@ from core.peers import Capability, allows
 from core.signed import seal, verify_only
 
 from core.chat import protocol as proto
+from core.chat.background import BackgroundTasks
 from core.chat.bundles import Bundles
 from core.chat.delivery import Data
 from core.chat.errors import BlobExpired, ForgedSender, MailboxFull, ReplayedMessage
@@ -209,7 +209,7 @@ class Mailbox:
         self.bundles = Bundles(chat)
         self._deposited: dict[str, tuple[bytes, set[int]]] = {}   # peer -> (our epoch, seqs put)
         self._seen: "OrderedDict[tuple[str, bytes], None]" = OrderedDict()
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = BackgroundTasks(limit=4 * MAX_RECIPIENTS)   # beyond: the work is dropped, retried later
         self._fetching: set[str] = set()
         self._notifying: set[str] = set()
         self._spare_at: dict[str, float] = {}      # peer -> when a spare-bundle fetch may run again
@@ -221,18 +221,10 @@ class Mailbox:
         node.on_message(NOTIFY, self._on_notify, capability=Capability.RELAY)
 
     def _spawn(self, coro) -> None:
-        if len(self._tasks) >= 4 * MAX_RECIPIENTS:   # bounded: drop the work, it is retried later
-            coro.close()
-            return
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(coro)
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self._tasks.stop()
         self._deposited.clear()
         await self.bundles.stop()
 
