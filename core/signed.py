@@ -23,10 +23,10 @@ import threading
 import time
 from typing import Any
 
-import msgpack
 
 from collections.abc import Callable
 
+from core.packing import thread_packer
 from core.errors import MalformedMessage, NotTheSender, ReplayDetected, StaleMessage
 from core.identity import is_peer_id, verify
 
@@ -50,20 +50,11 @@ def canonical(obj: Any) -> bytes:
     always gives the same bytes.
     """
     try:
-        return _packer().pack(_normalize(obj, 0))
+        return thread_packer().pack(_normalize(obj, 0))
     except (OverflowError, ValueError) as exc:  # e.g. an int beyond 64 bits
         raise MalformedMessage(f"cannot encode value canonically: {exc}") from exc
 
 
-_packers = threading.local()   # a Packer per thread: one is not thread-safe, and msgpack.packb makes
-                               # one per call (with its 256 KiB buffer)
-
-
-def _packer() -> msgpack.Packer:
-    packer = _packers.__dict__.get("p")
-    if packer is None:
-        packer = _packers.p = msgpack.Packer(use_bin_type=True, use_single_float=False)
-    return packer
 
 
 def _normalize(obj: Any, depth: int) -> Any:
@@ -123,7 +114,7 @@ def _signed_bytes(kind: str, signer: str, nonce: bytes, ts: float, body: dict) -
             and type(nonce) is bytes and type(ts) is float and ts == ts and type(body) is dict:
         # canonical() of the fields map, whose keys are known: written in sorted order at once
         try:
-            packed = _packer().pack({"body": _normalize(body, 1), "kind": kind, "nonce": nonce,
+            packed = thread_packer().pack({"body": _normalize(body, 1), "kind": kind, "nonce": nonce,
                                      "signer": signer, "ts": ts})
         except (OverflowError, ValueError) as exc:
             raise MalformedMessage(f"cannot encode value canonically: {exc}") from exc
@@ -152,7 +143,7 @@ def _pack(items: list) -> bytes:
         if not (type(item) is str and item.isascii() or type(item) is bytes
                 or type(item) is float and item == item):
             return canonical(items)
-    return _packer().pack(items)
+    return thread_packer().pack(items)
 
 
 def _check_kind(kind: Any) -> str:

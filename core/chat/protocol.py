@@ -46,7 +46,7 @@ import msgpack
 
 from core.errors import MalformedMessage, MessageTooLarge
 from core.chat.delivery import MAX_SEQ, Ack, Data
-from core.chat.packing import pack
+from core.packing import pack
 
 BUNDLE = "chat.bundle"
 MSG = "chat.msg"

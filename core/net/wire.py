@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import re
 import struct
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
+
+from core.packing import thread_packer
 
 from core.errors import MalformedMessage, MessageTooLarge, UnsupportedVersion
 
@@ -57,14 +58,6 @@ def next_id() -> int:
 
 
 _unpackb = msgpack.unpackb
-_packers = threading.local()  # a Packer per thread (one is not thread-safe; making one per call costs)
-
-
-def _packer() -> msgpack.Packer:
-    packer = _packers.__dict__.get("p")
-    if packer is None:
-        packer = _packers.p = msgpack.Packer(use_bin_type=True)
-    return packer
 
 
 def encode(msg: Message) -> bytes:
@@ -72,10 +65,7 @@ def encode(msg: Message) -> bytes:
     data = {"t": msg.type, "i": msg.id or next_id(), "ts": msg.ts or time.time(), "b": msg.body}
     if msg.reply_to is not None:
         data["r"] = msg.reply_to
-    try:
-        return _packers.p.pack(data)
-    except AttributeError:  # first message of this thread
-        return _packer().pack(data)
+    return thread_packer().pack(data)
 
 
 def decode(data: bytes, max_size: int) -> Message:

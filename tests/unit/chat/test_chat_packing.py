@@ -6,7 +6,7 @@ import threading
 import msgpack
 import pytest
 
-from core.chat.packing import pack
+from core.packing import pack
 
 SAMPLES = [{"a": b"x", "b": "é", "c": [1, 2.5, None, True, -3, 2 ** 63]}, [1, None, b"\0" * 40], "s", {}]
 
