@@ -5,8 +5,10 @@ Message types (all bodies are msgpack maps of plain types)::
     ml.invite      C -> W  {"task", "spec"}                      reply {"joined": bool}
     ml.join        W -> C  {"task"}                              reply {"partition": int|None, "spec"}
     ml.round       C -> W  sealed "ml.round" {task, round, attempt, round_id, weights, deadline,
-                           partition, attack, weight_cap, secagg, spec}
-                                                                 reply {"ok", "keys"?: sealed "ml.sa.keys"}
+                           n_partitions, weight_cap, spec, assign: {worker: {partition, attack,
+                           secagg, aggregator}}}             reply {"ok", "keys"?: sealed "ml.sa.keys"}
+                           (one envelope per round, signed once and sent to every worker it
+                           assigns; each worker reads its own entry)
     ml.update      W -> C  sealed "ml.update" {task, round, round_id, weights|masked, n_examples,
                            loss}                                 reply {"accepted", "reason"}
     ml.sa.roster   C -> W  {task, round_id, roster, signed}      reply {"blobs"}
@@ -308,8 +310,12 @@ class RoundAnnouncement:
     aggregator: str | None = None   # two levels: where this worker sends its update
 
 
-def parse_round(body: dict, max_bytes: int) -> RoundAnnouncement:
-    """Validate the body of a sealed ml.round."""
+def parse_round(body: dict, max_bytes: int, me: str) -> RoundAnnouncement:
+    """Validate the body of a sealed ml.round and read the entry it assigns to worker ``me``."""
+    assign = need(body, "assign", dict, max_len=MAX_GROUP)
+    mine = assign.get(me)
+    if not isinstance(mine, dict):
+        raise MalformedMessage("the round assigns nothing to this node")
     rnd = need(body, "round", int)
     attempt = need(body, "attempt", int)
     round_id = need(body, "round_id", bytes)
@@ -317,18 +323,18 @@ def parse_round(body: dict, max_bytes: int) -> RoundAnnouncement:
         raise MalformedMessage(f"round_id must be {ROUND_ID_BYTES} bytes")
     weights = need(body, "weights", bytes, max_len=max_bytes)
     deadline = need(body, "deadline", (int, float))
-    partition = need(body, "partition", int, optional=True)
+    partition = need(mine, "partition", int, optional=True)
     n_parts = need(body, "n_partitions", int)
-    attack = need(body, "attack", str, optional=True)
+    attack = need(mine, "attack", str, optional=True)
     if attack is not None and attack not in ATTACKS:
         raise MalformedMessage(f"unknown attack {attack!r}")
     cap = need(body, "weight_cap", int)
-    secagg = need(body, "secagg", dict, optional=True)
+    secagg = need(mine, "secagg", dict, optional=True)
     spec = need(body, "spec", dict)
     if not (1 <= rnd <= MAX_ROUNDS and 0 <= attempt < 10_000 and 0 < deadline <= 86400
             and n_parts >= 0 and cap >= 1 and (partition is None or 0 <= partition < max(n_parts, 1))):
         raise MalformedMessage("round, attempt, deadline, partition or weight cap out of range")
-    aggregator = need(body, "aggregator", str, optional=True, max_len=64)
+    aggregator = need(mine, "aggregator", str, optional=True, max_len=64)
     from core.identity import is_peer_id
     if aggregator is not None and not is_peer_id(aggregator):
         raise MalformedMessage("aggregator must be a peer id")

@@ -243,7 +243,7 @@ class WorkerRole:
         signer, body = self.admission.open(peer_id, envelope,
                                            authorize=lambda signer, body: self._member(signer, body.get("task"),
                                                                                        joining=True))
-        ann = proto.parse_round(body, self.node.settings.max_message)
+        ann = proto.parse_round(body, self.node.settings.max_message, self.node.identity.id)
         m = self._member(peer_id, ann.task, joining=True)
         spec = proto.TaskSpec.from_dict(m.spec)
         # a round carrying exactly the pinned spec map needs no normalising (equal maps normalise alike)

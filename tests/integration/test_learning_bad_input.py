@@ -117,7 +117,7 @@ async def _rogue_federation(make_node, craft, *, late: bool = False, deadline: f
 
     def on_round(peer_id, envelope):
         _, body = verifier.open(envelope, "ml.round")
-        ann = proto.parse_round(body, 1 << 26)
+        ann = proto.parse_round(body, 1 << 26, rogue.identity.id)
         rogue.service("learning").spawn(act(ann))
         return {"ok": True}
 

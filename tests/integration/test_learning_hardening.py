@@ -88,10 +88,11 @@ async def _joined(make_node, n: int = 3, **options):
 
 def _forged_round(coord, task, *, spec: dict | None = None, secagg: dict | None = None, number: int = 2) -> dict:
     """A round the coordinator seals itself, as its own code would, but with what the test chooses."""
+    entry = {"partition": 0, "attack": None, "secagg": secagg, "aggregator": None}
     body = {"task": task.id, "round": number, "attempt": 0, "round_id": bytes(range(16)),
-            "weights": encode(task.weights), "deadline": 20.0, "n_partitions": 3, "partition": 0,
-            "attack": None, "weight_cap": 1000, "spec": spec if spec is not None else task.spec.to_dict(),
-            "secagg": secagg}
+            "weights": encode(task.weights), "deadline": 20.0, "n_partitions": 3, "weight_cap": 1000,
+            "spec": spec if spec is not None else task.spec.to_dict(),
+            "assign": {worker: entry for worker in task.participants}}
     return seal(coord.identity, "ml.round", body)
 
 

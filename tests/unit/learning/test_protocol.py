@@ -81,26 +81,44 @@ def test_malformed_update_bodies_are_refused(over):
         proto.parse_update(_update(**over))
 
 
-def _round(**over):
+ME = "a" * 64
+
+
+def _round(entry=None, **over):
     body = {"task": "0123456789abcdef", "round": 1, "attempt": 0, "round_id": b"r" * 16,
-            "weights": b"w" * 10, "deadline": 30.0, "partition": 2, "n_partitions": 10, "attack": None,
-            "weight_cap": 100, "secagg": None, "spec": {}}
+            "weights": b"w" * 10, "deadline": 30.0, "n_partitions": 10, "weight_cap": 100, "spec": {},
+            "assign": {ME: {"partition": 2, "attack": None, "secagg": None, "aggregator": None, **(entry or {})},
+                       "b" * 64: {"partition": 3, "attack": "noise", "secagg": None, "aggregator": None}}}
     body.update(over)
     return body
 
 
 def test_round_announcement_parses_and_caps_the_weights_size():
-    ann = proto.parse_round(_round(), 1024)
-    assert (ann.round, ann.partition, ann.n_partitions) == (1, 2, 10)
+    ann = proto.parse_round(_round(), 1024, ME)
+    assert (ann.round, ann.partition, ann.n_partitions, ann.attack) == (1, 2, 10, None)
     with pytest.raises(MalformedMessage, match="too long"):
-        proto.parse_round(_round(), 5)
+        proto.parse_round(_round(), 5, ME)
 
 
-@pytest.mark.parametrize("over", [{"partition": 10}, {"deadline": 0}, {"attack": "ddos"},
-                                  {"round_id": b"short"}, {"round": 0}])
+def test_one_announcement_gives_each_worker_its_own_entry():
+    other = proto.parse_round(_round(), 1024, "b" * 64)
+    assert (other.partition, other.attack) == (3, "noise")
+    with pytest.raises(MalformedMessage, match="assigns nothing to this node"):
+        proto.parse_round(_round(), 1024, "c" * 64)
+
+
+@pytest.mark.parametrize("over", [{"deadline": 0}, {"round_id": b"short"}, {"round": 0},
+                                  {"assign": {ME: "partition 2"}}, {"assign": []}])
 def test_round_announcements_out_of_range_are_refused(over):
     with pytest.raises(MalformedMessage):
-        proto.parse_round(_round(**over), 1024)
+        proto.parse_round(_round(**over), 1024, ME)
+
+
+@pytest.mark.parametrize("entry", [{"partition": 10}, {"attack": "ddos"}, {"aggregator": "not a peer id"},
+                                   {"secagg": "on"}])
+def test_a_workers_entry_out_of_range_is_refused(entry):
+    with pytest.raises(MalformedMessage):
+        proto.parse_round(_round(entry), 1024, ME)
 
 
 def test_cli_numeric_flags_are_typed_from_their_declaration():

@@ -1,0 +1,45 @@
+"""A round is announced with one signed ``ml.round`` that every worker verifies and reads its own entry
+from (real nodes on 127.0.0.1)."""
+from __future__ import annotations
+
+import pytest
+
+from core.errors import MalformedMessage
+from core.learning import coordinator as coordinator_module
+from core.signed import seal
+
+from .test_learning_hardening import _forged_round, _joined
+from .test_learning_support import federation, run_task
+
+
+async def test_a_round_is_signed_once_and_each_worker_trains_its_own_partition(make_node, monkeypatch):
+    coord, workers = await federation(make_node, 3)
+    announced: list[dict] = []
+
+    def recording_seal(identity, kind, body, **kw):
+        if kind == "ml.round":
+            announced.append(body)
+        return seal(identity, kind, body, **kw)
+
+    monkeypatch.setattr(coordinator_module, "seal", recording_seal)
+    status = await run_task(coord, rounds=2, min_clients=3, deadline=20.0, seed=3)
+    assert status["state"] == "done"
+    assert [body["round"] for body in announced] == [1, 2]        # one signature per round, not per worker
+    ids = {w.identity.id for w in workers}
+    for body in announced:
+        assert set(body["assign"]) == ids
+        assert sorted(entry["partition"] for entry in body["assign"].values()) == [0, 1, 2]
+    for record in status["history"]:
+        assert {w: e["status"] for w, e in record["workers"].items()} == dict.fromkeys(ids, "accepted")
+
+
+async def test_a_round_that_assigns_nothing_to_a_worker_is_refused_by_it(make_node):
+    coord, workers, task = await _joined(make_node, 2)
+    envelope = _forged_round(coord, task)
+    body = dict(envelope["body"])
+    body["assign"] = {w: e for w, e in body["assign"].items() if w != workers[0].identity.id}
+    with pytest.raises(MalformedMessage, match="assigns nothing to this node"):
+        await coord.request(workers[0].identity.id, "ml.round", seal(coord.identity, "ml.round", body))
+    # the worker named in the same announcement takes it
+    assert await coord.request(workers[1].identity.id, "ml.round", seal(coord.identity, "ml.round", body)) \
+        == {"ok": True}
