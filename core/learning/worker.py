@@ -90,6 +90,14 @@ def local_data(spec: proto.TaskSpec, partition: int | None, n_partitions: int, o
     return ds.X_train[idx], ds.y_train[idx]
 
 
+def _partition_rows(spec: proto.TaskSpec, m: Membership, ann: proto.RoundAnnouncement) -> int | None:
+    """Rows of this worker's simulated partition (its loaded, cached index); None for its own file,
+    which is never read on the event loop."""
+    if m.data is not None or m.partition is None:
+        return None
+    return len(_partition(spec.dataset, spec.seed, max(ann.n_partitions, 1), spec.partition)[m.partition])
+
+
 @dataclass
 class Membership:
     """A task this node was invited to or works for."""
@@ -286,7 +294,10 @@ class WorkerRole:
                     log.warning("task %s round %d: the join reply never came", ann.task, ann.round)
                     return
                 self._member(m.coordinator, ann.task)   # the join may have failed
-            result, delta = await asyncio.to_thread(self._train, m, spec, ann)
+            if offload.trains_inline(spec, _partition_rows(spec, m, ann)):
+                result, delta = self._train(m, spec, ann)
+            else:
+                result, delta = await asyncio.to_thread(self._train, m, spec, ann)
             # The count is capped by the announced cap: a larger own file does not outweigh the others.
             n_examples = max(1, min(result.n_examples, ann.weight_cap))
             body = {"task": ann.task, "round": ann.round, "round_id": ann.round_id,

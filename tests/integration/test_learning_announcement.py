@@ -2,6 +2,8 @@
 from (real nodes on 127.0.0.1)."""
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from core.errors import MalformedMessage
@@ -43,3 +45,22 @@ async def test_a_round_that_assigns_nothing_to_a_worker_is_refused_by_it(make_no
     # the worker named in the same announcement takes it
     assert await coord.request(workers[1].identity.id, "ml.round", seal(coord.identity, "ml.round", body)) \
         == {"ok": True}
+
+
+@pytest.mark.parametrize("batch, on_loop", [(64, True), (8, False)])
+async def test_a_short_local_round_of_a_small_mlp_trains_on_the_workers_loop(make_node, monkeypatch, batch, on_loop):
+    from core.learning.worker import WorkerRole
+    coord, workers = await federation(make_node, 3)
+    threads: list[int] = []
+    train = WorkerRole._train
+
+    def recording_train(self, *args):
+        threads.append(threading.get_ident())
+        return train(self, *args)
+
+    monkeypatch.setattr(WorkerRole, "_train", recording_train)
+    # 3 workers share digits' 1,437 training rows: 479 each, 8 steps of 64 (60 of 8) per epoch
+    status = await run_task(coord, rounds=2, min_clients=3, deadline=20.0, seed=3, batch=batch, epochs=1)
+    assert status["state"] == "done" and status["accuracy"] > 0.2   # well above chance (0.1)
+    assert len(threads) == 6
+    assert all((t == threading.get_ident()) == on_loop for t in threads)
