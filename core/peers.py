@@ -447,6 +447,16 @@ class PeerBook:
             self._save(rec)
             self._last_seen_write[peer_id] = (now, rec.mode)
 
+    def record_outcomes(self, peer_ids, accepted: bool, reason: str = "") -> None:
+        """:meth:`record_outcome` for each of ``peer_ids`` (one unknown to the book is skipped), written
+        in one transaction: a round's accepted updates cost one commit, not one each."""
+        with self._lock, self.store.transaction():
+            for peer_id in peer_ids:
+                try:
+                    self.record_outcome(peer_id, accepted, reason)
+                except UnknownPeer as exc:
+                    log.debug("no reputation change for %s: %s", peer_id[:12], exc)
+
     def record_outcome(self, peer_id: str, accepted: bool, reason: str = "") -> float:
         """Adjust reputation (+0.01 accepted, -0.1 rejected, within [0, 1]); returns the new value.
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core.admission import Admission, Reason, Rejection
-from core.errors import BadRequest, CoveyError, MalformedMessage, NotAdmitted, RefusedByPolicy, UpdateRejected
+from core.errors import BadRequest, MalformedMessage, NotAdmitted, RefusedByPolicy, UpdateRejected
 
 from . import offload
 from . import protocol as proto
@@ -198,12 +198,7 @@ class UpdateIntake:
         """After aggregation: reject the outliers, raise the reputation of every other accepted sender."""
         for peer, reason in outliers.items():
             self._reject(rs, peer, reason, "update far from the robust aggregate")
-        for peer in rs.accepted:
-            if peer not in outliers:
-                try:
-                    self.node.peers.record_outcome(peer, True, "ml update accepted")
-                except CoveyError as exc:
-                    log.debug("no reputation change for %s: %s", peer[:12], exc)
+        self.node.peers.record_outcomes([p for p in rs.accepted if p not in outliers], True, "ml update accepted")
 
     @staticmethod
     def _worker_entries(rs: OpenRound, kept: set[str], outliers: dict[str, str]) -> dict[str, dict]:

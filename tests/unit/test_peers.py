@@ -228,6 +228,21 @@ def test_accepted_contributions_raise_reputation_by_a_hundredth_up_to_one(book):
     assert book.get(pid).reputation == 1.0
 
 
+def test_a_rounds_outcomes_are_written_in_one_transaction_and_skip_an_unknown_peer(book, store, recorded):
+    peers = [new_id() for _ in range(3)]
+    for pid in peers:
+        book.add_or_update(pid)
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    recorded[1].clear()
+    book.record_outcomes([*peers, new_id()], True, "ml update accepted")
+    store.conn.set_trace_callback(None)
+    assert [book.get(pid).reputation for pid in peers] == [0.51] * 3
+    assert statements[0] == "BEGIN IMMEDIATE" and statements[-1] == "COMMIT"
+    assert sum("INSERT INTO peers" in sql for sql in statements) == 3 and statements.count("COMMIT") == 1
+    assert names(recorded[1]) == [ev.REPUTATION_CHANGED] * 3
+
+
 def test_an_outcome_at_the_bound_writes_nothing_and_emits_nothing(book, store, recorded):
     """A peer at 1.0 that delivers again (every verified task proof) or at 0.0 and banned that
     fails again: nothing changes, so no row is written and no event claims a change."""
