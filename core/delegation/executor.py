@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from core.delegation.encoding import encode_result
 from core.delegation.errors import ExecutorBusy, TaskTimedOut
-from core.delegation.proofs import make_statement, sign_proof
+from core.delegation.proofs import execution_payload, read_statement, sign_payload
 from core.delegation.request import TaskRequest
 from core.delegation.runner import CHILD_MODULE, RunResult, run_inline, run_task
 from core.delegation.tasks import TASK_TYPES, task_type
@@ -45,11 +45,18 @@ class RateLimit:
 
 @dataclass
 class Served:
-    """What the service sends back: the proof, the result bytes it covers, and the run."""
+    """What the service sends back: the proof, the result bytes it covers, and the run. The
+    statement is read from the signed payload when asked for (the record): none is made on the
+    answer's path."""
     proof: dict
     result_bytes: bytes
-    statement: dict
+    payload: bytes
     run: RunResult
+
+    @property
+    def statement(self) -> dict:
+        """The signed statement (read from its payload, as a requester reads it)."""
+        return read_statement(self.payload)
 
 
 def check_datasets(datasets: dict) -> dict[str, str]:
@@ -166,11 +173,11 @@ class Executor:
             result_bytes = encode_result(result)
         kind = task_type(request.type, self.types)
         quality = {k: result[k] for k in kind.quality_keys if run.error is None and k in result}
-        statement = make_statement(
+        payload = execution_payload(
             task=request.task, type=request.type, request_digest=request.digest,
             executor=self.identity.id, requester=request.requester, received=received,
             started=run.started, ended=max(run.started, run.ended), cost=run.cost.to_dict(),
             quality=quality, exit={"status": run.status, "code": run.exit_code,
                                    "message": "" if run.error is None else str(run.error)[:500]},
             result_bytes=result_bytes)
-        return Served(sign_proof(self.identity, statement), result_bytes, statement, run)
+        return Served(sign_payload(self.identity, payload), result_bytes, payload, run)

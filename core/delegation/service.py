@@ -360,11 +360,12 @@ class _Once:
 
 def _served_row(request: TaskRequest, served: Served, via: str) -> dict:
     """The executor's row of a task it ran (made when the row is written)."""
-    pred = served.statement["predicate"]
+    statement = served.statement
+    pred = statement["predicate"]
     return dict(task=request.task, role=proto.SERVED, type=request.type, peer=request.requester, via=via,
                 state="done" if pred["exit"]["status"] == "ok" else "failed", request_digest=request.digest,
                 request=request.summary(), created=pred["received"], verified=True, proof=served.proof,
-                result=served.result_bytes, result_sha256=served.statement["subject"][0]["digest"]["sha256"],
+                result=served.result_bytes, result_sha256=statement["subject"][0]["digest"]["sha256"],
                 cost=pred["cost"], error=pred["exit"]["message"] or None, ended=pred["ended"])
 
 
