@@ -136,9 +136,32 @@ class Executor:
         else:
             self._outstanding.pop(peer, None)
 
+    def execute_now(self, request: TaskRequest) -> Served | None:
+        """Admit, run and sign a request whose type runs inline (``isolated`` False: it computes
+        nothing and never waits) at once, without a slot (it cannot overlap anything: it holds
+        the loop); None, having done nothing, for any other type (:meth:`execute` queues it).
+        Raises what :meth:`admit` raises."""
+        kind = task_type(request.type, self.types)
+        if kind.isolated:
+            return None
+        received = time.time()
+        context = self.admit(request)
+        self.running += 1
+        try:
+            run = run_inline(kind, request.args, context, checked=True)   # checked by _parse
+        finally:
+            self.running -= 1
+            self._release(request.requester)
+        self.counters["served" if run.error is None else f"failed_{run.status}"] += 1
+        return self.prove(request, run, received)
+
     async def execute(self, request: TaskRequest) -> Served:
-        """Admit, wait for a slot, run and sign. Raises only when the task never ran
-        (RateLimited, ExecutorBusy, BadRequest, TaskTimedOut when the deadline passed in the queue)."""
+        """Admit, wait for a slot, run and sign (an inline type: :meth:`execute_now`). Raises only
+        when the task never ran (RateLimited, ExecutorBusy, BadRequest, TaskTimedOut when the
+        deadline passed in the queue)."""
+        served = self.execute_now(request)
+        if served is not None:
+            return served
         received = time.time()
         context = self.admit(request)
         try:
@@ -151,11 +174,8 @@ class Executor:
                 kind = task_type(request.type, self.types)
                 self.running += 1
                 try:
-                    if kind.isolated:
-                        run = await run_task(kind.name, request.args, kind.limits.with_wall(left),
-                                             context=context, child_module=self.child_module)
-                    else:
-                        run = run_inline(kind, request.args, context, checked=True)   # by _parse
+                    run = await run_task(kind.name, request.args, kind.limits.with_wall(left),
+                                         context=context, child_module=self.child_module)
                 finally:
                     self.running -= 1
         finally:

@@ -147,13 +147,27 @@ class DelegationService:
     async def _on_request(self, peer: str, body: dict) -> dict:
         if not isinstance(body, dict) or body.keys() != _REQUEST_KEYS:
             raise MalformedMessage(f"a {proto.REQUEST} body is {{\"request\": <signed request>}}")
-        served = await self.serve(self.admit(body["request"], peer, authenticated=True), via="link")
+        request = self.admit(body["request"], peer, authenticated=True)
+        served = self.serve_now(request, "link")   # an inline type: no coroutine more
+        if served is None:
+            served = await self.serve(request, "link")
         return {"proof": served.proof, "result": served.result_bytes}
 
     async def serve(self, request: TaskRequest, via: str) -> Served:
         """Run an admitted request and record it; raises (RateLimited, ExecutorBusy, BadRequest,
         TaskTimedOut) when it never ran."""
-        served = await self.executor.execute(request)
+        served = self.serve_now(request, via)
+        if served is None:
+            served = self._served(request, await self.executor.execute(request), via)
+        return served
+
+    def serve_now(self, request: TaskRequest, via: str) -> Served | None:
+        """:meth:`serve` for a request whose type runs inline, at once; None for any other type
+        (nothing done)."""
+        served = self.executor.execute_now(request)
+        return None if served is None else self._served(request, served, via)
+
+    def _served(self, request: TaskRequest, served: Served, via: str) -> Served:
         # Queued now (nothing is lost if the node stops at once), made and written after the proof
         # went out, with the rows queued meanwhile.
         self._records.add_later(request.task, proto.SERVED, lambda: _served_row(request, served, via))
