@@ -228,7 +228,9 @@ class DelegationService:
         return self._accept(peer_id, sent, proof, result_bytes, via)
 
     def _record_sent(self, peer_id: str, sent: TaskRequest, via: str) -> None:
-        sent.digest   # noqa: B018  (computed now, while the request travels: verifying the proof needs it)
+        # Computed now, while the request travels: verifying the proof needs the digest, the answer's
+        # view the summary.
+        sent.summary()
         self._records.add_later(sent.task, proto.SENT, lambda: dict(
             task=sent.task, role=proto.SENT, type=sent.type, peer=peer_id, via=via, state="sent",
             request_digest=sent.digest, request=sent.summary(), created=sent.created))
