@@ -15,6 +15,7 @@ import re
 import stat
 from pathlib import Path
 
+import nacl.bindings
 import nacl.exceptions
 import nacl.pwhash
 import nacl.secret
@@ -42,6 +43,7 @@ _MEMLIMIT_RANGE = (nacl.pwhash.argon2id.MEMLIMIT_MIN, nacl.pwhash.argon2id.MEMLI
 
 _PEER_ID = re.compile(r"[0-9a-f]{64}")
 _SEED_BYTES = 32
+SIGNATURE_BYTES = nacl.bindings.crypto_sign_BYTES
 _MAX_KEY_FILE = 64 * 1024
 
 
@@ -109,6 +111,9 @@ class Identity:
         self.name = name
         self.public_bytes: bytes = bytes(signing_key.verify_key)
         self._id = self.public_bytes.hex()   # read on every signature made and checked: made once
+        # libsodium's 64-byte secret key, for signing without SigningKey.sign's three copies of the
+        # signed message and its SignedMessage object (a few us of every signature made)
+        self._secret = nacl.bindings.crypto_sign_seed_keypair(bytes(signing_key))[1]
         self.protected = False      # whether its key file is encrypted with a passphrase (load/save set it)
 
     def __repr__(self) -> str:  # never show the seed
@@ -125,7 +130,7 @@ class Identity:
 
     def sign(self, data: bytes) -> bytes:
         """A 64-byte detached Ed25519 signature over ``data``."""
-        return self.signing_key.sign(bytes(data)).signature
+        return nacl.bindings.crypto_sign(bytes(data), self._secret)[:SIGNATURE_BYTES]
 
     def x25519_private(self) -> bytes:
         """The 32-byte X25519 private key derived from the Ed25519 key."""

@@ -23,9 +23,18 @@ _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=
                             check_circular=False)
 
 
+# The encoder's C part, made once (JSONEncoder.encode makes it again on every call); the same
+# output as _ENCODER.encode for maps and lists (None without the C accelerator).
+_MAKE = getattr(json.encoder, "c_make_encoder", None)
+_C_ENCODE = None if _MAKE is None else _MAKE(
+    None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", True, False, False)
+
+
 def canonical_json(obj: Any) -> bytes:
     """The canonical JSON bytes of ``obj``; MalformedMessage if it is not plain JSON data."""
     try:
+        if _C_ENCODE is not None and type(obj) in (dict, list):
+            return "".join(_C_ENCODE(obj, 0)).encode("utf-8")
         return _ENCODER.encode(obj).encode("utf-8")
     except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as exc:
         raise MalformedMessage(f"value cannot be encoded as canonical JSON: {exc}") from exc
@@ -60,6 +69,19 @@ def _no_constant(name: str):
 
 
 _DECODER = json.JSONDecoder(parse_constant=_no_constant)   # json.loads with an option makes one per call
+_SCAN = _DECODER.scan_once  # type: ignore[attr-defined]  # the decoder's scanner (not in its stubs)
+
+
+def _scan_whole(text: str) -> dict | None:
+    """The map ``text`` is in JSON, when it is exactly one (as an executor writes it): read by the
+    decoder's scanner at once (``decode`` also runs two whitespace patterns); None otherwise."""
+    if not text.startswith("{"):
+        return None
+    try:
+        value, end = _SCAN(text, 0)
+    except StopIteration:
+        return None
+    return value if end == len(text) else None
 
 
 def decode_result(data: bytes, max_bytes: int = MAX_RESULT_BYTES) -> dict:
@@ -69,7 +91,10 @@ def decode_result(data: bytes, max_bytes: int = MAX_RESULT_BYTES) -> dict:
     if len(data) > max_bytes:
         raise MessageTooLarge(f"the task result is {len(data)} bytes; the limit is {max_bytes}")
     try:
-        result = _DECODER.decode(bytes(data).decode("utf-8"))
+        text = bytes(data).decode("utf-8")
+        result = _scan_whole(text)
+        if result is None:   # whitespace around it, or not JSON: the decoder says what is wrong
+            result = _DECODER.decode(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise MalformedMessage(f"task result is not valid JSON: {exc}") from exc
     if not isinstance(result, dict):

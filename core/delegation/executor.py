@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from core.delegation.encoding import encode_result
 from core.delegation.errors import ExecutorBusy, TaskTimedOut
-from core.delegation.proofs import make_statement, sign_proof
+from core.delegation.proofs import execution_payload, read_statement, sign_payload
 from core.delegation.request import TaskRequest
 from core.delegation.runner import CHILD_MODULE, RunResult, run_inline, run_task
 from core.delegation.tasks import TASK_TYPES, task_type
@@ -45,11 +45,18 @@ class RateLimit:
 
 @dataclass
 class Served:
-    """What the service sends back: the proof, the result bytes it covers, and the run."""
+    """What the service sends back: the proof, the result bytes it covers, and the run. The
+    statement is read from the signed payload when asked for (the record): none is made on the
+    answer's path."""
     proof: dict
     result_bytes: bytes
-    statement: dict
+    payload: bytes
     run: RunResult
+
+    @property
+    def statement(self) -> dict:
+        """The signed statement (read from its payload, as a requester reads it)."""
+        return read_statement(self.payload)
 
 
 def check_datasets(datasets: dict) -> dict[str, str]:
@@ -129,9 +136,32 @@ class Executor:
         else:
             self._outstanding.pop(peer, None)
 
+    def execute_now(self, request: TaskRequest) -> Served | None:
+        """Admit, run and sign a request whose type runs inline (``isolated`` False: it computes
+        nothing and never waits) at once, without a slot (it cannot overlap anything: it holds
+        the loop); None, having done nothing, for any other type (:meth:`execute` queues it).
+        Raises what :meth:`admit` raises."""
+        kind = task_type(request.type, self.types)
+        if kind.isolated:
+            return None
+        received = time.time()
+        context = self.admit(request)
+        self.running += 1
+        try:
+            run = run_inline(kind, request.args, context, checked=True)   # checked by _parse
+        finally:
+            self.running -= 1
+            self._release(request.requester)
+        self.counters["served" if run.error is None else f"failed_{run.status}"] += 1
+        return self.prove(request, run, received)
+
     async def execute(self, request: TaskRequest) -> Served:
-        """Admit, wait for a slot, run and sign. Raises only when the task never ran
-        (RateLimited, ExecutorBusy, BadRequest, TaskTimedOut when the deadline passed in the queue)."""
+        """Admit, wait for a slot, run and sign (an inline type: :meth:`execute_now`). Raises only
+        when the task never ran (RateLimited, ExecutorBusy, BadRequest, TaskTimedOut when the
+        deadline passed in the queue)."""
+        served = self.execute_now(request)
+        if served is not None:
+            return served
         received = time.time()
         context = self.admit(request)
         try:
@@ -144,11 +174,8 @@ class Executor:
                 kind = task_type(request.type, self.types)
                 self.running += 1
                 try:
-                    if kind.isolated:
-                        run = await run_task(kind.name, request.args, kind.limits.with_wall(left),
-                                             context=context, child_module=self.child_module)
-                    else:
-                        run = run_inline(kind, request.args, context, checked=True)   # by _parse
+                    run = await run_task(kind.name, request.args, kind.limits.with_wall(left),
+                                         context=context, child_module=self.child_module)
                 finally:
                     self.running -= 1
         finally:
@@ -166,11 +193,11 @@ class Executor:
             result_bytes = encode_result(result)
         kind = task_type(request.type, self.types)
         quality = {k: result[k] for k in kind.quality_keys if run.error is None and k in result}
-        statement = make_statement(
+        payload = execution_payload(
             task=request.task, type=request.type, request_digest=request.digest,
             executor=self.identity.id, requester=request.requester, received=received,
             started=run.started, ended=max(run.started, run.ended), cost=run.cost.to_dict(),
             quality=quality, exit={"status": run.status, "code": run.exit_code,
                                    "message": "" if run.error is None else str(run.error)[:500]},
             result_bytes=result_bytes)
-        return Served(sign_proof(self.identity, statement), result_bytes, statement, run)
+        return Served(sign_payload(self.identity, payload), result_bytes, payload, run)

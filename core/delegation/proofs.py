@@ -41,6 +41,7 @@ _DSSE_KEYS = frozenset({"payloadType", "payload", "signatures"})
 _DIGEST_KEYS = frozenset({"sha256"})
 _TIME_KEYS = ("received", "started", "ended", "latency")
 _MAX_INT = 2 ** 63   # larger integers are no numbers a proof carries (and no float holds them exactly)
+_typeof = type       # (execution_payload's ``type`` argument shadows it)
 
 
 # -- DSSE ------------------------------------------------------------------------------
@@ -111,7 +112,12 @@ def make_statement(*, task: str, type: str, request_digest: str, executor: str, 
 
 def sign_proof(identity, statement: dict) -> dict:
     """Sign ``statement`` (checked first) as a DSSE envelope."""
-    payload = statement_payload(statement)
+    return sign_payload(identity, statement_payload(statement))
+
+
+def sign_payload(identity, payload: bytes) -> dict:
+    """Sign a statement's payload (:func:`statement_payload`, :func:`execution_payload`) as a DSSE
+    envelope; MessageTooLarge over :data:`MAX_PAYLOAD`."""
     if len(payload) > MAX_PAYLOAD:
         raise MessageTooLarge(f"the proof is {len(payload)} bytes; the limit is {MAX_PAYLOAD}")
     return dsse_sign(identity, PAYLOAD_TYPE, payload)
@@ -149,26 +155,52 @@ def _template_payload(st) -> bytes | None:
             or cost.keys() != _COST_KEYS or type(ex) is not dict or ex.keys() != _EXIT_KEYS \
             or p["quality"] != {} or type(p["quality"]) is not dict:
         return None
-    sha, rd, task, kind = digest["sha256"], p["request_digest"], p["task"], p["type"]
+    return _write_template(p["task"], p["type"], p["request_digest"], p["executor"], p["requester"],
+                           p["received"], p["started"], p["ended"], p["latency"], cost["cpu_seconds"],
+                           cost["peak_rss_mb"], cost["wall_seconds"], ex["code"], ex["status"],
+                           ex["message"], digest["sha256"])
+
+
+def execution_payload(*, task: str, type: str, request_digest: str, executor: str, requester: str,
+                      received: float, started: float, ended: float, cost: dict, quality: dict,
+                      exit: dict, result_bytes: bytes) -> bytes:
+    """``statement_payload(make_statement(...))`` (same arguments), without making the statement
+    when it has the template's shape (an executor's run without quality): its values are checked
+    and written at once. ``cost`` is a :meth:`Cost.to_dict`-shaped map, ``exit`` status, code, message."""
+    if not quality and _typeof(cost) is dict and cost.keys() == _COST_KEYS and _typeof(exit) is dict \
+            and exit.keys() == _EXIT_KEYS and _typeof(ended) is float and _typeof(received) is float:
+        payload = _write_template(task, type, request_digest, executor, requester, received, started, ended,
+                                  max(0.0, ended - received), cost["cpu_seconds"], cost["peak_rss_mb"],
+                                  cost["wall_seconds"], exit["code"], exit["status"], exit["message"],
+                                  sha256_hex(result_bytes))
+        if payload is not None:
+            return payload
+    return statement_payload(make_statement(
+        task=task, type=type, request_digest=request_digest, executor=executor, requester=requester,
+        received=received, started=started, ended=ended, cost=cost, quality=quality, exit=exit,
+        result_bytes=result_bytes))
+
+
+def _write_template(task, kind, rd, executor, requester, received, started, ended, latency, cpu, rss, wall,
+                    code, status, message, sha) -> bytes | None:
+    """The template's text of a statement with these values and no quality, when every value is
+    one check_statement accepts and the template writes as canonical_json does; else None."""
     if not (type(sha) is str and _SHA256.fullmatch(sha) and type(rd) is str and _SHA256.fullmatch(rd)
             and type(task) is str and type(kind) is str and len(kind) <= 64
-            and is_peer_id(p["executor"]) and is_peer_id(p["requester"])):
+            and is_peer_id(executor) and is_peer_id(requester)):
         return None
-    floats = (p["received"], p["started"], p["ended"], p["latency"],
-              cost["cpu_seconds"], cost["peak_rss_mb"], cost["wall_seconds"])
-    for value in floats:
+    for value in (received, started, ended, latency, cpu, rss, wall):
         if type(value) is not float or not 0.0 <= value < math.inf:
             return None
-    code, status, message = ex["code"], ex["status"], ex["message"]
-    if not (p["started"] <= p["ended"] and (code is None or type(code) is int and -_MAX_INT <= code <= _MAX_INT)
+    if not (started <= ended and (code is None or type(code) is int and -_MAX_INT <= code <= _MAX_INT)
             and type(status) is str and type(message) is str):
         return None
-    text = (f'{{"_type":"{STATEMENT_TYPE}","predicate":{{"cost":{{"cpu_seconds":{floats[4]!r},'
-            f'"peak_rss_mb":{floats[5]!r},"wall_seconds":{floats[6]!r}}},"ended":{floats[2]!r},'
-            f'"executor":"{p["executor"]}","exit":{{"code":{"null" if code is None else int.__repr__(code)},'
-            f'"message":{_json_str(message)},"status":{_json_str(status)}}},"latency":{floats[3]!r},'
-            f'"quality":{{}},"received":{floats[0]!r},"request_digest":"{rd}",'
-            f'"requester":"{p["requester"]}","started":{floats[1]!r},"task":{_json_str(task)},'
+    text = (f'{{"_type":"{STATEMENT_TYPE}","predicate":{{"cost":{{"cpu_seconds":{cpu!r},'
+            f'"peak_rss_mb":{rss!r},"wall_seconds":{wall!r}}},"ended":{ended!r},'
+            f'"executor":"{executor}","exit":{{"code":{"null" if code is None else int.__repr__(code)},'
+            f'"message":{_json_str(message)},"status":{_json_str(status)}}},"latency":{latency!r},'
+            f'"quality":{{}},"received":{received!r},"request_digest":"{rd}",'
+            f'"requester":"{requester}","started":{started!r},"task":{_json_str(task)},'
             f'"type":{_json_str(kind)}}},"predicateType":"{PREDICATE_TYPE}",'
             f'"subject":[{{"digest":{{"sha256":"{sha}"}},"name":"result"}}]}}')
     try:

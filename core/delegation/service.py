@@ -147,13 +147,27 @@ class DelegationService:
     async def _on_request(self, peer: str, body: dict) -> dict:
         if not isinstance(body, dict) or body.keys() != _REQUEST_KEYS:
             raise MalformedMessage(f"a {proto.REQUEST} body is {{\"request\": <signed request>}}")
-        served = await self.serve(self.admit(body["request"], peer, authenticated=True), via="link")
+        request = self.admit(body["request"], peer, authenticated=True)
+        served = self.serve_now(request, "link")   # an inline type: no coroutine more
+        if served is None:
+            served = await self.serve(request, "link")
         return {"proof": served.proof, "result": served.result_bytes}
 
     async def serve(self, request: TaskRequest, via: str) -> Served:
         """Run an admitted request and record it; raises (RateLimited, ExecutorBusy, BadRequest,
         TaskTimedOut) when it never ran."""
-        served = await self.executor.execute(request)
+        served = self.serve_now(request, via)
+        if served is None:
+            served = self._served(request, await self.executor.execute(request), via)
+        return served
+
+    def serve_now(self, request: TaskRequest, via: str) -> Served | None:
+        """:meth:`serve` for a request whose type runs inline, at once; None for any other type
+        (nothing done)."""
+        served = self.executor.execute_now(request)
+        return None if served is None else self._served(request, served, via)
+
+    def _served(self, request: TaskRequest, served: Served, via: str) -> Served:
         # Queued now (nothing is lost if the node stops at once), made and written after the proof
         # went out, with the rows queued meanwhile.
         self._records.add_later(request.task, proto.SERVED, lambda: _served_row(request, served, via))
@@ -214,7 +228,9 @@ class DelegationService:
         return self._accept(peer_id, sent, proof, result_bytes, via)
 
     def _record_sent(self, peer_id: str, sent: TaskRequest, via: str) -> None:
-        sent.digest   # noqa: B018  (computed now, while the request travels: verifying the proof needs it)
+        # Computed now, while the request travels: verifying the proof needs the digest, the answer's
+        # view the summary.
+        sent.summary()
         self._records.add_later(sent.task, proto.SENT, lambda: dict(
             task=sent.task, role=proto.SENT, type=sent.type, peer=peer_id, via=via, state="sent",
             request_digest=sent.digest, request=sent.summary(), created=sent.created))
@@ -360,11 +376,12 @@ class _Once:
 
 def _served_row(request: TaskRequest, served: Served, via: str) -> dict:
     """The executor's row of a task it ran (made when the row is written)."""
-    pred = served.statement["predicate"]
+    statement = served.statement
+    pred = statement["predicate"]
     return dict(task=request.task, role=proto.SERVED, type=request.type, peer=request.requester, via=via,
                 state="done" if pred["exit"]["status"] == "ok" else "failed", request_digest=request.digest,
                 request=request.summary(), created=pred["received"], verified=True, proof=served.proof,
-                result=served.result_bytes, result_sha256=served.statement["subject"][0]["digest"]["sha256"],
+                result=served.result_bytes, result_sha256=statement["subject"][0]["digest"]["sha256"],
                 cost=pred["cost"], error=pred["exit"]["message"] or None, ended=pred["ended"])
 
 

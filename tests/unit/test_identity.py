@@ -199,3 +199,13 @@ def test_public_file_naming_another_key_is_reported(tmp_path, alice):
     (tmp_path / PUB_FILE).write_text(Identity.generate("bob").id + "\n")
     with pytest.raises(CorruptKeyFile, match=PUB_FILE):
         Identity.load(tmp_path)
+
+
+def test_sign_writes_the_signature_pynacl_writes():
+    """Identity.sign calls libsodium at once (no SignedMessage): the same deterministic Ed25519
+    signature as SigningKey.sign, which verify accepts, for empty, short and long messages."""
+    ident = Identity.generate("s")
+    for data in (b"", b"x", bytes(range(256)) * 40, bytearray(b"ba")):
+        sig = ident.sign(data)
+        assert sig == ident.signing_key.sign(bytes(data)).signature and len(sig) == 64
+        verify(ident.id, data, sig)

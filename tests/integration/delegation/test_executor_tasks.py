@@ -230,3 +230,24 @@ async def test_a_full_queue_answers_executor_busy(people):
     assert "executor busy: 1 task(s) running and 1 queued (limit 1)" in str(outcomes[2])
     assert [decode_result(o.result_bytes)["n"] for o in outcomes[:2]] == [8, 8]
     assert not isinstance(outcomes[0], RateLimited)
+
+
+async def test_an_inline_echo_is_served_while_a_child_holds_the_slot(people):
+    """An inline type (echo) never waits for the slot a child process holds: it cannot overlap
+    anything (it holds the loop), and is still admitted (rate, per-peer share), counted and proved."""
+    requester, executor_id = people
+    executor = Executor(executor_id, max_running=1, per_peer=2, burst=10)
+    probe = asyncio.ensure_future(executor.execute(
+        open_request(Verifier(), build_request(requester, "bench.probe", {"ms": 300, "n": 8}).envelope)))
+    while executor.running == 0:
+        await asyncio.sleep(0.01)
+    sent = build_request(requester, "echo", {"text": "now"})
+    served = await executor.execute(open_request(Verifier(), sent.envelope))
+    assert not probe.done() and executor.running == 1   # the child still runs
+    verify_proof(served.proof, executor=executor_id.id, request_digest=sent.digest,
+                 result_bytes=served.result_bytes)
+    assert decode_result(served.result_bytes) == {"text": "now", "length": 3}
+    # an isolated type is not run now (nothing is done: execute() queues it)
+    assert executor.execute_now(open_request(Verifier(), build_request(requester, "bench.probe", PROBE).envelope)) is None
+    await probe
+    assert executor.counters["served"] == 2 and executor.running == 0 and executor.queued == 0

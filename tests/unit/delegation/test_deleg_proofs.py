@@ -9,7 +9,7 @@ import pytest
 
 from core.delegation.encoding import canonical_json, decode_result, encode_result, sha256_hex
 from core.delegation.errors import MemoryLimitExceeded, ProofMismatch
-from core.delegation.proofs import (PAYLOAD_TYPE, _template_payload, _template_statement,
+from core.delegation.proofs import (PAYLOAD_TYPE, _template_payload, _template_statement, execution_payload,
                                     check_statement, dsse_sign, make_statement, pae, raise_for_exit,
                                     read_statement, sign_proof, statement_payload, verify_proof)
 from core.errors import InvalidSignature, MalformedMessage
@@ -207,6 +207,29 @@ def test_canonical_json_is_independent_of_key_order_and_compact():
     assert json.loads(canonical_json(a)) == a
 
 
+def test_canonical_json_writes_what_the_json_module_writes():
+    """Maps and lists go through the encoder's C part made once: the same text as json.dumps with
+    the canonical options, for odd floats, escapes, non-ASCII, nesting and keys that sort oddly."""
+    import random
+    rng = random.Random(3)
+    atoms = [0.0, -0.0, 1e-07, 5e-324, 1e16, 0.1 + 0.2, 2 ** 70, -3, True, False, None, "", 'q"\\b',
+             "tab\tnl\n\x00", "ünï ✓ 𝄞", "\u2028"]
+
+    def value(depth):
+        pick = rng.random()
+        if depth < 3 and pick < 0.25:
+            return {rng.choice(["b", "a", "é", "A", "aa", ""]) + str(i): value(depth + 1) for i in range(rng.randrange(4))}
+        if depth < 3 and pick < 0.4:
+            return [value(depth + 1) for _ in range(rng.randrange(4))]
+        return rng.choice(atoms)
+    for _ in range(500):
+        obj = rng.choice([{}, []]) or value(0)
+        obj = obj if isinstance(obj, (dict, list)) else {"v": obj}
+        assert canonical_json(obj) == json.dumps(obj, sort_keys=True, separators=(",", ":"),
+                                                 ensure_ascii=False, allow_nan=False).encode("utf-8")
+    assert canonical_json("text") == b'"text"' and canonical_json(1.5) == b"1.5"
+
+
 @pytest.mark.parametrize("bad", [{"x": float("nan")}, {"x": float("inf")}, {"x": b"bytes"},
                                  {"x": "\ud800"}, {"x": object()}])
 def test_canonical_json_refuses_what_is_not_plain_json(bad):
@@ -231,8 +254,29 @@ def test_decode_result_refuses_non_json_constants_and_non_maps():
     assert decode_result(encode_result({"a": 1})) == {"a": 1}
 
 
+@pytest.mark.parametrize("text", [b'{"a":1}', b' {"a": [1, 2.5, "\\u00e9"]} \n', b'{"a":1}{"b":2}', b'{"a":1} x',
+                                  b'{"a":', b'{}', b'{"a":{"b":null}}\t', b'{"a":1', b'{"a":Infinity}'])
+def test_decode_result_reads_what_the_json_module_reads(text):
+    """One map scanned at once, anything else through the decoder: the same value or a refusal."""
+    try:
+        expected = json.loads(text, parse_constant=lambda name: 1 / 0)
+    except (ValueError, ZeroDivisionError):
+        expected = "refused"
+    try:
+        got = decode_result(text)
+    except MalformedMessage:
+        got = "refused"
+    assert got == expected
+
+
 def random_statements(requester, executor, count=400):
     """Statements of an executor's shape with odd values (floats, escapes, non-ASCII, exit codes)."""
+    for args in random_arguments(requester, executor, count):
+        yield make_statement(**args)
+
+
+def random_arguments(requester, executor, count=400):
+    """make_statement's arguments for random_statements."""
     import random
     rng = random.Random(7)
     floats = [0.0, 1e-07, 5e-324, 1e16, 1.7976931348623157e308, 0.1 + 0.2, 1732912345.123456, 3.0]
@@ -241,13 +285,13 @@ def random_statements(requester, executor, count=400):
         received = rng.choice(floats + [rng.random() * 1e9])
         started = received + rng.choice([0.0, rng.random()])
         ended = started + rng.choice([0.0, rng.random(), 1e-07])
-        yield make_statement(task=rng.choice(texts + ["ab" * 16]), type=rng.choice(texts[:5]),
-                             request_digest=REQ, executor=executor.id, requester=requester.id,
-                             received=received, started=started, ended=ended,
-                             cost={k: rng.choice(floats) for k in ("cpu_seconds", "wall_seconds", "peak_rss_mb")},
-                             quality={}, exit={"status": rng.choice(texts), "code": rng.choice([None, 0, -9, 2 ** 70]),
-                                               "message": rng.choice(texts)},
-                             result_bytes=rng.randbytes(rng.randrange(50)))
+        yield dict(task=rng.choice(texts + ["ab" * 16]), type=rng.choice(texts[:5]),
+                   request_digest=REQ, executor=executor.id, requester=requester.id,
+                   received=received, started=started, ended=ended,
+                   cost={k: rng.choice(floats) for k in ("cpu_seconds", "wall_seconds", "peak_rss_mb")},
+                   quality={}, exit={"status": rng.choice(texts), "code": rng.choice([None, 0, -9, 2 ** 70]),
+                                     "message": rng.choice(texts)},
+                   result_bytes=rng.randbytes(rng.randrange(50)))
 
 
 def test_the_template_writes_exactly_the_canonical_json(people):
@@ -270,6 +314,24 @@ def test_the_template_writes_exactly_the_canonical_json(people):
     st = statement(requester, executor, message="\ud800")
     with pytest.raises(MalformedMessage, match="canonical JSON"):
         statement_payload(st)
+
+
+def test_an_executors_payload_is_the_canonical_json_of_its_statement(people):
+    """execution_payload writes an executor's run without making the statement: the same bytes as
+    canonical_json(make_statement(...)) for every value, the general way (or its refusal) for
+    what the template does not take (quality, an int cost, a huge exit code, a lone surrogate)."""
+    requester, executor, _ = people
+    for args in random_arguments(requester, executor):
+        assert execution_payload(**args) == canonical_json(make_statement(**args))
+    args = next(random_arguments(requester, executor, 1))
+    for change in ({"quality": {"accuracy": 0.5}}, {"cost": {"cpu_seconds": 1, "wall_seconds": 0.5, "peak_rss_mb": 3}},
+                   {"exit": {"status": "ok", "code": 2 ** 70, "message": ""}}, {"received": 7}):
+        assert execution_payload(**(args | change)) == canonical_json(make_statement(**(args | change)))
+    for bad in ({"message": "\ud800"}, {"status": 3}):
+        with pytest.raises(MalformedMessage):
+            execution_payload(**(args | {"exit": {"status": "ok", "code": 0, "message": ""} | bad}))
+    with pytest.raises(MalformedMessage):
+        execution_payload(**(args | {"started": args["ended"] + 1.0}))
 
 
 def _general(payload: bytes):
