@@ -92,9 +92,17 @@ def networked(workers: int, rounds: int, secure: bool, validate: bool = True, ag
             for home in agg_homes:
                 ident = join(home)
                 aggs.append((home, ident["id"], ident["listen"][0]))
-            worker_ids = []
+            worker_ids, worker_addresses = [], []
             for home in homes:
-                worker_ids.append(join(home, *(address for _, _, address in aggs))["id"])
+                ident = join(home, *(address for _, _, address in aggs))
+                worker_ids.append(ident["id"])
+                worker_addresses.append(ident["listen"][0])
+            if secure:   # a worker shares its secure-aggregation keys only with workers its user vouches for
+                for home, me in zip(homes, worker_ids, strict=True):
+                    for other, address in zip(worker_ids, worker_addresses, strict=True):
+                        if other != me:
+                            covey(home, "peers.add", address=address, key=other)
+                            covey(home, "peers.trust", peer=other, tier="sandbox")
             for agg_home, _, _ in aggs:
                 for wid in worker_ids:
                     covey(agg_home, "peers.trust", peer=wid, tier="core")
