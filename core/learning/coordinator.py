@@ -86,6 +86,7 @@ class CoordinatorTask(UpdateIntake, GroupRounds, SecureRounds):
         self._runner: asyncio.Task | None = None
         self._spec_dict = spec.to_dict()  # sent with every announcement; the spec never changes
         self._global_loss: float | None = None  # held-out loss of the current global model
+        self._reference_loss: float | None = None  # its loss on the validation half (updates are held to it)
         self._init_groups()
 
     # -- persistence ---------------------------------------------------------
@@ -254,7 +255,9 @@ class CoordinatorTask(UpdateIntake, GroupRounds, SecureRounds):
         blob = await offload.run(encode, weights, params=size)
         global_flat = flatten(weights)
         if spec.validate:
-            rs.ref_loss = (await offload.run(self._evaluate, weights, True, params=size))[0]
+            if self._reference_loss is None:   # the last commit's check measured it for these weights
+                self._reference_loss = (await offload.run(self._evaluate, weights, True, params=size))[0]
+            rs.ref_loss = self._reference_loss
         self.current = rs
         announced = eligible
         aggregator_of: dict[str, str] = {}
@@ -368,7 +371,7 @@ class CoordinatorTask(UpdateIntake, GroupRounds, SecureRounds):
         size = self.spec.n_params()
         if self._global_loss is None:
             self._global_loss = (await offload.run(self._evaluate, weights, False, params=size))[0]
-        loss, acc = await offload.run(self._evaluate, candidate, False, params=size)
+        loss, acc, half = await offload.run(self._scores, candidate, params=size)
         factor, margin = AGGREGATE_TOLERANCE
         previous = self._global_loss
         # Under differential privacy the noise the user asked for can raise an honest
@@ -379,7 +382,7 @@ class CoordinatorTask(UpdateIntake, GroupRounds, SecureRounds):
             self._fail(rs, f"the aggregate's held-out loss {loss:.3f} is far above the previous "
                            f"model's {previous:.3f} (at most x{factor} + {margin}); not committed")
             return None
-        self.weights, self._global_loss = candidate, loss
+        self.weights, self._global_loss, self._reference_loss = candidate, loss, half
         if rs.groups:  # the aggregators admitted, settled and reported each update
             workers = group_worker_entries(rs)
         else:

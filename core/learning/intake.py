@@ -223,6 +223,14 @@ class UpdateIntake:
         X, y = (d.X_test[::2], d.y_test[::2]) if validation else (d.X_test, d.y_test)
         return evaluate(weights, X, y, spec.model, spec.n_features, spec.n_classes, spec.image, spec.hidden)
 
+    def _scores(self, weights: dict[str, np.ndarray]) -> tuple[float, float, float]:
+        """(loss, accuracy) on the whole held-out set and the loss on its validation half (what
+        ``_evaluate(weights, True)`` gives), from one forward pass."""
+        from core.learning.train import held_out_scores
+        (d, _, _), spec = self._loaded(), self.spec
+        return held_out_scores(weights, d.X_test, d.y_test, spec.model, spec.n_features, spec.n_classes,
+                               spec.image, spec.hidden)
+
 
 def num(x: float | None):
     """A finite number rounded for a record, else None."""

@@ -212,6 +212,25 @@ def evaluate(weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, model
     return loss, acc
 
 
+def held_out_scores(weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, model_name: str,
+                    n_features: int, n_classes: int, image_shape: ImageShape | None = None,
+                    hidden: int = DEFAULT_HIDDEN) -> tuple[float, float, float]:
+    """(loss, accuracy) on ``(X, y)`` and the loss on its even rows (the validation half), from one
+    forward pass: a coordinator's commit check also gives the next round's reference loss."""
+    import torch
+    import torch.nn.functional as F
+
+    if len(X) < 2:
+        raise BadRequest("the held-out set needs at least two rows")
+    out = logits(weights, X, model_name, n_features, n_classes, image_shape, hidden)
+    with torch.no_grad():
+        yt = torch.as_tensor(np.asarray(y, dtype=np.int64))
+        loss = float(F.cross_entropy(out, yt))
+        acc = float((out.argmax(1) == yt).float().mean())
+        half = float(F.cross_entropy(out[::2], yt[::2]))
+    return loss, acc, half
+
+
 def warm_up(model_name: str, n_features: int, n_classes: int, image_shape: ImageShape | None = None,
             hidden: int = DEFAULT_HIDDEN) -> None:
     """Pay torch's one-time costs (imports, the optimizer's first step: over a second,

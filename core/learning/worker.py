@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # numpy/torch-heavy modules, imported when a round runs
 
 DEFAULT_MAX_PARAMS = 5_000_000   # the largest model a worker trains unless its user raises the budget
 MAX_PARAMS_SETTING = "ml.max_params"
+MAX_CACHED_SPECS = 64   # parsed specs of the tasks this node works on, kept for the per-round checks
 
 log = logging.getLogger("covey.learning.worker")
 
@@ -128,6 +129,8 @@ class WorkerRole:
         self.admission = Admission(self.node, "ml.round", Capability.LEARN_CONTRIBUTE,
                                    accountable=False, logger=log)
         self.members: dict[str, Membership] = {}
+        self._max_params: int | None = None
+        self._specs: dict[str, tuple[dict, proto.TaskSpec]] = {}   # task -> (the pinned map, its spec)
         self._rounds: dict[bytes, _RoundWork] = {}
         # joins waiting for the coordinator's reply: its first round may arrive before the reply is
         # handled here (the coordinator counts us in as soon as it answered); it waits for the reply
@@ -150,14 +153,28 @@ class WorkerRole:
     # -- the parameter budget
     @property
     def max_params(self) -> int:
-        """The largest model (in parameters) this node trains as a worker."""
-        value = self.node.store.get_setting(MAX_PARAMS_SETTING)
-        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else DEFAULT_MAX_PARAMS
+        """The largest model (in parameters) this node trains as a worker (read once, then kept:
+        :meth:`set_max_params` is its only writer)."""
+        if self._max_params is None:
+            value = self.node.store.get_setting(MAX_PARAMS_SETTING)
+            ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+            self._max_params = value if ok else DEFAULT_MAX_PARAMS
+        return self._max_params
 
     def set_max_params(self, params: int) -> None:
         if isinstance(params, bool) or not isinstance(params, int) or not 1 <= params <= 10**10:
             raise BadRequest("the parameter budget must be a whole number between 1 and 10^10")
         self.node.store.set_setting(MAX_PARAMS_SETTING, params)
+        self._max_params = params
+
+    def _spec_of(self, m: Membership) -> proto.TaskSpec:
+        """The checked spec of a membership, parsed once per pinned spec map (every round checks it)."""
+        cached = self._specs.get(m.task)
+        if cached is None or cached[0] is not m.spec:
+            while len(self._specs) >= MAX_CACHED_SPECS:
+                self._specs.pop(next(iter(self._specs)))
+            cached = self._specs[m.task] = (m.spec, proto.TaskSpec.from_dict(m.spec))
+        return cached[1]
 
     def _check_budget(self, task: str, spec: proto.TaskSpec) -> None:
         params, budget = spec.n_params(), self.max_params
@@ -253,7 +270,7 @@ class WorkerRole:
                                                                                        joining=True))
         ann = proto.parse_round(body, self.node.settings.max_message, self.node.identity.id)
         m = self._member(peer_id, ann.task, joining=True)
-        spec = proto.TaskSpec.from_dict(m.spec)
+        spec = self._spec_of(m)
         # a round carrying exactly the pinned spec map needs no normalising (equal maps normalise alike)
         if ann.spec != m.spec and _normal(ann.spec) != spec.to_dict():
             raise RefusedByPolicy(f"round {ann.round} of task {ann.task} carries another spec than the one "

@@ -1,5 +1,6 @@
-"""A round is announced with one signed ``ml.round`` that every worker verifies and reads its own entry
-from (real nodes on 127.0.0.1)."""
+"""What a round costs (real nodes on 127.0.0.1): one signed ``ml.round`` that every worker verifies and
+reads its own entry from, a small MLP's short local round trained on the worker's loop, and one
+held-out pass per commit that also gives the next round's reference loss."""
 from __future__ import annotations
 
 import threading
@@ -64,3 +65,22 @@ async def test_a_short_local_round_of_a_small_mlp_trains_on_the_workers_loop(mak
     assert status["state"] == "done" and status["accuracy"] > 0.2   # well above chance (0.1)
     assert len(threads) == 6
     assert all((t == threading.get_ident()) == on_loop for t in threads)
+
+
+async def test_the_commit_check_gives_the_next_rounds_reference_loss(make_node, monkeypatch):
+    from core.learning import train
+    coord, workers = await federation(make_node, 2)
+    passes: list[int] = []
+    logits = train.logits
+
+    def counting_logits(weights, X, *args, **kw):
+        passes.append(len(X))
+        return logits(weights, X, *args, **kw)
+
+    monkeypatch.setattr(train, "logits", counting_logits)
+    status = await run_task(coord, rounds=3, min_clients=2, deadline=20.0, seed=3)
+    assert status["state"] == "done" and len(status["history"]) == 3
+    n_test = len(coord.service("learning").tasks[status["task"]].data.y_test)
+    half = (n_test + 1) // 2
+    # round 1: the initial model's reference and loss; per round: each update's validation and the commit
+    assert sorted(passes) == sorted([half, n_test] + [half] * 2 * 3 + [n_test] * 3)

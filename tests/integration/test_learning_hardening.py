@@ -137,6 +137,19 @@ async def test_an_invitation_over_the_parameter_budget_is_shown_and_join_refuses
     assert worker.service("learning").worker.members["cd" * 8].state == "invited"
 
 
+async def test_a_raised_budget_holds_at_once_and_after_a_restart(make_node):
+    from core.learning.worker import MAX_PARAMS_SETTING
+    coord, workers = await federation(make_node, 1, auto_join=False)
+    worker = workers[0]
+    spec = proto.TaskSpec(n_features=60_000, n_classes=10, hidden=100).to_dict()   # 6,001,110 parameters
+    await coord.request(worker.identity.id, "ml.invite", {"task": "cd" * 8, "spec": spec})
+    role = worker.service("learning").worker
+    assert role.max_params == 5_000_000        # read (and kept) before the change
+    role.set_max_params(7_000_000)
+    assert worker.service("learning").status("cd" * 8)["within_budget"] is True
+    assert worker.store.get_setting(MAX_PARAMS_SETTING) == 7_000_000   # what a restarted node reads
+
+
 # -- 10: secure aggregation among participants the workers know -------------------------
 def _retries(coord) -> list[str]:
     reasons: list[str] = []

@@ -7,7 +7,7 @@ from core.learning.attacks import apply_attack, flip_labels
 from core.learning.models import MODELS, build_model, get_weights, set_weights, weight_spec
 from core.learning.privacy import PrivacyAccountant, clip_and_noise
 from core.learning.tensors import flatten
-from core.learning.train import TrainConfig, evaluate, train_local
+from core.learning.train import TrainConfig, evaluate, held_out_scores, train_local
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +173,15 @@ def test_label_flip_poisons_labels_and_leaves_weights_alone():
 def test_unknown_attack_is_refused():
     with pytest.raises(BadRequest, match="unknown attack"):
         apply_attack("bribe", {}, {}, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_held_out_scores_give_the_whole_sets_and_the_validation_halfs_scores_in_one_pass(toy, model):
+    X, y = toy
+    weights = init(model, seed=3)
+    shape = (16, 4, (4, 4))
+    loss, acc, half = held_out_scores(weights, X, y, model, *shape)
+    assert (loss, acc) == pytest.approx(evaluate(weights, X, y, model, *shape), abs=1e-6)
+    assert half == pytest.approx(evaluate(weights, X[::2], y[::2], model, *shape)[0], abs=1e-6)
+    with pytest.raises(BadRequest):
+        held_out_scores(weights, X[:1], y[:1], model, *shape)
