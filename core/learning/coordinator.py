@@ -85,8 +85,9 @@ class CoordinatorTask(UpdateIntake, GroupRounds, SecureRounds):
         self.wspec: Spec | None = None
         self._runner: asyncio.Task | None = None
         self._spec_dict = spec.to_dict()  # sent with every announcement; the spec never changes
-        self._global_loss: float | None = None  # held-out loss of the current global model
-        self._reference_loss: float | None = None  # its loss on the validation half (updates are held to it)
+        # The current global model's held-out loss and its loss on the validation half (updates are
+        # held to it): measured by the last commit's check, else by _global_losses
+        self._losses: tuple[float, float] | None = None
         self._init_groups()
 
     # -- persistence ---------------------------------------------------------
@@ -255,9 +256,7 @@ class CoordinatorTask(UpdateIntake, GroupRounds, SecureRounds):
         blob = await offload.run(encode, weights, params=size)
         global_flat = flatten(weights)
         if spec.validate:
-            if self._reference_loss is None:   # the last commit's check measured it for these weights
-                self._reference_loss = (await offload.run(self._evaluate, weights, True, params=size))[0]
-            rs.ref_loss = self._reference_loss
+            rs.ref_loss = (await self._global_losses())[1]
         self.current = rs
         announced = eligible
         aggregator_of: dict[str, str] = {}
@@ -306,6 +305,15 @@ class CoordinatorTask(UpdateIntake, GroupRounds, SecureRounds):
             self._fail(rs, rs.why or "secure aggregation could not unmask the sum")
             return None
         return await self._commit(rs, vector, kept)
+
+    async def _global_losses(self) -> tuple[float, float]:
+        """(held-out loss, validation-half loss) of the current global model, measured in one pass
+        unless the last commit's check already did."""
+        if self._losses is None:
+            _, _, weights = self._loaded()
+            loss, _, half = await offload.run(self._scores, weights, params=self.spec.n_params())
+            self._losses = (loss, half)
+        return self._losses
 
     def _retry(self, number: int, attempt: int, why: str) -> None:
         log.warning("task %s round %d (attempt %d) will be retried: %s", self.id, number, attempt + 1, why)
@@ -369,11 +377,9 @@ class CoordinatorTask(UpdateIntake, GroupRounds, SecureRounds):
         _, wspec, weights = self._loaded()
         candidate = unflatten(np.asarray(vector, dtype=np.float32), wspec)
         size = self.spec.n_params()
-        if self._global_loss is None:
-            self._global_loss = (await offload.run(self._evaluate, weights, False, params=size))[0]
+        previous = (await self._global_losses())[0]
         loss, acc, half = await offload.run(self._scores, candidate, params=size)
         factor, margin = AGGREGATE_TOLERANCE
-        previous = self._global_loss
         # Under differential privacy the noise the user asked for can raise an honest
         # aggregate's loss by any amount; there the weight cap and the clip bound each
         # contribution instead (secure aggregation checks the clip on the unmasked sum).
@@ -382,7 +388,7 @@ class CoordinatorTask(UpdateIntake, GroupRounds, SecureRounds):
             self._fail(rs, f"the aggregate's held-out loss {loss:.3f} is far above the previous "
                            f"model's {previous:.3f} (at most x{factor} + {margin}); not committed")
             return None
-        self.weights, self._global_loss, self._reference_loss = candidate, loss, half
+        self.weights, self._losses = candidate, (loss, half)
         if rs.groups:  # the aggregators admitted, settled and reported each update
             workers = group_worker_entries(rs)
         else:

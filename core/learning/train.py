@@ -199,17 +199,11 @@ def evaluate(weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, model
              n_features: int, n_classes: int, image_shape: ImageShape | None = None,
              hidden: int = DEFAULT_HIDDEN, num_threads: int | None = 1) -> tuple[float, float]:
     """(mean cross-entropy loss, accuracy) of ``weights`` on ``(X, y)``."""
-    import torch
-    import torch.nn.functional as F
 
     if len(X) == 0:
         raise BadRequest("cannot evaluate on an empty set")
     out = logits(weights, X, model_name, n_features, n_classes, image_shape, hidden, num_threads)
-    with torch.no_grad():
-        yt = torch.as_tensor(np.asarray(y, dtype=np.int64))
-        loss = float(F.cross_entropy(out, yt))
-        acc = float((out.argmax(1) == yt).float().mean())
-    return loss, acc
+    return _loss_and_accuracy(out, np.asarray(y, dtype=np.int64))
 
 
 def held_out_scores(weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, model_name: str,
@@ -217,18 +211,22 @@ def held_out_scores(weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray
                     hidden: int = DEFAULT_HIDDEN) -> tuple[float, float, float]:
     """(loss, accuracy) on ``(X, y)`` and the loss on its even rows (the validation half), from one
     forward pass: a coordinator's commit check also gives the next round's reference loss."""
-    import torch
-    import torch.nn.functional as F
-
     if len(X) < 2:
         raise BadRequest("the held-out set needs at least two rows")
     out = logits(weights, X, model_name, n_features, n_classes, image_shape, hidden)
+    labels = np.asarray(y, dtype=np.int64)
+    loss, acc = _loss_and_accuracy(out, labels)
+    return loss, acc, _loss_and_accuracy(out[::2], labels[::2])[0]
+
+
+def _loss_and_accuracy(out, labels: np.ndarray) -> tuple[float, float]:
+    """Mean cross-entropy loss and accuracy of the logits ``out`` against ``labels``."""
+    import torch
+    import torch.nn.functional as F
+
     with torch.no_grad():
-        yt = torch.as_tensor(np.asarray(y, dtype=np.int64))
-        loss = float(F.cross_entropy(out, yt))
-        acc = float((out.argmax(1) == yt).float().mean())
-        half = float(F.cross_entropy(out[::2], yt[::2]))
-    return loss, acc, half
+        yt = torch.as_tensor(labels)
+        return float(F.cross_entropy(out, yt)), float((out.argmax(1) == yt).float().mean())
 
 
 def warm_up(model_name: str, n_features: int, n_classes: int, image_shape: ImageShape | None = None,

@@ -87,8 +87,13 @@ def local_data(spec: proto.TaskSpec, partition: int | None, n_partitions: int, o
     if partition is None:
         raise BadRequest("this task trains on each worker's own file: join it with --data FILE")
     ds = _dataset(_network_dataset(spec), spec.seed)
-    idx = _partition(spec.dataset, spec.seed, max(n_partitions, 1), spec.partition)[partition]
+    idx = _partition_index(spec, partition, n_partitions)
     return ds.X_train[idx], ds.y_train[idx]
+
+
+def _partition_index(spec: proto.TaskSpec, partition: int, n_partitions: int):
+    """The training rows of simulated ``partition`` (cached per dataset and split)."""
+    return _partition(spec.dataset, spec.seed, max(n_partitions, 1), spec.partition)[partition]
 
 
 def _partition_rows(spec: proto.TaskSpec, m: Membership, ann: proto.RoundAnnouncement) -> int | None:
@@ -96,7 +101,7 @@ def _partition_rows(spec: proto.TaskSpec, m: Membership, ann: proto.RoundAnnounc
     which is never read on the event loop."""
     if m.data is not None or m.partition is None:
         return None
-    return len(_partition(spec.dataset, spec.seed, max(ann.n_partitions, 1), spec.partition)[m.partition])
+    return len(_partition_index(spec, m.partition, ann.n_partitions))
 
 
 @dataclass
