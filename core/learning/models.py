@@ -6,6 +6,7 @@ arguments agree on names, shapes and order without exchanging code.
 """
 from __future__ import annotations
 
+import threading
 import weakref
 from functools import lru_cache
 from typing import TYPE_CHECKING, Sequence
@@ -18,6 +19,7 @@ if TYPE_CHECKING:  # torch is heavy: import it only when a model is built
     import torch
 
 DEFAULT_HIDDEN = 32
+_GLOBAL_RNG = threading.Lock()   # held while a model is seeded and initialised
 
 ImageShape = tuple[int, int]  # (height, width) of an image dataset
 
@@ -82,7 +84,10 @@ def build_model(name: str, n_features: int, n_classes: int,
     import torch
     _check_args(name, n_features, n_classes, hidden)
     image_shape = as_image_shape(image_shape)  # callers may pass the spec's list
-    with torch.random.fork_rng(devices=[]):  # do not disturb the caller's RNG
+    # Initialisation draws from torch's one global generator: one thread at a time seeds and draws
+    # (concurrent builds drew from each other's seeds, and a GC pause inside the generator's lock
+    # deadlocked two warming-up workers of one process against the GIL).
+    with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):  # do not disturb the caller's RNG
         torch.manual_seed(seed)
         return MODELS[name](n_features, n_classes, image_shape, hidden)
 

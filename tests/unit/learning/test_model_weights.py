@@ -59,3 +59,19 @@ def test_the_shared_model_of_a_thread_is_in_eval_mode_to_evaluate_and_in_train_m
         assert not model.training and not any(m.training for m in model.modules())
         train.train_local(weights, d.X_train[:20], d.y_train[:20], train.TrainConfig("mlp"), 64, 10)
         assert model.training and all(m.training for m in model.modules())
+
+
+def test_models_built_in_many_threads_at_once_each_get_their_seeds_weights():
+    """Seeded initialisation draws from torch's one global generator: built concurrently (several
+    workers of one process warming up), a model must not draw from another thread's seed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from core.learning.models import build_model, get_weights
+    expected = {seed: get_weights(build_model("mlp", 64, 10, seed=seed, hidden=256)) for seed in range(8)}
+
+    def build(seed: int) -> bool:
+        got = get_weights(build_model("mlp", 64, 10, seed=seed, hidden=256))
+        return all(np.array_equal(got[k], expected[seed][k]) for k in got)
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(build, [seed for _ in range(25) for seed in range(8)]))
